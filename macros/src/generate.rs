@@ -1,0 +1,95 @@
+//! Code generation from a checked [`Model`]. Generated code names runtime items
+//! only through `::shelf::__private`, so users depend on `shelf` alone.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::model::*;
+
+pub fn generate(model: &Model) -> TokenStream {
+    let Some(id) = &model.id else { return TokenStream::new() };
+    let p = quote!(::shelf::__private);
+    let ident = &model.ident;
+    let vis = &model.vis;
+    let handle = format_ident!("{}Collection", ident);
+    let collection = &model.collection;
+    let id_field = &id.ident;
+    let id_ty = &id.ty;
+    // Spanned on the id type, so a type that is not a Key is reported there.
+    let id_assoc = quote_spanned!(id.ty_span()=> type Id = #id_ty;);
+    let kind = match model.storage.kind {
+        StorageKind::PerRecord | StorageKind::CollectionFile => quote!(#p::StorageKind::PerRecord),
+        StorageKind::Memory => quote!(#p::StorageKind::Memory),
+    };
+    let auto = id.auto.is_some();
+    let auto_fns = match id.auto {
+        Some(span) => {
+            let auto_key = quote_spanned!(span=> <#id_ty as #p::AutoKey>);
+            quote! {
+                fn __set_auto_id(&mut self, counter: u64) -> bool {
+                    match #auto_key::from_counter(counter) {
+                        ::core::option::Option::Some(id) => {
+                            self.#id_field = id;
+                            true
+                        }
+                        ::core::option::Option::None => false,
+                    }
+                }
+                fn __id_counter(&self) -> ::core::option::Option<u64> {
+                    #auto_key::to_counter(&self.#id_field)
+                }
+            }
+        }
+        None => quote! {
+            fn __set_auto_id(&mut self, _counter: u64) -> bool {
+                false
+            }
+            fn __id_counter(&self) -> ::core::option::Option<u64> {
+                ::core::option::Option::None
+            }
+        },
+    };
+    let handle_doc = format!(
+        "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
+         It dereferences to `shelf::Collection<{ident}>`."
+    );
+
+    quote! {
+        impl #p::Entity for #ident {
+            #id_assoc
+            type Handle = #handle;
+            const COLLECTION: &'static str = #collection;
+            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind };
+            const AUTO_ID: bool = #auto;
+
+            fn id(&self) -> &Self::Id {
+                &self.#id_field
+            }
+
+            #auto_fns
+        }
+
+        #[doc = #handle_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #handle(#p::Collection<#ident>);
+
+        impl ::core::convert::From<#p::Collection<#ident>> for #handle {
+            fn from(collection: #p::Collection<#ident>) -> Self {
+                #handle(collection)
+            }
+        }
+
+        impl ::core::ops::Deref for #handle {
+            type Target = #p::Collection<#ident>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    }
+}
+
+impl IdField {
+    fn ty_span(&self) -> proc_macro2::Span {
+        syn::spanned::Spanned::span(&self.ty)
+    }
+}

@@ -1,0 +1,95 @@
+//! The checked model of one entity: what the attributes mean, with spans kept for
+//! error messages and generated code.
+
+use proc_macro2::Span;
+use syn::{Ident, Type, Visibility};
+
+pub struct Model {
+    pub ident: Ident,
+    pub vis: Visibility,
+    pub collection: String,
+    pub collection_span: Span,
+    pub storage: Storage,
+    pub id: Option<IdField>,
+    pub fields: Vec<Field>,
+    pub composites: Vec<CompositeIndex>,
+    pub has_many: Vec<HasMany>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    PerRecord,
+    CollectionFile,
+    Memory,
+}
+
+pub struct Storage {
+    pub kind: StorageKind,
+    /// Where the kind was written, if it was.
+    pub kind_span: Option<Span>,
+    pub wal: Option<Span>,
+    pub compress: Option<Span>,
+    pub shard: Option<(u32, Span)>,
+}
+
+pub struct IdField {
+    pub ident: Ident,
+    pub ty: Type,
+    /// The span of `auto` in `#[id(auto)]`.
+    pub auto: Option<Span>,
+    /// The span of the `id` attribute.
+    pub span: Span,
+}
+
+#[allow(dead_code)] // `ty` is read by index generation
+pub struct Field {
+    pub ident: Ident,
+    pub ty: Type,
+    pub index: Option<FieldIndex>,
+    pub belongs_to: Option<BelongsTo>,
+}
+
+pub struct FieldIndex {
+    pub unique: Option<Span>,
+    pub sorted: Option<Span>,
+    pub each: Option<Span>,
+    pub span: Span,
+}
+
+pub struct CompositeIndex {
+    pub fields: Vec<Ident>,
+    pub unique: Option<Span>,
+    pub sorted: Option<Span>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnDelete {
+    Restrict,
+    Cascade,
+    Detach,
+}
+
+// Relationship fields are parsed now and read once relationships are generated.
+#[allow(dead_code)]
+pub struct BelongsTo {
+    pub parent: syn::Path,
+    pub check: bool,
+    pub on_delete: OnDelete,
+    pub on_delete_span: Option<Span>,
+    pub span: Span,
+}
+
+#[allow(dead_code)]
+pub enum HasManyVia {
+    Key(Ident),
+    Through(syn::Path),
+}
+
+#[allow(dead_code)]
+pub struct HasMany {
+    pub name: Ident,
+    pub target: syn::Path,
+    pub via: HasManyVia,
+    pub span: Span,
+}

@@ -1,0 +1,391 @@
+//! Parsing: attributes and fields of the derive input into a [`Model`]. Syntax
+//! errors are reported here; meaning is checked in `check`.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitBool, LitInt, LitStr, Meta, Token};
+
+use crate::ctx::Ctx;
+use crate::model::*;
+
+pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
+    let named = match &input.data {
+        Data::Struct(data) => match &data.fields {
+            Fields::Named(named) => named,
+            Fields::Unnamed(_) => {
+                ctx.error(
+                    &input.ident,
+                    "#[derive(Entity)] needs a struct with named fields; a tuple struct has no field to mark #[id]",
+                );
+                return None;
+            }
+            Fields::Unit => {
+                ctx.error(&input.ident, "#[derive(Entity)] needs a struct with named fields, one of them marked #[id]");
+                return None;
+            }
+        },
+        Data::Enum(data) => {
+            ctx.error_at(data.enum_token.span, "#[derive(Entity)] works on structs with named fields, not on enums; wrap the enum in a struct with an #[id] field");
+            return None;
+        }
+        Data::Union(data) => {
+            ctx.error_at(data.union_token.span, "#[derive(Entity)] works on structs with named fields, not on unions");
+            return None;
+        }
+    };
+    if !input.generics.params.is_empty() {
+        ctx.error(&input.generics, "#[derive(Entity)] does not support generic structs: each entity type is one collection; use a concrete type");
+    }
+
+    let mut model = Model {
+        ident: input.ident.clone(),
+        vis: input.vis.clone(),
+        collection: snake_case(&input.ident.to_string()),
+        collection_span: input.ident.span(),
+        storage: Storage { kind: StorageKind::PerRecord, kind_span: None, wal: None, compress: None, shard: None },
+        id: None,
+        fields: Vec::new(),
+        composites: Vec::new(),
+        has_many: Vec::new(),
+    };
+    let mut seen_entity = false;
+    let mut seen_storage = false;
+    for attr in &input.attrs {
+        let path = attr.path();
+        if path.is_ident("entity") {
+            if std::mem::replace(&mut seen_entity, true) {
+                ctx.error(attr, "duplicate #[entity(...)] attribute; put all options in one");
+            }
+            parse_entity(ctx, attr, &mut model);
+        } else if path.is_ident("storage") {
+            if std::mem::replace(&mut seen_storage, true) {
+                ctx.error(
+                    attr,
+                    "duplicate #[storage(...)] attribute; put all options in one, e.g. #[storage(per_record, wal)]",
+                );
+            }
+            parse_storage(ctx, attr, &mut model.storage);
+        } else if path.is_ident("index") {
+            if let Some(index) = parse_composite(ctx, attr) {
+                model.composites.push(index);
+            }
+        } else if path.is_ident("has_many") {
+            match attr.parse_args::<HasManyArgs>() {
+                Ok(args) => model.has_many.push(HasMany {
+                    name: args.name,
+                    target: args.target,
+                    via: args.via,
+                    span: attr.span(),
+                }),
+                Err(e) => ctx.syn(e),
+            }
+        } else if path.is_ident("id") || path.is_ident("belongs_to") {
+            ctx.error(
+                attr,
+                format!(
+                    "#[{}] belongs on a field, not on the struct",
+                    path.get_ident().map(Ident::to_string).unwrap_or_default()
+                ),
+            );
+        }
+    }
+
+    for field in &named.named {
+        let Some(ident) = field.ident.clone() else { continue };
+        let mut parsed = Field { ident, ty: field.ty.clone(), index: None, belongs_to: None };
+        for attr in &field.attrs {
+            let path = attr.path();
+            if path.is_ident("id") {
+                let auto = parse_id(ctx, attr);
+                if let Some(first) = &model.id {
+                    let mut error =
+                        syn::Error::new(attr.span(), "an entity has exactly one #[id] field, and this is the second");
+                    error.combine(syn::Error::new(first.span, "the first #[id] is here"));
+                    ctx.syn(error);
+                } else {
+                    model.id =
+                        Some(IdField { ident: parsed.ident.clone(), ty: field.ty.clone(), auto, span: attr.span() });
+                }
+            } else if path.is_ident("index") {
+                if parsed.index.is_some() {
+                    ctx.error(
+                        attr,
+                        "duplicate #[index] on this field; combine the options, e.g. #[index(unique, sorted)]",
+                    );
+                }
+                parsed.index = parse_field_index(ctx, attr);
+            } else if path.is_ident("belongs_to") {
+                if parsed.belongs_to.is_some() {
+                    ctx.error(attr, "duplicate #[belongs_to] on this field");
+                }
+                parsed.belongs_to = parse_belongs_to(ctx, attr);
+            } else if path.is_ident("entity") || path.is_ident("storage") || path.is_ident("has_many") {
+                ctx.error(attr, "this attribute belongs on the struct, not on a field");
+            }
+        }
+        model.fields.push(parsed);
+    }
+    Some(model)
+}
+
+fn parse_entity(ctx: &Ctx, attr: &Attribute, model: &mut Model) {
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("collection") {
+            let name: LitStr = meta.value()?.parse()?;
+            model.collection = name.value();
+            model.collection_span = name.span();
+            Ok(())
+        } else {
+            Err(meta.error("unknown #[entity] option; the supported option is `collection = \"name\"`"))
+        }
+    });
+    if let Err(e) = result {
+        ctx.syn(e);
+    }
+}
+
+fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
+    let result = attr.parse_nested_meta(|meta| {
+        let span = meta.path.span();
+        let mut kind = |k: StorageKind| {
+            if storage.kind_span.is_some() {
+                return Err(meta.error("choose one storage strategy: per_record, collection_file or memory"));
+            }
+            storage.kind = k;
+            storage.kind_span = Some(span);
+            Ok(())
+        };
+        if meta.path.is_ident("per_record") {
+            kind(StorageKind::PerRecord)
+        } else if meta.path.is_ident("collection_file") {
+            kind(StorageKind::CollectionFile)
+        } else if meta.path.is_ident("memory") {
+            kind(StorageKind::Memory)
+        } else if meta.path.is_ident("wal") {
+            storage.wal = Some(span);
+            Ok(())
+        } else if meta.path.is_ident("compress") {
+            storage.compress = Some(span);
+            Ok(())
+        } else if meta.path.is_ident("shard") {
+            let n: LitInt = meta.value()?.parse()?;
+            storage.shard = Some((n.base10_parse()?, span));
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown storage option; expected one of per_record, collection_file, memory (the strategy) and wal, compress, shard = N (modifiers)",
+            ))
+        }
+    });
+    if let Err(e) = result {
+        ctx.syn(e);
+    }
+}
+
+/// `#[id]` or `#[id(auto)]`: returns the span of `auto`.
+fn parse_id(ctx: &Ctx, attr: &Attribute) -> Option<Span> {
+    if matches!(attr.meta, Meta::Path(_)) {
+        return None;
+    }
+    let mut auto = None;
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident("auto") {
+            auto = Some(meta.path.span());
+            Ok(())
+        } else {
+            Err(meta.error("unknown #[id] option; write #[id] or #[id(auto)]"))
+        }
+    });
+    if let Err(e) = result {
+        ctx.syn(e);
+    }
+    auto
+}
+
+fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
+    let mut index = FieldIndex { unique: None, sorted: None, each: None, span: attr.span() };
+    if matches!(attr.meta, Meta::Path(_)) {
+        return Some(index);
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        let span = meta.path.span();
+        if meta.path.is_ident("unique") {
+            index.unique = Some(span);
+        } else if meta.path.is_ident("sorted") {
+            index.sorted = Some(span);
+        } else if meta.path.is_ident("each") {
+            index.each = Some(span);
+        } else {
+            return Err(meta.error("unknown index option; expected `unique`, `sorted` or `each` (composite indices go on the struct: #[index(a, b)])"));
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Some(index),
+        Err(e) => {
+            ctx.syn(e);
+            None
+        }
+    }
+}
+
+/// A struct-level `#[index(a, b, unique, sorted)]`.
+fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
+    let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.span() };
+    if matches!(attr.meta, Meta::Path(_)) {
+        ctx.error(attr, "a struct-level #[index] names two or more fields, e.g. #[index(country, age)]; to index one field, put #[index] on the field");
+        return None;
+    }
+    let result = attr.parse_nested_meta(|meta| {
+        let Some(ident) = meta.path.get_ident() else {
+            return Err(meta.error("expected a field name, `unique` or `sorted`"));
+        };
+        match ident.to_string().as_str() {
+            "unique" => index.unique = Some(ident.span()),
+            "sorted" => index.sorted = Some(ident.span()),
+            "each" => return Err(meta.error("`each` works on a single Vec field: put #[index(each)] on the field")),
+            _ => index.fields.push(ident.clone()),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        ctx.syn(e);
+        return None;
+    }
+    if index.fields.len() < 2 {
+        ctx.error(
+            attr,
+            "a struct-level #[index(...)] names two or more fields; to index one field, put #[index] on the field",
+        );
+        return None;
+    }
+    Some(index)
+}
+
+fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
+    struct Args {
+        parent: syn::Path,
+        options: Vec<(Ident, syn::Expr)>,
+    }
+    impl Parse for Args {
+        fn parse(input: ParseStream) -> syn::Result<Self> {
+            let parent: syn::Path = input.parse()?;
+            let mut options = Vec::new();
+            while input.parse::<Option<Token![,]>>()?.is_some() {
+                if input.is_empty() {
+                    break;
+                }
+                let name: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                options.push((name, input.parse()?));
+            }
+            Ok(Args { parent, options })
+        }
+    }
+    let args = match attr.parse_args::<Args>() {
+        Ok(args) => args,
+        Err(e) => {
+            ctx.error(
+                attr,
+                format!(
+                    "expected #[belongs_to(Parent)] or #[belongs_to(Parent, on_delete = cascade, check = false)]: {e}"
+                ),
+            );
+            return None;
+        }
+    };
+    let mut out = BelongsTo {
+        parent: args.parent,
+        check: true,
+        on_delete: OnDelete::Restrict,
+        on_delete_span: None,
+        span: attr.span(),
+    };
+    for (name, value) in args.options {
+        match name.to_string().as_str() {
+            "check" => match &value {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(LitBool { value, .. }), .. }) => out.check = *value,
+                _ => ctx.error(&value, "`check` takes `true` or `false`"),
+            },
+            "on_delete" => {
+                let word = match &value {
+                    syn::Expr::Path(p) => p.path.get_ident().map(Ident::to_string),
+                    _ => None,
+                };
+                out.on_delete_span = Some(value.span());
+                out.on_delete = match word.as_deref() {
+                    Some("restrict") => OnDelete::Restrict,
+                    Some("cascade") => OnDelete::Cascade,
+                    Some("detach") => OnDelete::Detach,
+                    _ => {
+                        ctx.error(&value, "`on_delete` is one of `restrict` (the default), `cascade` or `detach`");
+                        OnDelete::Restrict
+                    }
+                };
+            }
+            _ => ctx.error(
+                &name,
+                "unknown #[belongs_to] option; expected `on_delete = restrict | cascade | detach` or `check = false`",
+            ),
+        }
+    }
+    Some(out)
+}
+
+/// `orders: Order, key = user_id` or `tags: Tag, through = PostTag`.
+struct HasManyArgs {
+    name: Ident,
+    target: syn::Path,
+    via: HasManyVia,
+}
+
+impl Parse for HasManyArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected #[has_many(name: Entity, key = field)] or #[has_many(name: Entity, through = JoinEntity)]",
+            )
+        })?;
+        let target: syn::Path = input.parse()?;
+        input.parse::<Token![,]>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "has_many needs `key = field` (1:N) or `through = JoinEntity` (M:N) after the target",
+            )
+        })?;
+        let option: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let via = match option.to_string().as_str() {
+            "key" => HasManyVia::Key(input.parse()?),
+            "through" => HasManyVia::Through(input.parse()?),
+            _ => return Err(syn::Error::new(option.span(), "expected `key = field` or `through = JoinEntity`")),
+        };
+        let _ = input.parse::<Option<Token![,]>>()?;
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after has_many's `key`/`through`"));
+        }
+        Ok(HasManyArgs { name, target, via })
+    }
+}
+
+/// `AuditEntry` -> `audit_entry`, `HTTPLog` -> `http_log`.
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if i > 0 && (prev_lower || (next_lower && chars[i - 1].is_uppercase())) {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,76 @@
+//! The [`Entity`] trait that `#[derive(Entity)]` implements.
+
+use std::ops::Deref;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::collection::Collection;
+use crate::key::Key;
+
+/// Where a collection is kept. Chosen with `#[storage(...)]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    /// One JSON file per record: `<dir>/<collection>/<encoded-id>.json`. The default.
+    PerRecord,
+    /// Nothing on disk: the collection lives and dies with the process.
+    Memory,
+}
+
+/// The storage declared for an entity: `#[storage(per_record)]` or `#[storage(memory)]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StorageSpec {
+    /// The strategy.
+    pub kind: StorageKind,
+}
+
+impl StorageSpec {
+    /// Whether records of this collection are written to disk.
+    pub fn is_persisted(&self) -> bool {
+        self.kind != StorageKind::Memory
+    }
+}
+
+/// A type stored by Shelf. Implement it with `#[derive(Entity)]`, never by hand:
+/// the derive checks the schema at compile time and generates the typed handle.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use shelf::Entity;
+///
+/// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+/// struct Note {
+///     #[id]
+///     id: String,
+///     text: String,
+/// }
+///
+/// assert_eq!(<Note as Entity>::COLLECTION, "note");
+/// ```
+pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The type of the `#[id]` field.
+    type Id: Key;
+    /// The typed handle `store.collection::<Self>()` returns. The derive generates
+    /// `<Type>Collection`, which dereferences to [`Collection<Self>`] and adds the
+    /// methods generated for this entity.
+    type Handle: From<Collection<Self>> + Deref<Target = Collection<Self>>;
+    /// The collection name: the snake_case type name, or `#[entity(collection = "...")]`.
+    const COLLECTION: &'static str;
+    /// The declared storage.
+    const STORAGE: StorageSpec;
+    /// Whether the id is assigned on insert (`#[id(auto)]`).
+    const AUTO_ID: bool;
+
+    /// The record's id.
+    fn id(&self) -> &Self::Id;
+
+    /// Sets the id from the auto-id counter. Returns `false` when the counter does not
+    /// fit the id type (or the entity has no `#[id(auto)]`).
+    #[doc(hidden)]
+    fn __set_auto_id(&mut self, counter: u64) -> bool;
+
+    /// The counter value of this record's id, for `#[id(auto)]` entities.
+    #[doc(hidden)]
+    fn __id_counter(&self) -> Option<u64>;
+}

@@ -1,0 +1,164 @@
+//! The one error type of Shelf.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Shorthand for `std::result::Result<T, shelf::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Shelf.
+///
+/// Cheap to clone: sources are shared, so [`Health`](crate::Health) can keep the
+/// error of a failed background flush while the caller gets it too.
+///
+/// Every message names what it is about: the file, the collection and the id
+/// involved, so that a log line alone is enough to find the problem.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What Shelf was doing, e.g. `"write temp file"`.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+
+    /// Another `Store` (in this process or another one) holds the directory.
+    #[error("data directory {dir} is locked by another Store (in this or another process)")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+
+    /// `collection::<T>()` or a write was asked for a type that was not registered.
+    #[error(
+        "entity type `{type_name}` is not registered with this Store; call `.register::<{type_name}>()` on the builder"
+    )]
+    NotRegistered {
+        /// The Rust type name.
+        type_name: &'static str,
+    },
+
+    /// Two registered entity types map to the same collection name.
+    #[error("collection `{collection}` is registered twice (by `{first}` and `{second}`); rename one with #[entity(collection = \"...\")]")]
+    DuplicateCollection {
+        /// The collection name.
+        collection: String,
+        /// The first type registered under it.
+        first: &'static str,
+        /// The second type registered under it.
+        second: &'static str,
+    },
+
+    /// `insert` found a record with the same id.
+    #[error("collection `{collection}`: a record with id `{id}` already exists")]
+    DuplicateId {
+        /// The collection.
+        collection: String,
+        /// The id, in its key encoding.
+        id: String,
+    },
+
+    /// `update` or `remove` found no record with this id.
+    #[error("collection `{collection}`: no record with id `{id}`")]
+    NotFound {
+        /// The collection.
+        collection: String,
+        /// The id, in its key encoding.
+        id: String,
+    },
+
+    /// An id that cannot be stored, e.g. one whose file name would be too long.
+    #[error("collection `{collection}`: id `{id}` cannot be stored: {reason}")]
+    InvalidId {
+        /// The collection.
+        collection: String,
+        /// The id (shortened if very long).
+        id: String,
+        /// Why it cannot be stored.
+        reason: String,
+    },
+
+    /// `update` changed the id of the record it was given.
+    #[error("collection `{collection}`: update of id `{id}` changed the id to `{new_id}`; remove and insert instead")]
+    IdChanged {
+        /// The collection.
+        collection: String,
+        /// The id the update was called with.
+        id: String,
+        /// The id the closure left in the record.
+        new_id: String,
+    },
+
+    /// The auto-id counter of a collection ran past the id type's range.
+    #[error("collection `{collection}`: auto id counter exhausted the id type")]
+    AutoIdExhausted {
+        /// The collection.
+        collection: String,
+    },
+
+    /// A record file could not be parsed. With
+    /// [`StoreBuilder::quarantine_corrupt`](crate::StoreBuilder::quarantine_corrupt)
+    /// it is moved aside instead.
+    #[error("collection `{collection}`: record file {path} is corrupt: {message}")]
+    CorruptRecord {
+        /// The collection.
+        collection: String,
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+
+    /// A record could not be serialized or deserialized.
+    #[error("collection `{collection}`, id `{id}`: serialization failed: {source}")]
+    Serde {
+        /// The collection.
+        collection: String,
+        /// The id.
+        id: String,
+        /// serde_json's error.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+
+    /// `shelf.json` is unreadable or was written by an incompatible version.
+    #[error("store metadata {path}: {message}")]
+    Meta {
+        /// Path of `shelf.json`.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The store was closed by [`Store::close`](crate::Store::close).
+    #[error("the store at {dir} is closed")]
+    Closed {
+        /// The data directory.
+        dir: PathBuf,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source: Arc::new(source) }
+    }
+}
+
+/// Shortens a long id for an error message.
+pub(crate) fn show_id(id: &str) -> String {
+    const MAX: usize = 80;
+    if id.len() <= MAX {
+        return id.to_owned();
+    }
+    let mut end = MAX;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &id[..end], id.len())
+}

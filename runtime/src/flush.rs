@@ -1,0 +1,177 @@
+//! The flush: making dirty records durable, by the background flusher or on demand.
+
+use std::sync::{Arc, Weak};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::meta::Meta;
+use crate::store::Inner;
+
+/// Whether the store keeps up with writing its data to disk. See [`Store::health`](crate::Store::health).
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    /// When the last successful flush finished.
+    pub last_flush: Option<SystemTime>,
+    /// The error of the last flush, if it failed; cleared by the next success.
+    pub last_error: Option<Error>,
+    /// Flushes that failed in a row. Their data stays dirty and is retried.
+    pub consecutive_failures: u32,
+    /// Successful flushes since open.
+    pub flushes: u64,
+    /// Records changed but not yet durable, over all collections.
+    pub dirty: usize,
+}
+
+impl Health {
+    /// `true` when the last flush succeeded (or none has failed yet).
+    pub fn is_ok(&self) -> bool {
+        self.last_error.is_none()
+    }
+}
+
+/// What one flush wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Records written or removed.
+    pub records: usize,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// How long the flush took.
+    pub duration: Duration,
+}
+
+/// Flush bookkeeping shared by the flusher thread and explicit flushes.
+#[derive(Default)]
+pub(crate) struct FlushState {
+    /// Held for a whole flush: flushes never overlap.
+    running: Mutex<()>,
+    health: Mutex<Health>,
+}
+
+impl FlushState {
+    pub fn health(&self) -> Health {
+        self.health.lock().clone()
+    }
+}
+
+impl Inner {
+    /// Writes everything dirty, in one durable batch, then clears the dirty marks
+    /// that batch covered. On failure everything stays dirty and the error is
+    /// recorded in [`Health`].
+    pub(crate) fn flush(&self) -> Result<FlushStats> {
+        let _running = self.flush_state.running.lock();
+        let started = Instant::now();
+        let outcome = self.flush_once();
+        let mut health = self.flush_state.health.lock();
+        match outcome {
+            Ok(mut stats) => {
+                stats.duration = started.elapsed();
+                health.last_flush = Some(SystemTime::now());
+                health.last_error = None;
+                health.consecutive_failures = 0;
+                health.flushes += 1;
+                if stats.records > 0 {
+                    tracing::debug!(records = stats.records, bytes = stats.bytes, ?stats.duration, "flushed");
+                }
+                Ok(stats)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "flush failed; the data stays dirty and is retried");
+                health.last_error = Some(e.clone());
+                health.consecutive_failures += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn flush_once(&self) -> Result<FlushStats> {
+        let mut batch = WriteBatch::default();
+        let mut tickets = Vec::new();
+        for collection in &self.collections {
+            if let Some(ticket) = collection.prepare_flush(&mut batch)? {
+                tickets.push((Arc::clone(collection), ticket));
+            }
+        }
+        let records = batch.len();
+        let new_meta = self.meta_with_counters();
+        let meta_changed = new_meta != *self.meta.lock();
+        if meta_changed {
+            batch.write(Meta::path(&self.dir), new_meta.to_bytes(&self.dir)?);
+        }
+        if batch.is_empty() {
+            return Ok(FlushStats::default());
+        }
+        let bytes = batch.bytes();
+        batch.commit(self.fs.as_ref(), self.sync_mode)?;
+        for (collection, ticket) in tickets {
+            collection.finish_flush(ticket);
+        }
+        if meta_changed {
+            *self.meta.lock() = new_meta;
+        }
+        Ok(FlushStats { records, bytes, duration: Duration::ZERO })
+    }
+
+    /// `shelf.json` as it should be now, with current auto-id counters.
+    fn meta_with_counters(&self) -> Meta {
+        let mut meta = self.meta.lock().clone();
+        for collection in self.collections.iter().filter(|c| c.persisted()) {
+            if let (Some(next), Some(entry)) = (collection.next_auto(), meta.collections.get_mut(collection.name())) {
+                entry.next_id = Some(next);
+            }
+        }
+        meta
+    }
+}
+
+/// The background flusher thread and the signal that stops it.
+pub(crate) struct Flusher {
+    signal: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+    thread_id: Option<ThreadId>,
+}
+
+impl Flusher {
+    /// Starts a thread that flushes `inner` every `interval` until stopped or until
+    /// the store is gone. It holds only a weak reference, so it never keeps a store
+    /// alive.
+    pub fn spawn(inner: Weak<Inner>, interval: Duration) -> Result<Self> {
+        let signal = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_signal = Arc::clone(&signal);
+        let thread = std::thread::Builder::new()
+            .name("shelf-flusher".to_owned())
+            .spawn(move || loop {
+                {
+                    let (stopped, wake) = &*thread_signal;
+                    let mut stopped = stopped.lock();
+                    if !*stopped {
+                        wake.wait_for(&mut stopped, interval);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                // Errors are recorded in Health and logged by `flush`.
+                let _ = inner.flush();
+            })
+            .map_err(|e| Error::io("start flusher thread", std::path::PathBuf::new(), e))?;
+        let thread_id = Some(thread.thread().id());
+        Ok(Flusher { signal, thread: Some(thread), thread_id })
+    }
+
+    /// Stops the thread and waits for it, unless called from the thread itself.
+    pub fn stop(&mut self) {
+        *self.signal.0.lock() = true;
+        self.signal.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            if Some(std::thread::current().id()) != self.thread_id {
+                let _ = thread.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The runtime of Shelf: store, collections, storage strategies and the flusher.
+//!
+//! Use it through the `shelf` crate, which re-exports everything here together with
+//! `#[derive(Entity)]`.
+
+#![warn(missing_docs)]
+
+mod batch;
+mod collection;
+pub mod encode;
+mod entity;
+mod error;
+mod flush;
+pub mod fs;
+mod key;
+mod meta;
+mod recover;
+mod storage;
+mod store;
+
+pub use batch::SyncMode;
+pub use collection::Collection;
+pub use entity::{Entity, StorageKind, StorageSpec};
+pub use error::{Error, Result};
+pub use flush::{FlushStats, Health};
+pub use key::{AutoKey, Key};
+pub use meta::FORMAT_VERSION;
+pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
+pub use store::{Store, StoreBuilder, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+
+/// Items the generated code uses. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::collection::Collection;
+    pub use crate::entity::{Entity, StorageKind, StorageSpec};
+    pub use crate::key::{AutoKey, Key};
+    pub use serde;
+}

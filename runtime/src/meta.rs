@@ -1,0 +1,81 @@
+//! `shelf.json`: the store's format version and what it knows of each collection.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entity::StorageKind;
+use crate::error::{Error, Result};
+use crate::fs::Vfs;
+
+/// The on-disk format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file name of the metadata file.
+pub(crate) const META_FILE: &str = "shelf.json";
+
+/// The contents of `shelf.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub format_version: u32,
+    /// Every collection this directory has held. A collection that is not registered
+    /// in this run keeps its entry, so its files are not forgotten.
+    pub collections: BTreeMap<String, CollectionMeta>,
+}
+
+/// What `shelf.json` records of one collection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CollectionMeta {
+    /// The Rust type that last registered the collection, for humans and tools.
+    pub entity: String,
+    pub storage: StorageKind,
+    /// The next `#[id(auto)]` value, for auto-id collections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_id: Option<u64>,
+}
+
+impl Meta {
+    pub fn empty() -> Self {
+        Meta { format_version: FORMAT_VERSION, collections: BTreeMap::new() }
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(META_FILE)
+    }
+
+    /// Reads `shelf.json`, or an empty `Meta` when the file does not exist. A file
+    /// that exists but cannot be read is an error, never replaced.
+    pub fn load(fs: &dyn Vfs, dir: &Path) -> Result<Self> {
+        let path = Self::path(dir);
+        let bytes = match fs.read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        // Check the version before the rest, so a newer format gets the clear message.
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let version: Version = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Meta { path: path.clone(), message: format!("cannot parse: {e}") })?;
+        if version.format_version > FORMAT_VERSION {
+            return Err(Error::Meta {
+                path,
+                message: format!(
+                    "written in format version {}, but this build of Shelf reads versions up to {FORMAT_VERSION}; upgrade Shelf",
+                    version.format_version
+                ),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| Error::Meta { path, message: format!("cannot parse: {e}") })
+    }
+
+    pub fn to_bytes(&self, dir: &Path) -> Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::Meta { path: Self::path(dir), message: format!("cannot serialize: {e}") })?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}

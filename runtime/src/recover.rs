@@ -1,0 +1,114 @@
+//! Recovery on open: sweeping temp files, moving unreadable files aside, and the
+//! report of what was done.
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+use crate::batch::is_temp;
+use crate::error::{Error, Result};
+use crate::fs::Vfs;
+
+/// The directory unreadable files are moved to, inside the data directory.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+
+/// A file moved aside on open because it could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The collection the file belonged to.
+    pub collection: String,
+    /// Where the file was.
+    pub from: PathBuf,
+    /// Where it is now, under `<dir>/_quarantine/<collection>/`.
+    pub to: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// What `open` found and repaired. See [`Store::recovery_report`](crate::Store::recovery_report).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Leftover temp files of an interrupted flush that were deleted.
+    pub temp_files_removed: usize,
+    /// Unreadable files moved aside (only with
+    /// [`quarantine_corrupt`](crate::StoreBuilder::quarantine_corrupt)).
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// What loading a collection needs from the store.
+pub(crate) struct LoadCtx<'a> {
+    fs: &'a dyn Vfs,
+    dir: &'a Path,
+    quarantine: bool,
+    report: Mutex<RecoveryReport>,
+}
+
+impl<'a> LoadCtx<'a> {
+    pub fn new(fs: &'a dyn Vfs, dir: &'a Path, quarantine: bool) -> Self {
+        LoadCtx { fs, dir, quarantine, report: Mutex::new(RecoveryReport::default()) }
+    }
+
+    pub fn fs(&self) -> &dyn Vfs {
+        self.fs
+    }
+
+    pub fn quarantine(&self) -> bool {
+        self.quarantine
+    }
+
+    pub fn into_report(self) -> RecoveryReport {
+        self.report.into_inner()
+    }
+
+    /// Deletes leftover temp files in `dir` and makes the deletion durable.
+    pub fn sweep_temps(&self, dir: &Path) -> Result<()> {
+        let entries = match self.fs.read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("list", dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries.iter().filter(|e| !e.is_dir && is_temp(&e.name)) {
+            let path = dir.join(&entry.name);
+            self.fs.remove_file(&path).map_err(|e| Error::io("remove temp file", &path, e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            self.fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+            tracing::info!(dir = %dir.display(), removed, "removed temp files of an interrupted flush");
+            self.report.lock().temp_files_removed += removed;
+        }
+        Ok(())
+    }
+
+    /// Moves an unreadable file to `<dir>/_quarantine/<collection>/`, durably, and
+    /// records it. The file is never deleted or overwritten.
+    pub fn move_aside(&self, collection: &str, from: &Path, reason: String) -> Result<()> {
+        let target_dir = self.dir.join(QUARANTINE_DIR).join(collection);
+        self.fs.create_dir_all(&target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
+        let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "record".to_owned());
+        let taken: Vec<String> = match self.fs.read_dir(&target_dir) {
+            Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
+            Err(e) => return Err(Error::io("list", &target_dir, e)),
+        };
+        let mut to = target_dir.join(&name);
+        let mut n = 1;
+        while taken.iter().any(|t| Some(t.as_str()) == to.file_name().and_then(|f| f.to_str())) {
+            to = target_dir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        self.fs.rename(from, &to).map_err(|e| Error::io("move aside", from, e))?;
+        self.fs.sync_dir(&target_dir).map_err(|e| Error::io("sync directory", &target_dir, e))?;
+        if let Some(parent) = from.parent() {
+            self.fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+        }
+        tracing::warn!(collection, from = %from.display(), to = %to.display(), %reason, "moved an unreadable file aside");
+        self.report.lock().quarantined.push(Quarantined {
+            collection: collection.to_owned(),
+            from: from.to_path_buf(),
+            to,
+            reason,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! [`Store`] and [`StoreBuilder`]: opening a data directory and owning it.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::batch::{write_atomic, SyncMode};
+use crate::collection::{Collection, Core, ErasedCollection};
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::flush::{FlushState, FlushStats, Flusher, Health};
+use crate::fs::{RealFs, Vfs, VfsLock};
+use crate::meta::{CollectionMeta, Meta};
+use crate::recover::{LoadCtx, RecoveryReport};
+
+/// The name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The default time between background flushes.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+struct Registration {
+    type_id: TypeId,
+    make: fn(&Path) -> Arc<dyn ErasedCollection>,
+}
+
+fn make_core<T: Entity>(dir: &Path) -> Arc<dyn ErasedCollection> {
+    Arc::new(Core::<T>::new(dir))
+}
+
+/// Configures and opens a [`Store`]. Made by [`Store::builder`].
+#[must_use = "a builder does nothing until `.open()`"]
+pub struct StoreBuilder {
+    dir: PathBuf,
+    registrations: Vec<Registration>,
+    flush_interval: Duration,
+    quarantine: bool,
+    fs: Arc<dyn Vfs>,
+    sync_mode: SyncMode,
+}
+
+impl fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("dir", &self.dir)
+            .field("collections", &self.registrations.len())
+            .field("flush_interval", &self.flush_interval)
+            .field("quarantine_corrupt", &self.quarantine)
+            .finish()
+    }
+}
+
+impl StoreBuilder {
+    /// Registers an entity type. Registering a type twice is harmless.
+    pub fn register<T: Entity>(mut self) -> Self {
+        let type_id = TypeId::of::<T>();
+        if !self.registrations.iter().any(|r| r.type_id == type_id) {
+            self.registrations.push(Registration { type_id, make: make_core::<T> });
+        }
+        self
+    }
+
+    /// How often the background flusher writes dirty records; 2 s by default. A
+    /// crash loses at most the writes of this window (for collections without a WAL).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// On open, move record files that cannot be parsed to `<dir>/_quarantine/` and
+    /// go on, instead of failing. What was moved is in [`Store::recovery_report`].
+    /// Off by default: a corrupt file makes `open` fail with
+    /// [`Error::CorruptRecord`], naming the file.
+    pub fn quarantine_corrupt(mut self, enabled: bool) -> Self {
+        self.quarantine = enabled;
+        self
+    }
+
+    /// Replaces the file system, e.g. with [`FaultFs`](crate::fs::FaultFs) to test
+    /// how an application copes with I/O errors.
+    pub fn vfs(mut self, fs: impl Vfs + 'static) -> Self {
+        self.fs = Arc::new(fs);
+        self
+    }
+
+    /// How flushes sync files. Only for measuring: the default is the fast one.
+    #[doc(hidden)]
+    pub fn sync_mode(mut self, mode: SyncMode) -> Self {
+        self.sync_mode = mode;
+        self
+    }
+
+    /// Opens the store: locks the directory, removes leftover temp files, loads every
+    /// registered collection and starts the background flusher.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] when another `Store` holds the directory,
+    /// [`Error::Meta`] when `shelf.json` is unreadable or from a newer Shelf,
+    /// [`Error::CorruptRecord`] for an unparsable record file (unless
+    /// [`quarantine_corrupt`](Self::quarantine_corrupt)), [`Error::Io`] otherwise.
+    pub fn open(self) -> Result<Store> {
+        let fs = Arc::clone(&self.fs);
+        let dir = self.dir.clone();
+        fs.create_dir_all(&dir).map_err(|e| Error::io("create data directory", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
+            _ => Error::io("lock", &lock_path, e),
+        })?;
+
+        let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
+        let mut by_type = HashMap::new();
+        for registration in &self.registrations {
+            let collection = (registration.make)(&dir);
+            if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
+                return Err(Error::DuplicateCollection {
+                    collection: collection.name().to_owned(),
+                    first: first.type_name(),
+                    second: collection.type_name(),
+                });
+            }
+            by_type.insert(registration.type_id, collections.len());
+            collections.push(collection);
+        }
+
+        let old_meta = Meta::load(fs.as_ref(), &dir)?;
+        let meta = updated_meta(&old_meta, &collections, &dir)?;
+
+        let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
+        ctx.sweep_temps(&dir)?;
+        for collection in &collections {
+            for sub in collection.strategy().dirs() {
+                ctx.sweep_temps(&sub)?;
+                if fs.read_dir(&sub).is_err() {
+                    fs.create_dir_all(&sub).map_err(|e| Error::io("create directory", &sub, e))?;
+                    fs.sync_dir(&dir).map_err(|e| Error::io("sync directory", &dir, e))?;
+                }
+            }
+            if let Some(next) = meta.collections.get(collection.name()).and_then(|m| m.next_id) {
+                collection.set_next_auto(next);
+            }
+            collection.load(&ctx)?;
+        }
+        if meta != old_meta {
+            write_atomic(fs.as_ref(), Meta::path(&dir), meta.to_bytes(&dir)?)?;
+        }
+        let report = ctx.into_report();
+
+        let inner = Arc::new(Inner {
+            dir,
+            fs,
+            lock: Mutex::new(Some(lock)),
+            collections,
+            by_type,
+            meta: Mutex::new(meta),
+            flush_state: FlushState::default(),
+            closed: AtomicBool::new(false),
+            sync_mode: self.sync_mode,
+            report,
+            flusher: Mutex::new(None),
+        });
+        let flusher = Flusher::spawn(Arc::downgrade(&inner), self.flush_interval)?;
+        *inner.flusher.lock() = Some(flusher);
+        Ok(Store { inner })
+    }
+}
+
+/// `shelf.json` with an entry for every registered collection. A collection whose
+/// storage strategy changed since the last run is refused, so its files are never
+/// ignored or lost.
+fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>], dir: &Path) -> Result<Meta> {
+    let mut meta = old.clone();
+    for collection in collections {
+        let storage = collection.spec().kind;
+        match meta.collections.get_mut(collection.name()) {
+            Some(entry) if entry.storage != storage => {
+                return Err(Error::Meta {
+                    path: Meta::path(dir),
+                    message: format!(
+                        "collection `{}` was stored as {:?} and is now declared as {:?}; changing the storage of an existing collection is not supported yet, so its data is left untouched",
+                        collection.name(),
+                        entry.storage,
+                        storage
+                    ),
+                });
+            }
+            Some(entry) => entry.entity = collection.type_name().to_owned(),
+            None => {
+                meta.collections.insert(
+                    collection.name().to_owned(),
+                    CollectionMeta { entity: collection.type_name().to_owned(), storage, next_id: None },
+                );
+            }
+        }
+    }
+    Ok(meta)
+}
+
+/// The shared state behind every [`Store`] handle.
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) fs: Arc<dyn Vfs>,
+    lock: Mutex<Option<Box<dyn VfsLock>>>,
+    pub(crate) collections: Vec<Arc<dyn ErasedCollection>>,
+    by_type: HashMap<TypeId, usize>,
+    pub(crate) meta: Mutex<Meta>,
+    pub(crate) flush_state: FlushState,
+    closed: AtomicBool,
+    pub(crate) sync_mode: SyncMode,
+    report: RecoveryReport,
+    flusher: Mutex<Option<Flusher>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(mut flusher) = self.flusher.lock().take() {
+            flusher.stop();
+        }
+        if !self.closed.load(Ordering::SeqCst) {
+            if let Err(e) = self.flush() {
+                tracing::error!(dir = %self.dir.display(), error = %e, "the flush on drop failed; changes since the last flush are lost");
+            }
+        }
+    }
+}
+
+/// An open data directory: the entry point of Shelf.
+///
+/// A `Store` is a cheap handle (`Clone + Send + Sync`); all clones share one state.
+/// It holds the directory lock and runs a background flusher. When the last handle
+/// (including collection handles) is dropped, it flushes and unlocks; call
+/// [`close`](Store::close) to do that explicitly and see any error.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use shelf::{Entity, Store};
+///
+/// #[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// struct Task {
+///     #[id(auto)]
+///     id: u64,
+///     title: String,
+/// }
+///
+/// # fn main() -> shelf::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder(dir.path()).register::<Task>().open()?;
+/// let tasks = store.collection::<Task>()?;
+/// let id = tasks.insert(Task { id: 0, title: "write docs".into() })?;
+/// assert_eq!(tasks.get(&id).unwrap().title, "write docs");
+/// store.close()?;
+///
+/// let store = Store::builder(dir.path()).register::<Task>().open()?;
+/// assert_eq!(store.collection::<Task>()?.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("collections", &self.inner.collections.len())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Starts configuring a store in `dir`. The directory is created if needed.
+    pub fn builder(dir: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            registrations: Vec::new(),
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            quarantine: false,
+            fs: Arc::new(RealFs),
+            sync_mode: SyncMode::default(),
+        }
+    }
+
+    /// The typed handle of a registered entity type: `<Type>Collection`, generated
+    /// by the derive, which dereferences to [`Collection<T>`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotRegistered`] when `T` was not registered on the builder.
+    pub fn collection<T: Entity>(&self) -> Result<T::Handle> {
+        let not_registered = || Error::NotRegistered { type_name: std::any::type_name::<T>() };
+        let index = *self.inner.by_type.get(&TypeId::of::<T>()).ok_or_else(not_registered)?;
+        let core = Arc::clone(&self.inner.collections[index])
+            .as_any_arc()
+            .downcast::<Core<T>>()
+            .map_err(|_| not_registered())?;
+        Ok(T::Handle::from(Collection::new(core, self.clone())))
+    }
+
+    /// Writes every dirty record now and waits until it is durable.
+    ///
+    /// On error the data stays dirty, [`health`](Store::health) reports the error,
+    /// and the next flush (explicit or in the background) tries again.
+    pub fn flush(&self) -> Result<FlushStats> {
+        self.check_open()?;
+        self.inner.flush()
+    }
+
+    /// Flushes, stops the background flusher and releases the directory lock. After
+    /// `close`, every handle of this store returns [`Error::Closed`] on writes.
+    ///
+    /// If the flush fails, the store stays open and the error is returned: fix the
+    /// cause and call `close` again.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.flush()?;
+        if let Some(mut flusher) = self.inner.flusher.lock().take() {
+            flusher.stop();
+        }
+        // A write may have slipped in between the flush and here.
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.flush()?;
+        self.inner.lock.lock().take();
+        Ok(())
+    }
+
+    /// Whether flushes are succeeding, and how much is waiting to be written.
+    pub fn health(&self) -> Health {
+        let mut health = self.inner.flush_state.health();
+        health.dirty = self.inner.collections.iter().map(|c| c.dirty_count()).sum();
+        health
+    }
+
+    /// What `open` found and repaired: removed temp files and quarantined files.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed { dir: self.inner.dir.clone() });
+        }
+        Ok(())
+    }
+}
