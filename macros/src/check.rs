@@ -44,12 +44,15 @@ fn check_collection_name(ctx: &Ctx, model: &Model) {
 fn check_storage(ctx: &Ctx, storage: &Storage) {
     if storage.kind == StorageKind::Memory {
         if let Some(span) = storage.wal {
-            ctx.error_at(span, "`wal` cannot be combined with `memory`: a memory collection is never written to disk");
+            ctx.error_at(
+                span,
+                "`wal` cannot be combined with `memory`: a memory collection is never written to disk; remove `wal`",
+            );
         }
         if let Some(span) = storage.compress {
             ctx.error_at(
                 span,
-                "`compress` cannot be combined with `memory`: a memory collection is never written to disk",
+                "`compress` cannot be combined with `memory`: a memory collection is never written to disk; remove `compress`",
             );
         }
     }
@@ -78,21 +81,12 @@ fn not_built_yet(ctx: &Ctx, model: &Model) {
         ctx.error_at(span, "`shard` is not built yet in this version of Shelf; remove it");
     }
     for field in &model.fields {
-        if let Some(index) = &field.index {
-            ctx.error_at(
-                index.span,
-                "#[index] is not built yet in this version of Shelf; remove it and look records up with `iter()`",
-            );
-        }
         if let Some(belongs_to) = &field.belongs_to {
             ctx.error_at(
                 belongs_to.span,
                 "#[belongs_to] is not built yet in this version of Shelf; remove it and keep the id field plain",
             );
         }
-    }
-    for composite in &model.composites {
-        ctx.error_at(composite.span, "composite #[index(...)] is not built yet in this version of Shelf; remove it");
     }
     for has_many in &model.has_many {
         ctx.error_at(has_many.span, "#[has_many] is not built yet in this version of Shelf; remove it");

@@ -27,10 +27,6 @@ impl Ctx {
         self.errors.borrow_mut().push(error);
     }
 
-    pub fn has_errors(&self) -> bool {
-        !self.errors.borrow().is_empty()
-    }
-
     /// All errors combined into one, or `Ok` when there were none.
     pub fn finish(self) -> syn::Result<()> {
         let mut errors = self.errors.into_inner().into_iter();

@@ -4,9 +4,10 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
+use crate::gen_index;
 use crate::model::*;
 
-pub fn generate(model: &Model) -> TokenStream {
+pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
     let Some(id) = &model.id else { return TokenStream::new() };
     let p = quote!(::shelf::__private);
     let ident = &model.ident;
@@ -49,6 +50,9 @@ pub fn generate(model: &Model) -> TokenStream {
             }
         },
     };
+    let index_list = gen_index::index_list(&p, indices);
+    let key_assertions = gen_index::key_assertions(&p, indices);
+    let lookups = gen_index::lookups(ident, indices);
     let handle_doc = format!(
         "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
          It dereferences to `shelf::Collection<{ident}>`."
@@ -67,7 +71,13 @@ pub fn generate(model: &Model) -> TokenStream {
             }
 
             #auto_fns
+
+            fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
+                #index_list
+            }
         }
+
+        #key_assertions
 
         #[doc = #handle_doc]
         #[derive(Clone, Debug)]
@@ -77,6 +87,10 @@ pub fn generate(model: &Model) -> TokenStream {
             fn from(collection: #p::Collection<#ident>) -> Self {
                 #handle(collection)
             }
+        }
+
+        impl #handle {
+            #lookups
         }
 
         impl ::core::ops::Deref for #handle {

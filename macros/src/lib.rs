@@ -7,9 +7,12 @@
 
 mod check;
 mod ctx;
+mod gen_index;
 mod generate;
+mod indices;
 mod model;
 mod parse;
+mod types;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -26,14 +29,14 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let ctx = ctx::Ctx::default();
-    let model = parse::parse(&ctx, input);
-    if let Some(model) = &model {
-        check::check(&ctx, model);
-    }
-    if ctx.has_errors() {
+    let Some(model) = parse::parse(&ctx, input) else {
         ctx.finish()?;
-    }
-    Ok(model.map(|m| generate::generate(&m)).unwrap_or_default())
+        return Ok(proc_macro2::TokenStream::new());
+    };
+    check::check(&ctx, &model);
+    let indices = indices::indices(&ctx, &model);
+    ctx.finish()?;
+    Ok(generate::generate(&model, &indices))
 }
 
 #[cfg(test)]

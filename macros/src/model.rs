@@ -41,7 +41,6 @@ pub struct IdField {
     pub span: Span,
 }
 
-#[allow(dead_code)] // `ty` is read by index generation
 pub struct Field {
     pub ident: Ident,
     pub ty: Type,
@@ -92,4 +91,46 @@ pub struct HasMany {
     pub target: syn::Path,
     pub via: HasManyVia,
     pub span: Span,
+}
+
+/// One index as generated: resolved from a field's `#[index]` or a struct-level
+/// composite `#[index(a, b)]` by `check::indices`.
+pub struct IndexModel {
+    /// The field name, or the field names joined by `_and_`.
+    pub name: String,
+    pub unique: bool,
+    pub sorted: bool,
+    /// How a record's value yields keys.
+    pub shape: KeyShape,
+    /// The fields the key is made of, with their key types.
+    pub parts: Vec<KeyPart>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyShape {
+    /// One key: the field's value (a tuple of values for a composite).
+    Plain,
+    /// `Option<K>`: a key for `Some` only.
+    Optional,
+    /// `Vec<K>` with `#[index(each)]`: a key per element.
+    Each,
+}
+
+pub struct KeyPart {
+    pub field: Ident,
+    /// The key type: the field type, or the `T` of `Option<T>` / `Vec<T>`.
+    pub key_ty: Type,
+    pub arg: ArgKind,
+}
+
+/// How a lookup method takes this part of the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// `String` keys are looked up by `&str`.
+    Str,
+    /// Small `Copy` primitives are taken by value.
+    Value,
+    /// Anything else by reference.
+    Ref,
 }

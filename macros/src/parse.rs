@@ -16,12 +16,15 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
             Fields::Unnamed(_) => {
                 ctx.error(
                     &input.ident,
-                    "#[derive(Entity)] needs a struct with named fields; a tuple struct has no field to mark #[id]",
+                    "#[derive(Entity)] needs a struct with named fields, one of them marked #[id], e.g. `struct User { #[id] id: String }`; a tuple struct has no field names (to use a newtype as an id type, implement `shelf::Key` for it instead)",
                 );
                 return None;
             }
             Fields::Unit => {
-                ctx.error(&input.ident, "#[derive(Entity)] needs a struct with named fields, one of them marked #[id]");
+                ctx.error(
+                    &input.ident,
+                    "#[derive(Entity)] needs a struct with named fields, one of them marked #[id]; add fields, e.g. `struct User { #[id] id: String }`",
+                );
                 return None;
             }
         },
@@ -83,10 +86,11 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
         } else if path.is_ident("id") || path.is_ident("belongs_to") {
             ctx.error(
                 attr,
-                format!(
-                    "#[{}] belongs on a field, not on the struct",
-                    path.get_ident().map(Ident::to_string).unwrap_or_default()
-                ),
+                if path.is_ident("id") {
+                    "#[id] belongs on a field, not on the struct; move it onto the field that identifies a record, e.g. `#[id] id: String`"
+                } else {
+                    "#[belongs_to] belongs on a field, not on the struct; move it onto the field that holds the parent's id"
+                },
             );
         }
     }
@@ -98,14 +102,21 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
             let path = attr.path();
             if path.is_ident("id") {
                 let auto = parse_id(ctx, attr);
+                // Spans name the `id` word: on stable, `attr.span()` is only the `#`.
                 if let Some(first) = &model.id {
-                    let mut error =
-                        syn::Error::new(attr.span(), "an entity has exactly one #[id] field, and this is the second");
+                    let mut error = syn::Error::new(
+                        attr.path().span(),
+                        "an entity has exactly one #[id] field, and this is the second; keep #[id] on one field only",
+                    );
                     error.combine(syn::Error::new(first.span, "the first #[id] is here"));
                     ctx.syn(error);
                 } else {
-                    model.id =
-                        Some(IdField { ident: parsed.ident.clone(), ty: field.ty.clone(), auto, span: attr.span() });
+                    model.id = Some(IdField {
+                        ident: parsed.ident.clone(),
+                        ty: field.ty.clone(),
+                        auto,
+                        span: attr.path().span(),
+                    });
                 }
             } else if path.is_ident("index") {
                 if parsed.index.is_some() {
@@ -121,7 +132,14 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
                 }
                 parsed.belongs_to = parse_belongs_to(ctx, attr);
             } else if path.is_ident("entity") || path.is_ident("storage") || path.is_ident("has_many") {
-                ctx.error(attr, "this attribute belongs on the struct, not on a field");
+                ctx.error(
+                    attr,
+                    format!(
+                        "#[{}] belongs on the struct, not on a field; move it above `struct {}`",
+                        path.get_ident().map(Ident::to_string).unwrap_or_default(),
+                        input.ident
+                    ),
+                );
             }
         }
         model.fields.push(parsed);
@@ -150,7 +168,9 @@ fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
         let span = meta.path.span();
         let mut kind = |k: StorageKind| {
             if storage.kind_span.is_some() {
-                return Err(meta.error("choose one storage strategy: per_record, collection_file or memory"));
+                return Err(meta.error(
+                    "an entity has one storage strategy, and this is the second; keep one of per_record, collection_file or memory",
+                ));
             }
             storage.kind = k;
             storage.kind_span = Some(span);

@@ -1,8 +1,11 @@
 //! Collections: the in-memory state of one entity type, and its typed handle.
 
 use std::any::Any;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,14 +15,20 @@ use crate::batch::WriteBatch;
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
+use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
+use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::LoadCtx;
 use crate::storage::{strategy_for, Change, RawRecord, Strategy};
 use crate::store::Store;
 
-/// The state behind a lock: records, auto-id counter and dirty marks.
+/// The state behind a lock: records, indices, auto-id counter and dirty marks.
 struct State<T: Entity> {
     records: HashMap<T::Id, Arc<T>>,
+    indices: Vec<Box<dyn IndexMaint<T>>>,
+    /// Per index: the write sequence number of its last change, and of the change
+    /// its file was last written for.
+    index_versions: Vec<(u64, u64)>,
     /// Ids changed since their last durable flush, with the write sequence number of
     /// the change. A mark is cleared only by a flush that wrote that very version.
     dirty: HashMap<T::Id, u64>,
@@ -27,33 +36,90 @@ struct State<T: Entity> {
     seq: u64,
     /// The next `#[id(auto)]` value.
     next_auto: u64,
+    /// Order-independent hash of the set of ids, written into index file headers.
+    fingerprint: u64,
 }
 
 impl<T: Entity> State<T> {
-    fn mark(&mut self, id: T::Id, persisted: bool) {
-        self.seq += 1;
-        if persisted {
-            self.dirty.insert(id, self.seq);
+    /// Checks every unique index for `new`, before anything changes.
+    fn check(&self, collection: &str, id: &T::Id, new: &T) -> Result<()> {
+        for index in &self.indices {
+            if let Err((key, existing_id)) = index.check(id, new) {
+                return Err(Error::UniqueViolation {
+                    collection: collection.to_owned(),
+                    index: index.name().to_owned(),
+                    key,
+                    existing_id: show_id(&existing_id),
+                });
+            }
         }
+        Ok(())
     }
+
+    /// Replaces (or removes, with `None`) the record `id`, keeping the indices, the
+    /// fingerprint and the dirty set in step. Call [`State::check`] first.
+    fn put(&mut self, id: &T::Id, new: Option<Arc<T>>, persisted: bool) -> Option<Arc<T>> {
+        self.seq += 1;
+        let old = match &new {
+            Some(value) => self.records.insert(id.clone(), Arc::clone(value)),
+            None => self.records.remove(id),
+        };
+        match (&old, &new) {
+            (None, Some(_)) => self.fingerprint = self.fingerprint.wrapping_add(id_hash(id)),
+            (Some(_), None) => self.fingerprint = self.fingerprint.wrapping_sub(id_hash(id)),
+            _ => {}
+        }
+        let seq = self.seq;
+        for (index, version) in self.indices.iter_mut().zip(&mut self.index_versions) {
+            if index.apply(id, old.as_deref(), new.as_deref()) {
+                version.0 = seq;
+            }
+        }
+        if persisted {
+            self.dirty.insert(id.clone(), seq);
+        }
+        old
+    }
+}
+
+fn id_hash<I: Key>(id: &I) -> u64 {
+    fnv1a(id.encode_key().as_bytes())
 }
 
 /// One collection's records and its storage strategy.
 pub(crate) struct Core<T: Entity> {
     name: &'static str,
     strategy: Box<dyn Strategy>,
+    /// `<dir>/<collection>/indices`, for persisted collections.
+    index_dir: Option<PathBuf>,
     state: RwLock<State<T>>,
 }
 
-/// What a flush of one collection took: `(id, version)` of each change it wrote.
-type FlushTicket<T> = Vec<(<T as Entity>::Id, u64)>;
+/// What a flush of one collection took: `(id, version)` of each change it wrote, and
+/// `(index position, version)` of each index file.
+struct FlushTicket<T: Entity> {
+    records: Vec<(T::Id, u64)>,
+    indices: Vec<(usize, u64)>,
+}
 
 impl<T: Entity> Core<T> {
     pub fn new(dir: &std::path::Path) -> Self {
+        let indices = T::__indices();
+        let index_dir =
+            (T::STORAGE.is_persisted() && !indices.is_empty()).then(|| dir.join(T::COLLECTION).join(INDEX_DIR));
         Core {
             name: T::COLLECTION,
             strategy: strategy_for(T::STORAGE, dir, T::COLLECTION),
-            state: RwLock::new(State { records: HashMap::new(), dirty: HashMap::new(), seq: 0, next_auto: 1 }),
+            index_dir,
+            state: RwLock::new(State {
+                records: HashMap::new(),
+                index_versions: vec![(0, 0); indices.len()],
+                indices,
+                dirty: HashMap::new(),
+                seq: 0,
+                next_auto: 1,
+                fingerprint: 0,
+            }),
         }
     }
 
@@ -92,19 +158,54 @@ impl<T: Entity> Core<T> {
         }
         Ok(value)
     }
+
+    fn index_path(&self, name: &str) -> Option<PathBuf> {
+        self.index_dir.as_ref().map(|dir| dir.join(format!("{name}.jsonl")))
+    }
+
+    /// Compares each index file with the index rebuilt from the records. A file that
+    /// is missing, unreadable or stale is marked for rewriting, with a warning.
+    fn verify_index_files(&self, ctx: &LoadCtx, state: &mut State<T>) {
+        for (pos, index) in state.indices.iter().enumerate() {
+            for (key, ids) in index.duplicates() {
+                tracing::warn!(
+                    collection = self.name,
+                    index = index.name(),
+                    key,
+                    ?ids,
+                    "unique index has a key held by several records"
+                );
+            }
+            let Some(path) = self.index_path(index.name()) else { continue };
+            let problem = match ctx.fs().read(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_owned()),
+                Err(e) => Some(format!("unreadable: {e}")),
+                Ok(bytes) => index_file::verify(&bytes, index.as_ref(), state.fingerprint, state.records.len()).err(),
+            };
+            match problem {
+                None => state.index_versions[pos] = (0, 0),
+                Some(reason) => {
+                    tracing::warn!(collection = self.name, index = index.name(), file = %path.display(), %reason, "rebuilding index file from the records");
+                    state.index_versions[pos] = (1, 0);
+                }
+            }
+        }
+    }
 }
 
 /// The type-erased face of a collection, for the store and the flusher.
 pub(crate) trait ErasedCollection: Send + Sync {
     fn name(&self) -> &'static str;
     fn type_name(&self) -> &'static str;
-    fn strategy(&self) -> &dyn Strategy;
     fn persisted(&self) -> bool;
     fn spec(&self) -> crate::entity::StorageSpec;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    /// Loads the stored records; returns the largest auto-id counter seen.
+    /// Directories to create on open: the strategy's, and the index directory.
+    fn dirs(&self) -> Vec<PathBuf>;
+    /// Loads the stored records, rebuilds the indices and checks the index files.
     fn load(&self, ctx: &LoadCtx) -> Result<()>;
-    /// Stages every dirty record into the batch; returns what `finish_flush` needs.
+    /// Stages every dirty record (and changed index file) into the batch; returns
+    /// what `finish_flush` needs.
     fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>>;
     /// Clears the dirty marks of a flush that is now durable.
     fn finish_flush(&self, ticket: Box<dyn Any + Send>);
@@ -120,9 +221,6 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
     }
-    fn strategy(&self) -> &dyn Strategy {
-        self.strategy.as_ref()
-    }
     fn persisted(&self) -> bool {
         T::STORAGE.is_persisted()
     }
@@ -131,6 +229,11 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.strategy.dirs();
+        dirs.extend(self.index_dir.clone());
+        dirs
     }
 
     fn load(&self, ctx: &LoadCtx) -> Result<()> {
@@ -154,28 +257,42 @@ impl<T: Entity> ErasedCollection for Core<T> {
             Ok(())
         })?;
         let mut state = self.state.write();
-        state.records = records;
         state.next_auto = state.next_auto.max(max_counter);
+        for (id, value) in records {
+            state.put(&id, Some(value), false);
+        }
+        self.verify_index_files(ctx, &mut state);
         Ok(())
     }
 
     fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>> {
+        let mut ticket = FlushTicket::<T> { records: Vec::new(), indices: Vec::new() };
         let snapshot: Vec<(T::Id, u64, Option<Arc<T>>)> = {
             let state = self.state.read();
-            if state.dirty.is_empty() {
-                return Ok(None);
+            for (pos, index) in state.indices.iter().enumerate() {
+                let (version, written) = state.index_versions[pos];
+                if let (true, Some(path)) = (version != written, self.index_path(index.name())) {
+                    let bytes =
+                        index_file::write(index.as_ref(), state.fingerprint, state.records.len()).map_err(|e| {
+                            Error::Meta { path: path.clone(), message: format!("cannot serialize index: {e}") }
+                        })?;
+                    batch.write(path, bytes);
+                    ticket.indices.push((pos, version));
+                }
             }
             state.dirty.iter().map(|(id, &seq)| (id.clone(), seq, state.records.get(id).cloned())).collect()
         };
         let mut changes = Vec::with_capacity(snapshot.len());
-        let mut ticket: FlushTicket<T> = Vec::with_capacity(snapshot.len());
         for (id, seq, value) in snapshot {
             let bytes = match value {
                 Some(value) => Some(to_json(self.name, &id, &*value)?),
                 None => None,
             };
             changes.push(Change { stem: self.stem(&id)?, bytes });
-            ticket.push((id, seq));
+            ticket.records.push((id, seq));
+        }
+        if changes.is_empty() && ticket.indices.is_empty() {
+            return Ok(None);
         }
         self.strategy.stage(changes, batch);
         Ok(Some(Box::new(ticket)))
@@ -186,11 +303,14 @@ impl<T: Entity> ErasedCollection for Core<T> {
             return;
         };
         let mut state = self.state.write();
-        for (id, seq) in *ticket {
+        for (id, seq) in ticket.records {
             // A write that came in during the flush has a newer seq and stays dirty.
             if state.dirty.get(&id) == Some(&seq) {
                 state.dirty.remove(&id);
             }
+        }
+        for (pos, version) in ticket.indices {
+            state.index_versions[pos].1 = version;
         }
     }
 
@@ -261,8 +381,9 @@ impl<T: Entity> Collection<T> {
     /// Inserts a new record and returns its id. For `#[id(auto)]` entities the id is
     /// assigned here, whatever the field held.
     ///
-    /// Errors with [`Error::DuplicateId`] when a record with this id exists, and
-    /// changes nothing then.
+    /// Errors with [`Error::DuplicateId`] when a record with this id exists and with
+    /// [`Error::UniqueViolation`] when a unique index already has one of its keys;
+    /// nothing changes then.
     pub fn insert(&self, mut value: T) -> Result<T::Id> {
         self.store.check_open()?;
         let mut state = self.core.state.write();
@@ -275,34 +396,34 @@ impl<T: Entity> Collection<T> {
         if state.records.contains_key(&id) {
             return Err(Error::DuplicateId { collection: self.core.name.to_owned(), id: show_id(&id.encode_key()) });
         }
+        state.check(self.core.name, &id, &value)?;
         if T::AUTO_ID {
             state.next_auto = next_auto + 1;
         }
-        state.records.insert(id.clone(), Arc::new(value));
-        state.mark(id.clone(), self.core.persisted());
+        state.put(&id, Some(Arc::new(value)), self.core.persisted());
         Ok(id)
     }
 
     /// Inserts or replaces the record with this value's id; returns the old one.
     /// For `#[id(auto)]` entities the given id is kept, and later inserts get
-    /// larger ids.
+    /// larger ids. Errors with [`Error::UniqueViolation`] like `insert`.
     pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
         self.store.check_open()?;
         let id = value.id().clone();
         self.core.check_id(&id)?;
         let mut state = self.core.state.write();
+        state.check(self.core.name, &id, &value)?;
         if let Some(n) = value.__id_counter() {
             state.next_auto = state.next_auto.max(n.saturating_add(1));
         }
-        let old = state.records.insert(id.clone(), Arc::new(value));
-        state.mark(id, self.core.persisted());
-        Ok(old)
+        Ok(state.put(&id, Some(Arc::new(value)), self.core.persisted()))
     }
 
     /// Changes the record with this id in place and returns the new version.
     ///
-    /// The closure gets a copy; if it panics, or the call returns an error, the
-    /// stored record is unchanged. Changing the id is an error ([`Error::IdChanged`]).
+    /// The closure gets a copy; if it panics, or the change is refused (a changed id:
+    /// [`Error::IdChanged`]; a taken unique key: [`Error::UniqueViolation`]), the
+    /// stored record, its index entries and its dirty mark are unchanged.
     pub fn update(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
         self.store.check_open()?;
         let mut state = self.core.state.write();
@@ -315,9 +436,9 @@ impl<T: Entity> Collection<T> {
                 new_id: show_id(&value.id().encode_key()),
             });
         }
+        state.check(self.core.name, id, &value)?;
         let value = Arc::new(value);
-        state.records.insert(id.clone(), Arc::clone(&value));
-        state.mark(id.clone(), self.core.persisted());
+        state.put(id, Some(Arc::clone(&value)), self.core.persisted());
         Ok(value)
     }
 
@@ -325,11 +446,52 @@ impl<T: Entity> Collection<T> {
     pub fn remove(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
         self.store.check_open()?;
         let mut state = self.core.state.write();
-        let old = state.records.remove(id);
-        if old.is_some() {
-            state.mark(id.clone(), self.core.persisted());
+        if !state.records.contains_key(id) {
+            return Ok(None);
         }
-        Ok(old)
+        Ok(state.put(id, None, self.core.persisted()))
+    }
+
+    /// Runs `f` on index number `pos` (declaration order) as its concrete type.
+    fn with_index<K: IndexKey, R>(&self, pos: usize, f: impl FnOnce(&Index<T, K>, &State<T>) -> R) -> Option<R> {
+        let state = self.core.state.read();
+        let index = state.indices.get(pos)?.as_any().downcast_ref::<Index<T, K>>()?;
+        Some(f(index, &state))
+    }
+
+    /// Generated `by_<field>` of a unique index.
+    #[doc(hidden)]
+    pub fn __index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Option<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, state| index.get_one(key).and_then(|id| state.records.get(id).cloned()))
+            .flatten()
+    }
+
+    /// Generated `by_<field>` of a non-unique index, in id order.
+    #[doc(hidden)]
+    pub fn __index_all<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Vec<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, state| {
+            index.get(key).filter_map(|id| state.records.get(id).cloned()).collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Generated `count_by_<field>`.
+    #[doc(hidden)]
+    pub fn __index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
+        self.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
+    }
+
+    /// Generated `range_by_<field>` of a sorted index, in key order.
+    #[doc(hidden)]
+    pub fn __index_range<K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
+        &self,
+        pos: usize,
+        bounds: (Bound<&Q>, Bound<&Q>),
+    ) -> Vec<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, state| {
+            index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
+        })
+        .unwrap_or_default()
     }
 
     /// The record with this id, from memory.

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::collection::Collection;
+use crate::index::IndexMaint;
 use crate::key::Key;
 
 /// Where a collection is kept. Chosen with `#[storage(...)]`.
@@ -73,4 +74,10 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The counter value of this record's id, for `#[id(auto)]` entities.
     #[doc(hidden)]
     fn __id_counter(&self) -> Option<u64>;
+
+    /// The secondary indices declared with `#[index]`, empty and in declaration order.
+    #[doc(hidden)]
+    fn __indices() -> Vec<Box<dyn IndexMaint<Self>>> {
+        Vec::new()
+    }
 }

@@ -64,6 +64,19 @@ pub enum Error {
         id: String,
     },
 
+    /// A write would give two records the same key in a unique index. Nothing changed.
+    #[error("collection `{collection}`: unique index `{index}` already has key {key} (record `{existing_id}`)")]
+    UniqueViolation {
+        /// The collection.
+        collection: String,
+        /// The index name (the field name, or fields joined by `_and_`).
+        index: String,
+        /// The clashing key, as JSON.
+        key: String,
+        /// The id of the record that holds the key.
+        existing_id: String,
+    },
+
     /// `update` or `remove` found no record with this id.
     #[error("collection `{collection}`: no record with id `{id}`")]
     NotFound {

@@ -12,6 +12,8 @@ mod entity;
 mod error;
 mod flush;
 pub mod fs;
+mod index;
+mod index_file;
 mod key;
 mod meta;
 mod recover;
@@ -23,6 +25,7 @@ pub use collection::Collection;
 pub use entity::{Entity, StorageKind, StorageSpec};
 pub use error::{Error, Result};
 pub use flush::{FlushStats, Health};
+pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
@@ -33,6 +36,7 @@ pub use store::{Store, StoreBuilder, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub mod __private {
     pub use crate::collection::Collection;
     pub use crate::entity::{Entity, StorageKind, StorageSpec};
+    pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
     pub use serde;
 }

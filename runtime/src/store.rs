@@ -136,11 +136,13 @@ impl StoreBuilder {
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
         for collection in &collections {
-            for sub in collection.strategy().dirs() {
+            for sub in collection.dirs() {
                 ctx.sweep_temps(&sub)?;
                 if fs.read_dir(&sub).is_err() {
                     fs.create_dir_all(&sub).map_err(|e| Error::io("create directory", &sub, e))?;
-                    fs.sync_dir(&dir).map_err(|e| Error::io("sync directory", &dir, e))?;
+                    if let Some(parent) = sub.parent() {
+                        fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
+                    }
                 }
             }
             if let Some(next) = meta.collections.get(collection.name()).and_then(|m| m.next_id) {
@@ -168,6 +170,11 @@ impl StoreBuilder {
         });
         let flusher = Flusher::spawn(Arc::downgrade(&inner), self.flush_interval)?;
         *inner.flusher.lock() = Some(flusher);
+        // Writes the index files that open found missing or stale. Index files are
+        // derived data: a failure here is reported in `health()`, never fatal.
+        if let Err(e) = inner.flush() {
+            tracing::warn!(error = %e, "could not rewrite index files on open; will retry on the next flush");
+        }
         Ok(Store { inner })
     }
 }

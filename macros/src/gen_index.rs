@@ -1,0 +1,166 @@
+//! Generation for indices: the `__indices()` list of the `Entity` impl, the
+//! `IndexKey` assertions, and the typed lookup methods on the handle.
+//!
+//! Lookup methods are named `by_<index>`, `count_by_<index>` (non-unique) and
+//! `range_by_<index>` (sorted). `Collection` has no methods with these prefixes, so
+//! generated names never shadow the handle's own.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::model::*;
+
+/// The key type of an index: the part's type, or a tuple for a composite.
+fn key_type(index: &IndexModel) -> TokenStream {
+    match index.parts.as_slice() {
+        [one] => {
+            let ty = &one.key_ty;
+            quote!(#ty)
+        }
+        parts => {
+            let tys = parts.iter().map(|p| &p.key_ty);
+            quote!((#(#tys,)*))
+        }
+    }
+}
+
+/// The body of `__indices()`: one boxed `Index` per declared index.
+pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
+    let items = indices.iter().map(|index| {
+        let name = &index.name;
+        let unique = index.unique;
+        let sorted = index.sorted;
+        let key_ty = key_type(index);
+        let visit = match (index.shape, index.parts.as_slice()) {
+            (KeyShape::Plain, [one]) => {
+                let f = &one.field;
+                quote!(visit(&entity.#f))
+            }
+            (KeyShape::Optional, [one]) => {
+                let f = &one.field;
+                quote!(if let ::core::option::Option::Some(key) = &entity.#f { visit(key) })
+            }
+            (KeyShape::Each, [one]) => {
+                let f = &one.field;
+                quote!(for key in &entity.#f { visit(key) })
+            }
+            (_, parts) => {
+                let fs = parts.iter().map(|p| &p.field);
+                quote!(visit(&(#(::core::clone::Clone::clone(&entity.#fs),)*)))
+            }
+        };
+        quote! {
+            #p::Index::<Self, #key_ty>::new(
+                #name,
+                #p::IndexKind { unique: #unique, sorted: #sorted },
+                |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&#key_ty)| { #visit },
+            ).boxed()
+        }
+    });
+    quote!(::std::vec![#(#items),*])
+}
+
+/// Assertions that each key type is an `IndexKey`, spanned on the user's field type
+/// so that e.g. an `f64` index is reported there.
+pub fn key_assertions(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
+    let checks = indices.iter().flat_map(|index| index.parts.iter()).map(|part| {
+        let ty = &part.key_ty;
+        quote_spanned!(ty.span()=> __assert_index_key::<#ty>();)
+    });
+    quote! {
+        const _: fn() = || {
+            fn __assert_index_key<K: #p::IndexKey>() {}
+            #(#checks)*
+        };
+    }
+}
+
+/// The typed lookup methods for the handle's `impl` block.
+pub fn lookups(entity: &syn::Ident, indices: &[IndexModel]) -> TokenStream {
+    let methods = indices.iter().enumerate().map(|(pos, index)| {
+        let key_ty = key_type(index);
+        let by = format_ident!("by_{}", index.name);
+        let count_by = format_ident!("count_by_{}", index.name);
+        let range_by = format_ident!("range_by_{}", index.name);
+        let params: Vec<TokenStream> = index
+            .parts
+            .iter()
+            .map(|part| {
+                let name = &part.field;
+                let ty = &part.key_ty;
+                match part.arg {
+                    ArgKind::Str => quote!(#name: &str),
+                    ArgKind::Value => quote!(#name: #ty),
+                    ArgKind::Ref => quote!(#name: &#ty),
+                }
+            })
+            .collect();
+        // The borrowed form the index is probed with, and its type.
+        let (probe, probe_ty) = match index.parts.as_slice() {
+            [one] => {
+                let name = &one.field;
+                match one.arg {
+                    ArgKind::Str => (quote!(#name), quote!(str)),
+                    ArgKind::Value => (quote!(&#name), key_ty.clone()),
+                    ArgKind::Ref => (quote!(#name), key_ty.clone()),
+                }
+            }
+            parts => {
+                let owned = parts.iter().map(|part| {
+                    let name = &part.field;
+                    match part.arg {
+                        ArgKind::Str => quote!(::std::borrow::ToOwned::to_owned(#name)),
+                        ArgKind::Value => quote!(#name),
+                        ArgKind::Ref => quote!(::core::clone::Clone::clone(#name)),
+                    }
+                });
+                (quote!(&(#(#owned,)*)), key_ty.clone())
+            }
+        };
+        let field_list = index.parts.iter().map(|p| format!("`{}`", p.field)).collect::<Vec<_>>().join(" and ");
+        let mut out = if index.unique {
+            let doc = format!("The `{entity}` whose {field_list} equals the given key (unique index `{}`).", index.name);
+            quote! {
+                #[doc = #doc]
+                pub fn #by(&self, #(#params),*) -> ::core::option::Option<::std::sync::Arc<#entity>> {
+                    self.0.__index_one::<#key_ty, #probe_ty>(#pos, #probe)
+                }
+            }
+        } else {
+            let doc = format!("Every `{entity}` whose {field_list} equals the given key, in id order (index `{}`).", index.name);
+            let count_doc = format!("How many `{entity}` records have this {field_list} (index `{}`).", index.name);
+            quote! {
+                #[doc = #doc]
+                pub fn #by(&self, #(#params),*) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
+                    self.0.__index_all::<#key_ty, #probe_ty>(#pos, #probe)
+                }
+                #[doc = #count_doc]
+                pub fn #count_by(&self, #(#params),*) -> usize {
+                    self.0.__index_count::<#key_ty, #probe_ty>(#pos, #probe)
+                }
+            }
+        };
+        if index.sorted {
+            let doc = format!("The `{entity}` records whose {field_list} falls in `range`, in key order (sorted index `{}`).", index.name);
+            let method = match index.parts.as_slice() {
+                [one] if one.arg == ArgKind::Str => quote! {
+                    #[doc = #doc]
+                    pub fn #range_by<'k>(&self, range: impl ::core::ops::RangeBounds<&'k str>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
+                        let bounds = (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
+                        self.0.__index_range::<#key_ty, str>(#pos, bounds)
+                    }
+                },
+                _ => quote! {
+                    #[doc = #doc]
+                    pub fn #range_by(&self, range: impl ::core::ops::RangeBounds<#key_ty>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
+                        self.0.__index_range::<#key_ty, #key_ty>(#pos, (range.start_bound(), range.end_bound()))
+                    }
+                },
+            };
+            out.extend(method);
+        }
+        out
+    });
+    quote!(#(#methods)*)
+}

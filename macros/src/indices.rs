@@ -1,0 +1,97 @@
+//! The check stage for indices: resolves each `#[index]` on a field and each
+//! struct-level composite `#[index(a, b)]` into an [`IndexModel`], reporting what
+//! cannot work. Whether a key type is usable (`Ord + Hash + ...`) is checked by the
+//! compiler through a generated `IndexKey` bound, spanned on the field's type.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::Span;
+
+use crate::ctx::Ctx;
+use crate::model::*;
+use crate::types::{is_copy_primitive, is_string, wrapped};
+
+pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
+    let mut out = Vec::new();
+    let id_field = model.id.as_ref().map(|id| &id.ident);
+    for field in &model.fields {
+        let Some(index) = &field.index else { continue };
+        if Some(&field.ident) == id_field {
+            ctx.error_at(
+                index.span,
+                "the #[id] field needs no #[index]: records are already looked up by id with `get`",
+            );
+            continue;
+        }
+        let (shape, key_ty) = if let Some(each) = index.each {
+            match wrapped(&field.ty, "Vec") {
+                Some(inner) => (KeyShape::Each, inner.clone()),
+                None => {
+                    ctx.error_at(
+                        each,
+                        format!("`each` indexes every element of a `Vec<T>` field, but `{}` is not spelled as a Vec; remove `each` to index the whole value", field.ident),
+                    );
+                    continue;
+                }
+            }
+        } else if let Some(inner) = wrapped(&field.ty, "Option") {
+            (KeyShape::Optional, inner.clone())
+        } else {
+            (KeyShape::Plain, field.ty.clone())
+        };
+        out.push(IndexModel {
+            name: field.ident.to_string(),
+            unique: index.unique.is_some(),
+            sorted: index.sorted.is_some(),
+            shape,
+            parts: vec![part(field.ident.clone(), key_ty)],
+            span: index.span,
+        });
+    }
+    for composite in &model.composites {
+        let mut parts = Vec::new();
+        for name in &composite.fields {
+            match model.fields.iter().find(|f| &f.ident == name) {
+                None => ctx.error(name, format!("composite index names `{name}`, but `{}` has no field `{name}`", model.ident)),
+                Some(field) if wrapped(&field.ty, "Option").is_some() || wrapped(&field.ty, "Vec").is_some() => ctx.error(
+                    name,
+                    format!("`{name}` is an Option or a Vec; a composite index takes plain fields (index it on its own with #[index] or #[index(each)])"),
+                ),
+                Some(field) => parts.push(part(field.ident.clone(), field.ty.clone())),
+            }
+        }
+        if parts.len() != composite.fields.len() {
+            continue;
+        }
+        let name = composite.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("_and_");
+        out.push(IndexModel {
+            name,
+            unique: composite.unique.is_some(),
+            sorted: composite.sorted.is_some(),
+            shape: KeyShape::Plain,
+            parts,
+            span: composite.span,
+        });
+    }
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for index in &out {
+        if seen.insert(&index.name, index.span).is_some() {
+            ctx.error_at(
+                index.span,
+                format!("two indices are named `{}`; their lookup methods would clash", index.name),
+            );
+        }
+    }
+    out
+}
+
+fn part(field: syn::Ident, key_ty: syn::Type) -> KeyPart {
+    let arg = if is_string(&key_ty) {
+        ArgKind::Str
+    } else if is_copy_primitive(&key_ty) {
+        ArgKind::Value
+    } else {
+        ArgKind::Ref
+    };
+    KeyPart { field, key_ty, arg }
+}

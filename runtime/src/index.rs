@@ -1,0 +1,411 @@
+//! Secondary indices: typed maps from a field's value to record ids, kept in step
+//! with every write and persisted as JSONL files that anyone can read.
+//!
+//! The derive builds one [`Index`] per `#[index]` (and per `#[belongs_to]`). The
+//! collection holds them behind [`IndexMaint`], checks every index before a write
+//! changes anything, and then applies the write to all of them.
+
+use std::any::Any;
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::ops::Bound;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::entity::Entity;
+use crate::key::Key;
+
+/// A type whose values can be index keys: totally ordered, hashable and serializable.
+///
+/// Implemented for every type with those traits (strings, integers, `bool`, `char`,
+/// tuples and your own types that derive them). Floating-point numbers are not keys,
+/// because `NaN` breaks both equality and order.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an index key",
+    label = "index keys need `Eq + Ord + Hash + Clone + Serialize + Deserialize`",
+    note = "floats have no total order: store an integer instead (e.g. cents as i64), or a wrapper that implements Ord and Hash"
+)]
+pub trait IndexKey: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {}
+
+impl<K: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static> IndexKey for K {}
+
+/// What kind of index, as declared with `#[index(...)]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexKind {
+    /// At most one record per key (`unique`).
+    pub unique: bool,
+    /// Keys kept in order, so ranges work (`sorted`).
+    pub sorted: bool,
+}
+
+/// The type-erased face of an index, as the collection maintains it.
+pub trait IndexMaint<T: Entity>: Send + Sync {
+    /// The index name: the field name, or the field names joined by `_and_`.
+    fn name(&self) -> &'static str;
+    /// The declared kind.
+    fn kind(&self) -> IndexKind;
+    /// Whether writing `new` under `id` keeps every unique key unique. The error is
+    /// the clashing key (as JSON) and the id (key text) of the record that has it.
+    #[doc(hidden)]
+    fn check(&self, id: &T::Id, new: &T) -> Result<(), (String, String)>;
+    /// Keys held by more than one record in a unique index (possible only in files
+    /// edited by hand), as `(key JSON, ids)`.
+    #[doc(hidden)]
+    fn duplicates(&self) -> Vec<(String, Vec<String>)>;
+    /// Moves `id`'s entries from `old`'s keys to `new`'s. Returns whether anything changed.
+    #[doc(hidden)]
+    fn apply(&mut self, id: &T::Id, old: Option<&T>, new: Option<&T>) -> bool;
+    /// The number of `(key, id)` entries.
+    fn entries(&self) -> usize;
+    /// Writes the entries as JSONL lines `{"key":..,"id":..}`, sorted by key then id.
+    #[doc(hidden)]
+    fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    /// Parses lines written by `write_lines` into a fresh index of the same shape.
+    #[doc(hidden)]
+    fn read_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<Box<dyn IndexMaint<T>>, String>;
+    /// Whether another index holds exactly the same entries.
+    #[doc(hidden)]
+    fn same_entries(&self, other: &dyn IndexMaint<T>) -> bool;
+    /// Removes every entry.
+    #[doc(hidden)]
+    fn clear(&mut self);
+    #[doc(hidden)]
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The key map: a hash map, or a B-tree for sorted indices.
+enum Map<K, V> {
+    Hash(HashMap<K, V>),
+    Sorted(BTreeMap<K, V>),
+}
+
+impl<K: IndexKey, V> Map<K, V> {
+    fn new(sorted: bool) -> Self {
+        if sorted {
+            Map::Sorted(BTreeMap::new())
+        } else {
+            Map::Hash(HashMap::new())
+        }
+    }
+    fn get<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        match self {
+            Map::Hash(m) => m.get(key),
+            Map::Sorted(m) => m.get(key),
+        }
+    }
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match self {
+            Map::Hash(m) => m.get_mut(key),
+            Map::Sorted(m) => m.get_mut(key),
+        }
+    }
+    fn insert(&mut self, key: K, value: V) {
+        match self {
+            Map::Hash(m) => {
+                m.insert(key, value);
+            }
+            Map::Sorted(m) => {
+                m.insert(key, value);
+            }
+        }
+    }
+    fn remove(&mut self, key: &K) -> Option<V> {
+        match self {
+            Map::Hash(m) => m.remove(key),
+            Map::Sorted(m) => m.remove(key),
+        }
+    }
+    fn clear(&mut self) {
+        match self {
+            Map::Hash(m) => m.clear(),
+            Map::Sorted(m) => m.clear(),
+        }
+    }
+    /// Entries sorted by key.
+    fn sorted_entries(&self) -> Vec<(&K, &V)> {
+        match self {
+            Map::Hash(m) => {
+                let mut entries: Vec<(&K, &V)> = m.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                entries
+            }
+            Map::Sorted(m) => m.iter().collect(),
+        }
+    }
+}
+
+/// The ids under one key: usually one, so no set is allocated for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ids<I> {
+    One(I),
+    Many(BTreeSet<I>),
+}
+
+impl<I: Ord + Clone> Ids<I> {
+    fn iter(&self) -> Box<dyn Iterator<Item = &I> + '_> {
+        match self {
+            Ids::One(id) => Box::new(std::iter::once(id)),
+            Ids::Many(ids) => Box::new(ids.iter()),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Ids::One(_) => 1,
+            Ids::Many(ids) => ids.len(),
+        }
+    }
+    fn first(&self) -> Option<&I> {
+        match self {
+            Ids::One(id) => Some(id),
+            Ids::Many(ids) => ids.first(),
+        }
+    }
+    fn insert(&mut self, id: I) -> bool {
+        match self {
+            Ids::One(existing) if *existing == id => false,
+            Ids::One(existing) => {
+                let set = BTreeSet::from([existing.clone(), id]);
+                *self = Ids::Many(set);
+                true
+            }
+            Ids::Many(ids) => ids.insert(id),
+        }
+    }
+    /// Removes `id`; returns whether the slot is now empty.
+    fn remove(&mut self, id: &I) -> bool {
+        match self {
+            Ids::One(existing) => existing == id,
+            Ids::Many(ids) => {
+                ids.remove(id);
+                if ids.len() == 1 {
+                    if let Some(last) = ids.pop_first() {
+                        *self = Ids::One(last);
+                    }
+                }
+                ids_is_empty(self)
+            }
+        }
+    }
+}
+
+fn ids_is_empty<I>(ids: &Ids<I>) -> bool {
+    matches!(ids, Ids::Many(set) if set.is_empty())
+}
+
+/// Calls the visitor with each key a record has under one index: none for a `None`
+/// option, one for a plain field, one per element for `#[index(each)]`.
+pub type KeysOf<T, K> = fn(&T, &mut dyn FnMut(&K));
+
+/// A typed secondary index over the records of `T`, keyed by `K`.
+pub struct Index<T: Entity, K: IndexKey> {
+    name: &'static str,
+    kind: IndexKind,
+    keys_of: KeysOf<T, K>,
+    map: Map<K, Ids<T::Id>>,
+    entries: usize,
+}
+
+impl<T: Entity, K: IndexKey> Index<T, K> {
+    /// A new, empty index.
+    pub fn new(name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Self {
+        Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0 }
+    }
+
+    /// Boxes the index for [`Entity::__indices`].
+    pub fn boxed(self) -> Box<dyn IndexMaint<T>> {
+        Box::new(self)
+    }
+
+    fn keys(&self, value: &T) -> Vec<K> {
+        let mut keys = Vec::new();
+        (self.keys_of)(value, &mut |k| keys.push(k.clone()));
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    fn add(&mut self, key: K, id: &T::Id) -> bool {
+        let added = match self.map.get_mut(&key) {
+            Some(ids) => ids.insert(id.clone()),
+            None => {
+                self.map.insert(key, Ids::One(id.clone()));
+                true
+            }
+        };
+        self.entries += usize::from(added);
+        added
+    }
+
+    fn drop_entry(&mut self, key: &K, id: &T::Id) -> bool {
+        let Some(ids) = self.map.get_mut(key) else { return false };
+        let had = ids.iter().any(|i| i == id);
+        if had {
+            self.entries -= 1;
+            if ids.remove(id) {
+                self.map.remove(key);
+            }
+        }
+        had
+    }
+
+    /// The ids under `key`.
+    pub fn get<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> impl Iterator<Item = &T::Id>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key).into_iter().flat_map(Ids::iter)
+    }
+
+    /// The first id under `key` (the only one, for a unique index).
+    pub fn get_one<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> Option<&T::Id>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key).and_then(Ids::first)
+    }
+
+    /// How many records have `key`.
+    pub fn count<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key).map_or(0, Ids::len)
+    }
+
+    /// The ids whose keys fall in the bounds, in key order (then id order). Empty for
+    /// an index that is not sorted.
+    pub fn range<Q: Ord + ?Sized>(&self, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<&T::Id>
+    where
+        K: Borrow<Q>,
+    {
+        match &self.map {
+            Map::Sorted(m) => {
+                // BTreeMap::range panics on inverted or equal-excluded bounds; answer empty.
+                if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = bounds {
+                    let both_excluded = matches!(bounds, (Bound::Excluded(_), Bound::Excluded(_)));
+                    if s > e || (s == e && both_excluded) {
+                        return Vec::new();
+                    }
+                }
+                m.range::<Q, _>(bounds).flat_map(|(_, ids)| ids.iter()).collect()
+            }
+            Map::Hash(_) => Vec::new(),
+        }
+    }
+}
+
+/// One line of an index file.
+#[derive(Serialize, Deserialize)]
+struct Line<K, I> {
+    key: K,
+    id: I,
+}
+
+impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn kind(&self) -> IndexKind {
+        self.kind
+    }
+
+    fn check(&self, id: &T::Id, new: &T) -> Result<(), (String, String)> {
+        if !self.kind.unique {
+            return Ok(());
+        }
+        for key in self.keys(new) {
+            if let Some(existing) = self.map.get(&key).and_then(|ids| ids.iter().find(|other| *other != id)) {
+                return Err((key_text(&key), existing.encode_key()));
+            }
+        }
+        Ok(())
+    }
+
+    fn duplicates(&self) -> Vec<(String, Vec<String>)> {
+        if !self.kind.unique {
+            return Vec::new();
+        }
+        let entries = self.map.sorted_entries();
+        entries
+            .into_iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(key, ids)| (key_text(key), ids.iter().map(Key::encode_key).collect()))
+            .collect()
+    }
+
+    fn apply(&mut self, id: &T::Id, old: Option<&T>, new: Option<&T>) -> bool {
+        let old_keys = old.map(|v| self.keys(v)).unwrap_or_default();
+        let new_keys = new.map(|v| self.keys(v)).unwrap_or_default();
+        if old_keys == new_keys {
+            return false;
+        }
+        let mut changed = false;
+        for key in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
+            changed |= self.drop_entry(key, id);
+        }
+        for key in new_keys.into_iter().filter(|k| old_keys.binary_search(k).is_err()) {
+            changed |= self.add(key, id);
+        }
+        changed
+    }
+
+    fn entries(&self) -> usize {
+        self.entries
+    }
+
+    fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        for (key, ids) in self.map.sorted_entries() {
+            for id in ids.iter() {
+                serde_json::to_writer(&mut *out, &Line { key, id })?;
+                out.push(b'\n');
+            }
+        }
+        Ok(())
+    }
+
+    fn read_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<Box<dyn IndexMaint<T>>, String> {
+        let mut fresh = Index::<T, K>::new(self.name, self.kind, self.keys_of);
+        for (n, line) in lines.enumerate() {
+            let line: Line<K, T::Id> = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", n + 2))?;
+            fresh.add(line.key, &line.id);
+        }
+        Ok(Box::new(fresh))
+    }
+
+    fn same_entries(&self, other: &dyn IndexMaint<T>) -> bool {
+        let Some(other) = other.as_any().downcast_ref::<Index<T, K>>() else { return false };
+        self.entries == other.entries && self.map.sorted_entries() == other.map.sorted_entries()
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.entries = 0;
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A key as JSON, for messages.
+fn key_text<K: IndexKey>(key: &K) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
+}
+
+/// A 64-bit FNV-1a hash: stable across platforms and Rust versions, which is all the
+/// index-file fingerprint needs.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}

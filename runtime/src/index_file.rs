@@ -1,0 +1,96 @@
+//! Index files: `<dir>/<collection>/indices/<index>.jsonl`.
+//!
+//! The first line is a header, then one `{"key":..,"id":..}` line per entry, sorted
+//! by key and then id:
+//!
+//! ```text
+//! {"shelf_index":1,"index":"email","unique":true,"sorted":false,"entries":2,"records":2,"fingerprint":"9f2c..."}
+//! {"key":"ada@example.com","id":"ada"}
+//! {"key":"bob@example.com","id":"bob"}
+//! ```
+//!
+//! The records are the truth; an index file is derived from them. On open each file
+//! is compared with the index rebuilt from the records, and rewritten when it is
+//! missing, unparsable or stale (another fingerprint or other entries). The
+//! fingerprint is an order-independent hash of the set of record ids.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entity::Entity;
+use crate::index::IndexMaint;
+
+/// The directory of a collection's index files, inside the collection directory.
+pub(crate) const INDEX_DIR: &str = "indices";
+
+/// The index file format this build writes.
+const INDEX_FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    shelf_index: u32,
+    index: String,
+    unique: bool,
+    sorted: bool,
+    entries: usize,
+    records: usize,
+    fingerprint: String,
+}
+
+/// The whole file for `index`.
+pub(crate) fn write<T: Entity>(
+    index: &dyn IndexMaint<T>,
+    fingerprint: u64,
+    records: usize,
+) -> serde_json::Result<Vec<u8>> {
+    let kind = index.kind();
+    let header = Header {
+        shelf_index: INDEX_FORMAT,
+        index: index.name().to_owned(),
+        unique: kind.unique,
+        sorted: kind.sorted,
+        entries: index.entries(),
+        records,
+        fingerprint: format!("{fingerprint:016x}"),
+    };
+    let mut out = serde_json::to_vec(&header)?;
+    out.push(b'\n');
+    index.write_lines(&mut out)?;
+    Ok(out)
+}
+
+/// Checks a file against the index rebuilt from the records; the error says why the
+/// file cannot be used.
+pub(crate) fn verify<T: Entity>(
+    bytes: &[u8],
+    rebuilt: &dyn IndexMaint<T>,
+    fingerprint: u64,
+    records: usize,
+) -> Result<(), String> {
+    let mut lines = bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty());
+    let header: Header = match lines.next() {
+        Some(line) => serde_json::from_slice(line).map_err(|e| format!("unparsable header: {e}"))?,
+        None => return Err("empty file".to_owned()),
+    };
+    if header.shelf_index != INDEX_FORMAT {
+        return Err(format!("format version {} (this build writes {INDEX_FORMAT})", header.shelf_index));
+    }
+    let kind = rebuilt.kind();
+    if header.unique != kind.unique || header.sorted != kind.sorted {
+        return Err("the index was declared differently".to_owned());
+    }
+    if header.records != records || header.fingerprint != format!("{fingerprint:016x}") {
+        return Err("stale: built from another set of records".to_owned());
+    }
+    let stored = rebuilt.read_lines(&mut lines).map_err(|e| format!("unparsable entry: {e}"))?;
+    if stored.entries() != header.entries {
+        return Err(format!(
+            "truncated: the header says {} entries, the file has {}",
+            header.entries,
+            stored.entries()
+        ));
+    }
+    if !stored.same_entries(rebuilt) {
+        return Err("stale: its entries differ from the records".to_owned());
+    }
+    Ok(())
+}
