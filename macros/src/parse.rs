@@ -79,7 +79,7 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
                     name: args.name,
                     target: args.target,
                     via: args.via,
-                    span: attr.span(),
+                    span: attr.path().span(),
                 }),
                 Err(e) => ctx.syn(e),
             }
@@ -224,7 +224,7 @@ fn parse_id(ctx: &Ctx, attr: &Attribute) -> Option<Span> {
 }
 
 fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
-    let mut index = FieldIndex { unique: None, sorted: None, each: None, span: attr.span() };
+    let mut index = FieldIndex { unique: None, sorted: None, each: None, span: attr.path().span() };
     if matches!(attr.meta, Meta::Path(_)) {
         return Some(index);
     }
@@ -252,7 +252,7 @@ fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
 
 /// A struct-level `#[index(a, b, unique, sorted)]`.
 fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
-    let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.span() };
+    let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.path().span() };
     if matches!(attr.meta, Meta::Path(_)) {
         ctx.error(attr, "a struct-level #[index] names two or more fields, e.g. #[index(country, age)]; to index one field, put #[index] on the field");
         return None;
@@ -320,7 +320,7 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
         check: true,
         on_delete: OnDelete::Restrict,
         on_delete_span: None,
-        span: attr.span(),
+        span: attr.path().span(),
     };
     for (name, value) in args.options {
         match name.to_string().as_str() {

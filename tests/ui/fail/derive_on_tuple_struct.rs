@@ -1,0 +1,7 @@
+use serde::{Deserialize, Serialize};
+use shelf::Entity;
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+struct UserId(String);
+
+fn main() {}

@@ -1,0 +1,9 @@
+use serde::{Deserialize, Serialize};
+use shelf::Entity;
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+struct User {
+    name: String,
+}
+
+fn main() {}
