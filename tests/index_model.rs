@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use shelf::{Entity, Error, Store};
 
 #[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[index(country, age)]
-#[index(country, level, unique)]
+#[index((country, age))]
+#[index((country, level), unique)]
 struct Person {
     #[id]
     id: u32,
@@ -118,7 +118,11 @@ fn assert_indices_match(store: &Store, model: &BTreeMap<u32, Person>) {
     let people = store.collection::<Person>().unwrap();
     assert_eq!(ids(people.all()), model.keys().copied().collect::<Vec<_>>());
     for email in EMAILS {
-        assert_eq!(people.by_email(email).map(|p| p.id), scan(model, |p| p.email == email).first().copied(), "email {email}");
+        assert_eq!(
+            people.by_email(email).map(|p| p.id),
+            scan(model, |p| p.email == email).first().copied(),
+            "email {email}"
+        );
     }
     for country in COUNTRIES {
         assert_eq!(ids(people.by_country(country)), scan(model, |p| p.country == country), "country {country}");
@@ -137,7 +141,8 @@ fn assert_indices_match(store: &Store, model: &BTreeMap<u32, Person>) {
     }
     // Sorted indices answer ranges in key order.
     let range: Vec<(u32, u32)> = people.range_by_age(1..4).iter().map(|p| (p.age, p.id)).collect();
-    let mut expected: Vec<(u32, u32)> = model.values().filter(|p| (1..4).contains(&p.age)).map(|p| (p.age, p.id)).collect();
+    let mut expected: Vec<(u32, u32)> =
+        model.values().filter(|p| (1..4).contains(&p.age)).map(|p| (p.age, p.id)).collect();
     expected.sort_unstable();
     assert_eq!(range, expected, "range_by_age(1..4)");
     let ranks: Vec<u32> = people.range_by_rank(2..=6).iter().map(|p| p.rank).collect();

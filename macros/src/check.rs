@@ -70,9 +70,6 @@ fn not_built_yet(ctx: &Ctx, model: &Model) {
         }
     }
     if storage.kind != StorageKind::Memory {
-        if let Some(span) = storage.wal {
-            ctx.error_at(span, "the `wal` modifier is not built yet in this version of Shelf; remove it (writes are persisted by the periodic flush)");
-        }
         if let Some(span) = storage.compress {
             ctx.error_at(span, "the `compress` modifier is not built yet in this version of Shelf; remove it");
         }

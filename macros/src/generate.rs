@@ -22,6 +22,7 @@ pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
         StorageKind::PerRecord | StorageKind::CollectionFile => quote!(#p::StorageKind::PerRecord),
         StorageKind::Memory => quote!(#p::StorageKind::Memory),
     };
+    let wal = model.storage.wal.is_some();
     let auto = id.auto.is_some();
     let auto_fns = match id.auto {
         Some(span) => {
@@ -63,7 +64,7 @@ pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
             #id_assoc
             type Handle = #handle;
             const COLLECTION: &'static str = #collection;
-            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind };
+            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal };
             const AUTO_ID: bool = #auto;
 
             fn id(&self) -> &Self::Id {

@@ -251,21 +251,44 @@ fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
 }
 
 /// A struct-level `#[index(a, b, unique, sorted)]`.
+/// A struct-level composite index: `#[index((a, b), unique, sorted)]`.
+///
+/// The fields are written as a tuple. The flat form `#[index(a, b)]` would trip
+/// clippy's `duplicated_attributes` lint in user crates whenever two composite
+/// indices share a field, so it is refused with a hint.
 fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
+    const SHAPE: &str = "a composite index lists its fields as a tuple, e.g. #[index((country, age))] or #[index((country, age), unique)]; to index one field, put #[index] on the field";
     let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.path().span() };
     if matches!(attr.meta, Meta::Path(_)) {
-        ctx.error(attr, "a struct-level #[index] names two or more fields, e.g. #[index(country, age)]; to index one field, put #[index] on the field");
+        ctx.error(attr, SHAPE);
         return None;
     }
-    let result = attr.parse_nested_meta(|meta| {
-        let Some(ident) = meta.path.get_ident() else {
-            return Err(meta.error("expected a field name, `unique` or `sorted`"));
-        };
-        match ident.to_string().as_str() {
-            "unique" => index.unique = Some(ident.span()),
-            "sorted" => index.sorted = Some(ident.span()),
-            "each" => return Err(meta.error("`each` works on a single Vec field: put #[index(each)] on the field")),
-            _ => index.fields.push(ident.clone()),
+    let result = attr.parse_args_with(|input: ParseStream| {
+        if !input.peek(syn::token::Paren) {
+            return Err(input.error(SHAPE));
+        }
+        let content;
+        syn::parenthesized!(content in input);
+        let fields = content.parse_terminated(Ident::parse, Token![,])?;
+        index.fields = fields.into_iter().collect();
+        while input.parse::<Option<Token![,]>>()?.is_some() {
+            if input.is_empty() {
+                break;
+            }
+            let option: Ident = input.parse()?;
+            match option.to_string().as_str() {
+                "unique" => index.unique = Some(option.span()),
+                "sorted" => index.sorted = Some(option.span()),
+                _ => {
+                    return Err(syn::Error::new(
+                        option.span(),
+                        "unknown composite index option; expected `unique` or `sorted`",
+                    ))
+                }
+            }
+        }
+        if !input.is_empty() {
+            return Err(input.error("expected `, unique` or `, sorted` after the tuple of fields"));
         }
         Ok(())
     });
@@ -274,10 +297,7 @@ fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
         return None;
     }
     if index.fields.len() < 2 {
-        ctx.error(
-            attr,
-            "a struct-level #[index(...)] names two or more fields; to index one field, put #[index] on the field",
-        );
+        ctx.error(attr, "a composite index names two or more fields, e.g. #[index((country, age))]; to index one field, put #[index] on the field");
         return None;
     }
     Some(index)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::batch::WriteBatch;
+use crate::commit::Op;
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
@@ -102,6 +103,102 @@ struct FlushTicket<T: Entity> {
     indices: Vec<(usize, u64)>,
 }
 
+/// One write of a commit, typed. Ids of `#[id(auto)]` inserts are assigned before.
+pub(crate) enum TypedOp<T: Entity> {
+    /// Fails if the id exists.
+    Insert(Arc<T>),
+    /// Inserts or replaces.
+    Upsert(Arc<T>),
+    /// Fails if the id does not exist.
+    Update(Arc<T>),
+    /// Removes the record if it exists.
+    Remove(T::Id),
+}
+
+/// How to revert one applied op: the id and the value it had before.
+struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>);
+
+/// A collection locked for writing by a commit. Holding the write lock for the whole
+/// commit is what keeps a commit invisible to readers until it is complete.
+pub(crate) trait Locked {
+    /// Validates and applies one op (a `TypedOp<T>`). On success returns its undo
+    /// and, when `log` is set, its WAL entry.
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<(Box<dyn Any + Send>, Option<Vec<u8>>)>;
+    /// Reverts one applied op.
+    fn undo(&mut self, undo: Box<dyn Any + Send>);
+}
+
+struct LockedCore<'a, T: Entity> {
+    core: &'a Core<T>,
+    state: parking_lot::RwLockWriteGuard<'a, State<T>>,
+}
+
+impl<T: Entity> Locked for LockedCore<'_, T> {
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<(Box<dyn Any + Send>, Option<Vec<u8>>)> {
+        let name = self.core.name;
+        let Ok(op) = op.downcast::<TypedOp<T>>() else {
+            return Err(Error::NotRegistered { type_name: std::any::type_name::<T>() });
+        };
+        let (id, new) = match *op {
+            TypedOp::Remove(id) => (id, None),
+            TypedOp::Insert(value) => {
+                let id = value.id().clone();
+                self.core.check_id(&id)?;
+                if self.state.records.contains_key(&id) {
+                    return Err(Error::DuplicateId { collection: name.to_owned(), id: show_id(&id.encode_key()) });
+                }
+                (id, Some(value))
+            }
+            TypedOp::Upsert(value) => {
+                let id = value.id().clone();
+                self.core.check_id(&id)?;
+                if let Some(n) = value.__id_counter() {
+                    self.state.next_auto = self.state.next_auto.max(n.saturating_add(1));
+                }
+                (id, Some(value))
+            }
+            TypedOp::Update(value) => {
+                let id = value.id().clone();
+                if !self.state.records.contains_key(&id) {
+                    return Err(Error::NotFound { collection: name.to_owned(), id: show_id(&id.encode_key()) });
+                }
+                (id, Some(value))
+            }
+        };
+        if let Some(value) = &new {
+            self.state.check(name, &id, value)?;
+        }
+        let entry = match (log && self.core.persisted(), &new) {
+            (true, value) => Some(wal_entry(name, &id, value.as_deref())?),
+            (false, _) => None,
+        };
+        let old = self.state.put(&id, new, self.core.persisted());
+        Ok((Box::new(TypedUndo::<T>(id, old)), entry))
+    }
+
+    fn undo(&mut self, undo: Box<dyn Any + Send>) {
+        if let Ok(undo) = undo.downcast::<TypedUndo<T>>() {
+            let TypedUndo(id, old) = *undo;
+            self.state.put(&id, old, self.core.persisted());
+        }
+    }
+}
+
+/// The WAL entry of one write: `{"c":collection,"id":id,"v":value-or-null}`.
+fn wal_entry<T: Entity>(collection: &str, id: &T::Id, value: Option<&T>) -> Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Entry<'a, I, V> {
+        c: &'a str,
+        id: &'a I,
+        v: Option<&'a V>,
+    }
+    serde_json::to_vec(&Entry { c: collection, id, v: value }).map_err(|source| Error::Serde {
+        collection: collection.to_owned(),
+        id: show_id(&id.encode_key()),
+        source: Arc::new(source),
+    })
+}
+
 impl<T: Entity> Core<T> {
     pub fn new(dir: &std::path::Path) -> Self {
         let indices = T::__indices();
@@ -135,6 +232,42 @@ impl<T: Entity> Core<T> {
             id: show_id(&text),
             reason,
         })
+    }
+
+    /// The committed record with this id.
+    pub(crate) fn get(&self, id: &T::Id) -> Option<Arc<T>> {
+        self.state.read().records.get(id).cloned()
+    }
+
+    pub(crate) fn not_found(&self, id: &T::Id) -> Error {
+        Error::NotFound { collection: self.name.to_owned(), id: show_id(&id.encode_key()) }
+    }
+
+    /// Assigns the next auto id to a value about to be inserted, if the entity has
+    /// `#[id(auto)]`. Called under the writer lock.
+    pub(crate) fn prepare_insert(&self, mut value: T) -> Result<T> {
+        if T::AUTO_ID {
+            let mut state = self.state.write();
+            if !value.__set_auto_id(state.next_auto) {
+                return Err(Error::AutoIdExhausted { collection: self.name.to_owned() });
+            }
+            state.next_auto += 1;
+        }
+        Ok(value)
+    }
+
+    /// `current` changed by `change`; an error if the change touched the id.
+    pub(crate) fn changed(&self, id: &T::Id, current: &T, change: impl FnOnce(&mut T)) -> Result<T> {
+        let mut value = T::clone(current);
+        change(&mut value);
+        if value.id() != id {
+            return Err(Error::IdChanged {
+                collection: self.name.to_owned(),
+                id: show_id(&id.encode_key()),
+                new_id: show_id(&value.id().encode_key()),
+            });
+        }
+        Ok(value)
     }
 
     fn check_id(&self, id: &T::Id) -> Result<()> {
@@ -209,6 +342,10 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>>;
     /// Clears the dirty marks of a flush that is now durable.
     fn finish_flush(&self, ticket: Box<dyn Any + Send>);
+    /// Locks the collection for a commit.
+    fn lock_write(&self) -> Box<dyn Locked + '_>;
+    /// Applies one logged write during WAL replay, without validation.
+    fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String>;
     fn next_auto(&self) -> Option<u64>;
     fn set_next_auto(&self, next: u64);
     fn dirty_count(&self) -> usize;
@@ -314,6 +451,21 @@ impl<T: Entity> ErasedCollection for Core<T> {
         }
     }
 
+    fn lock_write(&self) -> Box<dyn Locked + '_> {
+        Box::new(LockedCore { core: self, state: self.state.write() })
+    }
+
+    fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String> {
+        let id: T::Id = serde_json::from_value(id).map_err(|e| format!("bad id: {e}"))?;
+        let value: Option<T> = value.map(serde_json::from_value).transpose().map_err(|e| format!("bad record: {e}"))?;
+        let mut state = self.state.write();
+        if let Some(n) = value.as_ref().and_then(Entity::__id_counter) {
+            state.next_auto = state.next_auto.max(n.saturating_add(1));
+        }
+        state.put(&id, value.map(Arc::new), self.persisted());
+        Ok(())
+    }
+
     fn next_auto(&self) -> Option<u64> {
         T::AUTO_ID.then(|| self.state.read().next_auto)
     }
@@ -344,12 +496,14 @@ fn to_json<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Vec<u8>
 /// to this type, so every method here is available on them.
 pub struct Collection<T: Entity> {
     core: Arc<Core<T>>,
+    /// Position of the collection in the store, for commits.
+    pos: usize,
     store: Store,
 }
 
 impl<T: Entity> Clone for Collection<T> {
     fn clone(&self) -> Self {
-        Collection { core: Arc::clone(&self.core), store: self.store.clone() }
+        Collection { core: Arc::clone(&self.core), pos: self.pos, store: self.store.clone() }
     }
 }
 
@@ -360,8 +514,8 @@ impl<T: Entity> fmt::Debug for Collection<T> {
 }
 
 impl<T: Entity> Collection<T> {
-    pub(crate) fn new(core: Arc<Core<T>>, store: Store) -> Self {
-        Collection { core, store }
+    pub(crate) fn new(core: Arc<Core<T>>, pos: usize, store: Store) -> Self {
+        Collection { core, pos, store }
     }
 
     /// The collection's name, as used for its directory and in `shelf.json`.
@@ -375,48 +529,31 @@ impl<T: Entity> Collection<T> {
     }
 
     fn not_found(&self, id: &T::Id) -> Error {
-        Error::NotFound { collection: self.core.name.to_owned(), id: show_id(&id.encode_key()) }
+        self.core.not_found(id)
     }
 
     /// Inserts a new record and returns its id. For `#[id(auto)]` entities the id is
-    /// assigned here, whatever the field held.
+    /// assigned here, whatever the field held (ids of failed inserts are not reused).
     ///
     /// Errors with [`Error::DuplicateId`] when a record with this id exists and with
     /// [`Error::UniqueViolation`] when a unique index already has one of its keys;
     /// nothing changes then.
-    pub fn insert(&self, mut value: T) -> Result<T::Id> {
-        self.store.check_open()?;
-        let mut state = self.core.state.write();
-        let next_auto = state.next_auto;
-        if T::AUTO_ID && !value.__set_auto_id(next_auto) {
-            return Err(Error::AutoIdExhausted { collection: self.core.name.to_owned() });
-        }
-        let id = value.id().clone();
-        self.core.check_id(&id)?;
-        if state.records.contains_key(&id) {
-            return Err(Error::DuplicateId { collection: self.core.name.to_owned(), id: show_id(&id.encode_key()) });
-        }
-        state.check(self.core.name, &id, &value)?;
-        if T::AUTO_ID {
-            state.next_auto = next_auto + 1;
-        }
-        state.put(&id, Some(Arc::new(value)), self.core.persisted());
-        Ok(id)
+    pub fn insert(&self, value: T) -> Result<T::Id> {
+        self.store.inner_checked()?.write(|| {
+            let value = self.core.prepare_insert(value)?;
+            let id = value.id().clone();
+            Ok((vec![Op::new(self.pos, TypedOp::Insert(Arc::new(value)))], id))
+        })
     }
 
     /// Inserts or replaces the record with this value's id; returns the old one.
     /// For `#[id(auto)]` entities the given id is kept, and later inserts get
     /// larger ids. Errors with [`Error::UniqueViolation`] like `insert`.
     pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
-        self.store.check_open()?;
-        let id = value.id().clone();
-        self.core.check_id(&id)?;
-        let mut state = self.core.state.write();
-        state.check(self.core.name, &id, &value)?;
-        if let Some(n) = value.__id_counter() {
-            state.next_auto = state.next_auto.max(n.saturating_add(1));
-        }
-        Ok(state.put(&id, Some(Arc::new(value)), self.core.persisted()))
+        self.store.inner_checked()?.write(|| {
+            let old = self.get(value.id());
+            Ok((vec![Op::new(self.pos, TypedOp::Upsert(Arc::new(value)))], old))
+        })
     }
 
     /// Changes the record with this id in place and returns the new version.
@@ -425,31 +562,21 @@ impl<T: Entity> Collection<T> {
     /// [`Error::IdChanged`]; a taken unique key: [`Error::UniqueViolation`]), the
     /// stored record, its index entries and its dirty mark are unchanged.
     pub fn update(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
-        self.store.check_open()?;
-        let mut state = self.core.state.write();
-        let mut value = T::clone(state.records.get(id).ok_or_else(|| self.not_found(id))?);
-        change(&mut value);
-        if value.id() != id {
-            return Err(Error::IdChanged {
-                collection: self.core.name.to_owned(),
-                id: show_id(&id.encode_key()),
-                new_id: show_id(&value.id().encode_key()),
-            });
-        }
-        state.check(self.core.name, id, &value)?;
-        let value = Arc::new(value);
-        state.put(id, Some(Arc::clone(&value)), self.core.persisted());
-        Ok(value)
+        self.store.inner_checked()?.write(|| {
+            let current = self.get(id).ok_or_else(|| self.not_found(id))?;
+            let value = Arc::new(self.core.changed(id, &current, change)?);
+            Ok((vec![Op::new(self.pos, TypedOp::Update(Arc::clone(&value)))], value))
+        })
     }
 
     /// Removes the record with this id and returns it; `Ok(None)` when there was none.
     pub fn remove(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
-        self.store.check_open()?;
-        let mut state = self.core.state.write();
-        if !state.records.contains_key(id) {
-            return Ok(None);
-        }
-        Ok(state.put(id, None, self.core.persisted()))
+        self.store.inner_checked()?.write(|| {
+            let old = self.get(id);
+            let ops =
+                if old.is_some() { vec![Op::new(self.pos, TypedOp::<T>::Remove(id.clone()))] } else { Vec::new() };
+            Ok((ops, old))
+        })
     }
 
     /// Runs `f` on index number `pos` (declaration order) as its concrete type.
@@ -496,7 +623,7 @@ impl<T: Entity> Collection<T> {
 
     /// The record with this id, from memory.
     pub fn get(&self, id: &T::Id) -> Option<Arc<T>> {
-        self.core.state.read().records.get(id).cloned()
+        self.core.get(id)
     }
 
     /// Whether a record with this id exists.

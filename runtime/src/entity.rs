@@ -19,11 +19,13 @@ pub enum StorageKind {
     Memory,
 }
 
-/// The storage declared for an entity: `#[storage(per_record)]` or `#[storage(memory)]`.
+/// The storage declared for an entity with `#[storage(...)]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StorageSpec {
     /// The strategy.
     pub kind: StorageKind,
+    /// `wal`: every commit is logged and durable before it returns.
+    pub wal: bool,
 }
 
 impl StorageSpec {

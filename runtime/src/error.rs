@@ -149,6 +149,33 @@ pub enum Error {
         message: String,
     },
 
+    /// A write through a collection handle inside [`Store::transaction`](crate::Store::transaction).
+    #[error("store {dir}: a collection handle cannot write inside a transaction of the same store; write through the `Transaction` instead")]
+    InTransaction {
+        /// The data directory.
+        dir: PathBuf,
+    },
+
+    /// The WAL has a bad record followed by valid ones: not a torn tail but
+    /// corruption. Open with [`StoreBuilder::repair_wal`](crate::StoreBuilder::repair_wal)
+    /// to cut the log there, losing what follows.
+    #[error("WAL segment {segment} is corrupt at byte {offset}, and valid records follow; open with `repair_wal(true)` to truncate it there (losing those records)")]
+    WalCorrupt {
+        /// The segment file.
+        segment: PathBuf,
+        /// Where the bad record starts.
+        offset: u64,
+    },
+
+    /// A WAL record could not be applied on open.
+    #[error("WAL record {lsn}: {message}")]
+    WalReplay {
+        /// The record's sequence number.
+        lsn: u64,
+        /// What is wrong.
+        message: String,
+    },
+
     /// The store was closed by [`Store::close`](crate::Store::close).
     #[error("the store at {dir} is closed")]
     Closed {

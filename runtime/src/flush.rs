@@ -91,27 +91,41 @@ impl Inner {
     fn flush_once(&self) -> Result<FlushStats> {
         let mut batch = WriteBatch::default();
         let mut tickets = Vec::new();
-        for collection in &self.collections {
-            if let Some(ticket) = collection.prepare_flush(&mut batch)? {
-                tickets.push((Arc::clone(collection), ticket));
+        let checkpoint = {
+            // Under the writer lock the snapshot is a consistent cut: exactly the
+            // commits in the rotated WAL segments, each of them whole.
+            let writer = self.writer.lock();
+            if let Some(wal) = &self.wal {
+                if let Err(e) = wal.rotate() {
+                    self.roll_back_unsynced(&writer, e.clone());
+                    return Err(e);
+                }
             }
-        }
+            for collection in &self.collections {
+                if let Some(ticket) = collection.prepare_flush(&mut batch)? {
+                    tickets.push((Arc::clone(collection), ticket));
+                }
+            }
+            self.wal.as_ref().map(|wal| wal.rotated()).unwrap_or_default()
+        };
         let records = batch.len();
         let new_meta = self.meta_with_counters();
         let meta_changed = new_meta != *self.meta.lock();
         if meta_changed {
             batch.write(Meta::path(&self.dir), new_meta.to_bytes(&self.dir)?);
         }
-        if batch.is_empty() {
-            return Ok(FlushStats::default());
-        }
         let bytes = batch.bytes();
-        batch.commit(self.fs.as_ref(), self.sync_mode)?;
+        if !batch.is_empty() {
+            batch.commit(self.fs.as_ref(), self.sync_mode)?;
+        }
         for (collection, ticket) in tickets {
             collection.finish_flush(ticket);
         }
         if meta_changed {
             *self.meta.lock() = new_meta;
+        }
+        if let Some(wal) = &self.wal {
+            wal.checkpoint(&checkpoint)?;
         }
         Ok(FlushStats { records, bytes, duration: Duration::ZERO })
     }
@@ -128,7 +142,8 @@ impl Inner {
     }
 }
 
-/// The background flusher thread and the signal that stops it.
+/// A background thread that runs `tick` every interval (the flusher, the WAL
+/// syncer), and the signal that stops it.
 pub(crate) struct Flusher {
     signal: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -136,14 +151,14 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    /// Starts a thread that flushes `inner` every `interval` until stopped or until
-    /// the store is gone. It holds only a weak reference, so it never keeps a store
+    /// Starts a thread that runs `tick` every `interval` until stopped or until the
+    /// store is gone. It holds only a weak reference, so it never keeps a store
     /// alive.
-    pub fn spawn(inner: Weak<Inner>, interval: Duration) -> Result<Self> {
+    pub fn spawn(name: &str, inner: Weak<Inner>, interval: Duration, tick: fn(&Inner)) -> Result<Self> {
         let signal = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_signal = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
-            .name("shelf-flusher".to_owned())
+            .name(name.to_owned())
             .spawn(move || loop {
                 {
                     let (stopped, wake) = &*thread_signal;
@@ -156,8 +171,7 @@ impl Flusher {
                     }
                 }
                 let Some(inner) = inner.upgrade() else { return };
-                // Errors are recorded in Health and logged by `flush`.
-                let _ = inner.flush();
+                tick(&inner);
             })
             .map_err(|e| Error::io("start flusher thread", std::path::PathBuf::new(), e))?;
         let thread_id = Some(thread.thread().id());

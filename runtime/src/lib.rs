@@ -7,6 +7,7 @@
 
 mod batch;
 mod collection;
+mod commit;
 pub mod encode;
 mod entity;
 mod error;
@@ -19,6 +20,8 @@ mod meta;
 mod recover;
 mod storage;
 mod store;
+mod tx;
+mod wal;
 
 pub use batch::SyncMode;
 pub use collection::Collection;
@@ -30,6 +33,8 @@ pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
 pub use store::{Store, StoreBuilder, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use tx::Transaction;
+pub use wal::{WalSync, WAL_DIR};
 
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]

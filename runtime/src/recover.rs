@@ -33,6 +33,10 @@ pub struct RecoveryReport {
     /// Unreadable files moved aside (only with
     /// [`quarantine_corrupt`](crate::StoreBuilder::quarantine_corrupt)).
     pub quarantined: Vec<Quarantined>,
+    /// WAL records replayed over the loaded files.
+    pub wal_records_replayed: usize,
+    /// Bytes cut from an invalid WAL tail (a torn last append), or by repair.
+    pub wal_bytes_truncated: u64,
 }
 
 /// What loading a collection needs from the store.
@@ -54,6 +58,12 @@ impl<'a> LoadCtx<'a> {
 
     pub fn quarantine(&self) -> bool {
         self.quarantine
+    }
+
+    pub fn note_wal(&self, replayed: usize, truncated: u64) {
+        let mut report = self.report.lock();
+        report.wal_records_replayed = replayed;
+        report.wal_bytes_truncated = truncated;
     }
 
     pub fn into_report(self) -> RecoveryReport {

@@ -18,6 +18,7 @@ use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{RealFs, Vfs, VfsLock};
 use crate::meta::{CollectionMeta, Meta};
 use crate::recover::{LoadCtx, RecoveryReport};
+use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 /// The name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -43,6 +44,8 @@ pub struct StoreBuilder {
     quarantine: bool,
     fs: Arc<dyn Vfs>,
     sync_mode: SyncMode,
+    wal_sync: WalSync,
+    repair_wal: bool,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -86,6 +89,20 @@ impl StoreBuilder {
     /// how an application copes with I/O errors.
     pub fn vfs(mut self, fs: impl Vfs + 'static) -> Self {
         self.fs = Arc::new(fs);
+        self
+    }
+
+    /// When commits to `wal` collections are durable; [`WalSync::Always`] by default.
+    pub fn wal_sync(mut self, policy: WalSync) -> Self {
+        self.wal_sync = policy;
+        self
+    }
+
+    /// On open, if the WAL has a bad record followed by valid ones, cut the log at the
+    /// bad record (dropping what follows, reported in [`Store::recovery_report`])
+    /// instead of failing with [`Error::WalCorrupt`]. Off by default.
+    pub fn repair_wal(mut self, enabled: bool) -> Self {
+        self.repair_wal = enabled;
         self
     }
 
@@ -150,6 +167,7 @@ impl StoreBuilder {
             }
             collection.load(&ctx)?;
         }
+        let wal = open_wal(&fs, &dir, &collections, &self, &ctx)?;
         if meta != old_meta {
             write_atomic(fs.as_ref(), Meta::path(&dir), meta.to_bytes(&dir)?)?;
         }
@@ -163,13 +181,28 @@ impl StoreBuilder {
             by_type,
             meta: Mutex::new(meta),
             flush_state: FlushState::default(),
+            writer: Mutex::new(()),
+            wal,
             closed: AtomicBool::new(false),
             sync_mode: self.sync_mode,
             report,
-            flusher: Mutex::new(None),
+            flusher: Mutex::new(Vec::new()),
         });
-        let flusher = Flusher::spawn(Arc::downgrade(&inner), self.flush_interval)?;
-        *inner.flusher.lock() = Some(flusher);
+        let mut threads =
+            vec![Flusher::spawn("shelf-flusher", Arc::downgrade(&inner), self.flush_interval, |inner| {
+                // Errors are recorded in Health and logged by `flush`.
+                let _ = inner.flush();
+            })?];
+        if let (WalSync::Every(interval), Some(_)) = (self.wal_sync, &inner.wal) {
+            threads.push(Flusher::spawn("shelf-wal-sync", Arc::downgrade(&inner), interval, |inner| {
+                if let Some(wal) = &inner.wal {
+                    if let Err(e) = inner.sync_wal_to(wal.last_lsn()) {
+                        tracing::error!(error = %e, "background WAL sync failed");
+                    }
+                }
+            })?);
+        }
+        *inner.flusher.lock() = threads;
         // Writes the index files that open found missing or stale. Index files are
         // derived data: a failure here is reported in `health()`, never fatal.
         if let Err(e) = inner.flush() {
@@ -177,6 +210,58 @@ impl StoreBuilder {
         }
         Ok(Store { inner })
     }
+}
+
+/// Recovers the WAL (replaying its records into the loaded collections) and opens
+/// it for appending. `None` when no collection uses it and no log is left over.
+fn open_wal(
+    fs: &Arc<dyn Vfs>,
+    dir: &Path,
+    collections: &[Arc<dyn ErasedCollection>],
+    builder: &StoreBuilder,
+    ctx: &LoadCtx,
+) -> Result<Option<Wal>> {
+    let wal_dir = dir.join(WAL_DIR);
+    let needed = collections.iter().any(|c| c.spec().wal);
+    if !needed && replay::list_segments(fs.as_ref(), &wal_dir)?.is_empty() {
+        return Ok(None);
+    }
+    let recovered = replay::recover(fs.as_ref(), &wal_dir, builder.repair_wal)?;
+    for (lsn, payload) in &recovered.records {
+        apply_wal_record(collections, *lsn, payload)?;
+    }
+    if !recovered.records.is_empty() {
+        tracing::info!(records = recovered.records.len(), "replayed the WAL");
+    }
+    ctx.note_wal(recovered.records.len(), recovered.truncated_bytes);
+    Wal::open(Arc::clone(fs), dir, builder.wal_sync, recovered.segments, recovered.last_lsn).map(Some)
+}
+
+/// Applies one replayed WAL record: a JSON array of `{"c","id","v"}` writes.
+fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload: &[u8]) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        c: String,
+        id: serde_json::Value,
+        v: Option<serde_json::Value>,
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(payload)
+        .map_err(|e| Error::WalReplay { lsn, message: format!("unparsable payload: {e}") })?;
+    for entry in entries {
+        let Some(collection) = collections.iter().find(|c| c.name() == entry.c) else {
+            return Err(Error::WalReplay {
+                lsn,
+                message: format!(
+                    "it writes to collection `{}`, which is not registered; register its type to recover it",
+                    entry.c
+                ),
+            });
+        };
+        collection
+            .replay(entry.id, entry.v)
+            .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
+    }
+    Ok(())
 }
 
 /// `shelf.json` with an entry for every registered collection. A collection whose
@@ -222,14 +307,26 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     pub(crate) sync_mode: SyncMode,
     report: RecoveryReport,
-    flusher: Mutex<Option<Flusher>>,
+    /// Serializes writers; see [`crate::commit`].
+    pub(crate) writer: Mutex<()>,
+    /// The WAL, when a registered collection has `wal` or the log holds records.
+    pub(crate) wal: Option<Wal>,
+    /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
+    flusher: Mutex<Vec<Flusher>>,
+}
+
+impl Inner {
+    fn stop_threads(&self) {
+        let threads = std::mem::take(&mut *self.flusher.lock());
+        for mut thread in threads {
+            thread.stop();
+        }
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(mut flusher) = self.flusher.lock().take() {
-            flusher.stop();
-        }
+        self.stop_threads();
         if !self.closed.load(Ordering::SeqCst) {
             if let Err(e) = self.flush() {
                 tracing::error!(dir = %self.dir.display(), error = %e, "the flush on drop failed; changes since the last flush are lost");
@@ -292,6 +389,8 @@ impl Store {
             quarantine: false,
             fs: Arc::new(RealFs),
             sync_mode: SyncMode::default(),
+            wal_sync: WalSync::default(),
+            repair_wal: false,
         }
     }
 
@@ -302,13 +401,29 @@ impl Store {
     ///
     /// [`Error::NotRegistered`] when `T` was not registered on the builder.
     pub fn collection<T: Entity>(&self) -> Result<T::Handle> {
+        let (core, index) = self.collection_core::<T>()?;
+        Ok(T::Handle::from(Collection::new(core, index, self.clone())))
+    }
+
+    /// The collection core of `T` and its position.
+    pub(crate) fn collection_core<T: Entity>(&self) -> Result<(Arc<Core<T>>, usize)> {
         let not_registered = || Error::NotRegistered { type_name: std::any::type_name::<T>() };
         let index = *self.inner.by_type.get(&TypeId::of::<T>()).ok_or_else(not_registered)?;
         let core = Arc::clone(&self.inner.collections[index])
             .as_any_arc()
             .downcast::<Core<T>>()
             .map_err(|_| not_registered())?;
-        Ok(T::Handle::from(Collection::new(core, self.clone())))
+        Ok((core, index))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// The shared state, or [`Error::Closed`].
+    pub(crate) fn inner_checked(&self) -> Result<&Inner> {
+        self.check_open()?;
+        Ok(&self.inner)
     }
 
     /// Writes every dirty record now and waits until it is durable.
@@ -330,9 +445,7 @@ impl Store {
             return Ok(());
         }
         self.inner.flush()?;
-        if let Some(mut flusher) = self.inner.flusher.lock().take() {
-            flusher.stop();
-        }
+        self.inner.stop_threads();
         // A write may have slipped in between the flush and here.
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.flush()?;

@@ -5,8 +5,10 @@
 //! implementation to [`StoreBuilder::vfs`](crate::StoreBuilder::vfs), for example
 //! [`FaultFs`](crate::fs::FaultFs), which fails a chosen operation.
 
+mod crash;
 mod fault;
 
+pub use crash::CrashFs;
 pub use fault::{FaultFs, FaultKind};
 
 use std::fmt::Debug;

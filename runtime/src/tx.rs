@@ -1,0 +1,154 @@
+//! Transactions: several writes, across collections, applied all together or not at
+//! all.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::collection::TypedOp;
+use crate::commit::{Op, TxMarker};
+use crate::entity::Entity;
+use crate::error::{show_id, Error, Result};
+use crate::key::Key;
+use crate::store::Store;
+
+/// A transaction's view of the records it wrote in one collection.
+type Overlay<T> = HashMap<<T as Entity>::Id, Option<Arc<T>>>;
+
+/// The writes of a transaction in progress; see [`Store::transaction`].
+///
+/// Reads through the transaction ([`get`](Transaction::get)) see its own writes.
+/// Writes are checked as far as possible when they are made (a duplicate id, a
+/// missing record) and completely when the transaction commits (unique indices);
+/// a failure at commit applies nothing.
+pub struct Transaction<'s> {
+    store: &'s Store,
+    ops: Vec<Op>,
+    /// Per collection position: `HashMap<T::Id, Option<Arc<T>>>`, the transaction's
+    /// view of the records it wrote.
+    overlays: HashMap<usize, Box<dyn Any + Send>>,
+}
+
+impl<'s> Transaction<'s> {
+    fn stage<T: Entity>(&mut self, pos: usize, id: T::Id, value: Option<Arc<T>>, op: TypedOp<T>) {
+        let overlay = self.overlays.entry(pos).or_insert_with(|| Box::new(Overlay::<T>::new()));
+        // A position's overlay is always made with that collection's type.
+        if let Some(overlay) = overlay.downcast_mut::<Overlay<T>>() {
+            overlay.insert(id, value);
+        }
+        self.ops.push(Op::new(pos, op));
+    }
+
+    /// The record with this id as this transaction sees it: its own writes first,
+    /// then the committed state.
+    pub fn get<T: Entity>(&self, id: &T::Id) -> Option<Arc<T>> {
+        let collection = self.store.collection_core::<T>().ok()?;
+        let overlay = self.overlays.get(&collection.1).and_then(|o| o.downcast_ref::<Overlay<T>>());
+        match overlay.and_then(|o| o.get(id)) {
+            Some(seen) => seen.clone(),
+            None => collection.0.get(id),
+        }
+    }
+
+    /// Inserts a record; returns its id (assigned here for `#[id(auto)]`).
+    pub fn insert<T: Entity>(&mut self, value: T) -> Result<T::Id> {
+        let (core, pos) = self.store.collection_core::<T>()?;
+        let value = core.prepare_insert(value)?;
+        let id = value.id().clone();
+        if self.get::<T>(&id).is_some() {
+            return Err(Error::DuplicateId { collection: T::COLLECTION.to_owned(), id: show_id(&id.encode_key()) });
+        }
+        let value = Arc::new(value);
+        self.stage(pos, id.clone(), Some(Arc::clone(&value)), TypedOp::Insert(value));
+        Ok(id)
+    }
+
+    /// Inserts or replaces a record; returns the previous one.
+    pub fn upsert<T: Entity>(&mut self, value: T) -> Result<Option<Arc<T>>> {
+        let (_, pos) = self.store.collection_core::<T>()?;
+        let id = value.id().clone();
+        let old = self.get::<T>(&id);
+        let value = Arc::new(value);
+        self.stage(pos, id, Some(Arc::clone(&value)), TypedOp::Upsert(value));
+        Ok(old)
+    }
+
+    /// Changes a record; returns the new version. Errors with
+    /// [`Error::NotFound`] or [`Error::IdChanged`] like [`Collection::update`](crate::Collection::update).
+    pub fn update<T: Entity>(&mut self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
+        let (core, pos) = self.store.collection_core::<T>()?;
+        let current = self.get::<T>(id).ok_or_else(|| core.not_found(id))?;
+        let value = Arc::new(core.changed(id, &current, change)?);
+        self.stage(pos, id.clone(), Some(Arc::clone(&value)), TypedOp::Update(Arc::clone(&value)));
+        Ok(value)
+    }
+
+    /// Removes a record; returns it, or `None` when there was none.
+    pub fn remove<T: Entity>(&mut self, id: &T::Id) -> Result<Option<Arc<T>>> {
+        let (_, pos) = self.store.collection_core::<T>()?;
+        let old = self.get::<T>(id);
+        if old.is_some() {
+            self.stage(pos, id.clone(), None, TypedOp::<T>::Remove(id.clone()));
+        }
+        Ok(old)
+    }
+}
+
+impl Store {
+    /// Runs `body` as one transaction: all its writes are applied together, or none.
+    ///
+    /// - If `body` returns `Err` or panics, nothing is applied.
+    /// - No other thread sees part of the transaction. Writers are serialized, so
+    ///   `body` sees a state no one else changes while it runs (reads through other
+    ///   handles see the committed state, without the transaction's own writes).
+    /// - If the transaction touches a collection with `wal`, all its writes (to every
+    ///   persisted collection) are one WAL record: after a crash they are all there
+    ///   or none is, and `Ok` means durable (with [`WalSync::Always`](crate::WalSync)).
+    /// - Without `wal`, the writes reach disk with the next flush; each record file is
+    ///   replaced atomically, but a crash in the middle of a flush can persist some of
+    ///   the transaction's records and not others.
+    ///
+    /// Writing through a collection handle inside `body` is an error
+    /// ([`Error::InTransaction`]): use the [`Transaction`].
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct Account { #[id] id: String, cents: i64 }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Account>().open()?;
+    /// store.transaction(|tx| {
+    ///     tx.insert(Account { id: "a".into(), cents: 100 })?;
+    ///     tx.insert(Account { id: "b".into(), cents: 0 })?;
+    ///     Ok::<_, shelf::Error>(())
+    /// })?;
+    /// store.transaction(|tx| {
+    ///     tx.update::<Account>(&"a".into(), |a| a.cents -= 30)?;
+    ///     tx.update::<Account>(&"b".into(), |b| b.cents += 30)?;
+    ///     Ok::<_, shelf::Error>(())
+    /// })?;
+    /// let accounts = store.collection::<Account>()?;
+    /// assert_eq!(accounts.iter().map(|a| a.cents).sum::<i64>(), 100);
+    /// # Ok(()) }
+    /// ```
+    pub fn transaction<R, E: From<Error>>(
+        &self,
+        body: impl FnOnce(&mut Transaction<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.check_open()?;
+        let inner = self.inner();
+        let guard = inner.lock_writer()?;
+        let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
+        let result = {
+            let _marker = TxMarker::enter(inner);
+            body(&mut tx)?
+        };
+        let lsn = inner.commit_locked(&guard, tx.ops)?;
+        drop(guard);
+        inner.wait_durable(lsn)?;
+        Ok(result)
+    }
+}

@@ -1,0 +1,308 @@
+//! The write-ahead log: commits of `wal` collections are appended here and made
+//! durable before they are acknowledged, with one `fdatasync` shared by every
+//! commit waiting at that moment (group commit).
+//!
+//! Segments live in `<dir>/wal/<first-lsn>.wal`. A flush *rotates*: it syncs the
+//! current segment and starts a new one, under the writer lock, so the flushed
+//! snapshot holds exactly the commits of the older segments. Once the flush is
+//! durable those segments are deleted (the *checkpoint*). Recovery replays whatever
+//! segments remain, in sequence order, over the loaded files; replay sets records
+//! to logged values, so replaying twice gives the same state.
+//!
+//! A commit is applied to memory before its record is synced, so other threads may
+//! see it a moment before it is durable; the committing call returns only after.
+//! If the sync fails, every commit not yet durable is rolled back in memory, cut
+//! from the segment, and its caller gets the error.
+
+pub(crate) mod record;
+pub(crate) mod replay;
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::fs::{Vfs, VfsAppend};
+
+/// The directory of WAL segments, inside the data directory.
+pub const WAL_DIR: &str = "wal";
+/// The extension of a WAL segment file.
+pub(crate) const SEGMENT_EXT: &str = ".wal";
+
+/// The file name of the segment whose first record has sequence number `lsn`.
+pub(crate) fn segment_name(lsn: u64) -> String {
+    format!("{lsn:020}{SEGMENT_EXT}")
+}
+
+/// The first sequence number of a segment, from its file name.
+pub(crate) fn segment_lsn(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_EXT)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+/// When a commit to a `wal` collection is durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WalSync {
+    /// Before the write returns `Ok` (the default). Concurrent commits share one
+    /// `fdatasync`.
+    #[default]
+    Always,
+    /// In the background at this interval: a write returns before it is durable, and
+    /// a crash loses at most the last interval of acknowledged writes.
+    Every(Duration),
+}
+
+/// Undo information of one commit: `(collection position, typed undo)`.
+pub(crate) type Undo = Vec<(usize, Box<dyn Any + Send>)>;
+
+/// A commit appended but not yet durable.
+struct Pending {
+    lsn: u64,
+    /// Length of the segment before this record.
+    offset: u64,
+    undo: Undo,
+}
+
+struct State {
+    segment: Arc<dyn VfsAppend>,
+    segment_path: PathBuf,
+    segment_len: u64,
+    /// Rotated segments, deleted by the next successful checkpoint.
+    old_segments: Vec<PathBuf>,
+    last_lsn: u64,
+    synced_lsn: u64,
+    syncing: bool,
+    /// A sync failed and its rollback has not finished yet.
+    failing: bool,
+    pending: VecDeque<Pending>,
+    /// Sequence numbers that were rolled back, with the error that caused it.
+    rolled_back: Vec<(u64, u64, Error)>,
+    /// The log can no longer be written (a failed append could not be cut off).
+    poisoned: Option<Error>,
+}
+
+/// What a waiter should do next.
+pub(crate) enum SyncStep {
+    Durable,
+    Failed(Error),
+    /// This thread's sync failed: it must run the rollback, then wait again.
+    RollBack(Error),
+}
+
+/// The live log of an open store.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    fs: Arc<dyn Vfs>,
+    pub policy: WalSync,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Wal {
+    /// Opens the log for appending after recovery: `existing` segments (already
+    /// replayed) are kept until the first checkpoint; new records go to a new segment.
+    pub fn open(fs: Arc<dyn Vfs>, dir: &Path, policy: WalSync, existing: Vec<PathBuf>, last_lsn: u64) -> Result<Self> {
+        let dir = dir.join(WAL_DIR);
+        fs.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let path = dir.join(segment_name(last_lsn + 1));
+        let mut old_segments = existing;
+        old_segments.retain(|p| *p != path);
+        let segment = new_segment(fs.as_ref(), &dir, &path)?;
+        let segment_len = fs.read(&path).map(|b| b.len() as u64).unwrap_or(0);
+        Ok(Wal {
+            dir,
+            fs,
+            policy,
+            state: Mutex::new(State {
+                segment,
+                segment_path: path,
+                segment_len,
+                old_segments,
+                last_lsn,
+                synced_lsn: last_lsn,
+                syncing: false,
+                failing: false,
+                pending: VecDeque::new(),
+                rolled_back: Vec::new(),
+                poisoned: None,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Appends one commit. Called with the writer lock held, after the commit was
+    /// applied to memory; `undo` reverts it if the record never becomes durable. On
+    /// error nothing was logged and `undo` is handed back.
+    pub fn append(&self, payload: &[u8], undo: Undo) -> std::result::Result<u64, (Error, Undo)> {
+        let mut st = self.state.lock();
+        if let Some(e) = &st.poisoned {
+            return Err((e.clone(), undo));
+        }
+        let lsn = st.last_lsn + 1;
+        let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
+        record::encode(lsn, payload, &mut buf);
+        if let Err(e) = st.segment.append(&buf) {
+            let error = Error::io("append to WAL segment", &st.segment_path, e);
+            // A short write may have left part of the record: cut it off.
+            if let Err(cut) = st.segment.truncate(st.segment_len) {
+                st.poisoned = Some(Error::io("truncate WAL segment after a failed append", &st.segment_path, cut));
+            }
+            return Err((error, undo));
+        }
+        let offset = st.segment_len;
+        st.segment_len += buf.len() as u64;
+        st.last_lsn = lsn;
+        st.pending.push_back(Pending { lsn, offset, undo });
+        Ok(lsn)
+    }
+
+    /// The sequence number of the last appended record.
+    pub fn last_lsn(&self) -> u64 {
+        self.state.lock().last_lsn
+    }
+
+    /// Waits until `lsn` is durable, syncing as the group's leader when no sync is
+    /// running. See [`SyncStep`].
+    pub fn sync_to(&self, lsn: u64) -> SyncStep {
+        let mut st = self.state.lock();
+        loop {
+            if let Some((_, _, e)) = st.rolled_back.iter().find(|(from, to, _)| (*from..=*to).contains(&lsn)) {
+                return SyncStep::Failed(e.clone());
+            }
+            if st.synced_lsn >= lsn {
+                return SyncStep::Durable;
+            }
+            if let Some(e) = &st.poisoned {
+                return SyncStep::Failed(e.clone());
+            }
+            if st.syncing || st.failing {
+                self.changed.wait(&mut st);
+                continue;
+            }
+            st.syncing = true;
+            let target = st.last_lsn;
+            let segment = Arc::clone(&st.segment);
+            let path = st.segment_path.clone();
+            drop(st);
+            let outcome = segment.sync_data();
+            st = self.state.lock();
+            st.syncing = false;
+            match outcome {
+                Ok(()) => {
+                    st.synced_lsn = st.synced_lsn.max(target);
+                    while st.pending.front().is_some_and(|p| p.lsn <= target) {
+                        st.pending.pop_front();
+                    }
+                    self.changed.notify_all();
+                }
+                Err(e) => {
+                    st.failing = true;
+                    self.changed.notify_all();
+                    return SyncStep::RollBack(Error::io("sync WAL segment", path, e));
+                }
+            }
+        }
+    }
+
+    /// Takes every commit that is not durable, newest first, and cuts its records
+    /// from the segment. Call with the writer lock held, undo the returned commits,
+    /// then call [`Wal::finish_rollback`].
+    pub fn take_unsynced(&self) -> Vec<Undo> {
+        let mut st = self.state.lock();
+        let synced = st.synced_lsn;
+        let mut taken: Vec<Pending> = Vec::new();
+        while st.pending.back().is_some_and(|p| p.lsn > synced) {
+            if let Some(p) = st.pending.pop_back() {
+                taken.push(p);
+            }
+        }
+        if let Some(first) = taken.last() {
+            let offset = first.offset;
+            match st.segment.truncate(offset) {
+                Ok(()) => st.segment_len = offset,
+                Err(e) => {
+                    st.poisoned = Some(Error::io("truncate WAL segment after a failed sync", &st.segment_path, e))
+                }
+            }
+        }
+        taken.into_iter().map(|p| p.undo).collect()
+    }
+
+    /// Ends a rollback: the rolled-back sequence numbers fail with `error`.
+    pub fn finish_rollback(&self, error: Error) {
+        let mut st = self.state.lock();
+        let (from, to) = (st.synced_lsn + 1, st.last_lsn);
+        if from <= to {
+            st.rolled_back.push((from, to, error));
+        }
+        // The rolled-back records are gone from the file; what remains is durable.
+        st.synced_lsn = st.last_lsn;
+        st.failing = false;
+        self.changed.notify_all();
+    }
+
+    /// Starts a new segment if the current one holds records, after syncing it.
+    /// Called by a flush with the writer lock held; the flush's snapshot then holds
+    /// exactly the commits of the rotated segments. On a sync failure the caller
+    /// must roll back (see [`Wal::take_unsynced`]).
+    pub fn rotate(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if let Some(e) = &st.poisoned {
+            return Err(e.clone());
+        }
+        if st.segment_len == 0 {
+            return Ok(());
+        }
+        if st.synced_lsn < st.last_lsn {
+            while st.syncing {
+                self.changed.wait(&mut st);
+            }
+            let target = st.last_lsn;
+            st.segment.sync_data().map_err(|e| Error::io("sync WAL segment", &st.segment_path, e))?;
+            st.synced_lsn = target;
+            st.pending.clear();
+            self.changed.notify_all();
+        }
+        let path = self.dir.join(segment_name(st.last_lsn + 1));
+        let segment = new_segment(self.fs.as_ref(), &self.dir, &path)?;
+        let old = std::mem::replace(&mut st.segment_path, path);
+        st.old_segments.push(old);
+        st.segment = segment;
+        st.segment_len = 0;
+        Ok(())
+    }
+
+    /// The rotated segments a checkpoint may delete once the flush is durable.
+    pub fn rotated(&self) -> Vec<PathBuf> {
+        self.state.lock().old_segments.clone()
+    }
+
+    /// Deletes segments covered by a durable flush.
+    pub fn checkpoint(&self, segments: &[PathBuf]) -> Result<()> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        for path in segments {
+            match self.fs.remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove WAL segment", path, e)),
+            }
+        }
+        self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync directory", &self.dir, e))?;
+        self.state.lock().old_segments.retain(|p| !segments.contains(p));
+        tracing::debug!(segments = segments.len(), "checkpointed the WAL");
+        Ok(())
+    }
+}
+
+/// Creates (or reopens) a segment and makes its directory entry durable.
+fn new_segment(fs: &dyn Vfs, dir: &Path, path: &Path) -> Result<Arc<dyn VfsAppend>> {
+    let file = fs.open_append(path).map_err(|e| Error::io("create WAL segment", path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+    Ok(Arc::from(file))
+}
