@@ -118,12 +118,15 @@ pub(crate) enum TypedOp<T: Entity> {
 /// How to revert one applied op: the id and the value it had before.
 struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>);
 
+/// What applying one op gives back: its undo, and its WAL entry when logged.
+pub(crate) type Applied = (Box<dyn Any + Send>, Option<Vec<u8>>);
+
 /// A collection locked for writing by a commit. Holding the write lock for the whole
 /// commit is what keeps a commit invisible to readers until it is complete.
 pub(crate) trait Locked {
     /// Validates and applies one op (a `TypedOp<T>`). On success returns its undo
     /// and, when `log` is set, its WAL entry.
-    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<(Box<dyn Any + Send>, Option<Vec<u8>>)>;
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied>;
     /// Reverts one applied op.
     fn undo(&mut self, undo: Box<dyn Any + Send>);
 }
@@ -134,7 +137,7 @@ struct LockedCore<'a, T: Entity> {
 }
 
 impl<T: Entity> Locked for LockedCore<'_, T> {
-    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<(Box<dyn Any + Send>, Option<Vec<u8>>)> {
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied> {
         let name = self.core.name;
         let Ok(op) = op.downcast::<TypedOp<T>>() else {
             return Err(Error::NotRegistered { type_name: std::any::type_name::<T>() });

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use crate::batch::is_temp;
 use crate::error::{Error, Result};
-use crate::fs::Vfs;
+use crate::fs::{create_dir_durable, Vfs};
 
 /// The directory unreadable files are moved to, inside the data directory.
 pub const QUARANTINE_DIR: &str = "_quarantine";
@@ -95,7 +95,7 @@ impl<'a> LoadCtx<'a> {
     /// records it. The file is never deleted or overwritten.
     pub fn move_aside(&self, collection: &str, from: &Path, reason: String) -> Result<()> {
         let target_dir = self.dir.join(QUARANTINE_DIR).join(collection);
-        self.fs.create_dir_all(&target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
+        create_dir_durable(self.fs, &target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
         let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "record".to_owned());
         let taken: Vec<String> = match self.fs.read_dir(&target_dir) {
             Ok(entries) => entries.into_iter().map(|e| e.name).collect(),

@@ -15,7 +15,7 @@ use crate::collection::{Collection, Core, ErasedCollection};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
-use crate::fs::{RealFs, Vfs, VfsLock};
+use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
 use crate::meta::{CollectionMeta, Meta};
 use crate::recover::{LoadCtx, RecoveryReport};
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
@@ -125,7 +125,7 @@ impl StoreBuilder {
     pub fn open(self) -> Result<Store> {
         let fs = Arc::clone(&self.fs);
         let dir = self.dir.clone();
-        fs.create_dir_all(&dir).map_err(|e| Error::io("create data directory", &dir, e))?;
+        create_dir_durable(fs.as_ref(), &dir).map_err(|e| Error::io("create data directory", &dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
@@ -155,12 +155,7 @@ impl StoreBuilder {
         for collection in &collections {
             for sub in collection.dirs() {
                 ctx.sweep_temps(&sub)?;
-                if fs.read_dir(&sub).is_err() {
-                    fs.create_dir_all(&sub).map_err(|e| Error::io("create directory", &sub, e))?;
-                    if let Some(parent) = sub.parent() {
-                        fs.sync_dir(parent).map_err(|e| Error::io("sync directory", parent, e))?;
-                    }
-                }
+                create_dir_durable(fs.as_ref(), &sub).map_err(|e| Error::io("create directory", &sub, e))?;
             }
             if let Some(next) = meta.collections.get(collection.name()).and_then(|m| m.next_id) {
                 collection.set_next_auto(next);

@@ -164,3 +164,31 @@ impl Vfs for RealFs {
         }
     }
 }
+
+/// Creates `dir` and any missing parents, and makes each new directory entry
+/// durable by syncing its parent. An existing directory is left as it is.
+pub(crate) fn create_dir_durable(fs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor {
+        if path.as_os_str().is_empty() {
+            break;
+        }
+        match fs.read_dir(path) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(path),
+            Err(e) => return Err(e),
+        }
+        cursor = path.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for path in missing.iter().rev() {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}

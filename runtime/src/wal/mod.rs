@@ -26,7 +26,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
-use crate::fs::{Vfs, VfsAppend};
+use crate::fs::{create_dir_durable, Vfs, VfsAppend};
 
 /// The directory of WAL segments, inside the data directory.
 pub const WAL_DIR: &str = "wal";
@@ -107,7 +107,7 @@ impl Wal {
     /// replayed) are kept until the first checkpoint; new records go to a new segment.
     pub fn open(fs: Arc<dyn Vfs>, dir: &Path, policy: WalSync, existing: Vec<PathBuf>, last_lsn: u64) -> Result<Self> {
         let dir = dir.join(WAL_DIR);
-        fs.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        create_dir_durable(fs.as_ref(), &dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let path = dir.join(segment_name(last_lsn + 1));
         let mut old_segments = existing;
         old_segments.retain(|p| *p != path);
