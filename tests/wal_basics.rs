@@ -63,19 +63,21 @@ fn acknowledged_writes_survive_an_abort() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "acknowledged_writes_survive_an_abort", "--nocapture", "--test-threads=1"])
         .env(CHILD, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let acks: Vec<String> = std::io::BufReader::new(child.stdout.unwrap())
+    let acks: Vec<String> = std::io::BufReader::new(child.stdout.take().unwrap())
         .lines()
         .map_while(Result::ok)
         // libtest may print its own "test ... " prefix on the first line.
         .filter_map(|l| l.find("ack ").map(|at| l[at + 4..].to_owned()))
         .collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child must die by abort, not exit cleanly");
     assert_eq!(acks.len(), 51, "the child did not finish its writes: {acks:?}");
     // Nothing was flushed: the records exist only in the WAL.
     assert!(!dir.path().join("account").join("a1.json").exists());

@@ -20,6 +20,7 @@ use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
 use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::LoadCtx;
+use crate::relation::{Dangling, ForeignKeySpec};
 use crate::storage::{strategy_for, Change, RawRecord, Strategy};
 use crate::store::Store;
 
@@ -118,8 +119,17 @@ pub(crate) enum TypedOp<T: Entity> {
 /// How to revert one applied op: the id and the value it had before.
 struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>);
 
-/// What applying one op gives back: its undo, and its WAL entry when logged.
-pub(crate) type Applied = (Box<dyn Any + Send>, Option<Vec<u8>>);
+/// What applying one op gives back.
+pub(crate) struct Applied {
+    /// Reverts the op.
+    pub undo: Box<dyn Any + Send>,
+    /// The WAL entry, when the commit is logged.
+    pub entry: Option<Vec<u8>>,
+    /// The id (`Box<T::Id>`) of the record written or removed.
+    pub id: Box<dyn Any + Send>,
+    /// Whether a record was removed (rather than written).
+    pub removed: bool,
+}
 
 /// A collection locked for writing by a commit. Holding the write lock for the whole
 /// commit is what keeps a commit invisible to readers until it is complete.
@@ -129,6 +139,19 @@ pub(crate) trait Locked {
     fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied>;
     /// Reverts one applied op.
     fn undo(&mut self, undo: Box<dyn Any + Send>);
+    /// Whether a record with this id (a `&T::Id`) exists.
+    fn contains(&self, id: &dyn Any) -> bool;
+    /// The id as key text, for messages.
+    fn id_text(&self, id: &dyn Any) -> String;
+    /// The ids (`Box<T::Id>`) of the records whose index `index` holds `key`.
+    fn ids_under(&self, index: usize, key: &dyn Any) -> Vec<Box<dyn Any + Send>>;
+    /// The foreign keys of the record `id` that must name an existing parent:
+    /// `(spec, parent id as Box<P::Id>, parent id as JSON)`.
+    fn parent_refs(&self, id: &dyn Any) -> Vec<(ForeignKeySpec, Box<dyn Any + Send>, String)>;
+    /// Removes the record `id` (cascade).
+    fn remove_id(&mut self, id: &dyn Any, log: bool) -> Result<Applied>;
+    /// Sets the `Option` foreign key `field` of record `id` to `None` (detach).
+    fn detach(&mut self, id: &dyn Any, field: &str, log: bool) -> Result<Applied>;
 }
 
 struct LockedCore<'a, T: Entity> {
@@ -175,8 +198,9 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             (true, value) => Some(wal_entry(name, &id, value.as_deref())?),
             (false, _) => None,
         };
+        let removed = new.is_none();
         let old = self.state.put(&id, new, self.core.persisted());
-        Ok((Box::new(TypedUndo::<T>(id, old)), entry))
+        Ok(Applied { undo: Box::new(TypedUndo::<T>(id.clone(), old)), entry, id: Box::new(id), removed })
     }
 
     fn undo(&mut self, undo: Box<dyn Any + Send>) {
@@ -184,6 +208,49 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             let TypedUndo(id, old) = *undo;
             self.state.put(&id, old, self.core.persisted());
         }
+    }
+
+    fn contains(&self, id: &dyn Any) -> bool {
+        id.downcast_ref::<T::Id>().is_some_and(|id| self.state.records.contains_key(id))
+    }
+
+    fn id_text(&self, id: &dyn Any) -> String {
+        id.downcast_ref::<T::Id>().map(|id| show_id(&id.encode_key())).unwrap_or_default()
+    }
+
+    fn ids_under(&self, index: usize, key: &dyn Any) -> Vec<Box<dyn Any + Send>> {
+        let Some(index) = self.state.indices.get(index) else { return Vec::new() };
+        index.ids_for_any(key).into_iter().map(|id| Box::new(id) as Box<dyn Any + Send>).collect()
+    }
+
+    fn parent_refs(&self, id: &dyn Any) -> Vec<(ForeignKeySpec, Box<dyn Any + Send>, String)> {
+        let Some(record) = id.downcast_ref::<T::Id>().and_then(|id| self.state.records.get(id)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for spec in T::__foreign_keys().into_iter().filter(|spec| spec.check) {
+            let Some(index) = self.state.indices.get(spec.index) else { continue };
+            for key in index.keys_any(record) {
+                out.push((spec, key, index.key_json_any(record)));
+            }
+        }
+        out
+    }
+
+    fn remove_id(&mut self, id: &dyn Any, log: bool) -> Result<Applied> {
+        let id = id
+            .downcast_ref::<T::Id>()
+            .cloned()
+            .ok_or(Error::NotRegistered { type_name: std::any::type_name::<T>() })?;
+        self.apply(Box::new(TypedOp::<T>::Remove(id)), log)
+    }
+
+    fn detach(&mut self, id: &dyn Any, field: &str, log: bool) -> Result<Applied> {
+        let current = id.downcast_ref::<T::Id>().and_then(|id| self.state.records.get(id)).cloned();
+        let current = current.ok_or(Error::NotRegistered { type_name: std::any::type_name::<T>() })?;
+        let mut value = T::clone(&current);
+        value.__clear_foreign_key(field);
+        self.apply(Box::new(TypedOp::Update(Arc::new(value))), log)
     }
 }
 
@@ -235,6 +302,25 @@ impl<T: Entity> Core<T> {
             id: show_id(&text),
             reason,
         })
+    }
+
+    /// Runs `f` on index number `pos` (declaration order) as its concrete type.
+    fn with_index<K: IndexKey, R>(&self, pos: usize, f: impl FnOnce(&Index<T, K>, &State<T>) -> R) -> Option<R> {
+        let state = self.state.read();
+        let index = state.indices.get(pos)?.as_any().downcast_ref::<Index<T, K>>()?;
+        Some(f(index, &state))
+    }
+
+    /// The records under `key` in index `pos`, in id order.
+    pub(crate) fn index_all<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
+        &self,
+        pos: usize,
+        key: &Q,
+    ) -> Vec<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, state| {
+            index.get(key).filter_map(|id| state.records.get(id).cloned()).collect()
+        })
+        .unwrap_or_default()
     }
 
     /// The committed record with this id.
@@ -347,6 +433,12 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn finish_flush(&self, ticket: Box<dyn Any + Send>);
     /// Locks the collection for a commit.
     fn lock_write(&self) -> Box<dyn Locked + '_>;
+    /// The `#[belongs_to]` fields.
+    fn foreign_keys(&self) -> Vec<ForeignKeySpec>;
+    /// Whether a record with this id (a `&T::Id`) exists.
+    fn contains_id(&self, id: &dyn Any) -> bool;
+    /// References (with `check`) to parents for which `exists` says no.
+    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling>;
     /// Applies one logged write during WAL replay, without validation.
     fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String>;
     fn next_auto(&self) -> Option<u64>;
@@ -456,6 +548,41 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {
         Box::new(LockedCore { core: self, state: self.state.write() })
+    }
+
+    fn foreign_keys(&self) -> Vec<ForeignKeySpec> {
+        T::__foreign_keys()
+    }
+
+    fn contains_id(&self, id: &dyn Any) -> bool {
+        id.downcast_ref::<T::Id>().is_some_and(|id| self.state.read().records.contains_key(id))
+    }
+
+    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling> {
+        let specs: Vec<ForeignKeySpec> = T::__foreign_keys().into_iter().filter(|s| s.check).collect();
+        if specs.is_empty() {
+            return Vec::new();
+        }
+        let state = self.state.read();
+        let mut out = Vec::new();
+        for (id, record) in &state.records {
+            for spec in &specs {
+                let Some(index) = state.indices.get(spec.index) else { continue };
+                for key in index.keys_any(record) {
+                    if !exists(spec.parent, &*key) {
+                        out.push(Dangling {
+                            collection: self.name.to_owned(),
+                            id: id.encode_key(),
+                            field: spec.field.to_owned(),
+                            parent_collection: spec.parent.to_owned(),
+                            parent_id: index.key_json_any(record),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.id, &a.field).cmp(&(&b.id, &b.field)));
+        out
     }
 
     fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String> {
@@ -582,33 +709,24 @@ impl<T: Entity> Collection<T> {
         })
     }
 
-    /// Runs `f` on index number `pos` (declaration order) as its concrete type.
-    fn with_index<K: IndexKey, R>(&self, pos: usize, f: impl FnOnce(&Index<T, K>, &State<T>) -> R) -> Option<R> {
-        let state = self.core.state.read();
-        let index = state.indices.get(pos)?.as_any().downcast_ref::<Index<T, K>>()?;
-        Some(f(index, &state))
-    }
-
     /// Generated `by_<field>` of a unique index.
     #[doc(hidden)]
     pub fn __index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Option<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, state| index.get_one(key).and_then(|id| state.records.get(id).cloned()))
+        self.core
+            .with_index::<K, _>(pos, |index, state| index.get_one(key).and_then(|id| state.records.get(id).cloned()))
             .flatten()
     }
 
     /// Generated `by_<field>` of a non-unique index, in id order.
     #[doc(hidden)]
     pub fn __index_all<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Vec<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, state| {
-            index.get(key).filter_map(|id| state.records.get(id).cloned()).collect()
-        })
-        .unwrap_or_default()
+        self.core.index_all::<K, Q>(pos, key)
     }
 
     /// Generated `count_by_<field>`.
     #[doc(hidden)]
     pub fn __index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
-        self.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
+        self.core.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
     }
 
     /// Generated `range_by_<field>` of a sorted index, in key order.
@@ -618,10 +736,11 @@ impl<T: Entity> Collection<T> {
         pos: usize,
         bounds: (Bound<&Q>, Bound<&Q>),
     ) -> Vec<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, state| {
-            index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
-        })
-        .unwrap_or_default()
+        self.core
+            .with_index::<K, _>(pos, |index, state| {
+                index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The record with this id, from memory.

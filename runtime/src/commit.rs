@@ -13,7 +13,9 @@ use std::cell::Cell;
 
 use parking_lot::MutexGuard;
 
+use crate::collection::{Applied, Locked};
 use crate::error::{Error, Result};
+use crate::relation::OnDelete;
 use crate::store::Inner;
 use crate::wal::{SyncStep, Undo, WalSync};
 
@@ -54,17 +56,22 @@ impl Drop for TxMarker {
 }
 
 impl Inner {
-    fn in_transaction(&self) -> bool {
+    pub(crate) fn in_transaction(&self) -> bool {
         IN_TRANSACTION.with(|c| c.get() == self as *const Inner as usize)
     }
 
     /// Takes the writer lock; an error instead of a deadlock when this thread is
     /// already inside a transaction of this store.
+    /// Also fails with [`Error::Closed`] once `close` has begun its final flush.
     pub(crate) fn lock_writer(&self) -> Result<WriterGuard<'_>> {
         if self.in_transaction() {
             return Err(Error::InTransaction { dir: self.dir.clone() });
         }
-        Ok(self.writer.lock())
+        let guard = self.writer.lock();
+        if self.is_closed() {
+            return Err(Error::Closed { dir: self.dir.clone() });
+        }
+        Ok(guard)
     }
 
     /// Runs `stage` under the writer lock, commits the ops it returns, and waits
@@ -80,6 +87,12 @@ impl Inner {
 
     /// Applies `ops` atomically. Returns the WAL sequence number to wait for, if the
     /// commit was logged.
+    ///
+    /// Besides the touched collections, the commit locks every collection related to
+    /// them by `#[belongs_to]`: removals cascade or detach into children, and then
+    /// every foreign key the commit leaves behind is checked — a removed parent with
+    /// `restrict` children, or a written child whose parent does not exist, fails the
+    /// whole commit.
     pub(crate) fn commit_locked(&self, _writer: &WriterGuard<'_>, ops: Vec<Op>) -> Result<Option<u64>> {
         if ops.is_empty() {
             return Ok(None);
@@ -88,36 +101,101 @@ impl Inner {
         touched.sort_unstable();
         touched.dedup();
         let logged = self.wal.is_some() && touched.iter().any(|&c| self.collections[c].spec().wal);
-        let mut locks: Vec<_> = touched.iter().map(|&c| (c, self.collections[c].lock_write())).collect();
-        let mut undo: Undo = Vec::with_capacity(ops.len());
-        let mut payload = Vec::new();
-        for op in ops {
-            let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == op.coll) else { continue };
-            match lock.apply(op.op, logged) {
-                Ok((op_undo, entry)) => {
-                    undo.push((op.coll, op_undo));
-                    if let Some(entry) = entry {
-                        payload.push(if payload.is_empty() { b'[' } else { b',' });
-                        payload.extend_from_slice(&entry);
-                    }
-                }
-                Err(e) => {
-                    undo_all(&mut locks, undo);
-                    return Err(e);
-                }
-            }
+        let mut to_lock: Vec<usize> = touched.iter().flat_map(|&c| self.related[c].iter().copied()).collect();
+        to_lock.extend(&touched);
+        to_lock.sort_unstable();
+        to_lock.dedup();
+        let mut run = Run {
+            locks: to_lock.iter().map(|&c| (c, self.collections[c].lock_write())).collect(),
+            undo: Vec::with_capacity(ops.len()),
+            payload: Vec::new(),
+            changed: Vec::new(),
+            logged,
+        };
+        if let Err(e) = self.apply_all(&mut run, ops) {
+            run.undo_all();
+            return Err(e);
         }
-        let (Some(wal), false) = (&self.wal, payload.is_empty()) else {
+        let (Some(wal), false) = (&self.wal, run.payload.is_empty()) else {
             return Ok(None);
         };
-        payload.push(b']');
-        match wal.append(&payload, undo) {
+        run.payload.push(b']');
+        let mut undo = Some(std::mem::take(&mut run.undo));
+        match wal.append(&run.payload, || undo.take().unwrap_or_default()) {
             Ok(lsn) => Ok(Some(lsn)),
-            Err((e, undo)) => {
-                undo_all(&mut locks, undo);
+            Err(e) => {
+                run.undo = undo.unwrap_or_default();
+                run.undo_all();
                 Err(e)
             }
         }
+    }
+
+    /// The user's ops, then cascades and detaches, then the foreign key checks.
+    fn apply_all(&self, run: &mut Run<'_>, ops: Vec<Op>) -> Result<()> {
+        for op in ops {
+            run.apply(op.coll, |lock, log| lock.apply(op.op, log))?;
+        }
+        let mut i = 0;
+        while i < run.changed.len() {
+            let (coll, removed) = (run.changed[i].0, run.changed[i].2);
+            if removed {
+                for &(child, spec) in &self.fk_children[coll] {
+                    if spec.on_delete == OnDelete::Restrict {
+                        continue;
+                    }
+                    let id = std::mem::replace(&mut run.changed[i].1, Box::new(()));
+                    let children = run.lock(child).map(|l| l.ids_under(spec.index, &*id)).unwrap_or_default();
+                    run.changed[i].1 = id;
+                    for child_id in children {
+                        match spec.on_delete {
+                            OnDelete::Cascade => run.apply(child, |lock, log| lock.remove_id(&*child_id, log))?,
+                            _ => run.apply(child, |lock, log| lock.detach(&*child_id, spec.field, log))?,
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        for (coll, id, removed) in &run.changed {
+            let Some(lock) = run.locks.iter().find(|(c, _)| c == coll).map(|(_, l)| l) else { continue };
+            if *removed {
+                if lock.contains(&**id) {
+                    continue; // removed and written again in this commit
+                }
+                for &(child, spec) in self.fk_children[*coll].iter().filter(|(_, s)| s.on_delete == OnDelete::Restrict)
+                {
+                    let Some((_, child_lock)) = run.locks.iter().find(|(c, _)| *c == child) else { continue };
+                    let children = child_lock.ids_under(spec.index, &**id).len();
+                    if children > 0 {
+                        return Err(Error::ForeignKey {
+                            collection: self.collections[*coll].name().to_owned(),
+                            id: lock.id_text(&**id),
+                            child_collection: self.collections[child].name().to_owned(),
+                            field: spec.field.to_owned(),
+                            children,
+                        });
+                    }
+                }
+            } else {
+                for (spec, parent_id, parent_json) in lock.parent_refs(&**id) {
+                    let parent = self.by_name.get(spec.parent).copied();
+                    let exists = parent
+                        .and_then(|p| run.locks.iter().find(|(c, _)| *c == p))
+                        .is_some_and(|(_, parent_lock)| parent_lock.contains(&*parent_id));
+                    if !exists {
+                        return Err(Error::MissingParent {
+                            collection: self.collections[*coll].name().to_owned(),
+                            id: lock.id_text(&**id),
+                            field: spec.field.to_owned(),
+                            parent_collection: spec.parent.to_owned(),
+                            parent_id: parent_json,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the WAL record `lsn` is durable (policy `Always`); with
@@ -161,8 +239,47 @@ impl Inner {
     }
 }
 
+/// The state of one commit in progress.
+struct Run<'a> {
+    locks: Vec<(usize, Box<dyn Locked + 'a>)>,
+    undo: Undo,
+    payload: Vec<u8>,
+    /// `(collection, Box<T::Id>, removed)` of every record the commit changed.
+    changed: Vec<(usize, Box<dyn Any + Send>, bool)>,
+    logged: bool,
+}
+
+impl<'a> Run<'a> {
+    fn lock(&mut self, coll: usize) -> Option<&mut Box<dyn Locked + 'a>> {
+        self.locks.iter_mut().find(|(c, _)| *c == coll).map(|(_, l)| l)
+    }
+
+    /// Applies one op on a locked collection and records what it did.
+    fn apply(
+        &mut self,
+        coll: usize,
+        op: impl FnOnce(&mut Box<dyn Locked + 'a>, bool) -> Result<Applied>,
+    ) -> Result<()> {
+        let logged = self.logged;
+        let Some(lock) = self.lock(coll) else { return Ok(()) };
+        let applied = op(lock, logged)?;
+        self.undo.push((coll, applied.undo));
+        if let Some(entry) = applied.entry {
+            self.payload.push(if self.payload.is_empty() { b'[' } else { b',' });
+            self.payload.extend_from_slice(&entry);
+        }
+        self.changed.push((coll, applied.id, applied.removed));
+        Ok(())
+    }
+
+    fn undo_all(&mut self) {
+        let undo = std::mem::take(&mut self.undo);
+        undo_all(&mut self.locks, undo);
+    }
+}
+
 /// Reverts applied ops, last first.
-fn undo_all(locks: &mut [(usize, Box<dyn crate::collection::Locked + '_>)], undo: Undo) {
+fn undo_all(locks: &mut [(usize, Box<dyn Locked + '_>)], undo: Undo) {
     for (coll, op_undo) in undo.into_iter().rev() {
         if let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == coll) {
             lock.undo(op_undo);

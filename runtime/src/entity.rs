@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::collection::Collection;
 use crate::index::IndexMaint;
 use crate::key::Key;
+use crate::relation::ForeignKeySpec;
 
 /// Where a collection is kept. Chosen with `#[storage(...)]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -51,6 +52,11 @@ impl StorageSpec {
 ///
 /// assert_eq!(<Note as Entity>::COLLECTION, "note");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Shelf entity",
+    label = "this type does not derive `Entity`",
+    note = "add `#[derive(Entity)]` (with `Serialize, Deserialize, Clone`) and an `#[id]` field to `{Self}`"
+)]
 pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The type of the `#[id]` field.
     type Id: Key;
@@ -82,4 +88,14 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn __indices() -> Vec<Box<dyn IndexMaint<Self>>> {
         Vec::new()
     }
+
+    /// The `#[belongs_to]` fields.
+    #[doc(hidden)]
+    fn __foreign_keys() -> Vec<ForeignKeySpec> {
+        Vec::new()
+    }
+
+    /// Sets an `Option` foreign key to `None` (`on_delete = detach`).
+    #[doc(hidden)]
+    fn __clear_foreign_key(&mut self, _field: &str) {}
 }

@@ -77,6 +77,57 @@ pub enum Error {
         existing_id: String,
     },
 
+    /// A removal refused because children still reference the record
+    /// (`on_delete = restrict`, the default). Nothing changed.
+    #[error("collection `{collection}`: cannot remove `{id}`: {children} record(s) of `{child_collection}` reference it through `{field}` (on_delete = restrict)")]
+    ForeignKey {
+        /// The parent's collection.
+        collection: String,
+        /// The parent's id.
+        id: String,
+        /// The collection of the children.
+        child_collection: String,
+        /// The children's foreign key field.
+        field: String,
+        /// How many children block the removal.
+        children: usize,
+    },
+
+    /// A write whose foreign key names a record that does not exist. Nothing changed.
+    #[error("collection `{collection}`, id `{id}`: `{field}` references `{parent_id}` in `{parent_collection}`, which does not exist")]
+    MissingParent {
+        /// The child's collection.
+        collection: String,
+        /// The child's id.
+        id: String,
+        /// The foreign key field.
+        field: String,
+        /// The referenced collection.
+        parent_collection: String,
+        /// The referenced id, as JSON.
+        parent_id: String,
+    },
+
+    /// A `#[belongs_to]` names an entity that is not registered with the store.
+    #[error("collection `{collection}`: `{field}` references collection `{parent}`, which is not registered; register its type on the builder")]
+    UnregisteredParent {
+        /// The child's collection.
+        collection: String,
+        /// The foreign key field.
+        field: String,
+        /// The referenced collection.
+        parent: String,
+    },
+
+    /// A join row given to `link_*` that does not link the record it was called on.
+    #[error("collection `{collection}`: {message}")]
+    InvalidLink {
+        /// The join collection.
+        collection: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// `update` or `remove` found no record with this id.
     #[error("collection `{collection}`: no record with id `{id}`")]
     NotFound {

@@ -1,7 +1,7 @@
 //! The flush: making dirty records durable, by the background flusher or on demand.
 
-use std::sync::{Arc, Weak};
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
@@ -63,6 +63,9 @@ impl Inner {
     /// that batch covered. On failure everything stays dirty and the error is
     /// recorded in [`Health`].
     pub(crate) fn flush(&self) -> Result<FlushStats> {
+        if self.in_transaction() {
+            return Err(Error::InTransaction { dir: self.dir.clone() });
+        }
         let _running = self.flush_state.running.lock();
         let started = Instant::now();
         let outcome = self.flush_once();
@@ -147,14 +150,12 @@ impl Inner {
 pub(crate) struct Flusher {
     signal: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
-    thread_id: Option<ThreadId>,
 }
 
 impl Flusher {
-    /// Starts a thread that runs `tick` every `interval` until stopped or until the
-    /// store is gone. It holds only a weak reference, so it never keeps a store
-    /// alive.
-    pub fn spawn(name: &str, inner: Weak<Inner>, interval: Duration, tick: fn(&Inner)) -> Result<Self> {
+    /// Starts a thread that runs `tick` every `interval` until stopped. The last
+    /// [`Store`](crate::Store) handle's drop stops it.
+    pub fn spawn(name: &str, inner: Arc<Inner>, interval: Duration, tick: fn(&Inner)) -> Result<Self> {
         let signal = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_signal = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
@@ -170,22 +171,18 @@ impl Flusher {
                         return;
                     }
                 }
-                let Some(inner) = inner.upgrade() else { return };
                 tick(&inner);
             })
             .map_err(|e| Error::io("start flusher thread", std::path::PathBuf::new(), e))?;
-        let thread_id = Some(thread.thread().id());
-        Ok(Flusher { signal, thread: Some(thread), thread_id })
+        Ok(Flusher { signal, thread: Some(thread) })
     }
 
-    /// Stops the thread and waits for it, unless called from the thread itself.
+    /// Stops the thread and waits for it (and so for a flush it is running).
     pub fn stop(&mut self) {
         *self.signal.0.lock() = true;
         self.signal.1.notify_all();
         if let Some(thread) = self.thread.take() {
-            if Some(std::thread::current().id()) != self.thread_id {
-                let _ = thread.join();
-            }
+            let _ = thread.join();
         }
     }
 }

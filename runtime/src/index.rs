@@ -72,6 +72,15 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// Removes every entry.
     #[doc(hidden)]
     fn clear(&mut self);
+    /// The ids under a key given as `&dyn Any` (it must be a `&K`).
+    #[doc(hidden)]
+    fn ids_for_any(&self, key: &dyn Any) -> Vec<T::Id>;
+    /// The keys a record has under this index, each a `Box<K>`.
+    #[doc(hidden)]
+    fn keys_any(&self, value: &T) -> Vec<Box<dyn Any + Send>>;
+    /// The record's first key under this index as JSON, for messages.
+    #[doc(hidden)]
+    fn key_json_any(&self, value: &T) -> String;
     #[doc(hidden)]
     fn as_any(&self) -> &dyn Any;
 }
@@ -387,6 +396,18 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
     fn clear(&mut self) {
         self.map.clear();
         self.entries = 0;
+    }
+
+    fn ids_for_any(&self, key: &dyn Any) -> Vec<T::Id> {
+        key.downcast_ref::<K>().map(|key| self.get(key).cloned().collect()).unwrap_or_default()
+    }
+
+    fn keys_any(&self, value: &T) -> Vec<Box<dyn Any + Send>> {
+        self.keys(value).into_iter().map(|k| Box::new(k) as Box<dyn Any + Send>).collect()
+    }
+
+    fn key_json_any(&self, value: &T) -> String {
+        self.keys(value).first().map(key_text).unwrap_or_default()
     }
 
     fn as_any(&self) -> &dyn Any {

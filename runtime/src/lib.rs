@@ -18,6 +18,7 @@ mod index_file;
 mod key;
 mod meta;
 mod recover;
+mod relation;
 mod storage;
 mod store;
 mod tx;
@@ -32,6 +33,7 @@ pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
+pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
 pub use store::{Store, StoreBuilder, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};
@@ -41,7 +43,12 @@ pub use wal::{WalSync, WAL_DIR};
 pub mod __private {
     pub use crate::collection::Collection;
     pub use crate::entity::{Entity, StorageKind, StorageSpec};
+    pub use crate::error::{Error, Result};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
+    pub use crate::relation::{
+        assert_same_type, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
+    };
+    pub use crate::store::Store;
     pub use serde;
 }

@@ -18,6 +18,7 @@ use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
 use crate::meta::{CollectionMeta, Meta};
 use crate::recover::{LoadCtx, RecoveryReport};
+use crate::relation::{Dangling, ForeignKeySpec};
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 /// The name of the lock file in the data directory.
@@ -147,6 +148,7 @@ impl StoreBuilder {
             collections.push(collection);
         }
 
+        let relations = Relations::new(&collections)?;
         let old_meta = Meta::load(fs.as_ref(), &dir)?;
         let meta = updated_meta(&old_meta, &collections, &dir)?;
 
@@ -178,18 +180,20 @@ impl StoreBuilder {
             flush_state: FlushState::default(),
             writer: Mutex::new(()),
             wal,
+            related: relations.related,
+            fk_children: relations.fk_children,
+            by_name: relations.by_name,
             closed: AtomicBool::new(false),
             sync_mode: self.sync_mode,
             report,
             flusher: Mutex::new(Vec::new()),
         });
-        let mut threads =
-            vec![Flusher::spawn("shelf-flusher", Arc::downgrade(&inner), self.flush_interval, |inner| {
-                // Errors are recorded in Health and logged by `flush`.
-                let _ = inner.flush();
-            })?];
+        let mut threads = vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
+            // Errors are recorded in Health and logged by `flush`.
+            let _ = inner.flush();
+        })?];
         if let (WalSync::Every(interval), Some(_)) = (self.wal_sync, &inner.wal) {
-            threads.push(Flusher::spawn("shelf-wal-sync", Arc::downgrade(&inner), interval, |inner| {
+            threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, |inner| {
                 if let Some(wal) = &inner.wal {
                     if let Err(e) = inner.sync_wal_to(wal.last_lsn()) {
                         tracing::error!(error = %e, "background WAL sync failed");
@@ -198,12 +202,15 @@ impl StoreBuilder {
             })?);
         }
         *inner.flusher.lock() = threads;
+        for dangling in inner.dangling() {
+            tracing::warn!(?dangling, "a record references a parent that does not exist");
+        }
         // Writes the index files that open found missing or stale. Index files are
         // derived data: a failure here is reported in `health()`, never fatal.
         if let Err(e) = inner.flush() {
             tracing::warn!(error = %e, "could not rewrite index files on open; will retry on the next flush");
         }
-        Ok(Store { inner })
+        Ok(Store { inner: Arc::new(Shared { inner }) })
     }
 }
 
@@ -259,6 +266,56 @@ fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload
     Ok(())
 }
 
+/// The foreign-key graph between registered collections.
+struct Relations {
+    related: Vec<Vec<usize>>,
+    fk_children: Vec<Vec<(usize, ForeignKeySpec)>>,
+    by_name: HashMap<&'static str, usize>,
+}
+
+impl Relations {
+    fn new(collections: &[Arc<dyn ErasedCollection>]) -> Result<Self> {
+        let by_name: HashMap<&'static str, usize> =
+            collections.iter().enumerate().map(|(i, c)| (c.name(), i)).collect();
+        let mut fk_children = vec![Vec::new(); collections.len()];
+        let mut edges = vec![Vec::new(); collections.len()];
+        for (child, collection) in collections.iter().enumerate() {
+            for spec in collection.foreign_keys() {
+                let Some(&parent) = by_name.get(spec.parent) else {
+                    return Err(Error::UnregisteredParent {
+                        collection: collection.name().to_owned(),
+                        field: spec.field.to_owned(),
+                        parent: spec.parent.to_owned(),
+                    });
+                };
+                fk_children[parent].push((child, spec));
+                edges[parent].push(child);
+                edges[child].push(parent);
+            }
+        }
+        // Connected components: a commit locks the whole component it touches.
+        let mut related = vec![Vec::new(); collections.len()];
+        for start in 0..collections.len() {
+            if edges[start].is_empty() {
+                continue;
+            }
+            let mut seen = vec![start];
+            let mut i = 0;
+            while i < seen.len() {
+                for &next in &edges[seen[i]] {
+                    if !seen.contains(&next) {
+                        seen.push(next);
+                    }
+                }
+                i += 1;
+            }
+            seen.sort_unstable();
+            related[start] = seen;
+        }
+        Ok(Relations { related, fk_children, by_name })
+    }
+}
+
 /// `shelf.json` with an entry for every registered collection. A collection whose
 /// storage strategy changed since the last run is refused, so its files are never
 /// ignored or lost.
@@ -306,26 +363,80 @@ pub(crate) struct Inner {
     pub(crate) writer: Mutex<()>,
     /// The WAL, when a registered collection has `wal` or the log holds records.
     pub(crate) wal: Option<Wal>,
+    /// Per collection: every collection connected to it by foreign keys, which a
+    /// commit touching it locks too.
+    pub(crate) related: Vec<Vec<usize>>,
+    /// Per parent collection: `(child collection, foreign key)` referencing it.
+    pub(crate) fk_children: Vec<Vec<(usize, ForeignKeySpec)>>,
+    /// Collection positions by name.
+    pub(crate) by_name: HashMap<&'static str, usize>,
     /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
     flusher: Mutex<Vec<Flusher>>,
 }
 
 impl Inner {
+    fn dangling(&self) -> Vec<Dangling> {
+        let exists = |parent: &str, id: &dyn std::any::Any| {
+            self.by_name.get(parent).is_some_and(|&p| self.collections[p].contains_id(id))
+        };
+        self.collections.iter().flat_map(|c| c.dangling(&exists)).collect()
+    }
+
+    /// Stops the background threads, waiting for a flush in progress to end.
     fn stop_threads(&self) {
         let threads = std::mem::take(&mut *self.flusher.lock());
         for mut thread in threads {
             thread.stop();
         }
     }
+
+    /// Whether `close` has completed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Final flush, then closed for writes, threads stopped and the directory
+    /// unlocked. On a flush error the store stays open and nothing is lost.
+    fn close(&self) -> Result<()> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.flush()?;
+        {
+            // Writers check `closed` under the writer lock: after this, none commits.
+            let _writer = self.writer.lock();
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        if let Err(e) = self.flush() {
+            self.closed.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
+        self.stop_threads();
+        self.lock.lock().take();
+        Ok(())
+    }
 }
 
-impl Drop for Inner {
+/// What every [`Store`] handle shares. Its drop is the teardown of the store: the
+/// background threads hold the [`Inner`], never this, so the teardown always runs on
+/// the thread that drops the last handle, before that drop returns.
+pub(crate) struct Shared {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Drop for Shared {
     fn drop(&mut self) {
-        self.stop_threads();
-        if !self.closed.load(Ordering::SeqCst) {
-            if let Err(e) = self.flush() {
-                tracing::error!(dir = %self.dir.display(), error = %e, "the flush on drop failed; changes since the last flush are lost");
-            }
+        if let Err(e) = self.inner.close() {
+            tracing::error!(dir = %self.inner.dir.display(), error = %e, "the flush on drop failed; changes since the last flush are lost");
+            self.inner.stop_threads();
+            self.inner.lock.lock().take();
         }
     }
 }
@@ -362,7 +473,7 @@ impl Drop for Inner {
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for Store {
@@ -436,16 +547,7 @@ impl Store {
     /// If the flush fails, the store stays open and the error is returned: fix the
     /// cause and call `close` again.
     pub fn close(&self) -> Result<()> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.inner.flush()?;
-        self.inner.stop_threads();
-        // A write may have slipped in between the flush and here.
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.flush()?;
-        self.inner.lock.lock().take();
-        Ok(())
+        self.inner.close()
     }
 
     /// Whether flushes are succeeding, and how much is waiting to be written.
@@ -460,13 +562,21 @@ impl Store {
         &self.inner.report
     }
 
+    /// Checks every foreign key (with `check`) of every record and returns the
+    /// references to records that do not exist. Writes keep references valid; a
+    /// dangling one comes from files changed outside Shelf or written with
+    /// `check = false` on the other side. Open reports them as warnings.
+    pub fn verify(&self) -> Vec<Dangling> {
+        self.inner.dangling()
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        if self.inner.is_closed() {
             return Err(Error::Closed { dir: self.inner.dir.clone() });
         }
         Ok(())

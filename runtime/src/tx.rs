@@ -152,3 +152,26 @@ impl Store {
         Ok(result)
     }
 }
+
+impl crate::relation::Reader for Transaction<'_> {
+    fn read<T: Entity>(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
+        self.store.collection_core::<T>()?;
+        Ok(self.get::<T>(id))
+    }
+
+    fn __children<C: Entity, K: crate::index::IndexKey>(
+        &self,
+        index: usize,
+        key: &K,
+        key_of: fn(&C) -> Option<&K>,
+    ) -> Result<Vec<Arc<C>>> {
+        let (core, pos) = self.store.collection_core::<C>()?;
+        let mut children = core.index_all::<K, K>(index, key);
+        if let Some(overlay) = self.overlays.get(&pos).and_then(|o| o.downcast_ref::<Overlay<C>>()) {
+            children.retain(|child| !overlay.contains_key(child.id()));
+            children.extend(overlay.values().flatten().filter(|child| key_of(child) == Some(key)).cloned());
+            children.sort_by(|a, b| a.id().cmp(b.id()));
+        }
+        Ok(children)
+    }
+}

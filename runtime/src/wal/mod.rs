@@ -134,13 +134,16 @@ impl Wal {
         })
     }
 
-    /// Appends one commit. Called with the writer lock held, after the commit was
-    /// applied to memory; `undo` reverts it if the record never becomes durable. On
-    /// error nothing was logged and `undo` is handed back.
-    pub fn append(&self, payload: &[u8], undo: Undo) -> std::result::Result<u64, (Error, Undo)> {
+    /// Appends one commit and returns its sequence number. Called with the writer
+    /// lock held, after the commit was applied to memory; `undo` reverts it if the
+    /// record never becomes durable. On error nothing was logged.
+    ///
+    /// The writer lock also orders this against a rollback (which takes it), so a
+    /// record is always tracked as pending before a rollback can look for it.
+    pub fn append(&self, payload: &[u8], undo: impl FnOnce() -> Undo) -> Result<u64> {
         let mut st = self.state.lock();
         if let Some(e) = &st.poisoned {
-            return Err((e.clone(), undo));
+            return Err(e.clone());
         }
         let lsn = st.last_lsn + 1;
         let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
@@ -151,12 +154,12 @@ impl Wal {
             if let Err(cut) = st.segment.truncate(st.segment_len) {
                 st.poisoned = Some(Error::io("truncate WAL segment after a failed append", &st.segment_path, cut));
             }
-            return Err((error, undo));
+            return Err(error);
         }
         let offset = st.segment_len;
         st.segment_len += buf.len() as u64;
         st.last_lsn = lsn;
-        st.pending.push_back(Pending { lsn, offset, undo });
+        st.pending.push_back(Pending { lsn, offset, undo: undo() });
         Ok(lsn)
     }
 
