@@ -77,15 +77,4 @@ fn not_built_yet(ctx: &Ctx, model: &Model) {
     if let Some((_, span)) = storage.shard {
         ctx.error_at(span, "`shard` is not built yet in this version of Shelf; remove it");
     }
-    for field in &model.fields {
-        if let Some(belongs_to) = &field.belongs_to {
-            ctx.error_at(
-                belongs_to.span,
-                "#[belongs_to] is not built yet in this version of Shelf; remove it and keep the id field plain",
-            );
-        }
-    }
-    for has_many in &model.has_many {
-        ctx.error_at(has_many.span, "#[has_many] is not built yet in this version of Shelf; remove it");
-    }
 }

@@ -4,10 +4,10 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
-use crate::gen_index;
 use crate::model::*;
+use crate::{gen_index, gen_relation};
 
-pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
+pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel]) -> TokenStream {
     let Some(id) = &model.id else { return TokenStream::new() };
     let p = quote!(::shelf::__private);
     let ident = &model.ident;
@@ -54,6 +54,8 @@ pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
     let index_list = gen_index::index_list(&p, indices);
     let key_assertions = gen_index::key_assertions(&p, indices);
     let lookups = gen_index::lookups(ident, indices);
+    let relation_items = gen_relation::entity_items(&p, belongs);
+    let relation_impls = gen_relation::items(&p, model, belongs);
     let handle_doc = format!(
         "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
          It dereferences to `shelf::Collection<{ident}>`."
@@ -76,7 +78,11 @@ pub fn generate(model: &Model, indices: &[IndexModel]) -> TokenStream {
             fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
                 #index_list
             }
+
+            #relation_items
         }
+
+        #relation_impls
 
         #key_assertions
 

@@ -15,7 +15,21 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
     let mut out = Vec::new();
     let id_field = model.id.as_ref().map(|id| &id.ident);
     for field in &model.fields {
-        let Some(index) = &field.index else { continue };
+        // A #[belongs_to] field is indexed (non-unique unless it says otherwise), so
+        // children are found in time proportional to their number.
+        let implied;
+        let index = match (&field.index, &field.belongs_to) {
+            (Some(index), _) => index,
+            (None, Some(belongs_to)) => {
+                implied = FieldIndex { unique: None, sorted: None, each: None, span: belongs_to.span };
+                &implied
+            }
+            (None, None) => continue,
+        };
+        if let (Some(each), Some(_)) = (index.each, &field.belongs_to) {
+            ctx.error_at(each, "a #[belongs_to] key holds one parent id; `each` cannot be used on it");
+            continue;
+        }
         if Some(&field.ident) == id_field {
             ctx.error_at(
                 index.span,

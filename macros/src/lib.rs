@@ -8,10 +8,12 @@
 mod check;
 mod ctx;
 mod gen_index;
+mod gen_relation;
 mod generate;
 mod indices;
 mod model;
 mod parse;
+mod relations;
 mod types;
 
 use proc_macro::TokenStream;
@@ -35,8 +37,9 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     };
     check::check(&ctx, &model);
     let indices = indices::indices(&ctx, &model);
+    let belongs = relations::belongs(&ctx, &model, &indices);
     ctx.finish()?;
-    Ok(generate::generate(&model, &indices))
+    Ok(generate::generate(&model, &indices, &belongs))
 }
 
 #[cfg(test)]

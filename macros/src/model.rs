@@ -69,8 +69,6 @@ pub enum OnDelete {
     Detach,
 }
 
-// Relationship fields are parsed now and read once relationships are generated.
-#[allow(dead_code)]
 pub struct BelongsTo {
     pub parent: syn::Path,
     pub check: bool,
@@ -79,18 +77,15 @@ pub struct BelongsTo {
     pub span: Span,
 }
 
-#[allow(dead_code)]
 pub enum HasManyVia {
     Key(Ident),
     Through(syn::Path),
 }
 
-#[allow(dead_code)]
 pub struct HasMany {
     pub name: Ident,
     pub target: syn::Path,
     pub via: HasManyVia,
-    pub span: Span,
 }
 
 /// One index as generated: resolved from a field's `#[index]` or a struct-level
@@ -133,4 +128,23 @@ pub enum ArgKind {
     Value,
     /// Anything else by reference.
     Ref,
+}
+
+/// A `#[belongs_to]` field as generated: resolved by `relations::belongs`.
+pub struct BelongsModel {
+    pub field: Ident,
+    /// The parent's id type: the field type, or the `T` of `Option<T>`.
+    pub key_ty: Type,
+    pub optional: bool,
+    pub parent: syn::Path,
+    pub on_delete: OnDelete,
+    pub check: bool,
+    /// Position of the field's index.
+    pub index: usize,
+    /// The accessor name: the field name without `_id`.
+    pub accessor: Ident,
+    /// Whether this is the only #[belongs_to] to this parent (then the entity
+    /// implements `References<Parent>`, which `through` relationships use).
+    pub only_one_to_parent: bool,
+    pub ty_span: Span,
 }

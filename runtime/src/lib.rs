@@ -47,7 +47,7 @@ pub mod __private {
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
     pub use crate::relation::{
-        assert_same_type, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
+        assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };
     pub use crate::store::Store;
     pub use serde;

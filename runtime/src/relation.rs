@@ -129,12 +129,20 @@ where
     message = "a #[belongs_to] field must have the id type of the entity it references: this field is `{Self}`, the id is `{T}`",
     label = "expected the referenced entity's id type (or an Option of it)"
 )]
-pub trait SameType<T> {}
-impl<T> SameType<T> for T {}
+pub trait SameType<T> {
+    /// The value as the other type (it is the same type).
+    fn same(&self) -> &T;
+}
 
-/// Used by generated code: `assert_same_type::<FieldType, <Parent as Entity>::Id>()`.
+impl<T> SameType<T> for T {
+    fn same(&self) -> &T {
+        self
+    }
+}
+
+/// Used by generated code to say "`T` is not an entity" where a relationship names one.
 #[doc(hidden)]
-pub fn assert_same_type<A: SameType<B>, B>() {}
+pub fn assert_entity<T: Entity>() {}
 
 /// A reference to a parent that does not exist, found by [`Store::verify`](crate::Store::verify).
 #[derive(Clone, Debug, PartialEq, Eq)]
