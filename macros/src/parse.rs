@@ -75,12 +75,7 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
             }
         } else if path.is_ident("has_many") {
             match attr.parse_args::<HasManyArgs>() {
-                Ok(args) => model.has_many.push(HasMany {
-                    name: args.name,
-                    target: args.target,
-                    via: args.via,
-                    span: attr.path().span(),
-                }),
+                Ok(args) => model.has_many.push(HasMany { name: args.name, target: args.target, via: args.via }),
                 Err(e) => ctx.syn(e),
             }
         } else if path.is_ident("id") || path.is_ident("belongs_to") {
