@@ -16,7 +16,7 @@ pub fn check(ctx: &Ctx, model: &Model) {
     }
     check_collection_name(ctx, model);
     check_storage(ctx, &model.storage);
-    not_built_yet(ctx, model);
+    check_shard(ctx, &model.storage);
 }
 
 fn check_collection_name(ctx: &Ctx, model: &Model) {
@@ -58,23 +58,12 @@ fn check_storage(ctx: &Ctx, storage: &Storage) {
     }
 }
 
-/// Parsed, but not implemented yet: a clear error instead of a silent no-op.
-fn not_built_yet(ctx: &Ctx, model: &Model) {
-    let storage = &model.storage;
-    if storage.kind == StorageKind::CollectionFile {
-        if let Some(span) = storage.kind_span {
-            ctx.error_at(
-                span,
-                "`collection_file` storage is not built yet in this version of Shelf; use per_record or memory",
-            );
-        }
-    }
-    if storage.kind != StorageKind::Memory {
-        if let Some(span) = storage.compress {
-            ctx.error_at(span, "the `compress` modifier is not built yet in this version of Shelf; remove it");
-        }
-    }
-    if let Some((_, span)) = storage.shard {
-        ctx.error_at(span, "`shard` is not built yet in this version of Shelf; remove it");
+/// `shard = N` needs per-record files, and N from 1 to 3 (16 to 4096 directories).
+fn check_shard(ctx: &Ctx, storage: &Storage) {
+    let Some((n, span)) = storage.shard else { return };
+    if storage.kind != StorageKind::PerRecord {
+        ctx.error_at(span, "`shard` spreads per-record files over subdirectories; it needs `per_record` storage");
+    } else if !(1..=3).contains(&n) {
+        ctx.error_at(span, format!("`shard = {n}` is out of range: use 1 (16 directories), 2 (256) or 3 (4096)"));
     }
 }

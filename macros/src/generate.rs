@@ -19,10 +19,13 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     // Spanned on the id type, so a type that is not a Key is reported there.
     let id_assoc = quote_spanned!(id.ty_span()=> type Id = #id_ty;);
     let kind = match model.storage.kind {
-        StorageKind::PerRecord | StorageKind::CollectionFile => quote!(#p::StorageKind::PerRecord),
+        StorageKind::PerRecord => quote!(#p::StorageKind::PerRecord),
+        StorageKind::CollectionFile => quote!(#p::StorageKind::CollectionFile),
         StorageKind::Memory => quote!(#p::StorageKind::Memory),
     };
     let wal = model.storage.wal.is_some();
+    let compress = model.storage.compress.is_some();
+    let shard = model.storage.shard.map_or(0u8, |(n, _)| n.min(3) as u8);
     let auto = id.auto.is_some();
     let auto_fns = match id.auto {
         Some(span) => {
@@ -66,7 +69,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
             #id_assoc
             type Handle = #handle;
             const COLLECTION: &'static str = #collection;
-            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal };
+            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal, compress: #compress, shard: #shard };
             const AUTO_ID: bool = #auto;
 
             fn id(&self) -> &Self::Id {

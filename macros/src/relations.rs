@@ -29,7 +29,7 @@ pub fn belongs(ctx: &Ctx, model: &Model, indices: &[IndexModel]) -> Vec<BelongsM
                 format!("`on_delete = detach` sets the key to None, but `{}` is not an Option; make it `Option<...>`, or use `restrict` or `cascade`", field.ident),
             );
         }
-        let Some(index) = indices.iter().position(|i| i.name == field.ident.to_string()) else { continue };
+        let Some(index) = indices.iter().position(|i| field.ident == i.name) else { continue };
         let name = field.ident.to_string();
         let accessor = format_ident!(
             "{}",

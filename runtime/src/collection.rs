@@ -21,7 +21,7 @@ use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::LoadCtx;
 use crate::relation::{Dangling, ForeignKeySpec};
-use crate::storage::{strategy_for, Change, RawRecord, Strategy};
+use crate::storage::{collection_file, strategy_for, Change, Quarantine, RawRecord, Strategy};
 use crate::store::Store;
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
@@ -40,6 +40,9 @@ struct State<T: Entity> {
     next_auto: u64,
     /// Order-independent hash of the set of ids, written into index file headers.
     fingerprint: u64,
+    /// A whole-file collection must be rewritten though no record is dirty (a
+    /// quarantined line was skipped on load): the write sequence number it was set at.
+    rewrite: Option<u64>,
 }
 
 impl<T: Entity> State<T> {
@@ -102,6 +105,7 @@ pub(crate) struct Core<T: Entity> {
 struct FlushTicket<T: Entity> {
     records: Vec<(T::Id, u64)>,
     indices: Vec<(usize, u64)>,
+    rewrite: Option<u64>,
 }
 
 /// One write of a commit, typed. Ids of `#[id(auto)]` inserts are assigned before.
@@ -270,13 +274,13 @@ fn wal_entry<T: Entity>(collection: &str, id: &T::Id, value: Option<&T>) -> Resu
 }
 
 impl<T: Entity> Core<T> {
-    pub fn new(dir: &std::path::Path) -> Self {
+    pub fn new(dir: &std::path::Path, level: i32) -> Self {
         let indices = T::__indices();
         let index_dir =
             (T::STORAGE.is_persisted() && !indices.is_empty()).then(|| dir.join(T::COLLECTION).join(INDEX_DIR));
         Core {
             name: T::COLLECTION,
-            strategy: strategy_for(T::STORAGE, dir, T::COLLECTION),
+            strategy: strategy_for(T::STORAGE, dir, T::COLLECTION, level),
             index_dir,
             state: RwLock::new(State {
                 records: HashMap::new(),
@@ -286,6 +290,7 @@ impl<T: Entity> Core<T> {
                 seq: 0,
                 next_auto: 1,
                 fingerprint: 0,
+                rewrite: None,
             }),
         }
     }
@@ -381,6 +386,21 @@ impl<T: Entity> Core<T> {
         Ok(value)
     }
 
+    /// Every record as compact JSON lines, sorted by id.
+    fn jsonl(&self, mut records: Vec<(T::Id, Arc<T>)>) -> Result<Vec<u8>> {
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(records.len() * 128);
+        for (id, value) in records {
+            serde_json::to_writer(&mut out, &*value).map_err(|source| Error::Serde {
+                collection: self.name.to_owned(),
+                id: show_id(&id.encode_key()),
+                source: Arc::new(source),
+            })?;
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
     fn index_path(&self, name: &str) -> Option<PathBuf> {
         self.index_dir.as_ref().map(|dir| dir.join(format!("{name}.jsonl")))
     }
@@ -424,8 +444,13 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Directories to create on open: the strategy's, and the index directory.
     fn dirs(&self) -> Vec<PathBuf>;
-    /// Loads the stored records, rebuilds the indices and checks the index files.
-    fn load(&self, ctx: &LoadCtx) -> Result<()>;
+    /// The declared strategy.
+    fn strategy(&self) -> &dyn Strategy;
+    /// Loads the records stored by `from` (the declared strategy, or the one of the
+    /// last run when migrating), rebuilds the indices and checks the index files.
+    fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()>;
+    /// Stages every record in the declared form (a migration's first step).
+    fn stage_all_records(&self, batch: &mut WriteBatch) -> Result<()>;
     /// Stages every dirty record (and changed index file) into the batch; returns
     /// what `finish_flush` needs.
     fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>>;
@@ -462,16 +487,20 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
+    fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = self.strategy.dirs();
         dirs.extend(self.index_dir.clone());
         dirs
     }
 
-    fn load(&self, ctx: &LoadCtx) -> Result<()> {
+    fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()> {
         let mut records = HashMap::new();
         let mut max_counter = 0;
-        self.strategy.load(ctx.fs(), &mut |raw| {
+        let mut skipped = false;
+        from.load(ctx.fs(), &mut |raw| {
             match self.parse(&raw) {
                 Ok(value) => {
                     if let Some(n) = value.__id_counter() {
@@ -479,12 +508,16 @@ impl<T: Entity> ErasedCollection for Core<T> {
                     }
                     records.insert(value.id().clone(), Arc::new(value));
                 }
-                Err(message) => {
-                    if !ctx.quarantine() || !self.strategy.quarantines_files() {
-                        return Err(Error::CorruptRecord { collection: self.name.to_owned(), path: raw.path, message });
-                    }
-                    ctx.move_aside(self.name, &raw.path, message)?;
+                Err(message) if !ctx.quarantine() => {
+                    return Err(Error::CorruptRecord { collection: self.name.to_owned(), path: raw.path, message });
                 }
+                Err(message) => match from.quarantine() {
+                    Quarantine::MoveFile => ctx.move_aside(self.name, &raw.path, message)?,
+                    Quarantine::CopyFileAndSkip => {
+                        ctx.copy_aside(self.name, &collection_file::file_of(&raw.path), &raw.path, message)?;
+                        skipped = true;
+                    }
+                },
             }
             Ok(())
         })?;
@@ -493,12 +526,31 @@ impl<T: Entity> ErasedCollection for Core<T> {
         for (id, value) in records {
             state.put(&id, Some(value), false);
         }
+        if skipped {
+            state.seq += 1;
+            state.rewrite = Some(state.seq);
+        }
         self.verify_index_files(ctx, &mut state);
         Ok(())
     }
 
+    fn stage_all_records(&self, batch: &mut WriteBatch) -> Result<()> {
+        let records: Vec<(T::Id, Arc<T>)> = {
+            let state = self.state.read();
+            state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect()
+        };
+        if self.strategy.whole_file() {
+            return self.strategy.stage_all(self.jsonl(records)?, batch);
+        }
+        let mut changes = Vec::with_capacity(records.len());
+        for (id, value) in records {
+            changes.push(Change { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
+        }
+        self.strategy.stage(changes, batch)
+    }
+
     fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>> {
-        let mut ticket = FlushTicket::<T> { records: Vec::new(), indices: Vec::new() };
+        let mut ticket = FlushTicket::<T> { records: Vec::new(), indices: Vec::new(), rewrite: None };
         let snapshot: Vec<(T::Id, u64, Option<Arc<T>>)> = {
             let state = self.state.read();
             for (pos, index) in state.indices.iter().enumerate() {
@@ -511,6 +563,15 @@ impl<T: Entity> ErasedCollection for Core<T> {
                     batch.write(path, bytes);
                     ticket.indices.push((pos, version));
                 }
+            }
+            if self.strategy.whole_file() && (!state.dirty.is_empty() || state.rewrite.is_some()) {
+                let records: Vec<(T::Id, Arc<T>)> =
+                    state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect();
+                ticket.records = state.dirty.iter().map(|(id, &seq)| (id.clone(), seq)).collect();
+                ticket.rewrite = state.rewrite;
+                drop(state);
+                self.strategy.stage_all(self.jsonl(records)?, batch)?;
+                return Ok(Some(Box::new(ticket)));
             }
             state.dirty.iter().map(|(id, &seq)| (id.clone(), seq, state.records.get(id).cloned())).collect()
         };
@@ -526,7 +587,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         if changes.is_empty() && ticket.indices.is_empty() {
             return Ok(None);
         }
-        self.strategy.stage(changes, batch);
+        self.strategy.stage(changes, batch)?;
         Ok(Some(Box::new(ticket)))
     }
 
@@ -543,6 +604,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
         }
         for (pos, version) in ticket.indices {
             state.index_versions[pos].1 = version;
+        }
+        if ticket.rewrite.is_some() && state.rewrite == ticket.rewrite {
+            state.rewrite = None;
         }
     }
 

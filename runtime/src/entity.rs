@@ -16,6 +16,9 @@ use crate::relation::ForeignKeySpec;
 pub enum StorageKind {
     /// One JSON file per record: `<dir>/<collection>/<encoded-id>.json`. The default.
     PerRecord,
+    /// The whole collection in one JSON-lines file, `<dir>/<collection>.jsonl`,
+    /// rewritten atomically when it changed.
+    CollectionFile,
     /// Nothing on disk: the collection lives and dies with the process.
     Memory,
 }
@@ -27,6 +30,11 @@ pub struct StorageSpec {
     pub kind: StorageKind,
     /// `wal`: every commit is logged and durable before it returns.
     pub wal: bool,
+    /// `compress`: files are zstd-compressed (`.json.zst`, `.jsonl.zst`).
+    pub compress: bool,
+    /// `shard = N` (per_record only): files go to subdirectories named by the first
+    /// `N` hex digits of a hash of the id (`N` from 1 to 3); 0 means none.
+    pub shard: u8,
 }
 
 impl StorageSpec {

@@ -17,6 +17,7 @@ mod index;
 mod index_file;
 mod key;
 mod meta;
+mod migrate;
 mod recover;
 mod relation;
 mod storage;
@@ -34,7 +35,7 @@ pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
-pub use store::{Store, StoreBuilder, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};
 

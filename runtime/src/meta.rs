@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::entity::StorageKind;
+use crate::entity::{StorageKind, StorageSpec};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
 
@@ -24,12 +24,51 @@ pub(crate) struct Meta {
     pub collections: BTreeMap<String, CollectionMeta>,
 }
 
+/// Where a collection's records are on disk: what a migration moves between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Layout {
+    pub storage: StorageKind,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compress: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shard: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+impl Layout {
+    pub fn of(spec: StorageSpec) -> Self {
+        let persisted = spec.kind != StorageKind::Memory;
+        Layout {
+            storage: spec.kind,
+            compress: persisted && spec.compress,
+            shard: if spec.kind == StorageKind::PerRecord { spec.shard } else { 0 },
+        }
+    }
+
+    /// The storage spec that reads and writes this layout.
+    pub fn spec(self) -> StorageSpec {
+        StorageSpec { kind: self.storage, wal: false, compress: self.compress, shard: self.shard }
+    }
+}
+
 /// What `shelf.json` records of one collection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CollectionMeta {
     /// The Rust type that last registered the collection, for humans and tools.
     pub entity: String,
-    pub storage: StorageKind,
+    /// Where the records are.
+    #[serde(flatten)]
+    pub layout: Layout,
+    /// Whether commits are logged (informational; the declaration decides).
+    #[serde(default)]
+    pub wal: bool,
+    /// A migration moved the records away from this layout, and its files may still
+    /// need removing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<Layout>,
     /// The next `#[id(auto)]` value, for auto-id collections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_id: Option<u64>,

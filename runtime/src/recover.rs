@@ -91,22 +91,51 @@ impl<'a> LoadCtx<'a> {
         Ok(())
     }
 
+    /// Keeps a copy of a file with an unreadable record in
+    /// `<dir>/_quarantine/<collection>/` (once per file), durably, and records the
+    /// record's location. The caller skips the record; its next flush rewrites the
+    /// file without it, so the copy is the only place the bad bytes remain.
+    pub fn copy_aside(&self, collection: &str, file: &Path, record: &Path, reason: String) -> Result<()> {
+        let already = self.report.lock().quarantined.iter().any(|q| q.from == file);
+        if !already {
+            let target_dir = self.dir.join(QUARANTINE_DIR).join(collection);
+            create_dir_durable(self.fs, &target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
+            let to = self.free_name(&target_dir, file)?;
+            let bytes = self.fs.read(file).map_err(|e| Error::io("read", file, e))?;
+            crate::batch::write_atomic(self.fs, to.clone(), bytes)?;
+            tracing::warn!(collection, file = %file.display(), to = %to.display(), "copied a file with an unreadable record aside");
+            self.report.lock().quarantined.push(Quarantined {
+                collection: collection.to_owned(),
+                from: file.to_path_buf(),
+                to,
+                reason: format!("{}: {reason}", record.display()),
+            });
+        }
+        Ok(())
+    }
+
+    /// A name in `target_dir` for `from`'s file name that no file has yet.
+    fn free_name(&self, target_dir: &Path, from: &Path) -> Result<PathBuf> {
+        let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "record".to_owned());
+        let taken: Vec<String> = match self.fs.read_dir(target_dir) {
+            Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
+            Err(e) => return Err(Error::io("list", target_dir, e)),
+        };
+        let mut candidate = name.clone();
+        let mut n = 1;
+        while taken.contains(&candidate) {
+            candidate = format!("{name}.{n}");
+            n += 1;
+        }
+        Ok(target_dir.join(candidate))
+    }
+
     /// Moves an unreadable file to `<dir>/_quarantine/<collection>/`, durably, and
     /// records it. The file is never deleted or overwritten.
     pub fn move_aside(&self, collection: &str, from: &Path, reason: String) -> Result<()> {
         let target_dir = self.dir.join(QUARANTINE_DIR).join(collection);
         create_dir_durable(self.fs, &target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
-        let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "record".to_owned());
-        let taken: Vec<String> = match self.fs.read_dir(&target_dir) {
-            Ok(entries) => entries.into_iter().map(|e| e.name).collect(),
-            Err(e) => return Err(Error::io("list", &target_dir, e)),
-        };
-        let mut to = target_dir.join(&name);
-        let mut n = 1;
-        while taken.iter().any(|t| Some(t.as_str()) == to.file_name().and_then(|f| f.to_str())) {
-            to = target_dir.join(format!("{name}.{n}"));
-            n += 1;
-        }
+        let to = self.free_name(&target_dir, from)?;
         self.fs.rename(from, &to).map_err(|e| Error::io("move aside", from, e))?;
         self.fs.sync_dir(&target_dir).map_err(|e| Error::io("sync directory", &target_dir, e))?;
         if let Some(parent) = from.parent() {

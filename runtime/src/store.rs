@@ -16,9 +16,11 @@ use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
-use crate::meta::{CollectionMeta, Meta};
+use crate::meta::{CollectionMeta, Layout, Meta};
+use crate::migrate;
 use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
+use crate::storage::strategy_for;
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 /// The name of the lock file in the data directory.
@@ -29,12 +31,15 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Registration {
     type_id: TypeId,
-    make: fn(&Path) -> Arc<dyn ErasedCollection>,
+    make: fn(&Path, i32) -> Arc<dyn ErasedCollection>,
 }
 
-fn make_core<T: Entity>(dir: &Path) -> Arc<dyn ErasedCollection> {
-    Arc::new(Core::<T>::new(dir))
+fn make_core<T: Entity>(dir: &Path, level: i32) -> Arc<dyn ErasedCollection> {
+    Arc::new(Core::<T>::new(dir, level))
 }
+
+/// The default zstd level for `compress`.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
 /// Configures and opens a [`Store`]. Made by [`Store::builder`].
 #[must_use = "a builder does nothing until `.open()`"]
@@ -47,6 +52,8 @@ pub struct StoreBuilder {
     sync_mode: SyncMode,
     wal_sync: WalSync,
     repair_wal: bool,
+    compression_level: i32,
+    allow_migration_to_memory: bool,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -107,6 +114,20 @@ impl StoreBuilder {
         self
     }
 
+    /// The zstd level of `compress` collections (1 fastest to 22 smallest; 3 by default).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level.clamp(1, 22);
+        self
+    }
+
+    /// Lets `open` migrate a persisted collection whose declaration changed to
+    /// `#[storage(memory)]`, which deletes its files. Off by default: such an open
+    /// fails with [`Error::Meta`] and touches nothing.
+    pub fn allow_migration_to_memory(mut self, allowed: bool) -> Self {
+        self.allow_migration_to_memory = allowed;
+        self
+    }
+
     /// How flushes sync files. Only for measuring: the default is the fast one.
     #[doc(hidden)]
     pub fn sync_mode(mut self, mode: SyncMode) -> Self {
@@ -136,7 +157,7 @@ impl StoreBuilder {
         let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
         let mut by_type = HashMap::new();
         for registration in &self.registrations {
-            let collection = (registration.make)(&dir);
+            let collection = (registration.make)(&dir, self.compression_level);
             if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
                 return Err(Error::DuplicateCollection {
                     collection: collection.name().to_owned(),
@@ -150,10 +171,11 @@ impl StoreBuilder {
 
         let relations = Relations::new(&collections)?;
         let old_meta = Meta::load(fs.as_ref(), &dir)?;
-        let meta = updated_meta(&old_meta, &collections, &dir)?;
+        let mut meta = updated_meta(&old_meta, &collections);
 
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
+        let mut migrations = Vec::new();
         for collection in &collections {
             for sub in collection.dirs() {
                 ctx.sweep_temps(&sub)?;
@@ -162,9 +184,34 @@ impl StoreBuilder {
             if let Some(next) = meta.collections.get(collection.name()).and_then(|m| m.next_id) {
                 collection.set_next_auto(next);
             }
-            collection.load(&ctx)?;
+            migrate::finish_cleanup(fs.as_ref(), &dir, &mut meta, collection.name(), self.compression_level)?;
+            let declared = Layout::of(collection.spec());
+            let stored = meta.collections.get(collection.name()).map_or(declared, |m| m.layout);
+            if stored == declared {
+                collection.load(&ctx, collection.strategy())?;
+                continue;
+            }
+            if migrate::needs_opt_in(stored, declared) && !self.allow_migration_to_memory {
+                return Err(Error::Meta {
+                    path: Meta::path(&dir),
+                    message: format!(
+                        "collection `{}` is stored on disk ({:?}) but now declared #[storage(memory)]; that would delete its files, so open with `allow_migration_to_memory(true)` to do it",
+                        collection.name(),
+                        stored.storage
+                    ),
+                });
+            }
+            let from = strategy_for(stored.spec(), &dir, collection.name(), self.compression_level);
+            for sub in from.dirs() {
+                ctx.sweep_temps(&sub)?;
+            }
+            collection.load(&ctx, from.as_ref())?;
+            migrations.push((Arc::clone(collection), stored));
         }
         let wal = open_wal(&fs, &dir, &collections, &self, &ctx)?;
+        for (collection, stored) in migrations {
+            migrate::migrate(fs.as_ref(), &dir, &mut meta, collection.as_ref(), stored, self.compression_level)?;
+        }
         if meta != old_meta {
             write_atomic(fs.as_ref(), Meta::path(&dir), meta.to_bytes(&dir)?)?;
         }
@@ -316,35 +363,23 @@ impl Relations {
     }
 }
 
-/// `shelf.json` with an entry for every registered collection. A collection whose
-/// storage strategy changed since the last run is refused, so its files are never
-/// ignored or lost.
-fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>], dir: &Path) -> Result<Meta> {
+/// `shelf.json` with an entry for every registered collection. An existing entry
+/// keeps its layout: a changed declaration is migrated by `open`, which updates it.
+fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
     let mut meta = old.clone();
     for collection in collections {
-        let storage = collection.spec().kind;
-        match meta.collections.get_mut(collection.name()) {
-            Some(entry) if entry.storage != storage => {
-                return Err(Error::Meta {
-                    path: Meta::path(dir),
-                    message: format!(
-                        "collection `{}` was stored as {:?} and is now declared as {:?}; changing the storage of an existing collection is not supported yet, so its data is left untouched",
-                        collection.name(),
-                        entry.storage,
-                        storage
-                    ),
-                });
-            }
-            Some(entry) => entry.entity = collection.type_name().to_owned(),
-            None => {
-                meta.collections.insert(
-                    collection.name().to_owned(),
-                    CollectionMeta { entity: collection.type_name().to_owned(), storage, next_id: None },
-                );
-            }
-        }
+        let spec = collection.spec();
+        let entry = meta.collections.entry(collection.name().to_owned()).or_insert_with(|| CollectionMeta {
+            entity: String::new(),
+            layout: Layout::of(spec),
+            wal: spec.wal,
+            cleanup: None,
+            next_id: None,
+        });
+        entry.entity = collection.type_name().to_owned();
+        entry.wal = spec.wal;
     }
-    Ok(meta)
+    meta
 }
 
 /// The shared state behind every [`Store`] handle.
@@ -497,6 +532,8 @@ impl Store {
             sync_mode: SyncMode::default(),
             wal_sync: WalSync::default(),
             repair_wal: false,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            allow_migration_to_memory: false,
         }
     }
 

@@ -147,6 +147,9 @@ impl Vfs for Arc<FaultFs> {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         RealFs.read(path)
     }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn std::io::Read + Send>> {
+        RealFs.open_read(path)
+    }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         self.check("create")?;
         Ok(Box::new(FaultFile { inner: RealFs.create_new(path)?, fs: Arc::clone(self) }))

@@ -50,6 +50,10 @@ pub struct DirEntry {
 pub trait Vfs: Send + Sync + Debug {
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens a file for streaming reads. The default reads it whole.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::Cursor::new(self.read(path)?)))
+    }
     /// Creates a new file (failing if it exists) and opens it for writing.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>>;
     /// Opens a file for appending, creating it if it does not exist.
@@ -113,6 +117,9 @@ impl Vfs for RealFs {
         let mut buf = Vec::new();
         File::open(path)?.read_to_end(&mut buf)?;
         Ok(buf)
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(path)?))
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{Change, RawRecord, Strategy};
-use crate::batch::WriteBatch;
+use super::{Quarantine, RawRecord, Strategy};
 use crate::error::Result;
 use crate::fs::Vfs;
 
@@ -18,8 +17,10 @@ impl Strategy for Memory {
     fn load(&self, _fs: &dyn Vfs, _sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
         Ok(())
     }
-    fn stage(&self, _changes: Vec<Change>, _batch: &mut WriteBatch) {}
-    fn quarantines_files(&self) -> bool {
-        false
+    fn files(&self, _fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+    fn quarantine(&self) -> Quarantine {
+        Quarantine::MoveFile
     }
 }

@@ -1,10 +1,14 @@
 //! Storage strategies: how a collection's records map to files.
 //!
-//! Each strategy is one module behind [`Strategy`]. The collection core speaks in
-//! encoded ids and serialized bytes; a strategy decides which files hold them. It
-//! never performs a write itself: it stages writes into the flush's
-//! [`WriteBatch`], which makes the whole flush durable together.
+//! Each strategy is one module behind [`Strategy`]: `per_record` (one file per
+//! record, optionally sharded), `collection_file` (one JSON-lines file) and
+//! `memory` (nothing). The collection core speaks in encoded ids and serialized
+//! bytes; a strategy decides which files hold them. It never writes itself: it
+//! stages writes into the flush's [`WriteBatch`], which makes the whole flush
+//! durable together. Compression is a property of the file, handled by [`codec`].
 
+pub(crate) mod codec;
+pub(crate) mod collection_file;
 pub(crate) mod memory;
 pub(crate) mod per_record;
 
@@ -19,9 +23,9 @@ use crate::fs::Vfs;
 /// One record as found on disk, before parsing.
 #[derive(Debug)]
 pub(crate) struct RawRecord {
-    /// The file it came from.
+    /// The file it came from (with `:line` for a line of a collection file).
     pub path: PathBuf,
-    /// The encoded id the location promises (e.g. the file name), when it has one.
+    /// The encoded id the location promises (a file name), when it has one.
     pub stem: Option<String>,
     /// The serialized entity.
     pub bytes: Vec<u8>,
@@ -34,6 +38,16 @@ pub(crate) struct Change {
     pub bytes: Option<Vec<u8>>,
 }
 
+/// What to do with a record that cannot be parsed, when quarantine is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Quarantine {
+    /// Move its file aside (one file per record).
+    MoveFile,
+    /// Copy the whole file aside and skip the record; the next flush rewrites the
+    /// file without it.
+    CopyFileAndSkip,
+}
+
 /// How one storage strategy reads and writes a collection.
 pub(crate) trait Strategy: Send + Sync + Debug {
     /// The directories this strategy writes into; created on open, and swept for
@@ -41,16 +55,31 @@ pub(crate) trait Strategy: Send + Sync + Debug {
     fn dirs(&self) -> Vec<PathBuf>;
     /// Reads every stored record. Unreadable files are errors naming the file.
     fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()>;
-    /// Stages the changes into the batch.
-    fn stage(&self, changes: Vec<Change>, batch: &mut WriteBatch);
-    /// Whether a loaded file can be moved aside on its own (true for one file per record).
-    fn quarantines_files(&self) -> bool;
+    /// Whether a flush rewrites the whole collection ([`Strategy::stage_all`]) rather
+    /// than the changed records ([`Strategy::stage`]).
+    fn whole_file(&self) -> bool {
+        false
+    }
+    /// Stages changed records.
+    fn stage(&self, _changes: Vec<Change>, _batch: &mut WriteBatch) -> Result<()> {
+        Ok(())
+    }
+    /// Stages the whole collection, given as JSON lines.
+    fn stage_all(&self, _jsonl: Vec<u8>, _batch: &mut WriteBatch) -> Result<()> {
+        Ok(())
+    }
+    /// Every file this strategy's layout holds, for removal after a migration.
+    fn files(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>>;
+    /// What quarantine does with an unparsable record.
+    fn quarantine(&self) -> Quarantine;
 }
 
-/// The strategy for a collection in `dir` (the store's directory).
-pub(crate) fn strategy_for(spec: StorageSpec, dir: &Path, collection: &str) -> Box<dyn Strategy> {
+/// The strategy for a collection stored with `spec` in the data directory `dir`.
+pub(crate) fn strategy_for(spec: StorageSpec, dir: &Path, collection: &str, level: i32) -> Box<dyn Strategy> {
+    let codec = codec::Codec::new(spec.compress, level);
     match spec.kind {
-        StorageKind::PerRecord => Box::new(per_record::PerRecord::new(dir.join(collection))),
+        StorageKind::PerRecord => Box::new(per_record::PerRecord::new(dir.join(collection), codec, spec.shard)),
+        StorageKind::CollectionFile => Box::new(collection_file::CollectionFile::new(dir, collection, codec)),
         StorageKind::Memory => Box::new(memory::Memory),
     }
 }

@@ -1,68 +1,129 @@
-//! `#[storage(per_record)]`: `<dir>/<collection>/<encoded-id>.json`, one entity per file.
+//! `#[storage(per_record)]`: `<dir>/<collection>/<encoded-id>.json`, one entity per
+//! file; `.json.zst` with `compress`; with `shard = N`, in a subdirectory named by
+//! the first `N` hex digits of a hash of the encoded id.
 
 use std::path::PathBuf;
 
-use super::{Change, RawRecord, Strategy};
+use super::codec::Codec;
+use super::{Change, Quarantine, RawRecord, Strategy};
 use crate::batch::{is_temp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
+use crate::index::fnv1a;
 
-/// The extension of a record file.
+/// The extension of a record file (before a codec's extension).
 pub(crate) const EXT: &str = ".json";
 
 /// One JSON file per record in the collection's directory.
 #[derive(Debug)]
 pub(crate) struct PerRecord {
     dir: PathBuf,
+    codec: Codec,
+    shard: u8,
 }
 
 impl PerRecord {
-    pub fn new(dir: PathBuf) -> Self {
-        PerRecord { dir }
+    pub fn new(dir: PathBuf, codec: Codec, shard: u8) -> Self {
+        PerRecord { dir, codec, shard: shard.min(3) }
+    }
+
+    fn ext(&self) -> String {
+        format!("{EXT}{}", self.codec.ext())
+    }
+
+    /// The shard directory name of a stem: the first hex digits of a well-mixed hash
+    /// (FNV-1a alone barely changes its high bits for short ids).
+    fn shard_of(&self, stem: &str) -> String {
+        let mut h = fnv1a(stem.as_bytes());
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        let hash = format!("{h:016x}");
+        hash[..usize::from(self.shard)].to_owned()
+    }
+
+    fn shard_dirs(&self) -> Vec<PathBuf> {
+        if self.shard == 0 {
+            return Vec::new();
+        }
+        let count = 16u32.pow(u32::from(self.shard));
+        (0..count).map(|n| self.dir.join(format!("{n:0width$x}", width = usize::from(self.shard)))).collect()
     }
 
     fn path(&self, stem: &str) -> PathBuf {
-        self.dir.join(format!("{stem}{EXT}"))
+        let name = format!("{stem}{}", self.ext());
+        if self.shard == 0 {
+            self.dir.join(name)
+        } else {
+            self.dir.join(self.shard_of(stem)).join(name)
+        }
+    }
+
+    /// The record files of this layout: `(path, stem)`.
+    fn record_files(&self, fs: &dyn Vfs) -> Result<Vec<(PathBuf, String)>> {
+        let dirs = if self.shard == 0 { vec![self.dir.clone()] } else { self.shard_dirs() };
+        let ext = self.ext();
+        let mut out = Vec::new();
+        for dir in dirs {
+            let entries = match fs.read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("list", &dir, e)),
+            };
+            for entry in entries {
+                if entry.is_dir || is_temp(&entry.name) {
+                    continue;
+                }
+                // `x.json` must not be taken for a record when `.json.zst` is expected,
+                // nor the other way round: the other variant is another layout's file.
+                match entry.name.strip_suffix(&ext) {
+                    Some(stem) if !stem.contains('.') => out.push((dir.join(&entry.name), stem.to_owned())),
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
 impl Strategy for PerRecord {
     fn dirs(&self) -> Vec<PathBuf> {
-        vec![self.dir.clone()]
+        let mut dirs = vec![self.dir.clone()];
+        dirs.extend(self.shard_dirs());
+        dirs
     }
 
     fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
-        let entries = match fs.read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("list", &self.dir, e)),
-        };
-        for entry in entries {
-            if entry.is_dir || is_temp(&entry.name) {
-                continue;
-            }
-            let Some(stem) = entry.name.strip_suffix(EXT) else {
-                tracing::warn!(file = %self.dir.join(&entry.name).display(), "ignoring a file that is not a record");
-                continue;
-            };
-            let path = self.dir.join(&entry.name);
+        for (path, stem) in self.record_files(fs)? {
             let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
-            sink(RawRecord { stem: Some(stem.to_owned()), path, bytes })?;
+            let bytes = match self.codec.decode(bytes) {
+                Ok(bytes) => bytes,
+                // An undecodable file is a corrupt record: the sink decides.
+                Err(e) => format!("not valid zstd: {e}").into_bytes(),
+            };
+            sink(RawRecord { stem: Some(stem), path, bytes })?;
         }
         Ok(())
     }
 
-    fn stage(&self, changes: Vec<Change>, batch: &mut WriteBatch) {
+    fn stage(&self, changes: Vec<Change>, batch: &mut WriteBatch) -> Result<()> {
         for change in changes {
             let path = self.path(&change.stem);
             match change.bytes {
-                Some(bytes) => batch.write(path, bytes),
+                Some(bytes) => {
+                    batch.write(path.clone(), self.codec.encode(bytes).map_err(|e| Error::io("compress", &path, e))?)
+                }
                 None => batch.remove(path),
             }
         }
+        Ok(())
     }
 
-    fn quarantines_files(&self) -> bool {
-        true
+    fn files(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
+        Ok(self.record_files(fs)?.into_iter().map(|(path, _)| path).collect())
+    }
+
+    fn quarantine(&self) -> Quarantine {
+        Quarantine::MoveFile
     }
 }

@@ -1,0 +1,90 @@
+//! `#[storage(collection_file)]`: the whole collection in `<dir>/<collection>.jsonl`
+//! (`.jsonl.zst` with `compress`), one compact JSON entity per line, sorted by id.
+//! A flush that finds the collection changed rewrites the file atomically.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::codec::Codec;
+use super::{Quarantine, RawRecord, Strategy};
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::fs::Vfs;
+
+/// The whole collection in one file.
+#[derive(Debug)]
+pub(crate) struct CollectionFile {
+    dir: PathBuf,
+    path: PathBuf,
+    codec: Codec,
+}
+
+impl CollectionFile {
+    pub fn new(dir: &Path, collection: &str, codec: Codec) -> Self {
+        let path = dir.join(format!("{collection}.jsonl{}", codec.ext()));
+        CollectionFile { dir: dir.to_path_buf(), path, codec }
+    }
+}
+
+impl Strategy for CollectionFile {
+    fn dirs(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+
+    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
+        let file = match fs.open_read(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("open", &self.path, e)),
+        };
+        // Streamed line by line: the file is never held whole in memory.
+        let reader = self.codec.reader(file).map_err(|e| Error::io("decompress", &self.path, e))?;
+        let mut lines = BufReader::new(reader);
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            number += 1;
+            let read = lines.read_until(b'\n', &mut line).map_err(|e| Error::io("read", &self.path, e))?;
+            if read == 0 {
+                return Ok(());
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let path = PathBuf::from(format!("{}:{number}", self.path.display()));
+            sink(RawRecord { path, stem: None, bytes: std::mem::take(&mut line) })?;
+        }
+    }
+
+    fn whole_file(&self) -> bool {
+        true
+    }
+
+    fn stage_all(&self, jsonl: Vec<u8>, batch: &mut WriteBatch) -> Result<()> {
+        let bytes = self.codec.encode(jsonl).map_err(|e| Error::io("compress", &self.path, e))?;
+        batch.write(self.path.clone(), bytes);
+        Ok(())
+    }
+
+    fn files(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
+        match fs.read(&self.path) {
+            Ok(_) => Ok(vec![self.path.clone()]),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io("read", &self.path, e)),
+        }
+    }
+
+    fn quarantine(&self) -> Quarantine {
+        Quarantine::CopyFileAndSkip
+    }
+}
+
+/// The file of a line-qualified record path (`file.jsonl:12` -> `file.jsonl`).
+pub(crate) fn file_of(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.rsplit_once(':') {
+        Some((file, line)) if line.bytes().all(|b| b.is_ascii_digit()) => PathBuf::from(file),
+        _ => path.to_path_buf(),
+    }
+}
