@@ -365,8 +365,6 @@ impl shelf::fs::Vfs for SyncGate {
 /// and it is rolled back: that must not take the other thread's acknowledged note
 /// with it.
 #[test]
-#[ignore = "BUG: rolling back a failed WAL sync restores the old value of every record the commit wrote, \
-            erasing a later acknowledged write to the same record by a commit that is not logged"]
 fn rolling_back_a_failed_sync_keeps_a_later_unlogged_write() {
     let dir = tempfile::tempdir().unwrap();
     let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
@@ -409,8 +407,6 @@ fn rolling_back_a_failed_sync_keeps_a_later_unlogged_write() {
 /// note, a single write then replaces the note (not logged), and the flush's WAL
 /// sync fails, rolling the transaction back. The later write must stay.
 #[test]
-#[ignore = "BUG: rolling back a failed WAL sync restores the old value of every record the commit wrote, \
-            erasing a later acknowledged write to the same record by a commit that is not logged"]
 fn rolling_back_a_failed_background_sync_keeps_a_later_unlogged_write() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultFs::new();
@@ -447,8 +443,6 @@ fn rolling_back_a_failed_background_sync_keeps_a_later_unlogged_write() {
 /// segment, followed (by name) by the empty one. An empty segment holds no valid
 /// record, so this is a torn tail to truncate, not corruption.
 #[test]
-#[ignore = "BUG: WAL replay takes any later segment file, even an empty one, as proof that valid records \
-            follow an invalid one, so a torn tail becomes WalCorrupt"]
 fn a_torn_tail_before_an_empty_segment_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultFs::new();
@@ -546,9 +540,6 @@ fn a_failed_group_sync_fails_every_commit_waiting_for_it() {
 /// are gone, the store must take writes and flush again (the partial record can be
 /// cut off on the retry), not refuse them until it is reopened.
 #[test]
-#[ignore = "BUG: a failed truncate after a failed WAL append poisons the WAL for the life of the store: \
-            every later logged write, every flush (also of collections without wal) and close fail, \
-            though the fault is gone"]
 fn a_failed_cleanup_of_a_failed_append_heals_once_the_fault_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
@@ -583,8 +574,6 @@ fn a_failed_cleanup_of_a_failed_append_heals_once_the_fault_is_gone() {
 /// lose the acknowledged write silently: it keeps it (and retries), or it reports
 /// the failure in `health()` (DESIGN §3: nothing fails silently).
 #[test]
-#[ignore = "BUG: a failed background WAL sync (WalSync::Every) rolls back acknowledged writes in memory \
-            and reports it only in the log: health() stays ok, close() succeeds, the writes are gone"]
 fn a_failed_background_wal_sync_does_not_lose_writes_silently() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultFs::new();

@@ -120,8 +120,9 @@ pub(crate) enum TypedOp<T: Entity> {
     Remove(T::Id),
 }
 
-/// How to revert one applied op: the id and the value it had before.
-struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>);
+/// How to revert one applied op: the id, the value it had before, and the value the
+/// op wrote.
+struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>, Option<Arc<T>>);
 
 /// What applying one op gives back.
 pub(crate) struct Applied {
@@ -203,14 +204,24 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             (false, _) => None,
         };
         let removed = new.is_none();
-        let old = self.state.put(&id, new, self.core.persisted());
-        Ok(Applied { undo: Box::new(TypedUndo::<T>(id.clone(), old)), entry, id: Box::new(id), removed })
+        let old = self.state.put(&id, new.clone(), self.core.persisted());
+        Ok(Applied { undo: Box::new(TypedUndo::<T>(id.clone(), old, new)), entry, id: Box::new(id), removed })
     }
 
     fn undo(&mut self, undo: Box<dyn Any + Send>) {
         if let Ok(undo) = undo.downcast::<TypedUndo<T>>() {
-            let TypedUndo(id, old) = *undo;
-            self.state.put(&id, old, self.core.persisted());
+            let TypedUndo(id, old, written) = *undo;
+            // A later commit that is not being undone (one that was not logged) may
+            // have written the record since: its acknowledged value stays.
+            let current = self.state.records.get(&id);
+            let unchanged = match (current, &written) {
+                (Some(current), Some(written)) => Arc::ptr_eq(current, written),
+                (None, None) => true,
+                _ => false,
+            };
+            if unchanged {
+                self.state.put(&id, old, self.core.persisted());
+            }
         }
     }
 

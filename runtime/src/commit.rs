@@ -217,7 +217,10 @@ impl Inner {
                 SyncStep::Failed(e) => return Err(e),
                 SyncStep::RollBack(e) => {
                     let guard = self.writer.lock();
-                    self.roll_back_unsynced(&guard, e);
+                    self.roll_back_unsynced(&guard, e.clone());
+                    if wal.policy != WalSync::Always {
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -225,8 +228,18 @@ impl Inner {
 
     /// Reverts, in memory, every commit whose WAL record is not durable, newest first,
     /// and makes their waiters fail with `error`.
+    ///
+    /// Under `WalSync::Every` the commits were acknowledged already: they are kept
+    /// instead, the failure is reported in [`Health`](crate::Health), and the next
+    /// sync (background, flush or close) retries.
     pub(crate) fn roll_back_unsynced(&self, _writer: &WriterGuard<'_>, error: Error) {
         let Some(wal) = &self.wal else { return };
+        if wal.policy != WalSync::Always {
+            tracing::error!(%error, "WAL sync failed; keeping the acknowledged writes and retrying");
+            self.flush_state.record_failure(error);
+            wal.keep_unsynced();
+            return;
+        }
         tracing::error!(%error, "WAL sync failed; rolling back commits that are not durable");
         for undo in wal.take_unsynced() {
             let mut touched: Vec<usize> = undo.iter().map(|(c, _)| *c).collect();

@@ -56,6 +56,14 @@ impl FlushState {
     pub fn health(&self) -> Health {
         self.health.lock().clone()
     }
+
+    /// Records a failure outside a flush (a background WAL sync); the next
+    /// successful flush clears it.
+    pub fn record_failure(&self, error: Error) {
+        let mut health = self.health.lock();
+        health.last_error = Some(error);
+        health.consecutive_failures += 1;
+    }
 }
 
 impl Inner {

@@ -81,8 +81,9 @@ struct State {
     pending: VecDeque<Pending>,
     /// Sequence numbers that were rolled back, with the error that caused it.
     rolled_back: Vec<(u64, u64, Error)>,
-    /// The log can no longer be written (a failed append could not be cut off).
-    poisoned: Option<Error>,
+    /// The segment must be cut back to this length before anything else is
+    /// appended (a failed append or rollback could not cut it yet).
+    cut_to: Option<u64>,
 }
 
 /// What a waiter should do next.
@@ -128,7 +129,7 @@ impl Wal {
                 failing: false,
                 pending: VecDeque::new(),
                 rolled_back: Vec::new(),
-                poisoned: None,
+                cut_to: None,
             }),
             changed: Condvar::new(),
         })
@@ -142,18 +143,16 @@ impl Wal {
     /// record is always tracked as pending before a rollback can look for it.
     pub fn append(&self, payload: &[u8], undo: impl FnOnce() -> Undo) -> Result<u64> {
         let mut st = self.state.lock();
-        if let Some(e) = &st.poisoned {
-            return Err(e.clone());
-        }
+        Self::cut(&mut st)?;
         let lsn = st.last_lsn + 1;
         let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
         record::encode(lsn, payload, &mut buf);
         if let Err(e) = st.segment.append(&buf) {
             let error = Error::io("append to WAL segment", &st.segment_path, e);
-            // A short write may have left part of the record: cut it off.
-            if let Err(cut) = st.segment.truncate(st.segment_len) {
-                st.poisoned = Some(Error::io("truncate WAL segment after a failed append", &st.segment_path, cut));
-            }
+            // A short write may have left part of the record: cut it off, now or
+            // before the next append.
+            st.cut_to = Some(st.segment_len);
+            let _ = Self::cut(&mut st);
             return Err(error);
         }
         let offset = st.segment_len;
@@ -178,9 +177,6 @@ impl Wal {
             }
             if st.synced_lsn >= lsn {
                 return SyncStep::Durable;
-            }
-            if let Some(e) = &st.poisoned {
-                return SyncStep::Failed(e.clone());
             }
             if st.syncing || st.failing {
                 self.changed.wait(&mut st);
@@ -224,15 +220,29 @@ impl Wal {
             }
         }
         if let Some(first) = taken.last() {
-            let offset = first.offset;
-            match st.segment.truncate(offset) {
-                Ok(()) => st.segment_len = offset,
-                Err(e) => {
-                    st.poisoned = Some(Error::io("truncate WAL segment after a failed sync", &st.segment_path, e))
-                }
-            }
+            st.segment_len = first.offset;
+            st.cut_to = Some(first.offset);
+            let _ = Self::cut(&mut st);
         }
         taken.into_iter().map(|p| p.undo).collect()
+    }
+
+    /// After a failed sync under `WalSync::Every`: the writes were acknowledged, so
+    /// they are kept (in memory, and still pending in the log) and the next sync
+    /// retries.
+    pub fn keep_unsynced(&self) {
+        let mut st = self.state.lock();
+        st.failing = false;
+        self.changed.notify_all();
+    }
+
+    /// Cuts the segment back to `cut_to`, if a cut is owed.
+    fn cut(st: &mut State) -> Result<()> {
+        if let Some(len) = st.cut_to {
+            st.segment.truncate(len).map_err(|e| Error::io("truncate WAL segment", &st.segment_path, e))?;
+            st.cut_to = None;
+        }
+        Ok(())
     }
 
     /// Ends a rollback: the rolled-back sequence numbers fail with `error`.
@@ -254,9 +264,7 @@ impl Wal {
     /// must roll back (see [`Wal::take_unsynced`]).
     pub fn rotate(&self) -> Result<()> {
         let mut st = self.state.lock();
-        if let Some(e) = &st.poisoned {
-            return Err(e.clone());
-        }
+        Self::cut(&mut st)?;
         if st.segment_len == 0 {
             return Ok(());
         }

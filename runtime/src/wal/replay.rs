@@ -66,7 +66,10 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
         }
         // An invalid record at `offset`.
         let later_segments = &segments[i + 1..];
-        let valid_after = !later_segments.is_empty() || valid_record_after(&bytes[offset + 1..], out.last_lsn);
+        // A later segment proves corruption only if it holds a record: a rotation
+        // whose directory sync failed can leave an empty one behind.
+        let later_valid = later_segments.iter().any(|(_, p)| fs.read(p).is_ok_and(|b| decode(&b).is_some()));
+        let valid_after = later_valid || valid_record_after(&bytes[offset + 1..], out.last_lsn);
         if valid_after && !repair {
             return Err(Error::WalCorrupt { segment: path.clone(), offset: offset as u64 });
         }
@@ -75,10 +78,15 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
         file.truncate(offset as u64).map_err(|e| Error::io("truncate WAL segment", path, e))?;
         file.sync_data().map_err(|e| Error::io("sync WAL segment", path, e))?;
         for (_, later) in later_segments {
-            dropped += fs.read(later).map(|b| b.len() as u64).unwrap_or(0);
-            fs.remove_file(later).map_err(|e| Error::io("remove WAL segment", later, e))?;
+            if later_valid {
+                dropped += fs.read(later).map(|b| b.len() as u64).unwrap_or(0);
+                fs.remove_file(later).map_err(|e| Error::io("remove WAL segment", later, e))?;
+            } else {
+                // Empty: kept for the next checkpoint to delete.
+                out.segments.push(later.clone());
+            }
         }
-        if !later_segments.is_empty() {
+        if later_valid {
             fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
         }
         tracing::warn!(segment = %path.display(), offset, dropped, repair, "truncated the WAL at an invalid record");
