@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::model::*;
-use crate::{gen_index, gen_relation};
+use crate::{gen_fields, gen_index, gen_relation};
 
 pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel]) -> TokenStream {
     let Some(id) = &model.id else { return TokenStream::new() };
@@ -59,6 +59,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let lookups = gen_index::lookups(ident, indices);
     let relation_items = gen_relation::entity_items(&p, belongs);
     let relation_impls = gen_relation::items(&p, model, belongs);
+    let fields = gen_fields::fields(&p, model, indices);
     let handle_doc = format!(
         "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
          It dereferences to `shelf::Collection<{ident}>`."
@@ -86,6 +87,8 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
         }
 
         #relation_impls
+
+        #fields
 
         #key_assertions
 

@@ -7,6 +7,7 @@
 
 mod check;
 mod ctx;
+mod gen_fields;
 mod gen_index;
 mod gen_relation;
 mod generate;

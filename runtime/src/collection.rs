@@ -339,6 +339,17 @@ impl<T: Entity> Core<T> {
         .unwrap_or_default()
     }
 
+    /// Runs `f` over the records and indices, under one read lock.
+    pub(crate) fn with_records<R>(&self, f: impl FnOnce(&HashMap<T::Id, Arc<T>>, &[Box<dyn IndexMaint<T>>]) -> R) -> R {
+        let state = self.state.read();
+        f(&state.records, &state.indices)
+    }
+
+    /// The committed records, for a transaction's view.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<T>> {
+        self.state.read().records.values().cloned().collect()
+    }
+
     /// The committed record with this id.
     pub(crate) fn get(&self, id: &T::Id) -> Option<Arc<T>> {
         self.state.read().records.get(id).cloned()
@@ -850,6 +861,11 @@ impl<T: Entity> Collection<T> {
         let mut records: Vec<Arc<T>> = self.iter().collect();
         records.sort_by(|a, b| a.id().cmp(b.id()));
         records
+    }
+
+    /// A typed query over this collection; see [`Query`](crate::Query).
+    pub fn query(&self) -> crate::query::Query<T> {
+        crate::query::Query::over_collection(Arc::clone(&self.core))
     }
 
     /// How many records changed since they were last made durable.

@@ -81,6 +81,14 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// The record's first key under this index as JSON, for messages.
     #[doc(hidden)]
     fn key_json_any(&self, value: &T) -> String;
+    /// The ids whose keys fall between bounds given as `&dyn Any` (each a `&K`),
+    /// in key order; empty for an index that is not sorted.
+    #[doc(hidden)]
+    fn range_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> Vec<T::Id>;
+    /// Every id in key order (descending keys if `desc`), ids ascending within a
+    /// key; empty for an index that is not sorted.
+    #[doc(hidden)]
+    fn walk(&self, desc: bool) -> Box<dyn Iterator<Item = T::Id> + '_>;
     #[doc(hidden)]
     fn as_any(&self) -> &dyn Any;
 }
@@ -408,6 +416,28 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
 
     fn key_json_any(&self, value: &T) -> String {
         self.keys(value).first().map(key_text).unwrap_or_default()
+    }
+
+    fn range_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> Vec<T::Id> {
+        fn typed<K: 'static>(bound: Bound<&dyn Any>) -> Option<Bound<&K>> {
+            match bound {
+                Bound::Included(k) => k.downcast_ref().map(Bound::Included),
+                Bound::Excluded(k) => k.downcast_ref().map(Bound::Excluded),
+                Bound::Unbounded => Some(Bound::Unbounded),
+            }
+        }
+        match (typed::<K>(lo), typed::<K>(hi)) {
+            (Some(lo), Some(hi)) => self.range::<K>((lo, hi)).into_iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn walk(&self, desc: bool) -> Box<dyn Iterator<Item = T::Id> + '_> {
+        match &self.map {
+            Map::Sorted(m) if desc => Box::new(m.values().rev().flat_map(|ids| ids.iter().cloned())),
+            Map::Sorted(m) => Box::new(m.values().flat_map(|ids| ids.iter().cloned())),
+            Map::Hash(_) => Box::new(std::iter::empty()),
+        }
     }
 
     fn as_any(&self) -> &dyn Any {

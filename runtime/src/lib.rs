@@ -18,6 +18,7 @@ mod index_file;
 mod key;
 mod meta;
 mod migrate;
+mod query;
 mod recover;
 mod relation;
 mod storage;
@@ -33,6 +34,7 @@ pub use flush::{FlushStats, Health};
 pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
+pub use query::{Field, OptField, OrderBy, Plan, Predicate, Query, Value};
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
@@ -47,6 +49,7 @@ pub mod __private {
     pub use crate::error::{Error, Result};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
+    pub use crate::query::{Field, IndexHint, OptField};
     pub use crate::relation::{
         assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };

@@ -50,6 +50,22 @@ impl<'s> Transaction<'s> {
         }
     }
 
+    /// A query over `T` as this transaction sees it (its own writes included). It
+    /// scans: indices hold only committed records.
+    pub fn query<T: Entity>(&self) -> Result<crate::query::Query<T>> {
+        let (core, pos) = self.store.collection_core::<T>()?;
+        let mut records: HashMap<T::Id, Arc<T>> = core.snapshot().into_iter().map(|r| (r.id().clone(), r)).collect();
+        if let Some(overlay) = self.overlays.get(&pos).and_then(|o| o.downcast_ref::<Overlay<T>>()) {
+            for (id, value) in overlay {
+                match value {
+                    Some(value) => records.insert(id.clone(), Arc::clone(value)),
+                    None => records.remove(id),
+                };
+            }
+        }
+        Ok(crate::query::Query::over_snapshot(records.into_values().collect()))
+    }
+
     /// Inserts a record; returns its id (assigned here for `#[id(auto)]`).
     pub fn insert<T: Entity>(&mut self, value: T) -> Result<T::Id> {
         let (core, pos) = self.store.collection_core::<T>()?;

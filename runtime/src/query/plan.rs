@@ -1,0 +1,121 @@
+//! Choosing how a query runs, and showing it: [`Plan`].
+
+use std::fmt;
+
+use super::predicate::{Access, Predicate};
+use super::OrderBy;
+
+/// How a query runs, from [`Query::explain`](super::Query::explain). Printable.
+///
+/// Rules: an equality on an indexed field uses that index (a unique one first); a
+/// range on a sorted index walks that range; with no such filter, an `order_by` on a
+/// sorted index plus a `limit` walks the index in order and stops early; anything
+/// else scans. Every filter is still applied to the candidates, so the plan never
+/// changes the results, only their cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub(crate) access: Option<Access>,
+    /// `(index position, descending)` of an ordered walk.
+    pub(crate) walk: Option<(usize, bool)>,
+    index: Option<&'static str>,
+    source: String,
+    filters: Vec<String>,
+    sort: Option<String>,
+    offset: usize,
+    limit: Option<usize>,
+}
+
+impl PartialEq for Access {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other) || format!("{self:?}") == format!("{other:?}")
+    }
+}
+impl Eq for Access {}
+
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Access::None => write!(f, "none"),
+            Access::Eq { hint, .. } => write!(f, "eq({})", hint.name),
+            Access::In { hint, .. } => write!(f, "in({})", hint.name),
+            Access::Range { hint, .. } => write!(f, "range({})", hint.name),
+        }
+    }
+}
+
+impl Plan {
+    /// The index the plan uses, if any.
+    pub fn index(&self) -> Option<&str> {
+        self.index
+    }
+
+    /// Whether the plan reads every record.
+    pub fn is_scan(&self) -> bool {
+        self.index.is_none()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.source)?;
+        for filter in &self.filters {
+            write!(f, "\nfilter: {filter}")?;
+        }
+        if let Some(sort) = &self.sort {
+            write!(f, "\nsort: {sort}")?;
+        }
+        if self.offset > 0 {
+            write!(f, "\noffset: {}", self.offset)?;
+        }
+        if let Some(limit) = self.limit {
+            write!(f, "\nlimit: {limit}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Picks the plan for the given query parts. `indexed` is false for a transaction's
+/// view, which has no indices.
+pub(crate) fn choose<E>(
+    indexed: bool,
+    filters: &[Predicate<E>],
+    order: &[OrderBy<E>],
+    offset: usize,
+    limit: Option<usize>,
+) -> Plan {
+    let mut plan = Plan {
+        access: None,
+        walk: None,
+        index: None,
+        source: if indexed { "scan".to_owned() } else { "scan (transaction view)".to_owned() },
+        filters: filters.iter().map(|f| f.text.clone()).collect(),
+        sort: (!order.is_empty())
+            .then(|| format!("{}, then id", order.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", "))),
+        offset,
+        limit,
+    };
+    if !indexed {
+        return plan;
+    }
+    let best = filters.iter().filter(|f| !matches!(f.access, Access::None)).min_by_key(|f| f.access.rank());
+    if let Some(best) = best {
+        let hint = match &best.access {
+            Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => *hint,
+            Access::None => return plan,
+        };
+        plan.index = Some(hint.name);
+        plan.source = format!("index `{}`: {}", hint.name, best.text);
+        plan.access = Some(best.access.clone());
+        return plan;
+    }
+    if let ([only], Some(_)) = (order, limit) {
+        if let Some(hint) = only.hint {
+            plan.index = Some(hint.name);
+            plan.walk = Some((hint.pos, only.desc));
+            plan.source =
+                format!("walk sorted index `{}` {}", hint.name, if only.desc { "descending" } else { "ascending" });
+            plan.sort = None;
+        }
+    }
+    plan
+}
