@@ -33,12 +33,29 @@
 //! | `#[id]` | field | the record's id: `String`, an integer, or any [`Key`] |
 //! | `#[id(auto)]` | field | an integer id assigned by `insert`, counter kept across reopen |
 //! | `#[entity(collection = "name")]` | struct | the collection name; default: the snake_case type name |
-//! | `#[storage(per_record)]` | struct | one JSON file per record (the default) |
+//! | `#[storage(per_record)]` | struct | one JSON file per record (the default); `shard = N` spreads them over subdirectories |
+//! | `#[storage(collection_file)]` | struct | the whole collection in one JSON-lines file |
 //! | `#[storage(memory)]` | struct | nothing on disk |
+//! | `#[storage(.., wal)]`, `#[storage(.., compress)]` | struct | log commits before they return; zstd-compress files |
+//! | `#[index]`, `#[index(unique)]`, `#[index(sorted)]`, `#[index(each)]` | field | a secondary index and its typed lookups |
+//! | `#[index((a, b))]`, `#[index((a, b), unique)]` | struct | a composite index: `by_a_and_b(..)` |
+//! | `#[belongs_to(Parent)]`, options `on_delete = restrict / cascade / detach`, `check = false` | field | a foreign key: indexed, checked, with an accessor |
+//! | `#[has_many(items: Item, key = field)]` | struct | 1:N: `parent.items(&store)` |
+//! | `#[has_many(items: Item, through = Join)]` | struct | M:N through a join entity: `items`, `link_items`, `unlink_items` |
 //!
-//! The derive also generates `<Type>Collection`, the typed handle that
-//! [`Store::collection`] returns; it dereferences to [`Collection<T>`].
+//! The derive generates `<Type>Collection`, the typed handle that
+//! [`Store::collection`] returns (it dereferences to [`Collection<T>`] and adds the
+//! index lookups), and `<Type>Fields`, returned by `Type::fields()`, for typed
+//! [queries](Query). The README has a tour of everything, as doctests.
 //!
+//! ### Names refined from the design
+//!
+//! - [`Store::collection`] returns a `Result` (an unregistered type is an error, not a panic).
+//! - [`Collection::remove`] returns `Ok(None)` for a missing id; [`Store::close`] takes `&self`.
+//! - Composite indices are written as a tuple, `#[index((a, b))]`: the flat form trips
+//!   clippy's `duplicated_attributes` lint in user crates.
+//! - `Option` fields are [`OptField`]s in queries: comparisons never match `None`.
+
 //! ## Durability
 //!
 //! Writes change memory at once. The background flusher (every 2 s by default, see
@@ -49,3 +66,8 @@
 
 pub use shelf_macros::Entity;
 pub use shelf_runtime::*;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
