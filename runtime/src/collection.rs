@@ -12,6 +12,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::batch::WriteBatch;
+use std::sync::mpsc::Receiver;
+
 use crate::commit::Op;
 use crate::encode;
 use crate::entity::Entity;
@@ -21,8 +23,9 @@ use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::LoadCtx;
 use crate::relation::{Dangling, ForeignKeySpec};
-use crate::storage::{collection_file, strategy_for, Change, Quarantine, RawRecord, Strategy};
+use crate::storage::{collection_file, strategy_for, FileChange, Quarantine, RawRecord, Strategy};
 use crate::store::Store;
+use crate::watch::{Change, Event, Watchers};
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
 struct State<T: Entity> {
@@ -98,6 +101,8 @@ pub(crate) struct Core<T: Entity> {
     /// `<dir>/<collection>/indices`, for persisted collections.
     index_dir: Option<PathBuf>,
     state: RwLock<State<T>>,
+    /// Change subscribers.
+    watchers: Watchers<T>,
 }
 
 /// What a flush of one collection took: `(id, version)` of each change it wrote, and
@@ -142,8 +147,13 @@ pub(crate) trait Locked {
     /// Validates and applies one op (a `TypedOp<T>`). On success returns its undo
     /// and, when `log` is set, its WAL entry.
     fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied>;
-    /// Reverts one applied op.
-    fn undo(&mut self, undo: Box<dyn Any + Send>);
+    /// Reverts one applied op. With `seq` (a rollback of a commit whose events were
+    /// sent), subscribers get the reverse change under that sequence number.
+    fn undo(&mut self, undo: Box<dyn Any + Send>, seq: Option<u64>);
+    /// Sends the change an applied op made (its undo describes it) to subscribers.
+    fn notify(&self, undo: &dyn Any, seq: u64);
+    /// Whether anyone subscribes to this collection's changes.
+    fn watched(&self) -> bool;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains(&self, id: &dyn Any) -> bool;
     /// The id as key text, for messages.
@@ -208,7 +218,19 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         Ok(Applied { undo: Box::new(TypedUndo::<T>(id.clone(), old, new)), entry, id: Box::new(id), removed })
     }
 
-    fn undo(&mut self, undo: Box<dyn Any + Send>) {
+    fn notify(&self, undo: &dyn Any, seq: u64) {
+        if let Some(TypedUndo(_, old, new)) = undo.downcast_ref::<TypedUndo<T>>() {
+            if let Some(change) = change_of(old.clone(), new.clone()) {
+                self.core.watchers.send(seq, &change);
+            }
+        }
+    }
+
+    fn watched(&self) -> bool {
+        !self.core.watchers.is_empty()
+    }
+
+    fn undo(&mut self, undo: Box<dyn Any + Send>, seq: Option<u64>) {
         if let Ok(undo) = undo.downcast::<TypedUndo<T>>() {
             let TypedUndo(id, old, written) = *undo;
             // A later commit that is not being undone (one that was not logged) may
@@ -220,7 +242,10 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
                 _ => false,
             };
             if unchanged {
-                self.state.put(&id, old, self.core.persisted());
+                self.state.put(&id, old.clone(), self.core.persisted());
+                if let (Some(seq), Some(change)) = (seq, change_of(written, old)) {
+                    self.core.watchers.send(seq, &change);
+                }
             }
         }
     }
@@ -269,6 +294,16 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
     }
 }
 
+/// The change from `old` to `new`, if there is one.
+fn change_of<T>(old: Option<Arc<T>>, new: Option<Arc<T>>) -> Option<Change<T>> {
+    match (old, new) {
+        (None, Some(new)) => Some(Change::Insert(new)),
+        (Some(old), Some(new)) => Some(Change::Update { old, new }),
+        (Some(old), None) => Some(Change::Remove(old)),
+        (None, None) => None,
+    }
+}
+
 /// The WAL entry of one write: `{"c":collection,"id":id,"v":value-or-null}`.
 fn wal_entry<T: Entity>(collection: &str, id: &T::Id, value: Option<&T>) -> Result<Vec<u8>> {
     #[derive(serde::Serialize)]
@@ -303,6 +338,7 @@ impl<T: Entity> Core<T> {
                 fingerprint: 0,
                 rewrite: None,
             }),
+            watchers: Watchers::default(),
         }
     }
 
@@ -491,6 +527,7 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn next_auto(&self) -> Option<u64>;
     fn set_next_auto(&self, next: u64);
     fn dirty_count(&self) -> usize;
+    fn len(&self) -> usize;
 }
 
 impl<T: Entity> ErasedCollection for Core<T> {
@@ -566,7 +603,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         }
         let mut changes = Vec::with_capacity(records.len());
         for (id, value) in records {
-            changes.push(Change { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
+            changes.push(FileChange { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
         }
         self.strategy.stage(changes, batch)
     }
@@ -603,7 +640,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
                 Some(value) => Some(to_json(self.name, &id, &*value)?),
                 None => None,
             };
-            changes.push(Change { stem: self.stem(&id)?, bytes });
+            changes.push(FileChange { stem: self.stem(&id)?, bytes });
             ticket.records.push((id, seq));
         }
         if changes.is_empty() && ticket.indices.is_empty() {
@@ -691,6 +728,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn dirty_count(&self) -> usize {
         self.state.read().dirty.len()
+    }
+    fn len(&self) -> usize {
+        self.state.read().records.len()
     }
 }
 
@@ -861,6 +901,22 @@ impl<T: Entity> Collection<T> {
         let mut records: Vec<Arc<T>> = self.iter().collect();
         records.sort_by(|a, b| a.id().cmp(b.id()));
         records
+    }
+
+    /// Subscribes to every change of this collection; see [`watch`](crate::watch)
+    /// for ordering, channel and durability semantics.
+    pub fn watch(&self) -> Receiver<Event<T>> {
+        self.core.watchers.all()
+    }
+
+    /// Subscribes to the changes of the record with this id.
+    pub fn watch_id(&self, id: &T::Id) -> Receiver<Event<T>> {
+        self.core.watchers.id(id.clone())
+    }
+
+    /// Subscribes to changes whose old or new version matches `predicate`.
+    pub fn watch_where(&self, predicate: crate::query::Predicate<T>) -> Receiver<Event<T>> {
+        self.core.watchers.matching(predicate)
     }
 
     /// A typed query over this collection; see [`Query`](crate::Query).

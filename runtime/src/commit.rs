@@ -116,19 +116,30 @@ impl Inner {
             run.undo_all();
             return Err(e);
         }
-        let (Some(wal), false) = (&self.wal, run.payload.is_empty()) else {
-            return Ok(None);
+        let lsn = match (&self.wal, run.payload.is_empty()) {
+            (Some(wal), false) => {
+                run.payload.push(b']');
+                match wal.append(&run.payload) {
+                    Ok(lsn) => Some(lsn),
+                    Err(e) => {
+                        run.undo_all();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
         };
-        run.payload.push(b']');
-        let mut undo = Some(std::mem::take(&mut run.undo));
-        match wal.append(&run.payload, || undo.take().unwrap_or_default()) {
-            Ok(lsn) => Ok(Some(lsn)),
-            Err(e) => {
-                run.undo = undo.unwrap_or_default();
-                run.undo_all();
-                Err(e)
+        // Committed: the commit's events, in order, before the writer lock is let go.
+        let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        for (coll, undo) in &run.undo {
+            if let Some((_, lock)) = run.locks.iter().find(|(c, _)| c == coll).filter(|(_, l)| l.watched()) {
+                lock.notify(undo.as_ref(), seq);
             }
         }
+        if let (Some(lsn), Some(wal)) = (lsn, &self.wal) {
+            wal.attach_undo(lsn, std::mem::take(&mut run.undo), seq);
+        }
+        Ok(lsn)
     }
 
     /// The user's ops, then cascades and detaches, then the foreign key checks.
@@ -241,12 +252,16 @@ impl Inner {
             return;
         }
         tracing::error!(%error, "WAL sync failed; rolling back commits that are not durable");
-        for undo in wal.take_unsynced() {
+        for (undo, seq) in wal.take_unsynced() {
             let mut touched: Vec<usize> = undo.iter().map(|(c, _)| *c).collect();
             touched.sort_unstable();
             touched.dedup();
             let mut locks: Vec<_> = touched.iter().map(|&c| (c, self.collections[c].lock_write())).collect();
-            undo_all(&mut locks, undo);
+            for (coll, op_undo) in undo.into_iter().rev() {
+                if let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == coll) {
+                    lock.undo(op_undo, Some(seq));
+                }
+            }
         }
         wal.finish_rollback(error);
     }
@@ -295,7 +310,7 @@ impl<'a> Run<'a> {
 fn undo_all(locks: &mut [(usize, Box<dyn Locked + '_>)], undo: Undo) {
     for (coll, op_undo) in undo.into_iter().rev() {
         if let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == coll) {
-            lock.undo(op_undo);
+            lock.undo(op_undo, None);
         }
     }
 }

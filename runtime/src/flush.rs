@@ -50,11 +50,20 @@ pub(crate) struct FlushState {
     /// Held for a whole flush: flushes never overlap.
     running: Mutex<()>,
     health: Mutex<Health>,
+    /// The last successful flush, and per collection `(files, bytes)` it wrote.
+    last: Mutex<Option<LastFlush>>,
 }
+
+/// The last successful flush, and per collection `(files, bytes)` it wrote.
+pub(crate) type LastFlush = (crate::stats::FlushReport, Vec<(usize, u64)>);
 
 impl FlushState {
     pub fn health(&self) -> Health {
         self.health.lock().clone()
+    }
+
+    pub fn last(&self) -> Option<LastFlush> {
+        self.last.lock().clone()
     }
 
     /// Records a failure outside a flush (a background WAL sync); the next
@@ -75,12 +84,20 @@ impl Inner {
             return Err(Error::InTransaction { dir: self.dir.clone() });
         }
         let _running = self.flush_state.running.lock();
+        let _span = tracing::debug_span!("flush", dir = %self.dir.display()).entered();
         let started = Instant::now();
         let outcome = self.flush_once();
         let mut health = self.flush_state.health.lock();
         match outcome {
-            Ok(mut stats) => {
+            Ok((mut stats, per_collection)) => {
                 stats.duration = started.elapsed();
+                let report = crate::stats::FlushReport {
+                    at: SystemTime::now(),
+                    duration: stats.duration,
+                    files: stats.records,
+                    bytes: stats.bytes,
+                };
+                *self.flush_state.last.lock() = Some((report, per_collection));
                 health.last_flush = Some(SystemTime::now());
                 health.last_error = None;
                 health.consecutive_failures = 0;
@@ -99,13 +116,15 @@ impl Inner {
         }
     }
 
-    fn flush_once(&self) -> Result<FlushStats> {
+    fn flush_once(&self) -> Result<(FlushStats, Vec<(usize, u64)>)> {
+        let mut per_collection = Vec::with_capacity(self.collections.len());
         let mut batch = WriteBatch::default();
         let mut tickets = Vec::new();
-        let checkpoint = {
+        let (checkpoint, seq) = {
             // Under the writer lock the snapshot is a consistent cut: exactly the
             // commits in the rotated WAL segments, each of them whole.
             let writer = self.writer.lock();
+            let seq = self.commit_seq.load(std::sync::atomic::Ordering::SeqCst);
             if let Some(wal) = &self.wal {
                 if let Err(e) = wal.rotate() {
                     self.roll_back_unsynced(&writer, e.clone());
@@ -113,11 +132,13 @@ impl Inner {
                 }
             }
             for collection in &self.collections {
+                let (files, bytes) = (batch.len(), batch.bytes());
                 if let Some(ticket) = collection.prepare_flush(&mut batch)? {
                     tickets.push((Arc::clone(collection), ticket));
                 }
+                per_collection.push((batch.len() - files, batch.bytes() - bytes));
             }
-            self.wal.as_ref().map(|wal| wal.rotated()).unwrap_or_default()
+            (self.wal.as_ref().map(|wal| wal.rotated()).unwrap_or_default(), seq)
         };
         let records = batch.len();
         let new_meta = self.meta_with_counters();
@@ -138,7 +159,8 @@ impl Inner {
         if let Some(wal) = &self.wal {
             wal.checkpoint(&checkpoint)?;
         }
-        Ok(FlushStats { records, bytes, duration: Duration::ZERO })
+        self.flush_watchers.lock().retain(|tx| tx.send(seq).is_ok());
+        Ok((FlushStats { records, bytes, duration: Duration::ZERO }, per_collection))
     }
 
     /// `shelf.json` as it should be now, with current auto-id counters.

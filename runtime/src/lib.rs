@@ -21,10 +21,12 @@ mod migrate;
 mod query;
 mod recover;
 mod relation;
+mod stats;
 mod storage;
 mod store;
 mod tx;
 mod wal;
+pub mod watch;
 
 pub use batch::SyncMode;
 pub use collection::Collection;
@@ -37,9 +39,11 @@ pub use meta::FORMAT_VERSION;
 pub use query::{Field, OptField, OrderBy, Plan, Predicate, Query, Value};
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
+pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};
+pub use watch::{Change, Event};
 
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]

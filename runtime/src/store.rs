@@ -145,6 +145,7 @@ impl StoreBuilder {
     /// [`Error::CorruptRecord`] for an unparsable record file (unless
     /// [`quarantine_corrupt`](Self::quarantine_corrupt)), [`Error::Io`] otherwise.
     pub fn open(self) -> Result<Store> {
+        let _span = tracing::info_span!("open", dir = %self.dir.display()).entered();
         let fs = Arc::clone(&self.fs);
         let dir = self.dir.clone();
         create_dir_durable(fs.as_ref(), &dir).map_err(|e| Error::io("create data directory", &dir, e))?;
@@ -226,6 +227,8 @@ impl StoreBuilder {
             meta: Mutex::new(meta),
             flush_state: FlushState::default(),
             writer: Mutex::new(()),
+            commit_seq: std::sync::atomic::AtomicU64::new(0),
+            flush_watchers: Mutex::new(Vec::new()),
             wal,
             related: relations.related,
             fk_children: relations.fk_children,
@@ -396,6 +399,10 @@ pub(crate) struct Inner {
     report: RecoveryReport,
     /// Serializes writers; see [`crate::commit`].
     pub(crate) writer: Mutex<()>,
+    /// The sequence number of the last commit (for events and flush notifications).
+    pub(crate) commit_seq: std::sync::atomic::AtomicU64,
+    /// Subscribers of [`Store::watch_flushes`].
+    pub(crate) flush_watchers: Mutex<Vec<std::sync::mpsc::Sender<u64>>>,
     /// The WAL, when a registered collection has `wal` or the log holds records.
     pub(crate) wal: Option<Wal>,
     /// Per collection: every collection connected to it by foreign keys, which a
@@ -597,6 +604,44 @@ impl Store {
     /// What `open` found and repaired: removed temp files and quarantined files.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.inner.report
+    }
+
+    /// Counters of every collection, the last flush and the WAL.
+    pub fn stats(&self) -> crate::stats::Stats {
+        let last = self.inner.flush_state.last();
+        let collections = self
+            .inner
+            .collections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (files, bytes) = last.as_ref().and_then(|(_, per)| per.get(i).copied()).unwrap_or((0, 0));
+                crate::stats::CollectionStats {
+                    name: c.name(),
+                    storage: c.spec(),
+                    records: c.len(),
+                    dirty: c.dirty_count(),
+                    last_flush_files: files,
+                    last_flush_bytes: bytes,
+                }
+            })
+            .collect();
+        crate::stats::Stats {
+            collections,
+            last_flush: last.map(|(report, _)| report),
+            last_error: self.inner.flush_state.health().last_error,
+            wal: self.inner.wal.as_ref().map(|w| w.stats()),
+        }
+    }
+
+    /// Subscribes to flush completions: after each successful flush, the sequence
+    /// number of the last commit it made durable in the record files (events carry
+    /// commit sequence numbers; see [`watch`](crate::watch)). Dropping the receiver
+    /// unsubscribes.
+    pub fn watch_flushes(&self) -> std::sync::mpsc::Receiver<u64> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.flush_watchers.lock().push(tx);
+        rx
     }
 
     /// Checks every foreign key (with `check`) of every record and returns the

@@ -33,7 +33,7 @@ pub(crate) struct RawRecord {
 
 /// A change to persist: the encoded id, and the new bytes or `None` for a removal.
 #[derive(Debug)]
-pub(crate) struct Change {
+pub(crate) struct FileChange {
     pub stem: String,
     pub bytes: Option<Vec<u8>>,
 }
@@ -61,7 +61,7 @@ pub(crate) trait Strategy: Send + Sync + Debug {
         false
     }
     /// Stages changed records.
-    fn stage(&self, _changes: Vec<Change>, _batch: &mut WriteBatch) -> Result<()> {
+    fn stage(&self, _changes: Vec<FileChange>, _batch: &mut WriteBatch) -> Result<()> {
         Ok(())
     }
     /// Stages the whole collection, given as JSON lines.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::codec::Codec;
-use super::{Change, Quarantine, RawRecord, Strategy};
+use super::{FileChange, Quarantine, RawRecord, Strategy};
 use crate::batch::{is_temp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
@@ -106,7 +106,7 @@ impl Strategy for PerRecord {
         Ok(())
     }
 
-    fn stage(&self, changes: Vec<Change>, batch: &mut WriteBatch) -> Result<()> {
+    fn stage(&self, changes: Vec<FileChange>, batch: &mut WriteBatch) -> Result<()> {
         for change in changes {
             let path = self.path(&change.stem);
             match change.bytes {

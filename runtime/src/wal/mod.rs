@@ -65,6 +65,8 @@ struct Pending {
     /// Length of the segment before this record.
     offset: u64,
     undo: Undo,
+    /// The commit's sequence number, for the events of a rollback.
+    seq: u64,
 }
 
 struct State {
@@ -84,6 +86,9 @@ struct State {
     /// The segment must be cut back to this length before anything else is
     /// appended (a failed append or rollback could not cut it yet).
     cut_to: Option<u64>,
+    /// Bytes in rotated segments not yet checkpointed.
+    old_bytes: u64,
+    stats: crate::stats::WalStats,
 }
 
 /// What a waiter should do next.
@@ -130,18 +135,21 @@ impl Wal {
                 pending: VecDeque::new(),
                 rolled_back: Vec::new(),
                 cut_to: None,
+                old_bytes: 0,
+                stats: crate::stats::WalStats::default(),
             }),
             changed: Condvar::new(),
         })
     }
 
     /// Appends one commit and returns its sequence number. Called with the writer
-    /// lock held, after the commit was applied to memory; `undo` reverts it if the
-    /// record never becomes durable. On error nothing was logged.
+    /// lock held, after the commit was applied to memory; the caller then hands over
+    /// the commit's undo with [`Wal::attach_undo`], still under the writer lock. On
+    /// error nothing was logged.
     ///
     /// The writer lock also orders this against a rollback (which takes it), so a
-    /// record is always tracked as pending before a rollback can look for it.
-    pub fn append(&self, payload: &[u8], undo: impl FnOnce() -> Undo) -> Result<u64> {
+    /// record always has its undo before a rollback can look for it.
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.state.lock();
         Self::cut(&mut st)?;
         let lsn = st.last_lsn + 1;
@@ -157,9 +165,20 @@ impl Wal {
         }
         let offset = st.segment_len;
         st.segment_len += buf.len() as u64;
+        st.stats.records += 1;
         st.last_lsn = lsn;
-        st.pending.push_back(Pending { lsn, offset, undo: undo() });
+        st.pending.push_back(Pending { lsn, offset, undo: Vec::new(), seq: 0 });
         Ok(lsn)
+    }
+
+    /// Gives a pending record its undo and commit sequence number (the commit is
+    /// complete once its events are out). Called with the writer lock held.
+    pub fn attach_undo(&self, lsn: u64, undo: Undo, seq: u64) {
+        let mut st = self.state.lock();
+        if let Some(pending) = st.pending.iter_mut().find(|p| p.lsn == lsn) {
+            pending.undo = undo;
+            pending.seq = seq;
+        }
     }
 
     /// The sequence number of the last appended record.
@@ -187,9 +206,12 @@ impl Wal {
             let segment = Arc::clone(&st.segment);
             let path = st.segment_path.clone();
             drop(st);
+            let started = std::time::Instant::now();
             let outcome = segment.sync_data();
             st = self.state.lock();
             st.syncing = false;
+            st.stats.syncs += 1;
+            st.stats.last_sync = Some(started.elapsed());
             match outcome {
                 Ok(()) => {
                     st.synced_lsn = st.synced_lsn.max(target);
@@ -210,7 +232,7 @@ impl Wal {
     /// Takes every commit that is not durable, newest first, and cuts its records
     /// from the segment. Call with the writer lock held, undo the returned commits,
     /// then call [`Wal::finish_rollback`].
-    pub fn take_unsynced(&self) -> Vec<Undo> {
+    pub fn take_unsynced(&self) -> Vec<(Undo, u64)> {
         let mut st = self.state.lock();
         let synced = st.synced_lsn;
         let mut taken: Vec<Pending> = Vec::new();
@@ -224,7 +246,7 @@ impl Wal {
             st.cut_to = Some(first.offset);
             let _ = Self::cut(&mut st);
         }
-        taken.into_iter().map(|p| p.undo).collect()
+        taken.into_iter().map(|p| (p.undo, p.seq)).collect()
     }
 
     /// After a failed sync under `WalSync::Every`: the writes were acknowledged, so
@@ -282,9 +304,16 @@ impl Wal {
         let segment = new_segment(self.fs.as_ref(), &self.dir, &path)?;
         let old = std::mem::replace(&mut st.segment_path, path);
         st.old_segments.push(old);
+        st.old_bytes += st.segment_len;
         st.segment = segment;
         st.segment_len = 0;
         Ok(())
+    }
+
+    /// The WAL's counters.
+    pub fn stats(&self) -> crate::stats::WalStats {
+        let st = self.state.lock();
+        crate::stats::WalStats { bytes: st.old_bytes + st.segment_len, ..st.stats }
     }
 
     /// The rotated segments a checkpoint may delete once the flush is durable.
@@ -297,6 +326,7 @@ impl Wal {
         if segments.is_empty() {
             return Ok(());
         }
+        let _span = tracing::debug_span!("checkpoint", segments = segments.len()).entered();
         for path in segments {
             match self.fs.remove_file(path) {
                 Ok(()) => {}
@@ -305,7 +335,11 @@ impl Wal {
             }
         }
         self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync directory", &self.dir, e))?;
-        self.state.lock().old_segments.retain(|p| !segments.contains(p));
+        let mut st = self.state.lock();
+        st.old_segments.retain(|p| !segments.contains(p));
+        if st.old_segments.is_empty() {
+            st.old_bytes = 0;
+        }
         tracing::debug!(segments = segments.len(), "checkpointed the WAL");
         Ok(())
     }
