@@ -25,7 +25,9 @@ pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenSt
             .enumerate()
             .find(|(_, i)| i.parts.len() == 1 && i.parts[0].field == *name && i.shape != KeyShape::Each)
             .map(|(pos, i)| {
-                let (index_name, sorted, unique) = (&i.name, i.sorted, i.unique);
+                // A composite's auxiliary prefix index shows as the composite in plans.
+                let index_name = if i.hidden { i.name.trim_end_matches("_prefix") } else { i.name.as_str() };
+                let (sorted, unique) = (i.sorted, i.unique);
                 quote!(::core::option::Option::Some(#p::IndexHint { pos: #pos, name: #index_name, sorted: #sorted, unique: #unique }))
             })
             .unwrap_or_else(|| quote!(::core::option::Option::None));

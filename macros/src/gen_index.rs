@@ -78,7 +78,7 @@ pub fn key_assertions(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
 
 /// The typed lookup methods for the handle's `impl` block.
 pub fn lookups(entity: &syn::Ident, indices: &[IndexModel]) -> TokenStream {
-    let methods = indices.iter().enumerate().map(|(pos, index)| {
+    let methods = indices.iter().enumerate().filter(|(_, index)| !index.hidden).map(|(pos, index)| {
         let key_ty = key_type(index);
         let by = format_ident!("by_{}", index.name);
         let count_by = format_ident!("count_by_{}", index.name);

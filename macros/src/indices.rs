@@ -55,6 +55,7 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         };
         out.push(IndexModel {
             name: field.ident.to_string(),
+            hidden: false,
             unique: index.unique.is_some(),
             sorted: index.sorted.is_some(),
             shape,
@@ -78,8 +79,25 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
             continue;
         }
         let name = composite.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("_and_");
+        // The composite serves an equality on its first field through an auxiliary
+        // map on that field, unless the field has an index of its own.
+        let first = parts[0].field.clone();
+        let first_ty = parts[0].key_ty.clone();
+        let covered = out.iter().any(|i| i.parts.len() == 1 && i.parts[0].field == first && i.shape != KeyShape::Each);
+        if !covered {
+            out.push(IndexModel {
+                name: format!("{name}_prefix"),
+                hidden: true,
+                unique: false,
+                sorted: false,
+                shape: KeyShape::Plain,
+                parts: vec![part(first, first_ty)],
+                span: composite.span,
+            });
+        }
         out.push(IndexModel {
             name,
+            hidden: false,
             unique: composite.unique.is_some(),
             sorted: composite.sorted.is_some(),
             shape: KeyShape::Plain,

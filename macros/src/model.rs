@@ -93,6 +93,9 @@ pub struct HasMany {
 pub struct IndexModel {
     /// The field name, or the field names joined by `_and_`.
     pub name: String,
+    /// An auxiliary index generated for a composite index's first field (so that the
+    /// composite serves an equality on its prefix): no lookup methods of its own.
+    pub hidden: bool,
     pub unique: bool,
     pub sorted: bool,
     /// How a record's value yields keys.

@@ -252,7 +252,9 @@ impl Inner {
             return;
         }
         tracing::error!(%error, "WAL sync failed; rolling back commits that are not durable");
-        for (undo, seq) in wal.take_unsynced() {
+        for (undo, _) in wal.take_unsynced() {
+            // The reverse changes are a new commit, after every commit applied so far.
+            let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             let mut touched: Vec<usize> = undo.iter().map(|(c, _)| *c).collect();
             touched.sort_unstable();
             touched.dedup();

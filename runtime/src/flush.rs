@@ -36,7 +36,7 @@ impl Health {
 /// What one flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlushStats {
-    /// Records written or removed.
+    /// Files written or removed: record files, collection files and index files.
     pub records: usize,
     /// Bytes of file content written.
     pub bytes: u64,
@@ -140,13 +140,14 @@ impl Inner {
             }
             (self.wal.as_ref().map(|wal| wal.rotated()).unwrap_or_default(), seq)
         };
-        let records = batch.len();
+        // Store-wide numbers count the collections' files, like the per-collection
+        // ones; a rewrite of `shelf.json` is bookkeeping and not counted.
+        let (records, bytes) = (batch.len(), batch.bytes());
         let new_meta = self.meta_with_counters();
         let meta_changed = new_meta != *self.meta.lock();
         if meta_changed {
             batch.write(Meta::path(&self.dir), new_meta.to_bytes(&self.dir)?);
         }
-        let bytes = batch.bytes();
         if !batch.is_empty() {
             batch.commit(self.fs.as_ref(), self.sync_mode)?;
         }

@@ -36,7 +36,7 @@ pub use flush::{FlushStats, Health};
 pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
-pub use query::{Field, OptField, OrderBy, Plan, Predicate, Query, Value};
+pub use query::{Field, Nullable, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value};
 pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};

@@ -69,6 +69,10 @@ pub(crate) struct CollectionMeta {
     /// need removing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup: Option<Layout>,
+    /// A migration to this layout has begun and not yet been recorded as done: its
+    /// files may be partial and are removed before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating: Option<Layout>,
     /// The next `#[id(auto)]` value, for auto-id collections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_id: Option<u64>,

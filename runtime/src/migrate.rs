@@ -4,16 +4,20 @@
 //! `shelf.json` records each collection's layout. When the code declares another
 //! one, `open` loads the records from the recorded layout and then:
 //!
+//! 0. marks the new layout as `migrating` in `shelf.json`;
 //! 1. writes every record in the new layout and makes it durable;
-//! 2. records the new layout in `shelf.json`, with the old one marked for cleanup;
-//! 3. removes the old layout's files, durably;
+//! 2. records the new layout in `shelf.json`, with the old one marked for cleanup
+//!    (and the `migrating` mark cleared);
+//! 3. removes the old layout's files (and, going to `memory`, the index files),
+//!    durably;
 //! 4. clears the cleanup mark.
 //!
 //! A crash before step 2 leaves `shelf.json` naming the old layout, whose files are
-//! complete: the next open loads them and migrates again (new-layout files from the
-//! interrupted attempt are rewritten). A crash after step 2 leaves the new layout
-//! complete and recorded; the next open finishes the cleanup. So the records are
-//! always wholly in the recorded layout, never split between two.
+//! complete, and the `migrating` mark: the next open first removes the partial
+//! new-layout files (so none can outlive the records they hold), then loads the old
+//! layout and migrates again if still asked to. A crash after step 2 leaves the new
+//! layout complete and recorded; the next open finishes the cleanup. So the records
+//! are always wholly in the recorded layout, never split between two.
 
 use std::path::Path;
 
@@ -35,13 +39,43 @@ pub(crate) fn remove_layout(fs: &dyn Vfs, dir: &Path, collection: &str, layout: 
     batch.commit(fs, SyncMode::Batched)
 }
 
-/// Finishes an interrupted cleanup recorded in `meta`.
+/// Removes the index files of a collection that is no longer persisted.
+fn remove_index_files(fs: &dyn Vfs, dir: &Path, collection: &str) -> Result<()> {
+    let index_dir = dir.join(collection).join(crate::index_file::INDEX_DIR);
+    let entries = match fs.read_dir(&index_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("list", &index_dir, e)),
+    };
+    let mut batch = WriteBatch::default();
+    for entry in entries.into_iter().filter(|e| !e.is_dir) {
+        batch.remove(index_dir.join(entry.name));
+    }
+    batch.commit(fs, SyncMode::Batched)
+}
+
+/// Finishes what an interrupted migration left: removes the partial files of an
+/// unfinished one (`migrating`), or the old layout of a finished one (`cleanup`).
 pub(crate) fn finish_cleanup(fs: &dyn Vfs, dir: &Path, meta: &mut Meta, collection: &str, level: i32) -> Result<()> {
-    let Some(old) = meta.collections.get(collection).and_then(|m| m.cleanup) else { return Ok(()) };
-    tracing::info!(collection, ?old, "finishing the cleanup of an interrupted storage migration");
-    remove_layout(fs, dir, collection, old, level)?;
+    let Some(entry) = meta.collections.get(collection) else { return Ok(()) };
+    let (partial, old, current) = (entry.migrating, entry.cleanup, entry.layout);
+    if partial.is_none() && old.is_none() {
+        return Ok(());
+    }
+    if let Some(partial) = partial.filter(|p| *p != current) {
+        tracing::info!(collection, ?partial, "removing the partial files of an interrupted storage migration");
+        remove_layout(fs, dir, collection, partial, level)?;
+    }
+    if let Some(old) = old {
+        tracing::info!(collection, ?old, "finishing the cleanup of an interrupted storage migration");
+        remove_layout(fs, dir, collection, old, level)?;
+        if current.storage == StorageKind::Memory {
+            remove_index_files(fs, dir, collection)?;
+        }
+    }
     if let Some(entry) = meta.collections.get_mut(collection) {
         entry.cleanup = None;
+        entry.migrating = None;
     }
     write_atomic(fs, Meta::path(dir), meta.to_bytes(dir)?)
 }
@@ -58,17 +92,20 @@ pub(crate) fn migrate(
     let name = collection.name();
     let to = Layout::of(collection.spec());
     tracing::info!(collection = name, ?from, ?to, "migrating storage layout");
+    let missing =
+        || Error::Meta { path: Meta::path(dir), message: format!("collection `{name}` has no entry to migrate") };
+    // 0. Marked, so a crash before step 2 leaves no stray new-layout files behind.
+    meta.collections.get_mut(name).ok_or_else(missing)?.migrating = Some(to);
+    write_atomic(fs, Meta::path(dir), meta.to_bytes(dir)?)?;
     // 1. The new layout, complete and durable.
     let mut batch = WriteBatch::default();
     collection.stage_all_records(&mut batch)?;
     batch.commit(fs, SyncMode::Batched)?;
     // 2. Recorded, with the old layout marked for cleanup.
-    let entry = meta.collections.get_mut(name).ok_or_else(|| Error::Meta {
-        path: Meta::path(dir),
-        message: format!("collection `{name}` has no entry to migrate"),
-    })?;
+    let entry = meta.collections.get_mut(name).ok_or_else(missing)?;
     entry.layout = to;
     entry.cleanup = Some(from);
+    entry.migrating = None;
     write_atomic(fs, Meta::path(dir), meta.to_bytes(dir)?)?;
     // 3 and 4.
     finish_cleanup(fs, dir, meta, name, level)

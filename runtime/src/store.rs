@@ -377,6 +377,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             layout: Layout::of(spec),
             wal: spec.wal,
             cleanup: None,
+            migrating: None,
             next_id: None,
         });
         entry.entity = collection.type_name().to_owned();

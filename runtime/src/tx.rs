@@ -51,7 +51,9 @@ impl<'s> Transaction<'s> {
     }
 
     /// A query over `T` as this transaction sees it (its own writes included). It
-    /// scans: indices hold only committed records.
+    /// scans: indices hold only committed records. The query works on a snapshot
+    /// taken by this call: writes the transaction makes afterwards are not in it, so
+    /// build the query after the writes it should see.
     pub fn query<T: Entity>(&self) -> Result<crate::query::Query<T>> {
         let (core, pos) = self.store.collection_core::<T>()?;
         let mut records: HashMap<T::Id, Arc<T>> = core.snapshot().into_iter().map(|r| (r.id().clone(), r)).collect();

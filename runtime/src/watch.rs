@@ -3,7 +3,10 @@
 //! Events are sent when a commit is applied in memory, in commit order, while the
 //! writer lock is held: the events of one commit (a transaction's included) arrive
 //! together and before those of any later commit. A rolled-back transaction sends
-//! nothing. An event means "committed in memory", not "durable": for durability,
+//! nothing. One case sends a change that is later taken back: when a WAL sync fails
+//! (policy `Always`), the commits that were not durable are rolled back in memory,
+//! and subscribers get the reverse changes as a new commit (a new sequence number),
+//! while the writers get the error. An event means "committed in memory", not "durable": for durability,
 //! `wal` collections are durable when the write returns (policy `Always`), and
 //! [`Store::watch_flushes`](crate::Store::watch_flushes) tells when a flush made
 //! everything up to a commit sequence number durable in the record files.

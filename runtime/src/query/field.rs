@@ -13,9 +13,9 @@ use super::OrderBy;
 /// A value a field of type `T` can be compared with: a `T`, or a `&str` for a
 /// `String` field.
 #[diagnostic::on_unimplemented(
-    message = "a `{Self}` cannot be compared with a field of type `{T}`",
+    message = "`{Self}` cannot be compared with a field of type `{T}`",
     label = "expected a value of the field's type `{T}`",
-    note = "query values must have the field's type; a String field also takes &str"
+    note = "query values must have the field's type `{T}`; a String field also takes &str; an Option field takes the inner type (`score.eq(3)` means `== Some(3)`; use is_some/is_none for presence)"
 )]
 pub trait Value<T> {
     /// The value as the field's type.
@@ -37,6 +37,47 @@ impl Value<String> for &str {
 impl Value<String> for &String {
     fn into_value(self) -> String {
         self.clone()
+    }
+}
+
+/// A field type queries can order by: one with a total order.
+#[diagnostic::on_unimplemented(
+    message = "cannot order by a field of type `{Self}`: it has no total order (`Ord`)",
+    label = "`{Self}` does not implement `Ord`",
+    note = "order_by needs an Ord field; for f64 store an integer (e.g. cents) or a wrapper that implements Ord"
+)]
+pub trait Orderable: Ord {}
+impl<T: Ord> Orderable for T {}
+
+/// A field type with text predicates (`starts_with`, `contains`): `String`.
+#[diagnostic::on_unimplemented(
+    message = "`starts_with`/`contains` need a String field, and this field has type `{Self}`",
+    label = "not a String field",
+    note = "compare other types with eq, lt, gt or between"
+)]
+pub trait Text {
+    /// The text.
+    fn text(&self) -> &str;
+}
+impl Text for String {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+/// A field type that can be absent: `Option<T>`.
+#[diagnostic::on_unimplemented(
+    message = "`is_none`/`is_some` need an Option field, and this field has type `{Self}`",
+    label = "this field is never None",
+    note = "only fields of type `Option<T>` can be None"
+)]
+pub trait Nullable {
+    /// Whether the value is `None`.
+    fn is_null(&self) -> bool;
+}
+impl<T> Nullable for Option<T> {
+    fn is_null(&self) -> bool {
+        self.is_none()
     }
 }
 
@@ -188,7 +229,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
     /// Ascending order by this field (then by id).
     pub fn asc(self) -> OrderBy<E>
     where
-        T: Ord,
+        T: Orderable,
     {
         OrderBy::new(self.name, self.get, false, self.index)
     }
@@ -196,27 +237,51 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
     /// Descending order by this field (then by id, ascending).
     pub fn desc(self) -> OrderBy<E>
     where
-        T: Ord,
+        T: Orderable,
     {
         OrderBy::new(self.name, self.get, true, self.index)
     }
-}
 
-impl<E: 'static> Field<E, String> {
-    /// The string starts with `prefix`.
-    pub fn starts_with(self, prefix: &str) -> Predicate<E> {
+    /// The text starts with `prefix` (String fields).
+    pub fn starts_with(self, prefix: &str) -> Predicate<E>
+    where
+        T: Text,
+    {
         let get = self.get;
         let prefix = prefix.to_owned();
-        Predicate::leaf(format!("{} starts with {prefix:?}", self.name), Access::None, move |e: &E| {
-            get(e).starts_with(&prefix)
+        let text = format!("{} starts with {prefix:?}", self.name);
+        Predicate::leaf(text, Access::None, move |e: &E| get(e).text().starts_with(&prefix))
+    }
+
+    /// The text contains `part` (String fields).
+    pub fn contains(self, part: &str) -> Predicate<E>
+    where
+        T: Text,
+    {
+        let get = self.get;
+        let part = part.to_owned();
+        Predicate::leaf(format!("{} contains {part:?}", self.name), Access::None, move |e: &E| {
+            get(e).text().contains(&part)
         })
     }
 
-    /// The string contains `part`.
-    pub fn contains(self, part: &str) -> Predicate<E> {
+    /// The value is `None` (for an Option type the derive did not recognize as one,
+    /// e.g. behind a type alias).
+    pub fn is_none(self) -> Predicate<E>
+    where
+        T: Nullable,
+    {
         let get = self.get;
-        let part = part.to_owned();
-        Predicate::leaf(format!("{} contains {part:?}", self.name), Access::None, move |e: &E| get(e).contains(&part))
+        Predicate::leaf(format!("{} is none", self.name), Access::None, move |e: &E| get(e).is_null())
+    }
+
+    /// The value is `Some`.
+    pub fn is_some(self) -> Predicate<E>
+    where
+        T: Nullable,
+    {
+        let get = self.get;
+        Predicate::leaf(format!("{} is some", self.name), Access::None, move |e: &E| !get(e).is_null())
     }
 }
 
@@ -310,10 +375,68 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         self.compare(">=", value.into_value(), Ordering::is_ge, Access::None)
     }
 
+    /// `field` is `Some(v)` with `v` in `range`.
+    pub fn between<V: Value<T> + Clone>(self, range: impl RangeBounds<V>) -> Predicate<E> {
+        let lo = range.start_bound().cloned().map(Value::into_value);
+        let hi = range.end_bound().cloned().map(Value::into_value);
+        let get = self.get;
+        let text = format!("{} in {:?}..{:?}", self.name, lo, hi);
+        Predicate::leaf(text, Access::None, move |e: &E| {
+            let Some(v) = get(e) else { return false };
+            let above = match &lo {
+                Bound::Included(lo) => v >= lo,
+                Bound::Excluded(lo) => v > lo,
+                Bound::Unbounded => true,
+            };
+            let below = match &hi {
+                Bound::Included(hi) => v <= hi,
+                Bound::Excluded(hi) => v < hi,
+                Bound::Unbounded => true,
+            };
+            above && below
+        })
+    }
+
+    /// `field` is `Some(v)` with `v` one of `values`. Served by an index on the field.
+    pub fn is_in<V: Value<T>>(self, values: impl IntoIterator<Item = V>) -> Predicate<E> {
+        let values: Vec<T> = values.into_iter().map(Value::into_value).collect();
+        let access = match self.index {
+            Some(hint) => Access::In { hint, keys: values.iter().cloned().map(shared).collect() },
+            None => Access::None,
+        };
+        let get = self.get;
+        let text = format!("{} in {:?}", self.name, values);
+        Predicate::leaf(text, access, move |e: &E| {
+            get(e).as_ref().is_some_and(|v| values.iter().any(|x| v.partial_cmp(x) == Some(Ordering::Equal)))
+        })
+    }
+
+    /// The text is `Some` and starts with `prefix` (Option<String> fields).
+    pub fn starts_with(self, prefix: &str) -> Predicate<E>
+    where
+        T: Text,
+    {
+        let get = self.get;
+        let prefix = prefix.to_owned();
+        let text = format!("{} starts with {prefix:?}", self.name);
+        Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| v.text().starts_with(&prefix)))
+    }
+
+    /// The text is `Some` and contains `part` (Option<String> fields).
+    pub fn contains(self, part: &str) -> Predicate<E>
+    where
+        T: Text,
+    {
+        let get = self.get;
+        let part = part.to_owned();
+        let text = format!("{} contains {part:?}", self.name);
+        Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| v.text().contains(&part)))
+    }
+
     /// Ascending order by this field, `None` first (then by id).
     pub fn asc(self) -> OrderBy<E>
     where
-        T: Ord,
+        T: Orderable,
     {
         OrderBy::new(self.name, self.get, false, None)
     }
@@ -321,7 +444,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
     /// Descending order by this field, `None` last (then by id, ascending).
     pub fn desc(self) -> OrderBy<E>
     where
-        T: Ord,
+        T: Orderable,
     {
         OrderBy::new(self.name, self.get, true, None)
     }

@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use field::{Field, IndexHint, OptField, Value};
+pub use field::{Field, IndexHint, Nullable, OptField, Orderable, Text, Value};
 pub use plan::Plan;
 pub use predicate::Predicate;
 
@@ -174,7 +174,7 @@ impl<E: Entity> Query<E> {
     /// The first matching record.
     pub fn first(&self) -> Option<Arc<E>> {
         let mut query = Query { source: self.clone_source(), ..self.shallow() };
-        query.limit = Some(1);
+        query.limit = Some(self.limit.map_or(1, |limit| limit.min(1)));
         query.collect().into_iter().next()
     }
 
@@ -245,7 +245,7 @@ impl<E: Entity> Query<E> {
             },
             (None, Some((pos, desc))) => {
                 // Walk the sorted index in order, stopping once the page is full.
-                let want = self.offset + self.limit.unwrap_or(usize::MAX - self.offset);
+                let want = self.limit.map_or(usize::MAX, |limit| self.offset.saturating_add(limit));
                 let mut out = Vec::new();
                 if let Some(index) = indices.get(pos) {
                     for id in index.walk(desc) {

@@ -33,7 +33,7 @@ impl PerRecord {
 
     /// The shard directory name of a stem: the first hex digits of a well-mixed hash
     /// (FNV-1a alone barely changes its high bits for short ids).
-    fn shard_of(&self, stem: &str) -> String {
+    pub(crate) fn shard_of(&self, stem: &str) -> String {
         let mut h = fnv1a(stem.as_bytes());
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);

@@ -295,7 +295,10 @@ impl Wal {
                 self.changed.wait(&mut st);
             }
             let target = st.last_lsn;
+            let started = std::time::Instant::now();
             st.segment.sync_data().map_err(|e| Error::io("sync WAL segment", &st.segment_path, e))?;
+            st.stats.syncs += 1;
+            st.stats.last_sync = Some(started.elapsed());
             st.synced_lsn = target;
             st.pending.clear();
             self.changed.notify_all();
