@@ -1,7 +1,8 @@
 //! The check stage for indices: resolves each `#[index]` on a field and each
-//! struct-level composite `#[index(a, b)]` into an [`IndexModel`], reporting what
+//! struct-level composite `#[index((a, b))]` into an [`IndexModel`], reporting what
 //! cannot work. Whether a key type is usable (`Ord + Hash + ...`) is checked by the
-//! compiler through a generated `IndexKey` bound, spanned on the field's type.
+//! compiler through a generated `IndexKey` bound, spanned on the field's type; only
+//! `f32`/`f64`, the common mistake, are refused here by name, with one clear error.
 
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
                 None => {
                     ctx.error_at(
                         each,
-                        format!("`each` indexes every element of a `Vec<T>` field, but `{}` is not spelled as a Vec; remove `each` to index the whole value", field.ident),
+                        format!("`each` indexes every element of a `Vec<T>` field, but `{}` is not declared as `Vec<...>`; remove `each` to index the whole value", field.ident),
                     );
                     continue;
                 }
@@ -53,6 +54,10 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         } else {
             (KeyShape::Plain, field.ty.clone())
         };
+        if let Some(float) = float_name(&key_ty) {
+            ctx.error(&key_ty, format!("`{}` is an `{float}`, and a float cannot be an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`", field.ident));
+            continue;
+        }
         out.push(IndexModel {
             name: field.ident.to_string(),
             hidden: false,
@@ -67,7 +72,18 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         let mut parts = Vec::new();
         for name in &composite.fields {
             match model.fields.iter().find(|f| &f.ident == name) {
-                None => ctx.error(name, format!("composite index names `{name}`, but `{}` has no field `{name}`", model.ident)),
+                None => ctx.error(
+                    name,
+                    format!(
+                        "composite index names `{name}`, but `{}` has no field `{name}`; its fields are {}",
+                        model.ident,
+                        model.fields.iter().map(|f| format!("`{}`", f.ident)).collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(field) if float_name(&field.ty).is_some() => ctx.error(
+                    name,
+                    format!("`{name}` is a float, and a float cannot be part of an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`"),
+                ),
                 Some(field) if wrapped(&field.ty, "Option").is_some() || wrapped(&field.ty, "Vec").is_some() => ctx.error(
                     name,
                     format!("`{name}` is an Option or a Vec; a composite index takes plain fields (index it on its own with #[index] or #[index(each)])"),
@@ -115,6 +131,15 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         }
     }
     out
+}
+
+/// `"f64"` or `"f32"` when the type is spelled as one of them.
+fn float_name(ty: &syn::Type) -> Option<&'static str> {
+    let syn::Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    ["f64", "f32"].into_iter().find(|name| path.path.is_ident(name))
 }
 
 fn part(field: syn::Ident, key_ty: syn::Type) -> KeyPart {

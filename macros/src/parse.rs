@@ -232,7 +232,7 @@ fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
         } else if meta.path.is_ident("each") {
             index.each = Some(span);
         } else {
-            return Err(meta.error("unknown index option; expected `unique`, `sorted` or `each` (composite indices go on the struct: #[index(a, b)])"));
+            return Err(meta.error("unknown index option; expected `unique`, `sorted` or `each`, e.g. #[index(unique)] (a composite index goes on the struct: #[index((a, b))])"));
         }
         Ok(())
     });
@@ -245,14 +245,15 @@ fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
     }
 }
 
-/// A struct-level `#[index(a, b, unique, sorted)]`.
+/// How a composite index is written, for errors about its shape.
+const SHAPE: &str = "a composite index lists its fields as a tuple, e.g. #[index((country, age))] or #[index((country, age), unique)]; to index one field, put #[index] on the field";
+
 /// A struct-level composite index: `#[index((a, b), unique, sorted)]`.
 ///
 /// The fields are written as a tuple. The flat form `#[index(a, b)]` would trip
 /// clippy's `duplicated_attributes` lint in user crates whenever two composite
 /// indices share a field, so it is refused with a hint.
 fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
-    const SHAPE: &str = "a composite index lists its fields as a tuple, e.g. #[index((country, age))] or #[index((country, age), unique)]; to index one field, put #[index] on the field";
     let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.path().span() };
     if matches!(attr.meta, Meta::Path(_)) {
         ctx.error(attr, SHAPE);
@@ -260,7 +261,7 @@ fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
     }
     let result = attr.parse_args_with(|input: ParseStream| {
         if !input.peek(syn::token::Paren) {
-            return Err(input.error(SHAPE));
+            return Err(flat_composite_error(attr, input));
         }
         let content;
         syn::parenthesized!(content in input);
@@ -296,6 +297,30 @@ fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
         return None;
     }
     Some(index)
+}
+
+/// The error for a struct-level `#[index(...)]` without a tuple. For the flat form
+/// `#[index(a, b, unique)]` it spells out the tuple form with the user's names.
+fn flat_composite_error(attr: &Attribute, input: ParseStream) -> syn::Error {
+    let words = input.parse_terminated(Ident::parse, Token![,]).map(|words| words.into_iter().map(|w| w.to_string()));
+    let (fields, options): (Vec<String>, Vec<String>) = match words {
+        Ok(words) => words.partition(|w| w != "unique" && w != "sorted"),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let message = match fields.as_slice() {
+        [] | [_] => SHAPE.to_owned(),
+        _ => {
+            let options: String = options.iter().map(|o| format!(", {o}")).collect();
+            format!(
+                "write the fields of a composite index as a tuple: #[index(({}){options})]; the flat form is not accepted because it trips clippy's `duplicated_attributes` lint when two indices share a field",
+                fields.join(", ")
+            )
+        }
+    };
+    match &attr.meta {
+        Meta::List(list) => syn::Error::new_spanned(&list.tokens, message),
+        _ => syn::Error::new(attr.path().span(), message),
+    }
 }
 
 fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {

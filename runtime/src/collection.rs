@@ -125,9 +125,18 @@ pub(crate) enum TypedOp<T: Entity> {
     Remove(T::Id),
 }
 
-/// How to revert one applied op: the id, the value it had before, and the value the
-/// op wrote.
-struct TypedUndo<T: Entity>(T::Id, Option<Arc<T>>, Option<Arc<T>>);
+/// How to revert one applied op.
+struct TypedUndo<T: Entity> {
+    id: T::Id,
+    /// The value before the op.
+    old: Option<Arc<T>>,
+    /// The value the op wrote.
+    written: Option<Arc<T>>,
+    /// The record's dirty mark before the op.
+    dirty: Option<u64>,
+    /// Each index's change version before the op.
+    versions: Vec<u64>,
+}
 
 /// What applying one op gives back.
 pub(crate) struct Applied {
@@ -214,13 +223,16 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             (false, _) => None,
         };
         let removed = new.is_none();
+        let dirty = self.state.dirty.get(&id).copied();
+        let versions = self.state.index_versions.iter().map(|v| v.0).collect();
         let old = self.state.put(&id, new.clone(), self.core.persisted());
-        Ok(Applied { undo: Box::new(TypedUndo::<T>(id.clone(), old, new)), entry, id: Box::new(id), removed })
+        let undo = TypedUndo::<T> { id: id.clone(), old, written: new, dirty, versions };
+        Ok(Applied { undo: Box::new(undo), entry, id: Box::new(id), removed })
     }
 
     fn notify(&self, undo: &dyn Any, seq: u64) {
-        if let Some(TypedUndo(_, old, new)) = undo.downcast_ref::<TypedUndo<T>>() {
-            if let Some(change) = change_of(old.clone(), new.clone()) {
+        if let Some(undo) = undo.downcast_ref::<TypedUndo<T>>() {
+            if let Some(change) = change_of(undo.old.clone(), undo.written.clone()) {
                 self.core.watchers.send(seq, &change);
             }
         }
@@ -232,7 +244,7 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
 
     fn undo(&mut self, undo: Box<dyn Any + Send>, seq: Option<u64>) {
         if let Ok(undo) = undo.downcast::<TypedUndo<T>>() {
-            let TypedUndo(id, old, written) = *undo;
+            let TypedUndo { id, old, written, dirty, versions } = *undo;
             // A later commit that is not being undone (one that was not logged) may
             // have written the record since: its acknowledged value stays.
             let current = self.state.records.get(&id);
@@ -243,6 +255,19 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             };
             if unchanged {
                 self.state.put(&id, old.clone(), self.core.persisted());
+                // The record is back as it was, and so is its dirty mark: an undone
+                // write leaves nothing to flush.
+                match dirty {
+                    Some(seq) => self.state.dirty.insert(id.clone(), seq),
+                    None => self.state.dirty.remove(&id),
+                };
+                // Within the failed commit nothing later changed the indices either;
+                // after a WAL rollback later commits may have, so the files stay due.
+                if seq.is_none() {
+                    for (version, before) in self.state.index_versions.iter_mut().zip(versions) {
+                        version.0 = before;
+                    }
+                }
                 if let (Some(seq), Some(change)) = (seq, change_of(written, old)) {
                     self.core.watchers.send(seq, &change);
                 }
@@ -484,9 +509,11 @@ impl<T: Entity> Core<T> {
             };
             match problem {
                 None => state.index_versions[pos] = (0, 0),
+                // `u64::MAX` is never a write's sequence number: the file is written
+                // by the next flush whatever happens before it.
                 Some(reason) => {
                     tracing::warn!(collection = self.name, index = index.name(), file = %path.display(), %reason, "rebuilding index file from the records");
-                    state.index_versions[pos] = (1, 0);
+                    state.index_versions[pos] = (state.seq, u64::MAX);
                 }
             }
         }

@@ -15,6 +15,7 @@ mod flush;
 pub mod fs;
 mod index;
 mod index_file;
+pub mod inspect;
 mod key;
 mod meta;
 mod migrate;

@@ -1,0 +1,161 @@
+//! What each subcommand prints on stdout.
+
+use shelf::inspect::{CompactReport, DataDir, ImportReport, InspectError, VerifyReport, WalDamage, WalSummary};
+
+/// `shelf info`: the directory, a table of collections, and the WAL.
+pub fn info(data: &DataDir) -> Result<(), InspectError> {
+    println!("data directory: {}", data.path().display());
+    println!("format version: {}", data.format_version());
+    let in_use = match data.is_locked() {
+        Some(true) => "yes, by an open Store",
+        Some(false) => "no",
+        None => "unknown",
+    };
+    println!("in use: {in_use}");
+    let mut rows =
+        vec![["collection", "storage", "records", "files", "bytes", "indices", "index bytes", "entity"]
+            .map(String::from)];
+    for c in data.collections() {
+        let usage = data.usage(&c.name)?;
+        let (records, files, bytes, indices, index_bytes) = if c.is_persisted() {
+            (
+                usage.records.to_string(),
+                usage.files.to_string(),
+                usage.bytes.to_string(),
+                usage.index_files.to_string(),
+                usage.index_bytes.to_string(),
+            )
+        } else {
+            let dash = || "-".to_owned();
+            (dash(), dash(), dash(), dash(), dash())
+        };
+        let mut storage = c.describe_storage();
+        if c.cleanup_pending || c.migration_pending {
+            storage.push_str(" (migration pending)");
+        }
+        rows.push([c.name.clone(), storage, records, files, bytes, indices, index_bytes, c.entity.clone()]);
+    }
+    println!();
+    table(&rows);
+    println!();
+    println!("wal: {}", wal(&data.wal()?));
+    Ok(())
+}
+
+/// Prints rows as columns: text left-aligned, numbers right-aligned.
+fn table<const N: usize>(rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let numeric = |i: usize| rows.iter().skip(1).all(|r| r[i] == "-" || r[i].parse::<u64>().is_ok());
+    for row in rows {
+        let cells: Vec<String> =
+            row.iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    if numeric(i) {
+                        format!("{cell:>w$}", w = widths[i])
+                    } else {
+                        format!("{cell:w$}", w = widths[i])
+                    }
+                })
+                .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The WAL in one line.
+fn wal(wal: &WalSummary) -> String {
+    let mut text = format!(
+        "{}, {} bytes, {} not yet checkpointed",
+        plural(wal.segments, "segment", "segments"),
+        wal.bytes,
+        plural(wal.records, "record", "records")
+    );
+    if let Some((first, last)) = wal.lsns {
+        text.push_str(&format!(" (lsn {first}..{last})"));
+    }
+    match &wal.damage {
+        Some(WalDamage::TornTail { bytes, .. }) => text.push_str(&format!("; a torn tail of {bytes} bytes")),
+        Some(WalDamage::Corrupt { .. }) => text.push_str("; CORRUPT (run `shelf verify`)"),
+        None => {}
+    }
+    text
+}
+
+/// `shelf verify`: what was checked, notes, problems, and a verdict.
+pub fn verify(data: &DataDir, report: &VerifyReport) {
+    for c in &report.collections {
+        let mut line = format!("collection {}: {}", c.name, plural(c.records, "record", "records"));
+        if c.index_files > 0 {
+            line.push_str(&format!(", {}", plural(c.index_files, "index file", "index files")));
+        }
+        if let Some(field) = &c.id_field {
+            line.push_str(&format!(", id field `{field}`"));
+        }
+        println!("{line}");
+    }
+    println!("wal: {}", wal(&report.wal));
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    for problem in &report.problems {
+        let kind = if problem.repairable { "problem (the next open repairs it)" } else { "problem" };
+        println!("{kind}: {}: {}", data.relative(&problem.location), problem.message);
+    }
+    match report.problems.len() {
+        0 => println!("ok: no problems found"),
+        n => println!("{} found", plural(n, "problem", "problems")),
+    }
+}
+
+/// `shelf import`: counts.
+pub fn import(collection: &str, report: &ImportReport) {
+    println!(
+        "imported {} into `{collection}` ({} new, {} replaced; id field `{}`)",
+        plural(report.read, "record", "records"),
+        report.inserted,
+        report.replaced,
+        report.id_field
+    );
+    index_files(report.index_files_rewritten, report.index_files_removed);
+}
+
+fn index_files(rewritten: usize, removed: usize) {
+    if rewritten > 0 {
+        println!("rewrote {}", plural(rewritten, "index file", "index files"));
+    }
+    if removed > 0 {
+        println!(
+            "removed {} that could not be rebuilt here (the next open rebuilds them)",
+            plural(removed, "index file", "index files")
+        );
+    }
+}
+
+/// `shelf compact`: what was applied and removed.
+pub fn compact(report: &CompactReport) {
+    if report.records_replayed == 0 {
+        println!("the WAL holds no records: nothing to apply");
+    } else {
+        let per: Vec<String> = report
+            .collections
+            .iter()
+            .map(|c| format!("{} ({} written, {} removed)", c.name, c.written, c.removed))
+            .collect();
+        println!("applied {}: {}", plural(report.records_replayed, "WAL record", "WAL records"), per.join(", "));
+    }
+    index_files(report.index_files_rewritten, report.index_files_removed);
+    if report.torn_bytes_dropped > 0 {
+        println!("dropped a torn WAL tail of {} bytes", report.torn_bytes_dropped);
+    }
+    println!("removed {}", plural(report.segments_removed, "WAL segment", "WAL segments"));
+    if report.temp_files_removed > 0 {
+        println!("removed {}", plural(report.temp_files_removed, "leftover temp file", "leftover temp files"));
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading a collection's records, in any layout, and telling their ids.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::json::{compare, Json};
+use super::{CollectionInfo, DataDir, InspectError, Progress, Result};
+use crate::encode;
+use crate::fs::RealFs;
+use crate::storage::{strategy_for, Strategy};
+use crate::store::DEFAULT_COMPRESSION_LEVEL;
+
+/// One record as stored, not yet parsed.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Where it is: its file, or `file:line` in a collection file.
+    pub location: PathBuf,
+    /// The encoded id its file name carries (`per_record` only).
+    pub stem: Option<String>,
+    /// Its JSON text (decompressed).
+    pub bytes: Vec<u8>,
+}
+
+impl Record {
+    /// The record as JSON.
+    ///
+    /// # Errors
+    ///
+    /// Why its text is not JSON.
+    pub fn value(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.bytes).map_err(|e| e.to_string())
+    }
+
+    /// The id its file name says (the decoded stem), `per_record` only; `None` also
+    /// when the file name is not one Shelf can write.
+    pub fn file_id(&self) -> Option<String> {
+        self.stem.as_deref().and_then(encode::decode)
+    }
+
+    pub(crate) fn json(&self) -> Result<Json, String> {
+        match Json::parse(&self.bytes)? {
+            json @ Json::Object(_) => Ok(json),
+            other => Err(format!("not a JSON object but `{}`", truncate(&other.to_text()))),
+        }
+    }
+}
+
+/// A record read and parsed.
+pub(crate) struct Parsed {
+    pub record: Record,
+    pub json: Result<Json, String>,
+}
+
+impl Parsed {
+    /// The record's id text: from its id field when known, else its file name.
+    pub fn id_text(&self, id_field: Option<&str>) -> Option<String> {
+        match (id_field, &self.json) {
+            (Some(field), Ok(json)) => json.get(field).and_then(Json::key_text),
+            _ => self.record.file_id(),
+        }
+    }
+}
+
+/// The strategy that reads `info`'s layout.
+pub(crate) fn strategy(dir: &Path, info: &CollectionInfo) -> Box<dyn Strategy> {
+    strategy_for(info.layout.spec(), dir, &info.name, DEFAULT_COMPRESSION_LEVEL)
+}
+
+impl DataDir {
+    /// Calls `sink` with every record of a collection, in storage order. A memory
+    /// collection has none.
+    ///
+    /// # Errors
+    ///
+    /// [`InspectError::UnknownCollection`]; an I/O error, or a collection file that
+    /// cannot be decompressed; or what `sink` returns.
+    pub fn records(&self, name: &str, sink: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        let info = self.collection(name)?;
+        if !info.is_persisted() {
+            return Ok(());
+        }
+        let mut failure = None;
+        let outcome = strategy(&self.dir, info).load(&RealFs, &mut |raw| {
+            let record = Record { location: raw.path, stem: raw.stem, bytes: raw.bytes };
+            sink(record).map_err(|e| {
+                failure = Some(e);
+                // Only stops the load: the sink's own error, kept above, is returned.
+                crate::Error::Closed { dir: PathBuf::new() }
+            })
+        });
+        match (outcome, failure) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    /// Every record of a collection, parsed.
+    pub(crate) fn parsed(&self, name: &str, progress: &dyn Progress) -> Result<Vec<Parsed>> {
+        let mut out = Vec::new();
+        self.records(name, &mut |record| {
+            let json = record.json();
+            out.push(Parsed { record, json });
+            progress.advance(1);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Writes every record of a collection to `out` as JSON lines, sorted by id, with
+    /// each record's fields in stored order. Returns how many were written.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataDir::records`]; [`InspectError::Invalid`] for a record that is not a
+    /// JSON object (run `verify`); an I/O error writing `out`.
+    pub fn export(&self, name: &str, out: &mut dyn Write, progress: &dyn Progress) -> Result<usize> {
+        let info = self.collection(name)?;
+        if !info.is_persisted() {
+            return Err(InspectError::MemoryCollection { name: name.to_owned() });
+        }
+        progress.start(&format!("reading {name}"), None);
+        let records = self.parsed(name, progress)?;
+        progress.finish();
+        let mut lines = Vec::with_capacity(records.len());
+        for parsed in &records {
+            match &parsed.json {
+                Ok(json) => lines.push((parsed.record.file_id(), json)),
+                Err(e) => {
+                    return Err(InspectError::Invalid(format!(
+                        "{}: {e}; run `shelf verify`",
+                        self.relative(&parsed.record.location)
+                    )))
+                }
+            }
+        }
+        let id_field = infer_id_field(&records, &[]);
+        // Collection files are sorted already; record files come in directory order.
+        if info.storage == crate::StorageKind::PerRecord {
+            let key = |(file_id, json): &(Option<String>, &Json)| match id_field.as_deref() {
+                Some(field) => json.get(field).cloned().unwrap_or(Json::Null),
+                None => file_id.clone().map_or(Json::Null, Json::String),
+            };
+            lines.sort_by(|a, b| compare(&key(a), &key(b)));
+        }
+        for (_, json) in &lines {
+            let mut line = json.to_text().into_bytes();
+            line.push(b'\n');
+            out.write_all(&line).map_err(|e| InspectError::io("write", "<output>", e))?;
+        }
+        out.flush().map_err(|e| InspectError::io("write", "<output>", e))?;
+        Ok(lines.len())
+    }
+}
+
+/// The field that holds a record's id, from evidence: the field whose value is the
+/// id of the record's file name, or of a WAL entry's (`(id, record)` pairs), in the
+/// most cases (a record with a wrong id does not hide the field). Prefers `id` on a
+/// tie; without evidence, `id` if records have it.
+pub(crate) fn infer_id_field(records: &[Parsed], wal_pairs: &[(&Json, &Json)]) -> Option<String> {
+    // (field, how many records it matched), fields in the order first seen.
+    let mut scores: Vec<(String, usize)> = Vec::new();
+    let mut vote = |fields: Vec<&str>| {
+        for field in fields {
+            match scores.iter_mut().find(|(f, _)| f == field) {
+                Some((_, n)) => *n += 1,
+                None => scores.push((field.to_owned(), 1)),
+            }
+        }
+    };
+    for parsed in records.iter().take(64) {
+        if let (Some(id), Ok(json)) = (parsed.record.file_id(), &parsed.json) {
+            vote(
+                json.keys()
+                    .into_iter()
+                    .filter(|k| json.get(k).and_then(Json::key_text).as_deref() == Some(&id))
+                    .collect(),
+            );
+        }
+    }
+    for (id, record) in wal_pairs.iter().take(64) {
+        vote(record.keys().into_iter().filter(|k| record.get(k) == Some(*id)).collect());
+    }
+    let best = scores.iter().map(|(_, n)| *n).max();
+    match best {
+        Some(best) if scores.iter().any(|(f, n)| f == "id" && *n == best) => Some("id".to_owned()),
+        Some(best) => scores.into_iter().find(|(_, n)| *n == best).map(|(f, _)| f),
+        None => {
+            records.iter().find_map(|p| p.json.as_ref().ok()).and_then(|json| json.get("id")).map(|_| "id".to_owned())
+        }
+    }
+}
+
+/// Shortens text for a message.
+pub(crate) fn truncate(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}

@@ -1,0 +1,460 @@
+//! The writers: `import` and `compact`. Both take the directory lock first and write
+//! the way a flush does: every file through one [`WriteBatch`] (temp file, fsync,
+//! rename, directory fsync), so a crash leaves each file old or new, never torn.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use super::index;
+use super::json::{compare, Json};
+use super::lock::lock;
+use super::records::{infer_id_field, strategy, truncate, Parsed};
+use super::wal::{self, WalDamage};
+use super::{CollectionInfo, DataDir, InspectError, Progress, Quiet, Result};
+use crate::batch::{is_temp, SyncMode, WriteBatch};
+use crate::encode;
+use crate::entity::StorageKind;
+use crate::fs::{create_dir_durable, RealFs, Vfs};
+use crate::index_file::INDEX_DIR;
+use crate::meta::Meta;
+use crate::storage::FileChange;
+
+/// Options of [`DataDir::import`].
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// The field that holds each record's id. Found from the stored records (or
+    /// `id`) when not given.
+    pub id_field: Option<String>,
+}
+
+/// What [`DataDir::import`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Records read from the input.
+    pub read: usize,
+    /// Of those, ids that were new.
+    pub inserted: usize,
+    /// Of those, ids that replaced a stored record (a later line with the same id
+    /// replaces an earlier one, too).
+    pub replaced: usize,
+    /// The id field used.
+    pub id_field: String,
+    /// Index files rewritten to match.
+    pub index_files_rewritten: usize,
+    /// Index files removed because they could not be rebuilt here (the next open
+    /// rebuilds them).
+    pub index_files_removed: usize,
+}
+
+/// What [`DataDir::compact`] did to one collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The collection.
+    pub name: String,
+    /// Records written.
+    pub written: usize,
+    /// Records removed.
+    pub removed: usize,
+}
+
+/// What [`DataDir::compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// WAL records applied to the files.
+    pub records_replayed: usize,
+    /// Per collection touched, in name order.
+    pub collections: Vec<Applied>,
+    /// WAL segment files deleted.
+    pub segments_removed: usize,
+    /// Bytes of a torn WAL tail that were dropped with the segments.
+    pub torn_bytes_dropped: u64,
+    /// Index files rewritten to match.
+    pub index_files_rewritten: usize,
+    /// Index files removed because they could not be rebuilt here.
+    pub index_files_removed: usize,
+    /// Leftover temp files of interrupted flushes that were deleted.
+    pub temp_files_removed: usize,
+    /// Remarks, e.g. writes skipped for a collection now kept in memory.
+    pub notes: Vec<String>,
+}
+
+/// One change to a record: its id (text and JSON) and its new value, or removal.
+struct Change {
+    id_text: String,
+    id: Json,
+    value: Option<Json>,
+}
+
+/// What staging one collection's changes did.
+#[derive(Default)]
+struct Staged {
+    inserted: usize,
+    replaced: usize,
+    removed: usize,
+    index_rewritten: usize,
+    index_removed: usize,
+}
+
+fn invalid(message: String) -> InspectError {
+    InspectError::Invalid(message)
+}
+
+impl DataDir {
+    /// Reads JSON lines (one record object per line; blank lines are skipped) and
+    /// stores them in a collection, in its layout: a record with a stored id replaces
+    /// it. Index files are rewritten to match. Takes the directory lock.
+    ///
+    /// # Errors
+    ///
+    /// [`InspectError::Locked`] when a `Store` holds the directory; an unknown or
+    /// memory collection; [`InspectError::Invalid`] for a bad line, an id that cannot
+    /// be a file name, a unique index clash, unreadable stored records, or unflushed
+    /// WAL writes to the collection (run `compact` first). Nothing is written then.
+    pub fn import(
+        &self,
+        name: &str,
+        input: &mut dyn BufRead,
+        options: &ImportOptions,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport> {
+        let _lock = lock(&self.dir)?;
+        let data = DataDir::open(&self.dir)?;
+        let info = data.collection(name)?.clone();
+        if !info.is_persisted() {
+            return Err(InspectError::MemoryCollection { name: name.to_owned() });
+        }
+        let scan = wal::scan(&data.dir)?;
+        if let Some(WalDamage::Corrupt { segment, .. }) = &scan.summary.damage {
+            return Err(invalid(format!("the WAL is corrupt ({}); run `shelf verify`", data.relative(segment))));
+        }
+        let pending = scan.records.iter().filter_map(|r| r.writes().ok()).flatten().filter(|w| w.collection == name);
+        if pending.count() > 0 {
+            return Err(invalid(format!(
+                "the WAL holds writes to `{name}` not yet in its files; run `shelf compact` first"
+            )));
+        }
+        progress.start(&format!("reading {name}"), None);
+        let parsed = data.parsed(name, progress)?;
+        progress.finish();
+        let lines = read_lines(input)?;
+        let id_field = match options.id_field.clone().or_else(|| infer_id_field(&parsed, &[])) {
+            Some(field) => field,
+            None if lines.first().is_some_and(|l| l.get("id").is_some()) => "id".to_owned(),
+            None => return Err(invalid("cannot tell which field holds the id; pass it with --id-field".into())),
+        };
+        let mut changes = Vec::with_capacity(lines.len());
+        for (n, line) in lines.into_iter().enumerate() {
+            let Some(id) = line.get(&id_field).cloned() else {
+                return Err(invalid(format!("record {}: no `{id_field}` field (the id)", n + 1)));
+            };
+            let Some(id_text) = id.key_text() else {
+                return Err(invalid(format!("record {}: id {id} is not a string or an integer", n + 1)));
+            };
+            changes.push(Change { id_text, id, value: Some(line) });
+        }
+        let read = changes.len();
+        progress.start(&format!("writing {name}"), Some(read as u64));
+        let mut batch = WriteBatch::default();
+        let staged = data.stage(&info, parsed, changes, Some(&id_field), true, &mut batch)?;
+        commit(&data, &info, &batch)?;
+        progress.advance(read as u64);
+        progress.finish();
+        Ok(ImportReport {
+            read,
+            inserted: staged.inserted,
+            replaced: staged.replaced,
+            id_field,
+            index_files_rewritten: staged.index_rewritten,
+            index_files_removed: staged.index_removed,
+        })
+    }
+
+    /// Checkpoints the WAL: applies its valid records to the files in sequence order
+    /// (a value sets the record, `null` removes it), makes that durable, then deletes
+    /// the segments, durably. A torn tail is dropped, as an open would. Index files
+    /// of the touched collections are rewritten, and leftover temp files deleted.
+    /// Takes the directory lock.
+    ///
+    /// # Errors
+    ///
+    /// [`InspectError::Locked`] when a `Store` holds the directory;
+    /// [`InspectError::Invalid`] when the WAL is corrupt (valid records after a bad
+    /// one), writes to a collection `shelf.json` does not list, or a collection has
+    /// unreadable records. Nothing is written then.
+    pub fn compact(&self, progress: &dyn Progress) -> Result<CompactReport> {
+        let _lock = lock(&self.dir)?;
+        let data = DataDir::open(&self.dir)?;
+        let scan = wal::scan(&data.dir)?;
+        let mut report = CompactReport::default();
+        match &scan.summary.damage {
+            Some(WalDamage::Corrupt { segment, offset }) => {
+                return Err(invalid(format!(
+                    "the WAL is corrupt: {} has a bad record at offset {offset} followed by valid ones; compact will not drop them (open the store with repair_wal(true) to cut the log there)",
+                    data.relative(segment)
+                )))
+            }
+            Some(WalDamage::TornTail { bytes, .. }) => report.torn_bytes_dropped = *bytes,
+            None => {}
+        }
+        progress.start("reading the WAL", Some(scan.records.len() as u64));
+        let mut per_collection: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for record in &scan.records {
+            let writes = record.writes().map_err(|e| invalid(format!("WAL record {}: {e}", record.lsn)))?;
+            for write in writes {
+                let Some(id_text) = write.id.key_text() else {
+                    return Err(invalid(format!(
+                        "WAL record {}: id {} is not a string or an integer",
+                        record.lsn, write.id
+                    )));
+                };
+                per_collection.entry(write.collection).or_default().push(Change {
+                    id_text,
+                    id: write.id,
+                    value: write.value,
+                });
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+        report.records_replayed = scan.records.len();
+        let mut batch = WriteBatch::default();
+        let mut meta = data.meta.clone();
+        let mut touched = Vec::new();
+        for (name, changes) in per_collection {
+            let info = data.collection(&name)?.clone();
+            if !info.is_persisted() {
+                report
+                    .notes
+                    .push(format!("skipped {} WAL writes to `{name}`, which is now kept in memory", changes.len()));
+                continue;
+            }
+            bump_next_id(&mut meta, &name, &changes);
+            let parsed = data.parsed(&name, &Quiet)?;
+            let pairs: Vec<(&Json, &Json)> =
+                changes.iter().filter_map(|c| c.value.as_ref().map(|v| (&c.id, v))).collect();
+            let id_field = infer_id_field(&parsed, &pairs);
+            let count = changes.len();
+            let staged = data.stage(&info, parsed, changes, id_field.as_deref(), false, &mut batch)?;
+            report.index_files_rewritten += staged.index_rewritten;
+            report.index_files_removed += staged.index_removed;
+            report.collections.push(Applied { name, written: count - staged.removed, removed: staged.removed });
+            touched.push(info);
+        }
+        if meta != data.meta {
+            batch.write(Meta::path(&data.dir), meta.to_bytes(&data.dir)?);
+        }
+        for info in &touched {
+            for dir in strategy(&data.dir, info).dirs() {
+                create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
+            }
+        }
+        batch.commit(&RealFs, SyncMode::Batched)?;
+        // The files hold every logged commit now: the segments can go.
+        for segment in &scan.segments {
+            match RealFs.remove_file(segment) {
+                Ok(()) => report.segments_removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(InspectError::io("remove WAL segment", segment, e)),
+            }
+        }
+        if report.segments_removed > 0 {
+            let wal_dir = data.dir.join(crate::wal::WAL_DIR);
+            RealFs.sync_dir(&wal_dir).map_err(|e| InspectError::io("sync directory", &wal_dir, e))?;
+        }
+        report.temp_files_removed = data.sweep_temps()?;
+        Ok(report)
+    }
+
+    /// Applies `changes` to a collection's records (`parsed`) and stages the files
+    /// that change, and its index files, into `batch`.
+    fn stage(
+        &self,
+        info: &CollectionInfo,
+        parsed: Vec<Parsed>,
+        changes: Vec<Change>,
+        id_field: Option<&str>,
+        enforce_unique: bool,
+        batch: &mut WriteBatch,
+    ) -> Result<Staged> {
+        let name = info.name.as_str();
+        let mut staged = Staged::default();
+        // The stored records by id text: (id JSON if known, record).
+        let mut records: BTreeMap<String, (Option<Json>, Json)> = BTreeMap::new();
+        for p in parsed {
+            let json = p.json.as_ref().map_err(|e| {
+                invalid(format!(
+                    "{}: {e}; fix or remove it first (`shelf verify` lists every problem)",
+                    self.relative(&p.record.location)
+                ))
+            })?;
+            let Some(id_text) = p.id_text(id_field) else {
+                return Err(invalid(format!(
+                    "{}: cannot tell its id{}",
+                    self.relative(&p.record.location),
+                    if id_field.is_none() { "; pass the id field with --id-field" } else { "" }
+                )));
+            };
+            let id = id_field.and_then(|f| json.get(f)).cloned();
+            records.insert(id_text, (id, json.clone()));
+        }
+        let before: Vec<Json> = records.values().map(|(_, r)| r.clone()).collect();
+        let mut changed: BTreeMap<String, Option<Json>> = BTreeMap::new();
+        for change in changes {
+            encode::encode(&change.id_text)
+                .map_err(|reason| invalid(format!("id `{}` cannot be stored: {reason}", truncate(&change.id_text))))?;
+            match change.value {
+                Some(value) => {
+                    match records.insert(change.id_text.clone(), (Some(change.id), value.clone())) {
+                        Some(_) => staged.replaced += 1,
+                        None => staged.inserted += 1,
+                    }
+                    changed.insert(change.id_text, Some(value));
+                }
+                None => {
+                    records.remove(&change.id_text);
+                    staged.removed += 1;
+                    changed.insert(change.id_text, None);
+                }
+            }
+        }
+        let strategy = strategy(&self.dir, info);
+        match info.storage {
+            StorageKind::PerRecord => {
+                let mut files = Vec::with_capacity(changed.len());
+                for (id_text, value) in changed {
+                    let bytes = value.map(|v| pretty(&v)).transpose()?;
+                    files.push(FileChange { stem: encode::encode(&id_text).map_err(invalid)?, bytes });
+                }
+                strategy.stage(files, batch)?;
+            }
+            StorageKind::CollectionFile => {
+                let mut all: Vec<&(Option<Json>, Json)> = records.values().collect();
+                all.sort_by(|a, b| compare(a.0.as_ref().unwrap_or(&Json::Null), b.0.as_ref().unwrap_or(&Json::Null)));
+                let mut jsonl = Vec::new();
+                for (_, record) in all {
+                    jsonl.extend_from_slice(record.to_text().as_bytes());
+                    jsonl.push(b'\n');
+                }
+                strategy.stage_all(jsonl, batch)?;
+            }
+            StorageKind::Memory => return Err(InspectError::MemoryCollection { name: name.to_owned() }),
+        }
+        self.stage_indices(name, &before, &records, enforce_unique, batch, &mut staged)?;
+        Ok(staged)
+    }
+
+    /// Rewrites each index file of a collection for its new records, or removes it
+    /// when it cannot be rebuilt here (the next open rebuilds a missing file).
+    fn stage_indices(
+        &self,
+        name: &str,
+        before: &[Json],
+        records: &BTreeMap<String, (Option<Json>, Json)>,
+        enforce_unique: bool,
+        batch: &mut WriteBatch,
+        staged: &mut Staged,
+    ) -> Result<()> {
+        let before: Vec<&Json> = before.iter().collect();
+        let after: Vec<&Json> = records.values().map(|(_, r)| r).collect();
+        let with_ids: Option<Vec<(Json, &Json)>> =
+            records.values().map(|(id, r)| id.clone().map(|id| (id, r))).collect();
+        for path in index::files(&self.dir, name)? {
+            let old = std::fs::read(&path).ok().and_then(|bytes| index::parse(&bytes).ok());
+            let index_name = index::name_of(&path);
+            let fields = index::fields(&index_name, &after).ok();
+            let (Some(old), Some(fields), Some(with_ids)) = (old, fields, &with_ids) else {
+                batch.remove(path);
+                staged.index_removed += 1;
+                continue;
+            };
+            let shape = index::shape_of(Some(&old), &before, &fields);
+            if enforce_unique && old.header.unique {
+                let pairs: Vec<(String, &Json)> = records.iter().map(|(id, (_, r))| (id.clone(), r)).collect();
+                if let Some((key, ids)) = index::duplicates(&index::rebuild(&pairs, &fields, shape)).into_iter().next()
+                {
+                    return Err(invalid(format!(
+                        "unique index `{index_name}`: key {} would be held by records {}",
+                        truncate(&key),
+                        ids.join(", ")
+                    )));
+                }
+            }
+            let bytes = index::render(&old.header, with_ids, &fields, shape)
+                .map_err(|e| invalid(format!("cannot write index `{index_name}`: {e}")))?;
+            batch.write(path, bytes);
+            staged.index_rewritten += 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes leftover temp files in the directory, its collections' directories and
+    /// their index directories, durably. Returns how many.
+    fn sweep_temps(&self) -> Result<usize> {
+        let mut dirs = vec![self.dir.clone()];
+        for info in self.collections.iter().filter(|c| c.is_persisted()) {
+            dirs.extend(strategy(&self.dir, info).dirs());
+            dirs.push(self.dir.join(&info.name));
+            dirs.push(self.dir.join(&info.name).join(INDEX_DIR));
+        }
+        dirs.sort();
+        dirs.dedup();
+        let mut removed = 0;
+        for dir in dirs {
+            let Ok(entries) = RealFs.read_dir(&dir) else { continue };
+            let temps: Vec<_> = entries.into_iter().filter(|e| !e.is_dir && is_temp(&e.name)).collect();
+            for entry in &temps {
+                let path = dir.join(&entry.name);
+                RealFs.remove_file(&path).map_err(|e| InspectError::io("remove temp file", &path, e))?;
+            }
+            if !temps.is_empty() {
+                RealFs.sync_dir(&dir).map_err(|e| InspectError::io("sync directory", &dir, e))?;
+                removed += temps.len();
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Creates the collection's directories and commits the batch.
+fn commit(data: &DataDir, info: &CollectionInfo, batch: &WriteBatch) -> Result<()> {
+    for dir in strategy(&data.dir, info).dirs() {
+        create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
+    }
+    batch.commit(&RealFs, SyncMode::Batched)?;
+    Ok(())
+}
+
+/// Raises a collection's `next_id` past every integer id the WAL wrote or removed,
+/// so an auto id is never handed out twice.
+fn bump_next_id(meta: &mut Meta, name: &str, changes: &[Change]) {
+    let Some(entry) = meta.collections.get_mut(name) else { return };
+    let Some(next) = entry.next_id else { return };
+    let highest = changes.iter().filter_map(|c| if let Json::Number(n) = &c.id { n.as_u64() } else { None }).max();
+    if let Some(highest) = highest {
+        entry.next_id = Some(next.max(highest.saturating_add(1)));
+    }
+}
+
+/// A record file's content: pretty JSON and a newline, as a flush writes it.
+fn pretty(value: &Json) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| invalid(format!("cannot serialize: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The non-blank lines of the input, each a JSON object.
+fn read_lines(input: &mut dyn BufRead) -> Result<Vec<Json>> {
+    let mut out = Vec::new();
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| InspectError::io("read", "<input>", e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match Json::parse(line.as_bytes()) {
+            Ok(json @ Json::Object(_)) => out.push(json),
+            Ok(_) => return Err(invalid(format!("line {}: not a JSON object", n + 1))),
+            Err(e) => return Err(invalid(format!("line {}: {e}", n + 1))),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,27 @@
+use serde::{Deserialize, Serialize};
+use shelf::Entity;
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+#[has_many(orders: Order, key = shop_id)]
+struct User {
+    #[id]
+    id: String,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+struct Shop {
+    #[id]
+    id: String,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+struct Order {
+    #[id(auto)]
+    id: u64,
+    #[belongs_to(User)]
+    user_id: String,
+    #[belongs_to(Shop)]
+    shop_id: String,
+}
+
+fn main() {}
