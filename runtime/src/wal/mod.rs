@@ -330,7 +330,9 @@ impl Wal {
             return Ok(());
         }
         let _span = tracing::debug_span!("checkpoint", segments = segments.len()).entered();
-        for path in segments {
+        let current = self.state.lock().segment_path.clone();
+        // The live segment is never deleted, whatever the list says.
+        for path in segments.iter().filter(|p| **p != current) {
             match self.fs.remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -93,6 +93,10 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
         out.truncated_bytes = dropped;
         break;
     }
+    // Sequence numbers never go back, even when every segment is empty: a segment
+    // is named for its first record, so the next record follows the highest name.
+    let named = segments.iter().map(|(first, _)| first.saturating_sub(1)).max().unwrap_or(0);
+    out.last_lsn = out.last_lsn.max(named);
     Ok(out)
 }
 
