@@ -76,6 +76,20 @@ pub(crate) struct CollectionMeta {
     /// The next `#[id(auto)]` value, for auto-id collections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_id: Option<u64>,
+    /// The `#[belongs_to]` fields, so tools can check references without the types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyMeta>,
+}
+
+/// What `shelf.json` records of a `#[belongs_to]` field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ForeignKeyMeta {
+    /// The field holding the parent's id (or null for a detached `Option`).
+    pub field: String,
+    /// The parent's collection.
+    pub parent: String,
+    /// Whether writes check that the parent exists (`check = false` opts out).
+    pub check: bool,
 }
 
 impl Meta {

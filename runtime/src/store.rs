@@ -16,7 +16,7 @@ use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
-use crate::meta::{CollectionMeta, Layout, Meta};
+use crate::meta::{CollectionMeta, ForeignKeyMeta, Layout, Meta};
 use crate::migrate;
 use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
@@ -379,9 +379,15 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             cleanup: None,
             migrating: None,
             next_id: None,
+            foreign_keys: Vec::new(),
         });
         entry.entity = collection.type_name().to_owned();
         entry.wal = spec.wal;
+        entry.foreign_keys = collection
+            .foreign_keys()
+            .into_iter()
+            .map(|fk| ForeignKeyMeta { field: fk.field.to_owned(), parent: fk.parent.to_owned(), check: fk.check })
+            .collect();
     }
     meta
 }
