@@ -1,40 +1,4 @@
 //! Typed queries: `collection.query().filter(..).order_by(..).limit(..).collect()`.
-//!
-//! ```
-//! use serde::{Deserialize, Serialize};
-//! use shelf::{Entity, Store};
-//!
-//! #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
-//! struct User {
-//!     #[id] id: String,
-//!     #[index] country: String,
-//!     #[index(sorted)] age: u32,
-//!     name: String,
-//! }
-//!
-//! # fn main() -> shelf::Result<()> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! let store = Store::builder(dir.path()).register::<User>().open()?;
-//! let users = store.collection::<User>()?;
-//! for (id, country, age) in [("a", "DE", 30), ("b", "DE", 17), ("c", "FR", 40)] {
-//!     users.insert(User { id: id.into(), country: country.into(), age, name: id.to_uppercase() })?;
-//! }
-//! let f = User::fields();
-//! let query = users.query().filter(f.country.eq("DE")).filter(f.age.gt(17)).order_by(f.name.asc()).limit(20);
-//! assert_eq!(query.collect().iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["a"]);
-//! // The plan names the index it uses:
-//! assert_eq!(
-//!     query.explain().to_string(),
-//!     "index `country`: country == \"DE\"\nfilter: country == \"DE\"\nfilter: age > 17\nsort: name asc, then id\nlimit: 20"
-//! );
-//! // Top 2 by age walks the sorted index instead of sorting the collection:
-//! let oldest = users.query().order_by(f.age.desc()).limit(2);
-//! assert_eq!(oldest.explain().index(), Some("age"));
-//! assert_eq!(oldest.collect().iter().map(|u| u.age).collect::<Vec<_>>(), [40, 30]);
-//! # Ok(()) }
-//! ```
-//!
-//! `User::fields().age.gt("x")` does not compile: values must have the field's type.
 
 mod field;
 mod plan;
@@ -106,6 +70,53 @@ enum Source<E: Entity> {
 ///
 /// Results are ordered by the `order_by`/`then_by` keys and then by id, so the same
 /// query always returns the same records in the same order, whichever plan runs.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use shelf::{Entity, Store};
+///
+/// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+/// struct User {
+///     #[id] id: String,
+///     #[index] country: String,
+///     #[index(sorted)] age: u32,
+///     name: String,
+/// }
+///
+/// # fn main() -> shelf::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::builder(dir.path()).register::<User>().open()?;
+/// let users = store.collection::<User>()?;
+/// for (id, country, age) in [("a", "DE", 30), ("b", "DE", 17), ("c", "FR", 40)] {
+///     users.insert(User { id: id.into(), country: country.into(), age, name: id.to_uppercase() })?;
+/// }
+/// let f = User::fields();
+/// let query = users.query().filter(f.country.eq("DE")).filter(f.age.gt(17)).order_by(f.name.asc()).limit(20);
+/// assert_eq!(query.collect().iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["a"]);
+/// // The plan names the index it uses:
+/// assert_eq!(
+///     query.explain().to_string(),
+///     "index `country`: country == \"DE\"\nfilter: country == \"DE\"\nfilter: age > 17\nsort: name asc, then id\nlimit: 20"
+/// );
+/// // Top 2 by age walks the sorted index instead of sorting the collection:
+/// let oldest = users.query().order_by(f.age.desc()).limit(2);
+/// assert_eq!(oldest.explain().index(), Some("age"));
+/// assert_eq!(oldest.collect().iter().map(|u| u.age).collect::<Vec<_>>(), [40, 30]);
+/// # Ok(()) }
+/// ```
+///
+/// `explain()` prints the plan; for the first query above:
+///
+/// ```text
+/// index `country`: country == "DE"
+/// filter: country == "DE"
+/// filter: age > 17
+/// sort: name asc, then id
+/// limit: 20
+/// ```
+///
+/// and for the second, `walk sorted index `age` descending` then `limit: 2`.
+/// `User::fields().age.gt("x")` does not compile: values must have the field's type.
 pub struct Query<E: Entity> {
     source: Source<E>,
     filters: Vec<Predicate<E>>,
