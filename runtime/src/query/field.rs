@@ -118,6 +118,21 @@ impl<E, T> Debug for Field<E, T> {
     }
 }
 
+/// Whether `v` lies within the bounds.
+fn within<T: PartialOrd>(v: &T, lo: &Bound<T>, hi: &Bound<T>) -> bool {
+    let above = match lo {
+        Bound::Included(lo) => v >= lo,
+        Bound::Excluded(lo) => v > lo,
+        Bound::Unbounded => true,
+    };
+    let below = match hi {
+        Bound::Included(hi) => v <= hi,
+        Bound::Excluded(hi) => v < hi,
+        Bound::Unbounded => true,
+    };
+    above && below
+}
+
 /// Where field predicates test values: everything they need is `'static` and shareable.
 fn shared<V: Send + Sync + 'static>(v: V) -> Arc<dyn Any + Send + Sync> {
     Arc::new(v)
@@ -196,20 +211,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
         let get = self.get;
         let text = format!("{} in {:?}..{:?}", self.name, lo, hi);
         let access = self.range_access(lo.clone(), hi.clone());
-        Predicate::leaf(text, access, move |e: &E| {
-            let v = get(e);
-            let above = match &lo {
-                Bound::Included(lo) => v >= lo,
-                Bound::Excluded(lo) => v > lo,
-                Bound::Unbounded => true,
-            };
-            let below = match &hi {
-                Bound::Included(hi) => v <= hi,
-                Bound::Excluded(hi) => v < hi,
-                Bound::Unbounded => true,
-            };
-            above && below
-        })
+        Predicate::leaf(text, access, move |e: &E| within(get(e), &lo, &hi))
     }
 
     /// `field` equal to one of `values`. Served by an index on the field.
@@ -381,20 +383,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         let hi = range.end_bound().cloned().map(Value::into_value);
         let get = self.get;
         let text = format!("{} in {:?}..{:?}", self.name, lo, hi);
-        Predicate::leaf(text, Access::None, move |e: &E| {
-            let Some(v) = get(e) else { return false };
-            let above = match &lo {
-                Bound::Included(lo) => v >= lo,
-                Bound::Excluded(lo) => v > lo,
-                Bound::Unbounded => true,
-            };
-            let below = match &hi {
-                Bound::Included(hi) => v <= hi,
-                Bound::Excluded(hi) => v < hi,
-                Bound::Unbounded => true,
-            };
-            above && below
-        })
+        Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| within(v, &lo, &hi)))
     }
 
     /// `field` is `Some(v)` with `v` one of `values`. Served by an index on the field.
