@@ -78,8 +78,12 @@ impl<T: Entity> State<T> {
             _ => {}
         }
         let seq = self.seq;
+        // An index file's header names the record set it was built from, so a record
+        // added or removed makes every index file due, even one whose entries did not
+        // change (a record with no key, e.g. `None` or an empty `each` list).
+        let set_changed = old.is_none() != new.is_none();
         for (index, version) in self.indices.iter_mut().zip(&mut self.index_versions) {
-            if index.apply(id, old.as_deref(), new.as_deref()) {
+            if index.apply(id, old.as_deref(), new.as_deref()) || set_changed {
                 version.0 = seq;
             }
         }

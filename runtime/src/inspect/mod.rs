@@ -8,7 +8,8 @@
 //! - [`DataDir::records`] and [`DataDir::export`]: every record of a collection, in any
 //!   layout (zstd-compressed files included), as JSON;
 //! - [`DataDir::verify`]: checks every record file, index file and WAL segment, and
-//!   reports what it finds;
+//!   the references of the foreign keys `shelf.json` records, and reports what it
+//!   finds;
 //! - [`DataDir::import`] and [`DataDir::compact`]: the only writers. Each takes the
 //!   directory lock first, so it refuses a directory an open `Store` holds, and writes
 //!   files the way a flush does (temp file, fsync, rename, directory fsync).
@@ -105,7 +106,22 @@ pub struct CollectionInfo {
     /// An interrupted migration left partial files of a newer layout; the records
     /// are still wholly in this one, and the next open starts the migration again.
     pub migration_pending: bool,
+    /// Its `#[belongs_to]` fields, as the last `Store` to open the directory
+    /// recorded them (empty in a `shelf.json` written before they were recorded).
+    pub foreign_keys: Vec<ForeignKeyInfo>,
     layout: Layout,
+}
+
+/// What `shelf.json` says of one `#[belongs_to]` field of a collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignKeyInfo {
+    /// The field holding the parent's id (null for a detached `Option` key).
+    pub field: String,
+    /// The parent's collection.
+    pub parent: String,
+    /// Whether references are checked (`false` for `#[belongs_to(..., check = false)]`,
+    /// which [`DataDir::verify`] skips as writes do).
+    pub check: bool,
 }
 
 impl CollectionInfo {
@@ -185,6 +201,11 @@ impl DataDir {
                 next_id: m.next_id,
                 cleanup_pending: m.cleanup.is_some(),
                 migration_pending: m.migrating.is_some(),
+                foreign_keys: m
+                    .foreign_keys
+                    .iter()
+                    .map(|fk| ForeignKeyInfo { field: fk.field.clone(), parent: fk.parent.clone(), check: fk.check })
+                    .collect(),
                 layout: m.layout,
             })
             .collect();

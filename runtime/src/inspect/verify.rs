@@ -1,13 +1,13 @@
 //! `verify`: every record file, index file and WAL segment, checked and reported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use super::index::{self, Shape};
 use super::json::Json;
 use super::records::{infer_id_field, strategy, truncate, Parsed};
 use super::wal::{self, WalDamage, WalScan, WalSummary};
-use super::{CollectionInfo, DataDir, Progress, Result};
+use super::{CollectionInfo, DataDir, ForeignKeyInfo, Progress, Result};
 use crate::entity::StorageKind;
 use crate::fs::RealFs;
 use crate::storage::codec::Codec;
@@ -45,6 +45,9 @@ pub struct VerifyReport {
     pub collections: Vec<CollectionCheck>,
     /// The WAL.
     pub wal: WalSummary,
+    /// Foreign-key references (non-null `#[belongs_to]` values of records in the
+    /// files) that were checked against their parent collections.
+    pub references: usize,
     /// What is wrong; empty when the directory is sound.
     pub problems: Vec<Problem>,
     /// What could not be checked, and other remarks that are not problems.
@@ -69,8 +72,12 @@ impl VerifyReport {
 impl DataDir {
     /// Checks the directory: every record parses as a JSON object and sits in the
     /// file its id names; every index file matches the index rebuilt from the
-    /// records; every WAL record passes its checksum and parses. Referential
-    /// integrity is not checked: `shelf.json` does not record foreign keys.
+    /// records; every WAL record passes its checksum and parses; and, for every
+    /// foreign key `shelf.json` records with `check` on, every record's value of the
+    /// field is null (or absent: a detached `Option` key) or the id of a record of
+    /// the parent collection. Ids compare by key text: a string as it is, an integer
+    /// in decimal. As the other checks, this one reads the record files only:
+    /// commits still in the WAL are not taken into account.
     ///
     /// # Errors
     ///
@@ -82,25 +89,141 @@ impl DataDir {
             report.notes.push("an open Store holds this directory: its files may change while they are read".into());
         }
         let scan = wal::scan(&self.dir)?;
+        let parents: HashSet<&str> = self.checked_foreign_keys().map(|(_, fk)| fk.parent.as_str()).collect();
+        let mut refs = RefScan::default();
         for info in self.collections.iter().filter(|c| c.is_persisted()) {
-            self.verify_collection(info, &scan, &mut report, progress)?;
+            if let Some((parsed, id_field)) = self.verify_collection(info, &scan, &mut report, progress)? {
+                refs.read(info, &parsed, id_field.as_deref(), parents.contains(info.name.as_str()));
+            }
         }
         self.verify_wal(&scan, &mut report);
+        self.check_references(refs, !scan.records.is_empty(), &mut report);
         report.wal = scan.summary;
-        report.notes.push(
-            "referential integrity was not checked: shelf.json does not record foreign keys yet (a Store checks them on open)"
-                .into(),
-        );
         Ok(report)
     }
 
+    /// Every foreign key with `check` on, with its child collection.
+    fn checked_foreign_keys(&self) -> impl Iterator<Item = (&CollectionInfo, &ForeignKeyInfo)> {
+        self.collections.iter().flat_map(|c| c.foreign_keys.iter().filter(|fk| fk.check).map(move |fk| (c, fk)))
+    }
+
+    /// Checks the references [`RefScan::read`] collected, and notes what was checked.
+    fn check_references(&self, refs: RefScan, wal_pending: bool, report: &mut VerifyReport) {
+        let mut detached = 0;
+        for (child, fk) in self.checked_foreign_keys() {
+            let Some(values) = refs.children.get(&(child.name.clone(), fk.field.clone())) else {
+                // A memory collection, or one that could not be read (a problem already).
+                continue;
+            };
+            let unchecked =
+                |why: String| format!("collection `{}`: field `{}` was not checked: {why}", child.name, fk.field);
+            let parent_ids = match self.collection(&fk.parent) {
+                Err(_) => {
+                    report
+                        .notes
+                        .push(unchecked(format!("its parent collection `{}` is not listed in shelf.json", fk.parent)));
+                    continue;
+                }
+                Ok(parent) if !parent.is_persisted() => {
+                    report.notes.push(unchecked(format!(
+                        "its parent collection `{}` is kept in memory, with no records on disk",
+                        fk.parent
+                    )));
+                    continue;
+                }
+                Ok(_) => match refs.parent_ids.get(&fk.parent) {
+                    Some(Some(ids)) => ids,
+                    Some(None) => {
+                        report.notes.push(unchecked(format!(
+                            "the ids of its parent collection `{}` are unknown (no id field was found)",
+                            fk.parent
+                        )));
+                        continue;
+                    }
+                    None => {
+                        report
+                            .notes
+                            .push(unchecked(format!("its parent collection `{}` could not be read", fk.parent)));
+                        continue;
+                    }
+                },
+            };
+            for value in values {
+                let record = match &value.id {
+                    Some(id) => format!("`{}` record `{}`", child.name, truncate(id)),
+                    None => format!("a `{}` record", child.name),
+                };
+                match &value.key {
+                    RefKey::Detached => detached += 1,
+                    RefKey::Invalid(text) => report.problem(
+                        &value.location,
+                        format!(
+                            "{record}: foreign key `{}` holds {}, which is neither null nor an id of `{}` (a string or an integer)",
+                            fk.field,
+                            truncate(text),
+                            fk.parent
+                        ),
+                    ),
+                    RefKey::Id(key) => {
+                        report.references += 1;
+                        if !parent_ids.contains(key) {
+                            report.problem(
+                                &value.location,
+                                format!(
+                                    "{record}: foreign key `{}` references `{}` record `{}`, which does not exist (a Store opens anyway, and lists it in `store.verify()`)",
+                                    fk.field,
+                                    fk.parent,
+                                    truncate(key)
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut note = format!(
+            "referential integrity: {} checked",
+            match report.references {
+                1 => "1 reference".to_owned(),
+                n => format!("{n} references"),
+            }
+        );
+        let keys = self.checked_foreign_keys().count();
+        if keys == 0 {
+            note.push_str(" (shelf.json records no foreign keys to check)");
+        } else {
+            note.push_str(&format!(" over {keys} foreign key{}", if keys == 1 { "" } else { "s" }));
+        }
+        if detached > 0 {
+            note.push_str(&format!("; {detached} null (detached)"));
+        }
+        let skipped: Vec<String> = self
+            .collections
+            .iter()
+            .flat_map(|c| {
+                c.foreign_keys.iter().filter(|fk| !fk.check).map(move |fk| format!("{}.{}", c.name, fk.field))
+            })
+            .collect();
+        if !skipped.is_empty() {
+            note.push_str(&format!("; not checked, as declared with `check = false`: {}", skipped.join(", ")));
+        }
+        if wal_pending {
+            note.push_str(
+                "; as for the other checks, only the record files were read: records written or removed by commits still in the WAL were not taken into account (`shelf compact` applies them)",
+            );
+        }
+        report.notes.push(note);
+    }
+
+    /// Checks one collection; returns its records and id field, unless it could
+    /// not be read at all.
     fn verify_collection(
         &self,
         info: &CollectionInfo,
         scan: &WalScan,
         report: &mut VerifyReport,
         progress: &dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<Option<(Vec<Parsed>, Option<String>)>> {
         let name = info.name.as_str();
         let total = match info.storage {
             StorageKind::PerRecord => Some(strategy(&self.dir, info).files(&RealFs)?.len() as u64),
@@ -114,7 +237,7 @@ impl DataDir {
                 let files = strategy(&self.dir, info).files(&RealFs).unwrap_or_default();
                 let location = files.into_iter().next().unwrap_or_else(|| self.dir.join(name));
                 report.problem(location, format!("collection `{name}` cannot be read: {e}"));
-                return Ok(());
+                return Ok(None);
             }
         };
         progress.finish();
@@ -158,9 +281,9 @@ impl DataDir {
             name: name.to_owned(),
             records: parsed.len(),
             index_files: index_files.len(),
-            id_field,
+            id_field: id_field.clone(),
         });
-        Ok(())
+        Ok(Some((parsed, id_field)))
     }
 
     fn check_records(
@@ -376,6 +499,61 @@ impl DataDir {
                 "the WAL holds {} commits not yet checkpointed into the files; `shelf compact` or the next open applies them",
                 scan.records.len()
             ));
+        }
+    }
+}
+
+/// What the foreign-key check keeps of the collections as they are read: the ids of
+/// parents, and the `#[belongs_to]` values of children.
+#[derive(Default)]
+struct RefScan {
+    /// By parent collection: the ids of its records, `None` when they are unknown.
+    parent_ids: HashMap<String, Option<HashSet<String>>>,
+    /// By (child collection, field): the value of every readable record.
+    children: HashMap<(String, String), Vec<RefValue>>,
+}
+
+/// A child record's foreign-key value.
+struct RefValue {
+    location: PathBuf,
+    /// The child's id, when known.
+    id: Option<String>,
+    key: RefKey,
+}
+
+/// A foreign-key value, read.
+enum RefKey {
+    /// Null or absent: a detached `Option` key.
+    Detached,
+    /// The parent's id as key text.
+    Id(String),
+    /// Neither: the value's JSON text.
+    Invalid(String),
+}
+
+impl RefScan {
+    fn read(&mut self, info: &CollectionInfo, parsed: &[Parsed], id_field: Option<&str>, is_parent: bool) {
+        if is_parent {
+            // Without an id field, only file names tell ids. A record whose id is
+            // unknown otherwise is a problem already, and is left out.
+            let unknown = id_field.is_none() && parsed.iter().any(|p| p.record.stem.is_none());
+            let ids = (!unknown).then(|| parsed.iter().filter_map(|p| p.id_text(id_field)).collect());
+            self.parent_ids.insert(info.name.clone(), ids);
+        }
+        for fk in info.foreign_keys.iter().filter(|fk| fk.check) {
+            let values = parsed
+                .iter()
+                .filter_map(|p| {
+                    // An unreadable record is a problem already.
+                    let json = p.json.as_ref().ok()?;
+                    let key = match json.get(&fk.field) {
+                        None | Some(Json::Null) => RefKey::Detached,
+                        Some(value) => value.key_text().map_or_else(|| RefKey::Invalid(value.to_text()), RefKey::Id),
+                    };
+                    Some(RefValue { location: p.record.location.clone(), id: p.id_text(id_field), key })
+                })
+                .collect();
+            self.children.insert((info.name.clone(), fk.field.clone()), values);
         }
     }
 }
