@@ -291,3 +291,32 @@ fn an_update_that_violates_only_its_last_unique_index_changes_nothing() {
     assert_eq!(people.count_by_age(4), 0);
     assert_eq!(people.dirty_count(), 0, "a refused update must not mark the record dirty");
 }
+
+/// Lookups return the current version of a record, also after an update that left
+/// its index keys unchanged.
+#[test]
+fn lookups_return_the_current_version_after_updates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let people = store.collection::<Person>().unwrap();
+    let base = Person {
+        id: 1,
+        email: "a@x".into(),
+        country: "DE".into(),
+        age: 1,
+        rank: 1,
+        nick: None,
+        tags: vec![],
+        level: 0,
+    };
+    people.insert(base.clone()).unwrap();
+    people.update(&1, |p| p.level = 2).unwrap(); // no index key changes
+    assert_eq!(people.by_email("a@x").unwrap().level, 2);
+    assert_eq!(people.by_country("DE")[0].level, 2);
+    assert_eq!(people.range_by_age(0..5)[0].level, 2);
+    assert_eq!(people.by_country_and_age("DE", 1)[0].level, 2);
+    people.upsert(Person { level: 3, ..base }).unwrap();
+    assert_eq!(people.by_rank(1).unwrap().level, 3);
+    let f = Person::fields();
+    assert_eq!(people.query().filter(f.email.eq("a@x")).first().unwrap().level, 3);
+}

@@ -29,7 +29,7 @@ use crate::watch::{Change, Event, Watchers};
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
 struct State<T: Entity> {
-    records: HashMap<T::Id, Arc<T>>,
+    records: crate::Records<T::Id, T>,
     indices: Vec<Box<dyn IndexMaint<T>>>,
     /// Per index: the write sequence number of its last change, and of the change
     /// its file was last written for.
@@ -83,7 +83,7 @@ impl<T: Entity> State<T> {
         // change (a record with no key, e.g. `None` or an empty `each` list).
         let set_changed = old.is_none() != new.is_none();
         for (index, version) in self.indices.iter_mut().zip(&mut self.index_versions) {
-            if index.apply(id, old.as_deref(), new.as_deref()) || set_changed {
+            if index.apply(id, old.as_ref(), new.as_ref()) || set_changed {
                 version.0 = seq;
             }
         }
@@ -358,7 +358,7 @@ impl<T: Entity> Core<T> {
             strategy: strategy_for(T::STORAGE, dir, T::COLLECTION, level),
             index_dir,
             state: RwLock::new(State {
-                records: HashMap::new(),
+                records: crate::Records::default(),
                 index_versions: vec![(0, 0); indices.len()],
                 indices,
                 dirty: HashMap::new(),
@@ -398,14 +398,14 @@ impl<T: Entity> Core<T> {
         pos: usize,
         key: &Q,
     ) -> Vec<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, state| {
-            index.get(key).filter_map(|id| state.records.get(id).cloned()).collect()
-        })
-        .unwrap_or_default()
+        self.with_index::<K, _>(pos, |index, _| index.get_recs(key).cloned().collect()).unwrap_or_default()
     }
 
     /// Runs `f` over the records and indices, under one read lock.
-    pub(crate) fn with_records<R>(&self, f: impl FnOnce(&HashMap<T::Id, Arc<T>>, &[Box<dyn IndexMaint<T>>]) -> R) -> R {
+    pub(crate) fn with_records<R>(
+        &self,
+        f: impl FnOnce(&crate::Records<T::Id, T>, &[Box<dyn IndexMaint<T>>]) -> R,
+    ) -> R {
         let state = self.state.read();
         f(&state.records, &state.indices)
     }
@@ -869,9 +869,7 @@ impl<T: Entity> Collection<T> {
     /// Generated `by_<field>` of a unique index.
     #[doc(hidden)]
     pub fn __index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Option<Arc<T>> {
-        self.core
-            .with_index::<K, _>(pos, |index, state| index.get_one(key).and_then(|id| state.records.get(id).cloned()))
-            .flatten()
+        self.core.with_index::<K, _>(pos, |index, _| index.get_one_rec(key).cloned()).flatten()
     }
 
     /// Generated `by_<field>` of a non-unique index, in id order.

@@ -7,10 +7,11 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -57,7 +58,7 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     fn duplicates(&self) -> Vec<(String, Vec<String>)>;
     /// Moves `id`'s entries from `old`'s keys to `new`'s. Returns whether anything changed.
     #[doc(hidden)]
-    fn apply(&mut self, id: &T::Id, old: Option<&T>, new: Option<&T>) -> bool;
+    fn apply(&mut self, id: &T::Id, old: Option<&Arc<T>>, new: Option<&Arc<T>>) -> bool;
     /// The number of `(key, id)` entries.
     fn entries(&self) -> usize;
     /// Writes the entries as JSONL lines `{"key":..,"id":..}`, sorted by key then id.
@@ -95,7 +96,7 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
 
 /// The key map: a hash map, or a B-tree for sorted indices.
 enum Map<K, V> {
-    Hash(HashMap<K, V>),
+    Hash(HashMap<K, V, foldhash::fast::RandomState>),
     Sorted(BTreeMap<K, V>),
 }
 
@@ -104,7 +105,7 @@ impl<K: IndexKey, V> Map<K, V> {
         if sorted {
             Map::Sorted(BTreeMap::new())
         } else {
-            Map::Hash(HashMap::new())
+            Map::Hash(HashMap::default())
         }
     }
     fn get<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> Option<&V>
@@ -157,62 +158,79 @@ impl<K: IndexKey, V> Map<K, V> {
     }
 }
 
-/// The ids under one key: usually one, so no set is allocated for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Ids<I> {
-    One(I),
-    Many(BTreeSet<I>),
+/// The ids under one key, each with its record (`None` only in an index read back
+/// from its file for comparison): usually one, so no map is allocated for it.
+#[derive(Clone, Debug)]
+enum Ids<I, R> {
+    One(I, R),
+    Many(BTreeMap<I, R>),
 }
 
-impl<I: Ord + Clone> Ids<I> {
+impl<I: Ord + Clone, R> Ids<I, R> {
     fn iter(&self) -> Box<dyn Iterator<Item = &I> + '_> {
         match self {
-            Ids::One(id) => Box::new(std::iter::once(id)),
-            Ids::Many(ids) => Box::new(ids.iter()),
+            Ids::One(id, _) => Box::new(std::iter::once(id)),
+            Ids::Many(ids) => Box::new(ids.keys()),
+        }
+    }
+    fn recs(&self) -> Box<dyn Iterator<Item = &R> + '_> {
+        match self {
+            Ids::One(_, r) => Box::new(std::iter::once(r)),
+            Ids::Many(ids) => Box::new(ids.values()),
         }
     }
     fn len(&self) -> usize {
         match self {
-            Ids::One(_) => 1,
+            Ids::One(..) => 1,
             Ids::Many(ids) => ids.len(),
         }
     }
     fn first(&self) -> Option<&I> {
         match self {
-            Ids::One(id) => Some(id),
-            Ids::Many(ids) => ids.first(),
+            Ids::One(id, _) => Some(id),
+            Ids::Many(ids) => ids.keys().next(),
         }
     }
-    fn insert(&mut self, id: I) -> bool {
+    fn first_rec(&self) -> Option<&R> {
         match self {
-            Ids::One(existing) if *existing == id => false,
-            Ids::One(existing) => {
-                let set = BTreeSet::from([existing.clone(), id]);
-                *self = Ids::Many(set);
+            Ids::One(_, r) => Some(r),
+            Ids::Many(ids) => ids.values().next(),
+        }
+    }
+    /// Adds `id` (or replaces its record); returns whether the id is new.
+    fn insert(&mut self, id: I, rec: R) -> bool {
+        match self {
+            Ids::One(existing, r) if *existing == id => {
+                *r = rec;
+                false
+            }
+            Ids::One(..) => {
+                let mut map = BTreeMap::new();
+                if let Ids::One(e, r) = std::mem::replace(self, Ids::Many(BTreeMap::new())) {
+                    map.insert(e, r);
+                }
+                map.insert(id, rec);
+                *self = Ids::Many(map);
                 true
             }
-            Ids::Many(ids) => ids.insert(id),
+            Ids::Many(ids) => ids.insert(id, rec).is_none(),
         }
     }
     /// Removes `id`; returns whether the slot is now empty.
     fn remove(&mut self, id: &I) -> bool {
         match self {
-            Ids::One(existing) => existing == id,
+            Ids::One(existing, _) => existing == id,
             Ids::Many(ids) => {
                 ids.remove(id);
                 if ids.len() == 1 {
-                    if let Some(last) = ids.pop_first() {
-                        *self = Ids::One(last);
+                    if let Some((last, r)) = ids.pop_first() {
+                        *self = Ids::One(last, r);
                     }
                 }
-                ids_is_empty(self)
+                matches!(self, Ids::Many(set) if set.is_empty())
             }
         }
     }
-}
-
-fn ids_is_empty<I>(ids: &Ids<I>) -> bool {
-    matches!(ids, Ids::Many(set) if set.is_empty())
 }
 
 /// Calls the visitor with each key a record has under one index: none for a `None`
@@ -224,7 +242,7 @@ pub struct Index<T: Entity, K: IndexKey> {
     name: &'static str,
     kind: IndexKind,
     keys_of: KeysOf<T, K>,
-    map: Map<K, Ids<T::Id>>,
+    map: Map<K, Ids<T::Id, Option<Arc<T>>>>,
     entries: usize,
 }
 
@@ -247,11 +265,11 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         keys
     }
 
-    fn add(&mut self, key: K, id: &T::Id) -> bool {
+    fn add(&mut self, key: K, id: &T::Id, rec: Option<Arc<T>>) -> bool {
         let added = match self.map.get_mut(&key) {
-            Some(ids) => ids.insert(id.clone()),
+            Some(ids) => ids.insert(id.clone(), rec),
             None => {
-                self.map.insert(key, Ids::One(id.clone()));
+                self.map.insert(key, Ids::One(id.clone(), rec));
                 true
             }
         };
@@ -285,6 +303,22 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         K: Borrow<Q>,
     {
         self.map.get(key).and_then(Ids::first)
+    }
+
+    /// The record under `key` (the only one, for a unique index).
+    pub fn get_one_rec<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> Option<&Arc<T>>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key).and_then(Ids::first_rec).and_then(Option::as_ref)
+    }
+
+    /// The records under `key`, in id order.
+    pub fn get_recs<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> impl Iterator<Item = &Arc<T>>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(key).into_iter().flat_map(Ids::recs).filter_map(Option::as_ref)
     }
 
     /// How many records have `key`.
@@ -357,18 +391,16 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
             .collect()
     }
 
-    fn apply(&mut self, id: &T::Id, old: Option<&T>, new: Option<&T>) -> bool {
+    fn apply(&mut self, id: &T::Id, old: Option<&Arc<T>>, new: Option<&Arc<T>>) -> bool {
         let old_keys = old.map(|v| self.keys(v)).unwrap_or_default();
         let new_keys = new.map(|v| self.keys(v)).unwrap_or_default();
-        if old_keys == new_keys {
-            return false;
-        }
         let mut changed = false;
         for key in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
             changed |= self.drop_entry(key, id);
         }
-        for key in new_keys.into_iter().filter(|k| old_keys.binary_search(k).is_err()) {
-            changed |= self.add(key, id);
+        for key in new_keys {
+            // A kept key gets the new record, a new key a new entry.
+            changed |= self.add(key, id, new.cloned());
         }
         changed
     }
@@ -391,14 +423,17 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         let mut fresh = Index::<T, K>::new(self.name, self.kind, self.keys_of);
         for (n, line) in lines.enumerate() {
             let line: Line<K, T::Id> = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", n + 2))?;
-            fresh.add(line.key, &line.id);
+            fresh.add(line.key, &line.id, None);
         }
         Ok(Box::new(fresh))
     }
 
     fn same_entries(&self, other: &dyn IndexMaint<T>) -> bool {
         let Some(other) = other.as_any().downcast_ref::<Index<T, K>>() else { return false };
-        self.entries == other.entries && self.map.sorted_entries() == other.map.sorted_entries()
+        let ids = |m: &Map<K, Ids<T::Id, Option<Arc<T>>>>| -> Vec<(K, Vec<T::Id>)> {
+            m.sorted_entries().into_iter().map(|(k, ids)| (k.clone(), ids.iter().cloned().collect())).collect()
+        };
+        self.entries == other.entries && ids(&self.map) == ids(&other.map)
     }
 
     fn clear(&mut self) {

@@ -31,6 +31,9 @@ pub mod watch;
 
 pub use batch::SyncMode;
 pub use collection::Collection;
+
+/// Records by id: a HashMap with foldhash, seeded per process.
+pub(crate) type Records<I, T> = std::collections::HashMap<I, std::sync::Arc<T>, foldhash::fast::RandomState>;
 pub use entity::{Entity, StorageKind, StorageSpec};
 pub use error::{Error, Result};
 pub use flush::{FlushStats, Health};

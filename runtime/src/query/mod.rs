@@ -5,7 +5,6 @@ mod plan;
 mod predicate;
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -176,7 +175,7 @@ impl<E: Entity> Query<E> {
         match &self.source {
             Source::Collection(core) => core.with_records(|records, indices| self.run(&plan, records, indices)),
             Source::Snapshot(records) => {
-                let map: HashMap<E::Id, Arc<E>> = records.iter().map(|r| (r.id().clone(), Arc::clone(r))).collect();
+                let map: crate::Records<E::Id, E> = records.iter().map(|r| (r.id().clone(), Arc::clone(r))).collect();
                 self.run(&plan, &map, &[])
             }
         }
@@ -236,7 +235,7 @@ impl<E: Entity> Query<E> {
     }
 
     /// Runs `plan` over the records and indices.
-    fn run(&self, plan: &Plan, records: &HashMap<E::Id, Arc<E>>, indices: &[Box<dyn IndexMaint<E>>]) -> Vec<Arc<E>> {
+    fn run(&self, plan: &Plan, records: &crate::Records<E::Id, E>, indices: &[Box<dyn IndexMaint<E>>]) -> Vec<Arc<E>> {
         let fetch = |ids: Vec<E::Id>| -> Vec<Arc<E>> { ids.iter().filter_map(|id| records.get(id).cloned()).collect() };
         let mut results: Vec<Arc<E>> = match (&plan.access, plan.walk) {
             (Some(access), _) => match (access, indices.get(access_pos(access))) {
