@@ -14,7 +14,7 @@ use shelf::{Store, SyncMode};
 
 use crate::physical::{self, BatchSync, Job, Phases};
 use crate::report::{fmt_rate, Report, Row};
-use crate::Config;
+use crate::{BoxError, Config};
 
 const WORKLOAD: &str = "flush";
 /// Appends timed for the fdatasync latency.
@@ -60,8 +60,8 @@ fn file_bytes(c: &Customer) -> Vec<u8> {
     bytes
 }
 
-pub fn run(config: &Config, report: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
-    let n = config.n;
+pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
+    let n = config.flush_n;
     eprintln!("flush: {n} entities, {} run(s) each, under {}", config.runs, config.base.display());
     let customers: Vec<Customer> = (0..n).map(customer).collect();
     let payloads: Vec<Vec<u8>> = customers.iter().map(file_bytes).collect();
@@ -160,19 +160,12 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), Box<dyn std::erro
 }
 
 /// Runs a measurement `config.runs` times.
-fn repeat(
-    config: &Config,
-    mut measure: impl FnMut() -> Result<Duration, Box<dyn std::error::Error>>,
-) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+fn repeat(config: &Config, mut measure: impl FnMut() -> Result<Duration, BoxError>) -> Result<Vec<Duration>, BoxError> {
     (0..config.runs).map(|_| measure()).collect()
 }
 
 /// One timed `store.flush()` of `customers`, all inserted (dirty) on a fresh store.
-fn shelf_flush(
-    config: &Config,
-    mode: SyncMode,
-    customers: &[Customer],
-) -> Result<Duration, Box<dyn std::error::Error>> {
+fn shelf_flush(config: &Config, mode: SyncMode, customers: &[Customer]) -> Result<Duration, BoxError> {
     let dir = config.fresh_dir(WORKLOAD)?;
     let store = Store::builder(&dir)
         .register::<Customer>()
@@ -201,7 +194,7 @@ fn with_jobs<R>(
     payloads: &[Vec<u8>],
     label: &str,
     replace: impl FnOnce(&[Job]) -> std::io::Result<R>,
-) -> Result<R, Box<dyn std::error::Error>> {
+) -> Result<R, BoxError> {
     let dir = config.fresh_dir(label)?;
     let sub = dir.join("customer");
     std::fs::create_dir(&sub)?;

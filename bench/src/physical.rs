@@ -36,6 +36,26 @@ pub fn fdatasync_append(dir: &Path, count: usize, size: usize) -> io::Result<Vec
     Ok(latencies)
 }
 
+/// Raw sequential write bandwidth: `total` bytes written to a new file in `chunk`-sized
+/// writes, then one `fdatasync`. Returns the time of the writes and the sync together.
+pub fn sequential_write(dir: &Path, total: usize, chunk: usize) -> io::Result<Duration> {
+    let path = dir.join("sequential.bin");
+    let block: Vec<u8> = (0..chunk).map(|i| (i % 251) as u8).collect();
+    settle();
+    let started = Instant::now();
+    let mut file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+    let mut written = 0;
+    while written < total {
+        let n = chunk.min(total - written);
+        file.write_all(&block[..n])?;
+        written += n;
+    }
+    file.sync_data()?;
+    let elapsed = started.elapsed();
+    drop(file);
+    Ok(elapsed)
+}
+
 /// One file to replace atomically: its target path and new content.
 pub type Job = (PathBuf, Vec<u8>);
 

@@ -28,12 +28,24 @@ pub struct Row {
     pub samples: Vec<f64>,
     /// `ops / seconds`.
     pub ops_per_sec: f64,
+    /// `ops` over the fastest sample: on a shared machine, interference only slows a
+    /// sample down, so the best one is the closest to what the code can do.
+    pub best_ops_per_sec: f64,
     /// Microseconds per operation.
     pub us_per_op: f64,
     /// `subject/case` of the row this one is compared with, in the same workload.
     pub vs: Option<String>,
     /// `ops_per_sec / vs.ops_per_sec`: above 1 means faster.
     pub ratio: Option<f64>,
+    /// For Shelf rows: `subject/case` of the fastest durable peer row in the same workload.
+    pub best_peer: Option<String>,
+    /// `ops_per_sec / best_peer.ops_per_sec`: above 1 means Shelf is faster.
+    pub peer_ratio: Option<f64>,
+    /// Whether what the row measured is on disk when the operation returns (or, for
+    /// reads, whether the row is a real store): only durable peers are "best peer".
+    pub durable: bool,
+    /// Bytes on disk of the store after the operation, when measured.
+    pub bytes_on_disk: Option<u64>,
     /// Anything else worth knowing about the row.
     pub note: String,
 }
@@ -43,6 +55,8 @@ impl Row {
         let secs: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
         let seconds = median(&mut secs.clone());
         let ops_per_sec = if seconds > 0.0 { ops as f64 / seconds } else { f64::INFINITY };
+        let fastest = secs.iter().copied().fold(f64::INFINITY, f64::min);
+        let best_ops_per_sec = if fastest > 0.0 { ops as f64 / fastest } else { f64::INFINITY };
         Row {
             workload: workload.to_owned(),
             subject: subject.to_owned(),
@@ -53,9 +67,14 @@ impl Row {
             seconds,
             samples: secs,
             ops_per_sec,
+            best_ops_per_sec,
             us_per_op: seconds * 1e6 / ops.max(1) as f64,
             vs: None,
             ratio: None,
+            best_peer: None,
+            peer_ratio: None,
+            durable: true,
+            bytes_on_disk: None,
             note: String::new(),
         }
     }
@@ -65,7 +84,21 @@ impl Row {
         self
     }
 
-    /// Compare with the row `subject/case` of the same workload (added before this one).
+    /// What the row measured is not on disk when the operation returns (a peer setting
+    /// that defers syncs): such a row is never the "best peer".
+    pub fn not_durable(mut self) -> Row {
+        self.durable = false;
+        self
+    }
+
+    pub fn bytes_on_disk(mut self, bytes: u64) -> Row {
+        self.bytes_on_disk = Some(bytes);
+        self
+    }
+
+    /// Compare with the row `subject/case` (added before this one): of the same
+    /// workload if there is one, else the first such row of any workload (the
+    /// physical line).
     pub fn vs(mut self, key: &str) -> Row {
         self.vs = Some(key.to_owned());
         self
@@ -76,7 +109,7 @@ impl Row {
         self
     }
 
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         format!("{}/{}", self.subject, self.case)
     }
 }
@@ -144,6 +177,23 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Conclusions worth a line of their own, e.g. a ratio the acceptance asks for.
     pub notes: Vec<String>,
+    /// Every setting of each peer, by subject.
+    pub peer_settings: Vec<(String, String)>,
+    /// The targets of the issues, checked against this run's rows.
+    pub targets: Vec<Target>,
+}
+
+/// A target an issue sets, and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// Where it is set, e.g. `issue 5`.
+    pub source: String,
+    /// The target in words, e.g. `W2 8 threads >= 4x 1 thread`.
+    pub target: String,
+    /// What this run measured, in words.
+    pub measured: String,
+    /// `None` when the rows it needs were not run.
+    pub met: Option<bool>,
 }
 
 impl Report {
@@ -160,21 +210,79 @@ impl Report {
             },
             rows: Vec::new(),
             notes: Vec::new(),
+            peer_settings: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
     /// Adds a row, resolving its `vs` against the rows already there.
     pub fn add(&mut self, mut row: Row) {
         if let Some(vs) = &row.vs {
-            let base = self.rows.iter().find(|r| r.workload == row.workload && &r.key() == vs);
+            let base = self
+                .rows
+                .iter()
+                .find(|r| r.workload == row.workload && &r.key() == vs)
+                .or_else(|| self.rows.iter().find(|r| &r.key() == vs));
             row.ratio = base.map(|b| row.ops_per_sec / b.ops_per_sec);
         }
-        eprintln!("  {:<10} {:<44} {:>12} {}/s", row.subject, row.case, fmt_rate(row.ops_per_sec), row.unit);
+        eprintln!(
+            "  {:<19} {:<10} {:<44} {:>12} {}/s",
+            row.workload,
+            row.subject,
+            row.case,
+            fmt_rate(row.ops_per_sec),
+            row.unit
+        );
         self.rows.push(row);
     }
 
     pub fn find(&self, workload: &str, key: &str) -> Option<&Row> {
         self.rows.iter().find(|r| r.workload == workload && r.key() == key)
+    }
+
+    /// The ops/s of a row (its median sample), if it was run.
+    pub fn rate(&self, workload: &str, key: &str) -> Option<f64> {
+        self.find(workload, key).map(|r| r.ops_per_sec)
+    }
+
+    /// The ops/s of a row's fastest sample, if it was run.
+    pub fn best_rate(&self, workload: &str, key: &str) -> Option<f64> {
+        self.find(workload, key).map(|r| r.best_ops_per_sec)
+    }
+
+    /// Records a peer's settings once.
+    pub fn peer_settings(&mut self, subject: &str, settings: &str) {
+        if !self.peer_settings.iter().any(|(s, _)| s == subject) {
+            self.peer_settings.push((subject.to_owned(), settings.to_owned()));
+        }
+    }
+
+    pub fn target(&mut self, target: Target) {
+        self.targets.push(target);
+    }
+
+    /// Compares every Shelf row with the fastest durable peer row of its workload.
+    fn rank_peers(&mut self) {
+        let best: Vec<Option<(String, f64)>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                if !row.subject.starts_with("shelf") {
+                    return None;
+                }
+                self.rows
+                    .iter()
+                    .filter(|r| r.workload == row.workload && PEERS.contains(&r.subject.as_str()) && r.durable)
+                    .max_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec))
+                    .map(|b| (b.key(), b.ops_per_sec))
+            })
+            .collect();
+        for (row, best) in self.rows.iter_mut().zip(best) {
+            if let Some((key, rate)) = best {
+                row.peer_ratio = Some(row.ops_per_sec / rate);
+                row.best_peer = Some(key);
+            }
+        }
     }
 
     pub fn note(&mut self, note: impl Into<String>) {
@@ -201,11 +309,24 @@ impl Report {
     /// Records the end of the run; call before [`Report::print`] and [`Report::write_json`].
     pub fn finish(&mut self) {
         self.machine.loadavg_end = loadavg();
+        self.rank_peers();
     }
 
     pub fn print(&self) {
-        let header = ["workload", "subject", "case", "durability", "n", "median", "ops/s", "per op", "vs", "note"];
-        let cells: Vec<[String; 10]> = self
+        let header = [
+            "workload",
+            "subject",
+            "case",
+            "durability",
+            "n",
+            "median",
+            "ops/s",
+            "per op",
+            "vs best peer",
+            "vs line/baseline",
+            "note",
+        ];
+        let cells: Vec<[String; 11]> = self
             .rows
             .iter()
             .map(|r| {
@@ -218,6 +339,10 @@ impl Report {
                     fmt_secs(r.seconds),
                     fmt_rate(r.ops_per_sec),
                     format!("{:.1} µs", r.us_per_op),
+                    match (&r.best_peer, r.peer_ratio) {
+                        (Some(peer), Some(ratio)) => format!("{ratio:.2}x {}", peer.split('/').next().unwrap_or("")),
+                        _ => String::new(),
+                    },
                     match (&r.vs, r.ratio) {
                         (Some(vs), Some(ratio)) => format!("{ratio:.2}x {vs}"),
                         _ => String::new(),
@@ -269,6 +394,25 @@ impl Report {
                 println!("{note}");
             }
         }
+        if !self.peer_settings.is_empty() {
+            println!();
+            println!("peer settings:");
+            for (subject, settings) in &self.peer_settings {
+                println!("  {subject}: {settings}");
+            }
+        }
+        if !self.targets.is_empty() {
+            println!();
+            println!("targets:");
+            for t in &self.targets {
+                let verdict = match t.met {
+                    Some(true) => "MET   ",
+                    Some(false) => "MISSED",
+                    None => "n/a   ",
+                };
+                println!("  {verdict} [{}] {}: {}", t.source, t.target, t.measured);
+            }
+        }
     }
 
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
@@ -276,6 +420,9 @@ impl Report {
         std::fs::write(path, json)
     }
 }
+
+/// The subjects that are peer stores.
+pub const PEERS: [&str; 3] = ["sqlite", "redb", "native_db"];
 
 fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
