@@ -310,7 +310,9 @@ pub fn tell(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     // The parent may be gone (then there is no one to tell, and the child should stop).
-    if writeln!(out, "{MARK}{line}").and_then(|()| out.flush()).is_err() {
+    // One write of the whole line, so a kill cannot split it on our side.
+    let text = format!("{MARK}{line}\n");
+    if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
         std::process::exit(3);
     }
 }
@@ -338,7 +340,20 @@ impl ChildProc {
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let mut stdout = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match stdout.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                // A line cut short by the SIGKILL (no newline) was never fully
+                // printed: the child did not get past printing it.
+                if buf.last() != Some(&b'\n') {
+                    return;
+                }
+                let line = String::from_utf8_lossy(&buf[..buf.len() - 1]).into_owned();
                 // libtest may print its own text before the first line on the same line.
                 if let Some(at) = line.find(MARK) {
                     if tx.send(line[at + MARK.len()..].to_owned()).is_err() {
