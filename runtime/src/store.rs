@@ -150,10 +150,7 @@ impl StoreBuilder {
         let dir = self.dir.clone();
         create_dir_durable(fs.as_ref(), &dir).map_err(|e| Error::io("create data directory", &dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
-            _ => Error::io("lock", &lock_path, e),
-        })?;
+        let lock = take_lock(fs.as_ref(), &dir, &lock_path)?;
 
         let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
         let mut by_type = HashMap::new();
@@ -262,6 +259,26 @@ impl StoreBuilder {
         }
         Ok(Store { inner: Arc::new(Shared { inner }) })
     }
+}
+
+/// Takes the directory lock. A lock held elsewhere is retried for a short while
+/// before `Locked` is returned: a process that forks while another `Store` of this
+/// process has just closed keeps a copy of the lock until its child calls `exec`.
+fn take_lock(fs: &dyn Vfs, dir: &Path, lock_path: &Path) -> Result<Box<dyn VfsLock>> {
+    const ATTEMPTS: u32 = 20;
+    for attempt in 1..=ATTEMPTS {
+        match fs.try_lock(lock_path) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && attempt < ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { dir: dir.to_path_buf() })
+            }
+            Err(e) => return Err(Error::io("lock", lock_path, e)),
+        }
+    }
+    Err(Error::Locked { dir: dir.to_path_buf() })
 }
 
 /// Recovers the WAL (replaying its records into the loaded collections) and opens
