@@ -17,7 +17,7 @@ use crate::collection::{Applied, Locked};
 use crate::error::{Error, Result};
 use crate::relation::OnDelete;
 use crate::store::Inner;
-use crate::wal::{SyncStep, Undo, WalSync};
+use crate::wal::{Incoming, SyncStep, Undo, WalSync};
 
 /// One write of a commit: the collection's position and its `TypedOp<T>`.
 pub(crate) struct Op {
@@ -77,10 +77,12 @@ impl Inner {
     /// Runs `stage` under the writer lock, commits the ops it returns, and waits
     /// until they are durable as the WAL policy says.
     pub(crate) fn write<R>(&self, stage: impl FnOnce() -> Result<(Vec<Op>, R)>) -> Result<R> {
+        let incoming = self.announce();
         let guard = self.lock_writer()?;
         let (ops, result) = stage()?;
         let lsn = self.commit_locked(&guard, ops)?;
         drop(guard);
+        drop(incoming);
         self.wait_durable(lsn)?;
         Ok(result)
     }
@@ -207,6 +209,12 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Announces a writer to the WAL's group commit (policy `Always` only); keep the
+    /// guard until the commit is appended. See [`Wal::incoming`](crate::wal::Wal::incoming).
+    pub(crate) fn announce(&self) -> Option<Incoming<'_>> {
+        self.wal.as_ref().filter(|wal| wal.policy == WalSync::Always).map(|wal| wal.incoming())
     }
 
     /// Waits until the WAL record `lsn` is durable (policy `Always`); with

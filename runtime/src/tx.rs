@@ -158,6 +158,7 @@ impl Store {
     ) -> Result<R, E> {
         self.check_open()?;
         let inner = self.inner();
+        let incoming = inner.announce();
         let guard = inner.lock_writer()?;
         let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
         let result = {
@@ -166,6 +167,7 @@ impl Store {
         };
         let lsn = inner.commit_locked(&guard, tx.ops)?;
         drop(guard);
+        drop(incoming);
         inner.wait_durable(lsn)?;
         Ok(result)
     }

@@ -13,6 +13,13 @@
 //! see it a moment before it is durable; the committing call returns only after.
 //! If the sync fails, every commit not yet durable is rolled back in memory, cut
 //! from the segment, and its caller gets the error.
+//!
+//! Group commit: a thread that becomes the sync leader first waits, for at most
+//! the duration of the last sync, until as many commits wait as the last sync
+//! covered and every writer announced by [`Wal::incoming`] has appended (or given
+//! up), so one `fdatasync` covers them all. A lone writer never waits: its last
+//! group was itself, and it is past its announcement when it leads. When fewer
+//! writers come than last time, the leader waits once and the next group is smaller.
 
 pub(crate) mod record;
 pub(crate) mod replay;
@@ -23,7 +30,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::Thread;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::fs::{create_dir_durable, Vfs, VfsAppend};
@@ -88,6 +98,10 @@ struct State {
     cut_to: Option<u64>,
     /// Bytes in rotated segments not yet checkpointed.
     old_bytes: u64,
+    /// How many records the last sync made durable: the group size to wait for.
+    last_group: u64,
+    /// Threads parked in [`Wal::wait`] until the next [`Wal::wake_all`].
+    parked: Vec<Thread>,
     stats: crate::stats::WalStats,
 }
 
@@ -105,7 +119,33 @@ pub(crate) struct Wal {
     fs: Arc<dyn Vfs>,
     pub policy: WalSync,
     state: Mutex<State>,
-    changed: Condvar,
+    /// Writers announced by [`Wal::incoming`] that have not appended yet.
+    incoming: AtomicUsize,
+    /// Bumped by every [`Wal::wake_all`].
+    epoch: AtomicU64,
+    /// The highest sequence number a sync made durable (only syncs move it).
+    durable: AtomicU64,
+    /// Whether any commit was ever rolled back: `durable` alone then no longer
+    /// tells a waiter its commit is durable.
+    rolled_any: AtomicBool,
+    /// Signalled when the last announced writer has appended or given up.
+    arrived: Condvar,
+}
+
+/// The longest a sync leader waits for announced writers.
+const MAX_GROUP_WAIT: Duration = Duration::from_millis(2);
+
+/// A writer on its way to append a commit; see [`Wal::incoming`].
+pub(crate) struct Incoming<'a>(&'a Wal);
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        if self.0.incoming.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so a leader between its check and its wait hears it.
+            let _st = self.0.state.lock();
+            self.0.arrived.notify_one();
+        }
+    }
 }
 
 impl Wal {
@@ -136,9 +176,15 @@ impl Wal {
                 rolled_back: Vec::new(),
                 cut_to: None,
                 old_bytes: 0,
+                last_group: 1,
+                parked: Vec::new(),
                 stats: crate::stats::WalStats::default(),
             }),
-            changed: Condvar::new(),
+            incoming: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
+            durable: AtomicU64::new(last_lsn),
+            rolled_any: AtomicBool::new(false),
+            arrived: Condvar::new(),
         })
     }
 
@@ -168,6 +214,7 @@ impl Wal {
         st.stats.records += 1;
         st.last_lsn = lsn;
         st.pending.push_back(Pending { lsn, offset, undo: Vec::new(), seq: 0 });
+        self.arrived.notify_one();
         Ok(lsn)
     }
 
@@ -179,6 +226,15 @@ impl Wal {
             pending.undo = undo;
             pending.seq = seq;
         }
+    }
+
+    /// Announces a writer about to commit, before it waits for the writer lock.
+    /// Drop the guard once the commit is appended (or failed, or logged nothing),
+    /// just before waiting in [`Wal::sync_to`]: a sync leader waits briefly for
+    /// announced writers, so that one `fdatasync` covers their commits too.
+    pub fn incoming(&self) -> Incoming<'_> {
+        self.incoming.fetch_add(1, Ordering::AcqRel);
+        Incoming(self)
     }
 
     /// The sequence number of the last appended record.
@@ -198,10 +254,24 @@ impl Wal {
                 return SyncStep::Durable;
             }
             if st.syncing || st.failing {
-                self.changed.wait(&mut st);
+                st = self.wait(st);
+                // Woken by a successful sync: most waiters are done without the lock.
+                if self.durable.load(Ordering::Acquire) >= lsn && !self.rolled_any.load(Ordering::Acquire) {
+                    return SyncStep::Durable;
+                }
                 continue;
             }
             st.syncing = true;
+            // Group commit: writers on their way, and as many as came last time,
+            // share this sync.
+            let expected = st.last_group;
+            let waiting =
+                |st: &State| self.incoming.load(Ordering::Acquire) > 0 || st.last_lsn - st.synced_lsn < expected;
+            if waiting(&st) {
+                let window = st.stats.last_sync.unwrap_or(MAX_GROUP_WAIT).min(MAX_GROUP_WAIT);
+                let deadline = std::time::Instant::now() + window;
+                while waiting(&st) && !self.arrived.wait_until(&mut st, deadline).timed_out() {}
+            }
             let target = st.last_lsn;
             let segment = Arc::clone(&st.segment);
             let path = st.segment_path.clone();
@@ -214,18 +284,44 @@ impl Wal {
             st.stats.last_sync = Some(started.elapsed());
             match outcome {
                 Ok(()) => {
+                    st.last_group = target.saturating_sub(st.synced_lsn).max(1);
                     st.synced_lsn = st.synced_lsn.max(target);
+                    self.durable.fetch_max(target, Ordering::Release);
                     while st.pending.front().is_some_and(|p| p.lsn <= target) {
                         st.pending.pop_front();
                     }
-                    self.changed.notify_all();
+                    self.wake_all(&mut st);
                 }
                 Err(e) => {
                     st.failing = true;
-                    self.changed.notify_all();
+                    self.wake_all(&mut st);
                     return SyncStep::RollBack(Error::io("sync WAL segment", path, e));
                 }
             }
+        }
+    }
+
+    /// Unlocks the state and parks this thread until the next [`Wal::wake_all`]
+    /// (or spuriously), then locks it again.
+    ///
+    /// Waiters are unparked one by one instead of through a condition variable, whose
+    /// `notify_all` would hand them the mutex one after the other: after a sync they
+    /// all run at once, and most find their commit durable without the lock.
+    fn wait<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        st.parked.push(std::thread::current());
+        drop(st);
+        while self.epoch.load(Ordering::Acquire) == epoch {
+            std::thread::park();
+        }
+        self.state.lock()
+    }
+
+    /// Wakes every thread parked in [`Wal::wait`]; call after a change they wait for.
+    fn wake_all(&self, st: &mut State) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for thread in st.parked.drain(..) {
+            thread.unpark();
         }
     }
 
@@ -255,7 +351,7 @@ impl Wal {
     pub fn keep_unsynced(&self) {
         let mut st = self.state.lock();
         st.failing = false;
-        self.changed.notify_all();
+        self.wake_all(&mut st);
     }
 
     /// Cuts the segment back to `cut_to`, if a cut is owed.
@@ -273,11 +369,12 @@ impl Wal {
         let (from, to) = (st.synced_lsn + 1, st.last_lsn);
         if from <= to {
             st.rolled_back.push((from, to, error));
+            self.rolled_any.store(true, Ordering::Release);
         }
         // The rolled-back records are gone from the file; what remains is durable.
         st.synced_lsn = st.last_lsn;
         st.failing = false;
-        self.changed.notify_all();
+        self.wake_all(&mut st);
     }
 
     /// Starts a new segment if the current one holds records, after syncing it.
@@ -292,7 +389,7 @@ impl Wal {
         }
         if st.synced_lsn < st.last_lsn {
             while st.syncing {
-                self.changed.wait(&mut st);
+                st = self.wait(st);
             }
             let target = st.last_lsn;
             let started = std::time::Instant::now();
@@ -300,8 +397,9 @@ impl Wal {
             st.stats.syncs += 1;
             st.stats.last_sync = Some(started.elapsed());
             st.synced_lsn = target;
+            self.durable.fetch_max(target, Ordering::Release);
             st.pending.clear();
-            self.changed.notify_all();
+            self.wake_all(&mut st);
         }
         let path = self.dir.join(segment_name(st.last_lsn + 1));
         let segment = new_segment(self.fs.as_ref(), &self.dir, &path)?;
