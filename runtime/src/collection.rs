@@ -23,9 +23,12 @@ use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::LoadCtx;
 use crate::relation::{Dangling, ForeignKeySpec};
-use crate::storage::{collection_file, strategy_for, FileChange, Quarantine, RawRecord, Strategy};
+use crate::storage::{strategy_for, FileChange, Quarantine, RawRecord, Strategy};
 use crate::store::Store;
 use crate::watch::{Change, Event, Watchers};
+
+mod load;
+use load::Loader;
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
 struct State<T: Entity> {
@@ -459,7 +462,7 @@ impl<T: Entity> Core<T> {
     }
 
     fn parse(&self, raw: &RawRecord) -> std::result::Result<T, String> {
-        let value: T = serde_json::from_slice(&raw.bytes).map_err(|e| e.to_string())?;
+        let value: T = serde_json::from_slice(raw.bytes).map_err(|e| e.to_string())?;
         if let Some(stem) = &raw.stem {
             let actual = self.stem(value.id()).map_err(|e| e.to_string())?;
             if &actual != stem {
@@ -587,35 +590,43 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
 
     fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()> {
-        let mut records = HashMap::new();
         let mut max_counter = 0;
         let mut skipped = false;
-        from.load(ctx.fs(), &mut |raw| {
-            match self.parse(&raw) {
-                Ok(value) => {
-                    if let Some(n) = value.__id_counter() {
-                        max_counter = max_counter.max(n.saturating_add(1));
-                    }
-                    records.insert(value.id().clone(), Arc::new(value));
-                }
-                Err(message) if !ctx.quarantine() => {
-                    return Err(Error::CorruptRecord { collection: self.name.to_owned(), path: raw.path, message });
-                }
-                Err(message) => match from.quarantine() {
-                    Quarantine::MoveFile => ctx.move_aside(self.name, &raw.path, message)?,
-                    Quarantine::CopyFileAndSkip => {
-                        ctx.copy_aside(self.name, &collection_file::file_of(&raw.path), &raw.path, message)?;
-                        skipped = true;
-                    }
-                },
-            }
-            Ok(())
-        })?;
         let mut state = self.state.write();
+        // Parsing (here) and indexing (`Loader`) overlap on two threads once the
+        // collection proves large; records arrive in file order either way, so a
+        // later line with the same id wins, as it always did.
+        std::thread::scope(|scope| {
+            let mut loader = Loader::new(scope, &mut state);
+            let loaded = from.load(ctx.fs(), &mut |raw| {
+                match self.parse(&raw) {
+                    Ok(value) => {
+                        if let Some(n) = value.__id_counter() {
+                            max_counter = max_counter.max(n.saturating_add(1));
+                        }
+                        loader.push(value);
+                    }
+                    Err(message) if !ctx.quarantine() => {
+                        return Err(Error::CorruptRecord {
+                            collection: self.name.to_owned(),
+                            path: raw.location(),
+                            message,
+                        });
+                    }
+                    Err(message) => match from.quarantine() {
+                        Quarantine::MoveFile => ctx.move_aside(self.name, &raw.location(), message)?,
+                        Quarantine::CopyFileAndSkip => {
+                            ctx.copy_aside(self.name, raw.file, &raw.location(), message)?;
+                            skipped = true;
+                        }
+                    },
+                }
+                Ok(())
+            });
+            loader.finish();
+            loaded
+        })?;
         state.next_auto = state.next_auto.max(max_counter);
-        for (id, value) in records {
-            state.put(&id, Some(value), false);
-        }
         if skipped {
             state.seq += 1;
             state.rewrite = Some(state.seq);

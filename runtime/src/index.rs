@@ -61,6 +61,11 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     fn apply(&mut self, id: &T::Id, old: Option<&Arc<T>>, new: Option<&Arc<T>>) -> bool;
     /// The number of `(key, id)` entries.
     fn entries(&self) -> usize;
+    /// An order-independent hash of the `(key, id)` entries, kept up to date by every
+    /// write, that index file headers carry: a file whose header has the same value
+    /// (and whose checksum holds) has these entries, without parsing it.
+    #[doc(hidden)]
+    fn content_hash(&self) -> u64;
     /// Writes the entries as JSONL lines `{"key":..,"id":..}`, sorted by key then id.
     #[doc(hidden)]
     fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
@@ -244,12 +249,14 @@ pub struct Index<T: Entity, K: IndexKey> {
     keys_of: KeysOf<T, K>,
     map: Map<K, Ids<T::Id, Option<Arc<T>>>>,
     entries: usize,
+    /// The sum of [`entry_hash`] over the entries.
+    content: u64,
 }
 
 impl<T: Entity, K: IndexKey> Index<T, K> {
     /// A new, empty index.
     pub fn new(name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Self {
-        Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0 }
+        Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0, content: 0 }
     }
 
     /// Boxes the index for [`Entity::__indices`].
@@ -269,11 +276,16 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         let added = match self.map.get_mut(&key) {
             Some(ids) => ids.insert(id.clone(), rec),
             None => {
+                self.content = self.content.wrapping_add(entry_hash(&key, id));
                 self.map.insert(key, Ids::One(id.clone(), rec));
-                true
+                self.entries += 1;
+                return true;
             }
         };
-        self.entries += usize::from(added);
+        if added {
+            self.entries += 1;
+            self.content = self.content.wrapping_add(entry_hash(&key, id));
+        }
         added
     }
 
@@ -282,6 +294,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         let had = ids.iter().any(|i| i == id);
         if had {
             self.entries -= 1;
+            self.content = self.content.wrapping_sub(entry_hash(key, id));
             if ids.remove(id) {
                 self.map.remove(key);
             }
@@ -383,15 +396,23 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         if !self.kind.unique {
             return Vec::new();
         }
-        let entries = self.map.sorted_entries();
-        entries
-            .into_iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|(key, ids)| (key_text(key), ids.iter().map(Key::encode_key).collect()))
-            .collect()
+        let mut shared: Vec<_> = match &self.map {
+            Map::Hash(m) => m.iter().filter(|(_, ids)| ids.len() > 1).collect(),
+            Map::Sorted(m) => m.iter().filter(|(_, ids)| ids.len() > 1).collect(),
+        };
+        shared.sort_by(|a, b| a.0.cmp(b.0));
+        shared.into_iter().map(|(key, ids)| (key_text(key), ids.iter().map(Key::encode_key).collect())).collect()
     }
 
     fn apply(&mut self, id: &T::Id, old: Option<&Arc<T>>, new: Option<&Arc<T>>) -> bool {
+        if let (None, Some(new)) = (old, new) {
+            // A new record: each of its keys gets an entry (a key listed twice by an
+            // `each` field is added once), with no key list built first.
+            let keys_of = self.keys_of;
+            let mut changed = false;
+            keys_of(new, &mut |key| changed |= self.add(key.clone(), id, Some(Arc::clone(new))));
+            return changed;
+        }
         let old_keys = old.map(|v| self.keys(v)).unwrap_or_default();
         let new_keys = new.map(|v| self.keys(v)).unwrap_or_default();
         let mut changed = false;
@@ -407,6 +428,10 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
 
     fn entries(&self) -> usize {
         self.entries
+    }
+
+    fn content_hash(&self) -> u64 {
+        self.content
     }
 
     fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
@@ -439,6 +464,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
     fn clear(&mut self) {
         self.map.clear();
         self.entries = 0;
+        self.content = 0;
     }
 
     fn ids_for_any(&self, key: &dyn Any) -> Vec<T::Id> {
@@ -483,6 +509,31 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
 /// A key as JSON, for messages.
 fn key_text<K: IndexKey>(key: &K) -> String {
     serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
+}
+
+/// The hash of one `(key, id)` entry for [`IndexMaint::content_hash`]: FNV-1a over
+/// what the values' `Hash` impls write, so it is the same in every run of a build
+/// (a toolchain that hashes differently only makes index files look stale once).
+fn entry_hash<K: Hash, I: Hash>(key: &K, id: &I) -> u64 {
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    key.hash(&mut hasher);
+    id.hash(&mut hasher);
+    hasher.0
+}
+
+/// A streaming FNV-1a hasher.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// A 64-bit FNV-1a hash: stable across platforms and Rust versions, which is all the

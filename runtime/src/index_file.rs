@@ -4,7 +4,7 @@
 //! by key and then id:
 //!
 //! ```text
-//! {"shelf_index":1,"index":"email","unique":true,"sorted":false,"entries":2,"records":2,"fingerprint":"9f2c..."}
+//! {"shelf_index":1,"index":"email","unique":true,"sorted":false,"entries":2,"records":2,"fingerprint":"9f2c...","content":"41d0...","checksum":"7a1c03e2"}
 //! {"key":"ada@example.com","id":"ada"}
 //! {"key":"bob@example.com","id":"bob"}
 //! ```
@@ -13,6 +13,12 @@
 //! is compared with the index rebuilt from the records, and rewritten when it is
 //! missing, unparsable or stale (another fingerprint or other entries). The
 //! fingerprint is an order-independent hash of the set of record ids.
+//!
+//! `content` (an order-independent hash of the typed entries, see
+//! [`IndexMaint::content_hash`]) and `checksum` (CRC32C of every byte after the
+//! header line) let open check a file without parsing its entries: when both match,
+//! the file holds exactly the rebuilt entries. A file without them (written by
+//! `shelf` CLI tools, or by an older build) is parsed and compared entry by entry.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +40,10 @@ struct Header {
     entries: usize,
     records: usize,
     fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
 }
 
 /// The whole file for `index`.
@@ -51,10 +61,15 @@ pub(crate) fn write<T: Entity>(
         entries: index.entries(),
         records,
         fingerprint: format!("{fingerprint:016x}"),
+        content: Some(format!("{:016x}", index.content_hash())),
+        checksum: None,
     };
+    let mut body = Vec::new();
+    index.write_lines(&mut body)?;
+    let header = Header { checksum: Some(format!("{:08x}", crc32c::crc32c(&body))), ..header };
     let mut out = serde_json::to_vec(&header)?;
     out.push(b'\n');
-    index.write_lines(&mut out)?;
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
@@ -66,11 +81,14 @@ pub(crate) fn verify<T: Entity>(
     fingerprint: u64,
     records: usize,
 ) -> Result<(), String> {
-    let mut lines = bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty());
-    let header: Header = match lines.next() {
-        Some(line) => serde_json::from_slice(line).map_err(|e| format!("unparsable header: {e}"))?,
-        None => return Err("empty file".to_owned()),
+    let (first, body) = match bytes.iter().position(|&b| b == b'\n') {
+        Some(end) => (&bytes[..end], &bytes[end + 1..]),
+        None => (bytes, &[][..]),
     };
+    if first.is_empty() {
+        return Err("empty file".to_owned());
+    }
+    let header: Header = serde_json::from_slice(first).map_err(|e| format!("unparsable header: {e}"))?;
     if header.shelf_index != INDEX_FORMAT {
         return Err(format!("format version {} (this build writes {INDEX_FORMAT})", header.shelf_index));
     }
@@ -81,6 +99,19 @@ pub(crate) fn verify<T: Entity>(
     if header.records != records || header.fingerprint != format!("{fingerprint:016x}") {
         return Err("stale: built from another set of records".to_owned());
     }
+    if header.entries != rebuilt.entries() {
+        return Err("stale: its entries differ from the records".to_owned());
+    }
+    if let (Some(content), Some(checksum)) = (&header.content, &header.checksum) {
+        if *checksum != format!("{:08x}", crc32c::crc32c(body)) {
+            return Err("corrupt: its checksum does not match".to_owned());
+        }
+        if *content != format!("{:016x}", rebuilt.content_hash()) {
+            return Err("stale: its entries differ from the records".to_owned());
+        }
+        return Ok(());
+    }
+    let mut lines = body.split(|&b| b == b'\n').filter(|line| !line.is_empty());
     let stored = rebuilt.read_lines(&mut lines).map_err(|e| format!("unparsable entry: {e}"))?;
     if stored.entries() != header.entries {
         return Err(format!(

@@ -81,7 +81,7 @@ impl DataDir {
         }
         let mut failure = None;
         let outcome = strategy(&self.dir, info).load(&RealFs, &mut |raw| {
-            let record = Record { location: raw.path, stem: raw.stem, bytes: raw.bytes };
+            let record = Record { location: raw.location(), stem: raw.stem, bytes: raw.bytes.to_vec() };
             sink(record).map_err(|e| {
                 failure = Some(e);
                 // Only stops the load: the sink's own error, kept above, is returned.

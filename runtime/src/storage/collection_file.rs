@@ -31,7 +31,7 @@ impl Strategy for CollectionFile {
         vec![self.dir.clone()]
     }
 
-    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
+    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>) -> Result<()> {
         let file = match fs.open_read(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -52,8 +52,7 @@ impl Strategy for CollectionFile {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let path = PathBuf::from(format!("{}:{number}", self.path.display()));
-            sink(RawRecord { path, stem: None, bytes: std::mem::take(&mut line) })?;
+            sink(RawRecord { file: &self.path, line: Some(number), stem: None, bytes: &line })?;
         }
     }
 
@@ -77,14 +76,5 @@ impl Strategy for CollectionFile {
 
     fn quarantine(&self) -> Quarantine {
         Quarantine::CopyFileAndSkip
-    }
-}
-
-/// The file of a line-qualified record path (`file.jsonl:12` -> `file.jsonl`).
-pub(crate) fn file_of(path: &Path) -> PathBuf {
-    let text = path.to_string_lossy();
-    match text.rsplit_once(':') {
-        Some((file, line)) if line.bytes().all(|b| b.is_ascii_digit()) => PathBuf::from(file),
-        _ => path.to_path_buf(),
     }
 }

@@ -14,7 +14,7 @@ impl Strategy for Memory {
     fn dirs(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    fn load(&self, _fs: &dyn Vfs, _sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
+    fn load(&self, _fs: &dyn Vfs, _sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>) -> Result<()> {
         Ok(())
     }
     fn files(&self, _fs: &dyn Vfs) -> Result<Vec<PathBuf>> {

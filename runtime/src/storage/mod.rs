@@ -22,13 +22,26 @@ use crate::fs::Vfs;
 
 /// One record as found on disk, before parsing.
 #[derive(Debug)]
-pub(crate) struct RawRecord {
-    /// The file it came from (with `:line` for a line of a collection file).
-    pub path: PathBuf,
+pub(crate) struct RawRecord<'a> {
+    /// The file it came from.
+    pub file: &'a Path,
+    /// Its line, for a line of a collection file.
+    pub line: Option<usize>,
     /// The encoded id the location promises (a file name), when it has one.
     pub stem: Option<String>,
     /// The serialized entity.
-    pub bytes: Vec<u8>,
+    pub bytes: &'a [u8],
+}
+
+impl RawRecord<'_> {
+    /// Where the record is, for messages: the file, with `:line` for a line of a
+    /// collection file. Built only when asked for, not for every record loaded.
+    pub fn location(&self) -> PathBuf {
+        match self.line {
+            Some(line) => PathBuf::from(format!("{}:{line}", self.file.display())),
+            None => self.file.to_path_buf(),
+        }
+    }
 }
 
 /// A change to persist: the encoded id, and the new bytes or `None` for a removal.
@@ -54,7 +67,7 @@ pub(crate) trait Strategy: Send + Sync + Debug {
     /// leftover temp files.
     fn dirs(&self) -> Vec<PathBuf>;
     /// Reads every stored record. Unreadable files are errors naming the file.
-    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()>;
+    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>) -> Result<()>;
     /// Whether a flush rewrites the whole collection ([`Strategy::stage_all`]) rather
     /// than the changed records ([`Strategy::stage`]).
     fn whole_file(&self) -> bool {

@@ -93,7 +93,7 @@ impl Strategy for PerRecord {
         dirs
     }
 
-    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord) -> Result<()>) -> Result<()> {
+    fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>) -> Result<()> {
         for (path, stem) in self.record_files(fs)? {
             let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
             let bytes = match self.codec.decode(bytes) {
@@ -101,7 +101,7 @@ impl Strategy for PerRecord {
                 // An undecodable file is a corrupt record: the sink decides.
                 Err(e) => format!("not valid zstd: {e}").into_bytes(),
             };
-            sink(RawRecord { stem: Some(stem), path, bytes })?;
+            sink(RawRecord { file: &path, line: None, stem: Some(stem), bytes: &bytes })?;
         }
         Ok(())
     }
