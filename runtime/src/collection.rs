@@ -401,7 +401,15 @@ impl<T: Entity> Core<T> {
         pos: usize,
         key: &Q,
     ) -> Vec<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, _| index.get_recs(key).cloned().collect()).unwrap_or_default()
+        self.with_index::<K, _>(pos, |index, _| {
+            let recs: Vec<&Arc<T>> = index.get_recs(key).collect();
+            // Read every record's reference count first: plain loads, so their cache
+            // misses overlap, where the atomic increments of `clone` would take them
+            // one after the other. A large collection's records are far apart.
+            std::hint::black_box(recs.iter().map(|rec| Arc::strong_count(rec)).sum::<usize>());
+            recs.into_iter().cloned().collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Runs `f` over the records and indices, under one read lock.

@@ -69,12 +69,11 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// Writes the entries as JSONL lines `{"key":..,"id":..}`, sorted by key then id.
     #[doc(hidden)]
     fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-    /// Parses lines written by `write_lines` into a fresh index of the same shape.
+    /// Parses lines written by `write_lines` and compares them with the entries:
+    /// how many distinct entries the lines hold, and whether they are exactly these.
+    /// The error names the first unparsable line.
     #[doc(hidden)]
-    fn read_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<Box<dyn IndexMaint<T>>, String>;
-    /// Whether another index holds exactly the same entries.
-    #[doc(hidden)]
-    fn same_entries(&self, other: &dyn IndexMaint<T>) -> bool;
+    fn compare_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<(usize, bool), String>;
     /// Removes every entry.
     #[doc(hidden)]
     fn clear(&mut self);
@@ -113,6 +112,7 @@ impl<K: IndexKey, V> Map<K, V> {
             Map::Hash(HashMap::default())
         }
     }
+    #[inline]
     fn get<Q: Hash + Ord + ?Sized>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -163,76 +163,92 @@ impl<K: IndexKey, V> Map<K, V> {
     }
 }
 
-/// The ids under one key, each with its record (`None` only in an index read back
-/// from its file for comparison): usually one, so no map is allocated for it.
-#[derive(Clone, Debug)]
-enum Ids<I, R> {
-    One(I, R),
-    Many(BTreeMap<I, R>),
+/// The records under one key, usually one, so no map is allocated for it. An entry
+/// holds the record's `Arc` and no copy of its id: the id is the record's own.
+enum Ids<T: Entity> {
+    One(Arc<T>),
+    // Boxed so that a slot is 16 bytes, not 32: most slots are `One`.
+    #[allow(clippy::box_collection)]
+    Many(Box<BTreeMap<T::Id, Arc<T>>>),
 }
 
-impl<I: Ord + Clone, R> Ids<I, R> {
-    fn iter(&self) -> Box<dyn Iterator<Item = &I> + '_> {
+/// The `(id, record)` pairs under one key, in id order.
+enum IdsIter<'a, T: Entity> {
+    One(Option<&'a Arc<T>>),
+    Many(std::collections::btree_map::Iter<'a, T::Id, Arc<T>>),
+}
+
+impl<'a, T: Entity> Iterator for IdsIter<'a, T> {
+    type Item = (&'a T::Id, &'a Arc<T>);
+
+    fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Ids::One(id, _) => Box::new(std::iter::once(id)),
-            Ids::Many(ids) => Box::new(ids.keys()),
+            IdsIter::One(rec) => rec.take().map(|r| (r.id(), r)),
+            IdsIter::Many(iter) => iter.next(),
         }
     }
-    fn recs(&self) -> Box<dyn Iterator<Item = &R> + '_> {
+}
+
+impl<T: Entity> Ids<T> {
+    fn entries(&self) -> IdsIter<'_, T> {
         match self {
-            Ids::One(_, r) => Box::new(std::iter::once(r)),
-            Ids::Many(ids) => Box::new(ids.values()),
+            Ids::One(rec) => IdsIter::One(Some(rec)),
+            Ids::Many(recs) => IdsIter::Many(recs.iter()),
         }
+    }
+    fn iter(&self) -> impl Iterator<Item = &T::Id> + '_ {
+        self.entries().map(|(id, _)| id)
+    }
+    fn recs(&self) -> impl Iterator<Item = &Arc<T>> + '_ {
+        self.entries().map(|(_, rec)| rec)
     }
     fn len(&self) -> usize {
         match self {
             Ids::One(..) => 1,
-            Ids::Many(ids) => ids.len(),
+            Ids::Many(recs) => recs.len(),
         }
     }
-    fn first(&self) -> Option<&I> {
+    fn first(&self) -> Option<&Arc<T>> {
         match self {
-            Ids::One(id, _) => Some(id),
-            Ids::Many(ids) => ids.keys().next(),
+            Ids::One(rec) => Some(rec),
+            Ids::Many(recs) => recs.values().next(),
         }
     }
-    fn first_rec(&self) -> Option<&R> {
+    fn contains(&self, id: &T::Id) -> bool {
         match self {
-            Ids::One(_, r) => Some(r),
-            Ids::Many(ids) => ids.values().next(),
+            Ids::One(rec) => rec.id() == id,
+            Ids::Many(recs) => recs.contains_key(id),
         }
     }
-    /// Adds `id` (or replaces its record); returns whether the id is new.
-    fn insert(&mut self, id: I, rec: R) -> bool {
+    /// Adds the record (or replaces the one with its id); returns whether the id is new.
+    fn insert(&mut self, rec: Arc<T>) -> bool {
         match self {
-            Ids::One(existing, r) if *existing == id => {
-                *r = rec;
+            Ids::One(existing) if existing.id() == rec.id() => {
+                *existing = rec;
                 false
             }
-            Ids::One(..) => {
-                let mut map = BTreeMap::new();
-                if let Ids::One(e, r) = std::mem::replace(self, Ids::Many(BTreeMap::new())) {
-                    map.insert(e, r);
-                }
-                map.insert(id, rec);
-                *self = Ids::Many(map);
+            Ids::One(existing) => {
+                let mut recs = BTreeMap::new();
+                recs.insert(existing.id().clone(), Arc::clone(existing));
+                recs.insert(rec.id().clone(), rec);
+                *self = Ids::Many(Box::new(recs));
                 true
             }
-            Ids::Many(ids) => ids.insert(id, rec).is_none(),
+            Ids::Many(recs) => recs.insert(rec.id().clone(), rec).is_none(),
         }
     }
     /// Removes `id`; returns whether the slot is now empty.
-    fn remove(&mut self, id: &I) -> bool {
+    fn remove(&mut self, id: &T::Id) -> bool {
         match self {
-            Ids::One(existing, _) => existing == id,
-            Ids::Many(ids) => {
-                ids.remove(id);
-                if ids.len() == 1 {
-                    if let Some((last, r)) = ids.pop_first() {
-                        *self = Ids::One(last, r);
+            Ids::One(existing) => existing.id() == id,
+            Ids::Many(recs) => {
+                recs.remove(id);
+                if recs.len() == 1 {
+                    if let Some((_, last)) = recs.pop_first() {
+                        *self = Ids::One(last);
                     }
                 }
-                matches!(self, Ids::Many(set) if set.is_empty())
+                matches!(self, Ids::Many(recs) if recs.is_empty())
             }
         }
     }
@@ -247,7 +263,7 @@ pub struct Index<T: Entity, K: IndexKey> {
     name: &'static str,
     kind: IndexKind,
     keys_of: KeysOf<T, K>,
-    map: Map<K, Ids<T::Id, Option<Arc<T>>>>,
+    map: Map<K, Ids<T>>,
     entries: usize,
     /// The sum of [`entry_hash`] over the entries.
     content: u64,
@@ -272,26 +288,26 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         keys
     }
 
-    fn add(&mut self, key: K, id: &T::Id, rec: Option<Arc<T>>) -> bool {
+    /// Files `rec` under `key`; returns whether that is a new entry.
+    fn add(&mut self, key: K, rec: Arc<T>) -> bool {
+        let hash = entry_hash(&key, rec.id());
         let added = match self.map.get_mut(&key) {
-            Some(ids) => ids.insert(id.clone(), rec),
+            Some(ids) => ids.insert(rec),
             None => {
-                self.content = self.content.wrapping_add(entry_hash(&key, id));
-                self.map.insert(key, Ids::One(id.clone(), rec));
-                self.entries += 1;
-                return true;
+                self.map.insert(key, Ids::One(rec));
+                true
             }
         };
         if added {
             self.entries += 1;
-            self.content = self.content.wrapping_add(entry_hash(&key, id));
+            self.content = self.content.wrapping_add(hash);
         }
         added
     }
 
     fn drop_entry(&mut self, key: &K, id: &T::Id) -> bool {
         let Some(ids) = self.map.get_mut(key) else { return false };
-        let had = ids.iter().any(|i| i == id);
+        let had = ids.contains(id);
         if had {
             self.entries -= 1;
             self.content = self.content.wrapping_sub(entry_hash(key, id));
@@ -315,7 +331,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
     where
         K: Borrow<Q>,
     {
-        self.map.get(key).and_then(Ids::first)
+        self.map.get(key).and_then(Ids::first).map(|rec| rec.id())
     }
 
     /// The record under `key` (the only one, for a unique index).
@@ -323,7 +339,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
     where
         K: Borrow<Q>,
     {
-        self.map.get(key).and_then(Ids::first_rec).and_then(Option::as_ref)
+        self.map.get(key).and_then(Ids::first)
     }
 
     /// The records under `key`, in id order.
@@ -331,7 +347,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
     where
         K: Borrow<Q>,
     {
-        self.map.get(key).into_iter().flat_map(Ids::recs).filter_map(Option::as_ref)
+        self.map.get(key).into_iter().flat_map(Ids::recs)
     }
 
     /// How many records have `key`.
@@ -410,7 +426,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
             // `each` field is added once), with no key list built first.
             let keys_of = self.keys_of;
             let mut changed = false;
-            keys_of(new, &mut |key| changed |= self.add(key.clone(), id, Some(Arc::clone(new))));
+            keys_of(new, &mut |key| changed |= self.add(key.clone(), Arc::clone(new)));
             return changed;
         }
         let old_keys = old.map(|v| self.keys(v)).unwrap_or_default();
@@ -419,9 +435,11 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         for key in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
             changed |= self.drop_entry(key, id);
         }
-        for key in new_keys {
-            // A kept key gets the new record, a new key a new entry.
-            changed |= self.add(key, id, new.cloned());
+        if let Some(new) = new {
+            for key in new_keys {
+                // A kept key gets the new record, a new key a new entry.
+                changed |= self.add(key, Arc::clone(new));
+            }
         }
         changed
     }
@@ -444,21 +462,17 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         Ok(())
     }
 
-    fn read_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<Box<dyn IndexMaint<T>>, String> {
-        let mut fresh = Index::<T, K>::new(self.name, self.kind, self.keys_of);
+    fn compare_lines(&self, lines: &mut dyn Iterator<Item = &[u8]>) -> Result<(usize, bool), String> {
+        let mut stored: Vec<(K, T::Id)> = Vec::new();
         for (n, line) in lines.enumerate() {
             let line: Line<K, T::Id> = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", n + 2))?;
-            fresh.add(line.key, &line.id, None);
+            stored.push((line.key, line.id));
         }
-        Ok(Box::new(fresh))
-    }
-
-    fn same_entries(&self, other: &dyn IndexMaint<T>) -> bool {
-        let Some(other) = other.as_any().downcast_ref::<Index<T, K>>() else { return false };
-        let ids = |m: &Map<K, Ids<T::Id, Option<Arc<T>>>>| -> Vec<(K, Vec<T::Id>)> {
-            m.sorted_entries().into_iter().map(|(k, ids)| (k.clone(), ids.iter().cloned().collect())).collect()
-        };
-        self.entries == other.entries && ids(&self.map) == ids(&other.map)
+        stored.sort();
+        stored.dedup();
+        let mine = self.map.sorted_entries().into_iter().flat_map(|(key, ids)| ids.iter().map(move |id| (key, id)));
+        let same = stored.len() == self.entries && stored.iter().zip(mine).all(|((k, i), (mk, mi))| k == mk && i == mi);
+        Ok((stored.len(), same))
     }
 
     fn clear(&mut self) {

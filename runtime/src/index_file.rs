@@ -112,15 +112,11 @@ pub(crate) fn verify<T: Entity>(
         return Ok(());
     }
     let mut lines = body.split(|&b| b == b'\n').filter(|line| !line.is_empty());
-    let stored = rebuilt.read_lines(&mut lines).map_err(|e| format!("unparsable entry: {e}"))?;
-    if stored.entries() != header.entries {
-        return Err(format!(
-            "truncated: the header says {} entries, the file has {}",
-            header.entries,
-            stored.entries()
-        ));
+    let (stored, same) = rebuilt.compare_lines(&mut lines).map_err(|e| format!("unparsable entry: {e}"))?;
+    if stored != header.entries {
+        return Err(format!("truncated: the header says {} entries, the file has {stored}", header.entries));
     }
-    if !stored.same_entries(rebuilt) {
+    if !same {
         return Err("stale: its entries differ from the records".to_owned());
     }
     Ok(())
