@@ -222,7 +222,8 @@ impl Wal {
     /// complete once its events are out). Called with the writer lock held.
     pub fn attach_undo(&self, lsn: u64, undo: Undo, seq: u64) {
         let mut st = self.state.lock();
-        if let Some(pending) = st.pending.iter_mut().find(|p| p.lsn == lsn) {
+        // The record was the last one appended: both calls hold the writer lock.
+        if let Some(pending) = st.pending.back_mut().filter(|p| p.lsn == lsn) {
             pending.undo = undo;
             pending.seq = seq;
         }
