@@ -214,7 +214,6 @@ impl Wal {
         st.stats.records += 1;
         st.last_lsn = lsn;
         st.pending.push_back(Pending { lsn, offset, undo: Vec::new(), seq: 0 });
-        self.arrived.notify_one();
         Ok(lsn)
     }
 
