@@ -82,8 +82,7 @@ impl Inner {
         let (ops, result) = stage()?;
         let lsn = self.commit_locked(&guard, ops)?;
         drop(guard);
-        drop(incoming);
-        self.wait_durable(lsn)?;
+        self.wait_durable(lsn, incoming)?;
         Ok(result)
     }
 
@@ -219,19 +218,21 @@ impl Inner {
 
     /// Waits until the WAL record `lsn` is durable (policy `Always`); with
     /// `Every(..)` the background syncer does it and this returns at once.
-    pub(crate) fn wait_durable(&self, lsn: Option<u64>) -> Result<()> {
+    ///
+    /// `incoming` is the writer's announcement ([`Inner::announce`]); it ends here.
+    pub(crate) fn wait_durable(&self, lsn: Option<u64>, incoming: Option<Incoming<'_>>) -> Result<()> {
         let (Some(lsn), Some(wal)) = (lsn, &self.wal) else { return Ok(()) };
         if wal.policy != WalSync::Always {
             return Ok(());
         }
-        self.sync_wal_to(lsn)
+        self.sync_wal_to(lsn, incoming)
     }
 
     /// Syncs the WAL up to `lsn`, running the rollback if this thread's sync fails.
-    pub(crate) fn sync_wal_to(&self, lsn: u64) -> Result<()> {
+    pub(crate) fn sync_wal_to(&self, lsn: u64, mut incoming: Option<Incoming<'_>>) -> Result<()> {
         let Some(wal) = &self.wal else { return Ok(()) };
         loop {
-            match wal.sync_to(lsn) {
+            match wal.sync_to(lsn, incoming.take()) {
                 SyncStep::Durable => return Ok(()),
                 SyncStep::Failed(e) => return Err(e),
                 SyncStep::RollBack(e) => {

@@ -242,7 +242,7 @@ impl StoreBuilder {
         if let (WalSync::Every(interval), Some(_)) = (self.wal_sync, &inner.wal) {
             threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, |inner| {
                 if let Some(wal) = &inner.wal {
-                    if let Err(e) = inner.sync_wal_to(wal.last_lsn()) {
+                    if let Err(e) = inner.sync_wal_to(wal.last_lsn(), None) {
                         tracing::error!(error = %e, "background WAL sync failed");
                     }
                 }

@@ -167,8 +167,7 @@ impl Store {
         };
         let lsn = inner.commit_locked(&guard, tx.ops)?;
         drop(guard);
-        drop(incoming);
-        inner.wait_durable(lsn)?;
+        inner.wait_durable(lsn, incoming)?;
         Ok(result)
     }
 }

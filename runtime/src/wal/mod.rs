@@ -20,6 +20,9 @@
 //! up), so one `fdatasync` covers them all. A lone writer never waits: its last
 //! group was itself, and it is past its announcement when it leads. When fewer
 //! writers come than last time, the leader waits once and the next group is smaller.
+//! The writer whose arrival completes the group runs the sync itself instead of
+//! waking the leader (one thread wake-up less per group); the leader then waits as a
+//! follower.
 
 pub(crate) mod record;
 pub(crate) mod replay;
@@ -100,6 +103,11 @@ struct State {
     old_bytes: u64,
     /// How many records the last sync made durable: the group size to wait for.
     last_group: u64,
+    /// The leader waiting for its group, if one is: its token and the group size it
+    /// waits for. The writer whose arrival completes the group takes the sync over.
+    leader_waiting: Option<(u64, u64)>,
+    /// The last leader token handed out.
+    lead_token: u64,
     /// Threads parked in [`Wal::wait`] until the next [`Wal::wake_all`].
     parked: Vec<Thread>,
     stats: crate::stats::WalStats,
@@ -137,6 +145,15 @@ const MAX_GROUP_WAIT: Duration = Duration::from_millis(2);
 
 /// A writer on its way to append a commit; see [`Wal::incoming`].
 pub(crate) struct Incoming<'a>(&'a Wal);
+
+impl Incoming<'_> {
+    /// The writer arrived in [`Wal::sync_to`] (which holds the state lock): no
+    /// leader needs waking, as the arriving writer checks the group itself.
+    fn arrive(self) {
+        self.0.incoming.fetch_sub(1, Ordering::AcqRel);
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for Incoming<'_> {
     fn drop(&mut self) {
@@ -177,6 +194,8 @@ impl Wal {
                 cut_to: None,
                 old_bytes: 0,
                 last_group: 1,
+                leader_waiting: None,
+                lead_token: 0,
                 parked: Vec::new(),
                 stats: crate::stats::WalStats::default(),
             }),
@@ -243,9 +262,17 @@ impl Wal {
     }
 
     /// Waits until `lsn` is durable, syncing as the group's leader when no sync is
-    /// running. See [`SyncStep`].
-    pub fn sync_to(&self, lsn: u64) -> SyncStep {
+    /// running. `arrival` is the committing writer's announcement, if any; it ends
+    /// here. See [`SyncStep`].
+    pub fn sync_to(&self, lsn: u64, arrival: Option<Incoming<'_>>) -> SyncStep {
         let mut st = self.state.lock();
+        if let Some(arrival) = arrival {
+            arrival.arrive();
+        }
+        // Whether a leader waiting for a group of `expected` should wait on.
+        let waiting = |st: &State, expected: u64| {
+            self.incoming.load(Ordering::Acquire) > 0 || st.last_lsn - st.synced_lsn < expected
+        };
         loop {
             if let Some((_, _, e)) = st.rolled_back.iter().find(|(from, to, _)| (*from..=*to).contains(&lsn)) {
                 return SyncStep::Failed(e.clone());
@@ -254,23 +281,40 @@ impl Wal {
                 return SyncStep::Durable;
             }
             if st.syncing || st.failing {
-                st = self.wait(st);
-                // Woken by a successful sync: most waiters are done without the lock.
-                if self.durable.load(Ordering::Acquire) >= lsn && !self.rolled_any.load(Ordering::Acquire) {
-                    return SyncStep::Durable;
+                // This writer completes the group a leader waits for: it syncs now,
+                // rather than waking the leader to do it. The leader waits as a
+                // follower once it wakes.
+                let complete = st.leader_waiting.is_some_and(|(_, expected)| !waiting(&st, expected));
+                if complete && !st.failing {
+                    st.leader_waiting = None;
+                } else {
+                    st = self.wait(st);
+                    // Woken by a successful sync: most waiters are done without the lock.
+                    if self.durable.load(Ordering::Acquire) >= lsn && !self.rolled_any.load(Ordering::Acquire) {
+                        return SyncStep::Durable;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            st.syncing = true;
-            // Group commit: writers on their way, and as many as came last time,
-            // share this sync.
-            let expected = st.last_group;
-            let waiting =
-                |st: &State| self.incoming.load(Ordering::Acquire) > 0 || st.last_lsn - st.synced_lsn < expected;
-            if waiting(&st) {
-                let window = st.stats.last_sync.unwrap_or(MAX_GROUP_WAIT).min(MAX_GROUP_WAIT);
-                let deadline = std::time::Instant::now() + window;
-                while waiting(&st) && !self.arrived.wait_until(&mut st, deadline).timed_out() {}
+            } else {
+                st.syncing = true;
+                // Group commit: writers on their way, and as many as came last time,
+                // share this sync.
+                let expected = st.last_group;
+                if waiting(&st, expected) {
+                    st.lead_token += 1;
+                    let token = st.lead_token;
+                    st.leader_waiting = Some((token, expected));
+                    let window = st.stats.last_sync.unwrap_or(MAX_GROUP_WAIT).min(MAX_GROUP_WAIT);
+                    let deadline = std::time::Instant::now() + window;
+                    while st.leader_waiting.is_some_and(|(t, _)| t == token)
+                        && waiting(&st, expected)
+                        && !self.arrived.wait_until(&mut st, deadline).timed_out()
+                    {}
+                    if st.leader_waiting.is_none_or(|(t, _)| t != token) {
+                        continue; // another writer took the sync over
+                    }
+                    st.leader_waiting = None;
+                }
             }
             let target = st.last_lsn;
             let segment = Arc::clone(&st.segment);
