@@ -3,7 +3,7 @@
 //! [`RealFs`] is the operating system's file system and the default. Tests (and
 //! applications that want to test their own failure handling) can pass another
 //! implementation to [`StoreBuilder::vfs`](crate::StoreBuilder::vfs), for example
-//! [`FaultFs`](crate::fs::FaultFs), which fails a chosen operation.
+//! [`FaultFs`], which fails a chosen operation.
 
 mod crash;
 mod fault;

@@ -400,7 +400,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         })
     }
 
-    /// The text is `Some` and starts with `prefix` (Option<String> fields).
+    /// The text is `Some` and starts with `prefix` (`Option<String>` fields).
     pub fn starts_with(self, prefix: &str) -> Predicate<E>
     where
         T: Text,
@@ -411,7 +411,7 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| v.text().starts_with(&prefix)))
     }
 
-    /// The text is `Some` and contains `part` (Option<String> fields).
+    /// The text is `Some` and contains `part` (`Option<String>` fields).
     pub fn contains(self, part: &str) -> Predicate<E>
     where
         T: Text,
