@@ -761,6 +761,14 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String> {
         let id: T::Id = serde_json::from_value(id).map_err(|e| format!("bad id: {e}"))?;
         let value: Option<T> = value.map(serde_json::from_value).transpose().map_err(|e| format!("bad record: {e}"))?;
+        // Indices file a record under its own id: a logged id must agree with it.
+        if let Some(value) = value.as_ref().filter(|v| *v.id() != id) {
+            return Err(format!(
+                "the entry for id `{}` holds a record with id `{}`",
+                id.encode_key(),
+                value.id().encode_key()
+            ));
+        }
         let mut state = self.state.write();
         if let Some(n) = value.as_ref().and_then(Entity::__id_counter) {
             state.next_auto = state.next_auto.max(n.saturating_add(1));

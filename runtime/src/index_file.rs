@@ -85,7 +85,7 @@ pub(crate) fn verify<T: Entity>(
         Some(end) => (&bytes[..end], &bytes[end + 1..]),
         None => (bytes, &[][..]),
     };
-    if first.is_empty() {
+    if bytes.is_empty() {
         return Err("empty file".to_owned());
     }
     let header: Header = serde_json::from_slice(first).map_err(|e| format!("unparsable header: {e}"))?;

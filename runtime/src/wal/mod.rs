@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread::Thread;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -108,8 +107,6 @@ struct State {
     leader_waiting: Option<(u64, u64)>,
     /// The last leader token handed out.
     lead_token: u64,
-    /// Threads parked in [`Wal::wait`] until the next [`Wal::wake_all`].
-    parked: Vec<Thread>,
     stats: crate::stats::WalStats,
 }
 
@@ -129,8 +126,9 @@ pub(crate) struct Wal {
     state: Mutex<State>,
     /// Writers announced by [`Wal::incoming`] that have not appended yet.
     incoming: AtomicUsize,
-    /// Bumped by every [`Wal::wake_all`].
-    epoch: AtomicU64,
+    /// The number of [`Wal::wake_all`] calls so far, and the condition variable
+    /// [`Wal::wait`] sleeps on until it changes.
+    bell: (std::sync::Mutex<u64>, std::sync::Condvar),
     /// The highest sequence number a sync made durable (only syncs move it).
     durable: AtomicU64,
     /// Whether any commit was ever rolled back: `durable` alone then no longer
@@ -160,7 +158,7 @@ impl Drop for Incoming<'_> {
         if self.0.incoming.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Under the lock, so a leader between its check and its wait hears it.
             let _st = self.0.state.lock();
-            self.0.arrived.notify_one();
+            self.0.arrived.notify_all();
         }
     }
 }
@@ -196,11 +194,10 @@ impl Wal {
                 last_group: 1,
                 leader_waiting: None,
                 lead_token: 0,
-                parked: Vec::new(),
                 stats: crate::stats::WalStats::default(),
             }),
             incoming: AtomicUsize::new(0),
-            epoch: AtomicU64::new(0),
+            bell: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             durable: AtomicU64::new(last_lsn),
             rolled_any: AtomicBool::new(false),
             arrived: Condvar::new(),
@@ -287,20 +284,25 @@ impl Wal {
                 let complete = st.leader_waiting.is_some_and(|(_, expected)| !waiting(&st, expected));
                 if complete && !st.failing {
                     st.leader_waiting = None;
+                    // The superseded leader stops waiting for its group.
+                    self.arrived.notify_all();
                 } else {
-                    st = self.wait(st);
+                    self.wait(st);
                     // Woken by a successful sync: most waiters are done without the lock.
                     if self.durable.load(Ordering::Acquire) >= lsn && !self.rolled_any.load(Ordering::Acquire) {
                         return SyncStep::Durable;
                     }
+                    st = self.state.lock();
                     continue;
                 }
             } else {
                 st.syncing = true;
                 // Group commit: writers on their way, and as many as came last time,
                 // share this sync.
+                // Only writers that wait for the sync (`Always`) form groups; the
+                // background syncer of `Every` syncs whatever there is.
                 let expected = st.last_group;
-                if waiting(&st, expected) {
+                if self.policy == WalSync::Always && waiting(&st, expected) {
                     st.lead_token += 1;
                     let token = st.lead_token;
                     st.leader_waiting = Some((token, expected));
@@ -345,28 +347,29 @@ impl Wal {
         }
     }
 
-    /// Unlocks the state and parks this thread until the next [`Wal::wake_all`]
-    /// (or spuriously), then locks it again.
+    /// Unlocks the state and sleeps until the next [`Wal::wake_all`].
     ///
-    /// Waiters are unparked one by one instead of through a condition variable, whose
-    /// `notify_all` would hand them the mutex one after the other: after a sync they
-    /// all run at once, and most find their commit durable without the lock.
-    fn wait<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        st.parked.push(std::thread::current());
+    /// The sleepers wait on a condition variable of their own (`bell`), not on the
+    /// state's mutex: after a sync they all wake at once instead of being handed
+    /// the state lock one after the other, and most find their commit durable
+    /// without taking it (see `durable`).
+    fn wait(&self, st: MutexGuard<'_, State>) {
+        let (rung, bell) = &self.bell;
+        // Read under the state lock: a `wake_all` after this point changes it.
+        let mut count = rung.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         drop(st);
-        while self.epoch.load(Ordering::Acquire) == epoch {
-            std::thread::park();
+        let seen = *count;
+        while *count == seen {
+            count = bell.wait(count).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        self.state.lock()
     }
 
-    /// Wakes every thread parked in [`Wal::wait`]; call after a change they wait for.
-    fn wake_all(&self, st: &mut State) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        for thread in st.parked.drain(..) {
-            thread.unpark();
-        }
+    /// Wakes every thread sleeping in [`Wal::wait`]; call, with the state locked,
+    /// after a change they wait for.
+    fn wake_all(&self, _st: &mut State) {
+        let (rung, bell) = &self.bell;
+        *rung.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        bell.notify_all();
     }
 
     /// Takes every commit that is not durable, newest first, and cuts its records
@@ -433,7 +436,8 @@ impl Wal {
         }
         if st.synced_lsn < st.last_lsn {
             while st.syncing {
-                st = self.wait(st);
+                self.wait(st);
+                st = self.state.lock();
             }
             let target = st.last_lsn;
             let started = std::time::Instant::now();
