@@ -81,44 +81,7 @@ pub fn user_json_bytes(users: &[User]) -> usize {
     total / users.len().max(1)
 }
 
-/// xorshift64*: tiny, seeded, the same keys for every subject.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// `count` random user ids in `1..=n`, with repeats.
-    pub fn ids(&mut self, n: usize, count: usize) -> Vec<u64> {
-        (0..count).map(|_| self.below(n) as u64 + 1).collect()
-    }
-
-    /// `count` distinct user ids in `1..=n`, in random order.
-    pub fn distinct_ids(&mut self, n: usize, count: usize) -> Vec<u64> {
-        let mut all: Vec<u64> = (1..=n as u64).collect();
-        for i in 0..count.min(n) {
-            let j = i + self.below(n - i);
-            all.swap(i, j);
-        }
-        all.truncate(count.min(n));
-        all
-    }
-}
+pub use crate::rng::Rng;
 
 /// One way to keep the users and orders in Shelf: a storage strategy.
 pub trait ShelfKind {

@@ -36,6 +36,9 @@ mod line;
 mod peers;
 mod physical;
 mod report;
+// Shared with `src/bin/common`; the harness uses only a part of it.
+#[allow(dead_code)]
+mod rng;
 mod targets;
 mod w_commit;
 mod w_load;
