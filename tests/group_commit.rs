@@ -4,6 +4,10 @@
 //! The WAL's `fdatasync` is made slow (a few milliseconds, through the file-system
 //! seam) so that the grouping does not depend on how fast this machine's disk is:
 //! while one sync runs, the other writers append and wait for the next one.
+//!
+//! Under `WalSync::Always` a group's records are written with one call, by the
+//! sync that covers them; under `WalSync::Every` each record is written when it is
+//! committed, so a crash of the process alone loses no acknowledged write.
 
 use std::io;
 use std::path::Path;
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shelf::fs::{DirEntry, RealFs, Vfs, VfsAppend, VfsFile, VfsLock};
-use shelf::{Entity, Store};
+use shelf::{Entity, Store, WalSync};
 
 #[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[storage(per_record, wal)]
@@ -24,10 +28,12 @@ struct Event {
     writer: u64,
 }
 
-/// The real file system, with WAL syncs that take `SYNC_DELAY` and are counted.
+/// The real file system, with WAL syncs that take `SYNC_DELAY`; WAL syncs and
+/// appends are counted.
 #[derive(Debug, Default, Clone)]
 struct SlowSync {
     wal_syncs: Arc<AtomicU64>,
+    wal_appends: Arc<AtomicU64>,
 }
 
 const SYNC_DELAY: Duration = Duration::from_millis(3);
@@ -35,10 +41,12 @@ const SYNC_DELAY: Duration = Duration::from_millis(3);
 struct SlowAppend {
     inner: Box<dyn VfsAppend>,
     wal_syncs: Arc<AtomicU64>,
+    wal_appends: Arc<AtomicU64>,
 }
 
 impl VfsAppend for SlowAppend {
     fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.wal_appends.fetch_add(1, Ordering::SeqCst);
         self.inner.append(buf)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -59,7 +67,11 @@ impl Vfs for SlowSync {
         RealFs.create_new(path)
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsAppend>> {
-        Ok(Box::new(SlowAppend { inner: RealFs.open_append(path)?, wal_syncs: Arc::clone(&self.wal_syncs) }))
+        Ok(Box::new(SlowAppend {
+            inner: RealFs.open_append(path)?,
+            wal_syncs: Arc::clone(&self.wal_syncs),
+            wal_appends: Arc::clone(&self.wal_appends),
+        }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         RealFs.rename(from, to)
@@ -81,18 +93,33 @@ impl Vfs for SlowSync {
     }
 }
 
-fn open(dir: &Path, fs: &SlowSync) -> Store {
-    Store::builder(dir).register::<Event>().vfs(fs.clone()).flush_interval(Duration::from_secs(3600)).open().unwrap()
+fn open(dir: &Path, fs: &SlowSync, sync: WalSync) -> Store {
+    Store::builder(dir)
+        .register::<Event>()
+        .vfs(fs.clone())
+        .wal_sync(sync)
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap()
 }
 
-/// Runs `threads` writers of `per_thread` durable inserts each; returns the WAL
-/// syncs they made and the store's directory.
-fn run(threads: u64, per_thread: u64) -> (u64, tempfile::TempDir) {
+/// What a run of concurrent writers did to the WAL.
+struct Run {
+    syncs: u64,
+    appends: u64,
+    dir: tempfile::TempDir,
+}
+
+/// Runs `threads` writers of `per_thread` inserts each, under `sync`; returns the
+/// WAL syncs and appends they made and the store's directory. The store is not
+/// closed: the directory holds what a crash of the process would leave.
+fn run(threads: u64, per_thread: u64, sync: WalSync) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let fs = SlowSync::default();
-    let store = open(dir.path(), &fs);
+    let store = open(dir.path(), &fs, sync);
     let events = store.collection::<Event>().unwrap();
-    let before = fs.wal_syncs.load(Ordering::SeqCst);
+    let syncs_before = fs.wal_syncs.load(Ordering::SeqCst);
+    let appends_before = fs.wal_appends.load(Ordering::SeqCst);
     std::thread::scope(|s| {
         for writer in 0..threads {
             let events = events.clone();
@@ -103,43 +130,63 @@ fn run(threads: u64, per_thread: u64) -> (u64, tempfile::TempDir) {
             });
         }
     });
-    let syncs = fs.wal_syncs.load(Ordering::SeqCst) - before;
+    let syncs = fs.wal_syncs.load(Ordering::SeqCst) - syncs_before;
+    let appends = fs.wal_appends.load(Ordering::SeqCst) - appends_before;
     // Every acknowledged commit is in the log: a reopen without a flush replays them.
     drop(events);
     std::mem::forget(store); // no final flush: the WAL alone must hold the commits
-    (syncs, dir)
+    Run { syncs, appends, dir }
 }
 
 /// The number of events per writer in a store opened on `dir` (replaying its WAL).
-fn counts(dir: &Path) -> Vec<usize> {
-    let store = Store::builder(dir).register::<Event>().open().unwrap();
+fn counts(dir: &tempfile::TempDir) -> Vec<usize> {
+    let store = Store::builder(dir.path()).register::<Event>().open().unwrap();
     let events = store.collection::<Event>().unwrap();
     (0..8).map(|w| events.count_by_writer(w)).collect()
 }
 
 #[test]
 fn concurrent_commits_share_syncs() {
-    let (syncs, _dir) = run(8, 25);
-    assert!(syncs > 0);
+    let run = run(8, 25, WalSync::Always);
+    assert!(run.syncs > 0);
     // 200 commits; while one 3 ms sync runs the other seven writers append, so a
     // sync covers several commits. Without group commit this would be 200.
-    assert!(syncs <= 100, "{syncs} WAL syncs for 200 concurrent commits: no group commit");
+    assert!(run.syncs <= 100, "{} WAL syncs for 200 concurrent commits: no group commit", run.syncs);
+    // Each sync wrote its group's records with one call.
+    assert!(run.appends <= run.syncs, "{} WAL appends for {} syncs", run.appends, run.syncs);
 }
 
 #[test]
 fn a_lone_writer_syncs_each_commit() {
-    let (syncs, _dir) = run(1, 20);
-    assert_eq!(syncs, 20, "each durable commit of a lone writer is its own sync");
+    let run = run(1, 20, WalSync::Always);
+    assert_eq!(run.syncs, 20, "each durable commit of a lone writer is its own sync");
+    assert_eq!(run.appends, 20);
 }
 
 #[test]
 fn grouped_commits_are_all_durable() {
-    let (_, dir) = run(8, 25);
-    // The forgotten store still holds its directory lock: open a copy, as a
-    // process restarted after a crash would find it (the LOCK file is harmless).
+    let run = run(8, 25, WalSync::Always);
+    assert_eq!(counts(&crash_copy(&run)), vec![25; 8]);
+}
+
+#[test]
+fn background_syncs_write_each_commit_at_once() {
+    // A sync interval of an hour: no sync runs during the test, yet every
+    // acknowledged commit is in the segment file, where a crash of the process alone
+    // cannot lose it.
+    let run = run(8, 25, WalSync::Every(Duration::from_secs(3600)));
+    assert_eq!(run.syncs, 0);
+    assert_eq!(run.appends, 200);
+    assert_eq!(counts(&crash_copy(&run)), vec![25; 8]);
+}
+
+/// A copy of a run's directory, as a process restarted after a crash would find it.
+/// (The forgotten store still holds its directory lock; the copied LOCK file is
+/// harmless.)
+fn crash_copy(run: &Run) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    assert_eq!(counts(copy.path()), vec![25; 8]);
+    copy_dir(run.dir.path(), copy.path());
+    copy
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -281,6 +281,10 @@ struct Gate {
     changed: std::sync::Condvar,
     /// Fail the next truncate of an append file with EIO.
     fail_truncate: std::sync::atomic::AtomicBool,
+    /// Park before the next append of an append file instead of before its sync.
+    at_append: std::sync::atomic::AtomicBool,
+    /// Fail the next file creation with EIO.
+    fail_create: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
@@ -315,10 +319,15 @@ struct GatedAppend {
 
 impl shelf::fs::VfsAppend for GatedAppend {
     fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        if self.gate.at_append.load(std::sync::atomic::Ordering::SeqCst) {
+            self.gate.pass();
+        }
         self.inner.append(buf)
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        self.gate.pass();
+        if !self.gate.at_append.load(std::sync::atomic::Ordering::SeqCst) {
+            self.gate.pass();
+        }
         self.inner.sync_data()
     }
     fn truncate(&self, len: u64) -> std::io::Result<()> {
@@ -334,6 +343,9 @@ impl shelf::fs::Vfs for SyncGate {
         self.faults.read(path)
     }
     fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsFile>> {
+        if self.gate.fail_create.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected EIO in create"));
+        }
         self.faults.create_new(path)
     }
     fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsAppend>> {
@@ -608,4 +620,89 @@ fn a_failed_background_wal_sync_does_not_lose_writes_silently() {
         let store = open_plain(dir.path());
         assert!(store.collection::<Entry>().unwrap().contains(&"k0".to_owned()), "k0 lost after close and reopen");
     }
+}
+
+/// Under `WalSync::Always` a group's records are written by the sync that covers
+/// them. Here that write is torn (half of it reaches the segment) and, before the
+/// failed writer can roll back, a flush takes the writer lock. The flush must not
+/// write the next commit's record after the torn bytes and call it durable: it
+/// fails and rolls both commits back. A crash right then, with the flush's own files
+/// failing too, leaves a store that opens and holds neither commit.
+#[test]
+fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
+    let store = builder(dir.path()).vfs(fs.clone()).flush_interval(NEVER).open().unwrap();
+    create_bank(&store);
+    store.flush().unwrap();
+    let logged = Logged::of(&store);
+
+    fs.gate.at_append.store(true, SeqCst);
+    fs.gate.arm();
+    let spawn = |op: Op| {
+        let store = store.clone();
+        std::thread::spawn(move || op.run(&store))
+    };
+    // The first commit's sync parks before writing its group.
+    let first = spawn(Op::Insert { id: "k0".into() });
+    fs.gate.wait_parked();
+    // The second commit is applied and buffered, and waits for the next sync.
+    let second = spawn(Op::Insert { id: "k1".into() });
+    let entries = store.collection::<Entry>().unwrap();
+    while entries.get(&"k1".to_owned()).is_none() {
+        std::thread::yield_now();
+    }
+    // A transaction holds the writer lock while a flush queues up behind it.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.transaction(|_tx| {
+                ready_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok::<_, shelf::Error>(())
+            })
+        })
+    };
+    ready_rx.recv().unwrap();
+    let flush = {
+        let store = store.clone();
+        std::thread::spawn(move || store.flush())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The group write is torn; the failed writer then queues for the writer lock
+    // behind the flush. Should the flush get past the WAL, its first file fails.
+    fs.faults.fail_at(0, FaultKind::ShortWrite);
+    fs.gate.fail_create.store(true, SeqCst);
+    fs.gate.release();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    go_tx.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    assert!(flush.join().unwrap().is_err(), "the flush went on over a torn WAL group");
+    let (first, second) = (first.join().unwrap(), second.join().unwrap());
+    assert!(first.is_err() && second.is_err(), "the torn group was acknowledged: {first:?}, {second:?}");
+    assert!(!fs.faults.pending());
+    fs.gate.fail_create.store(false, SeqCst);
+    fs.gate.at_append.store(false, SeqCst);
+    let actual = Logged::of(&store);
+    assert!(actual == logged, "after the torn group: {}", logged.diff(&actual));
+
+    // A crash now: the copy opens (no torn bytes before a valid record) and holds
+    // neither commit.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let reopened = builder(copy.path()).flush_interval(NEVER).open().unwrap();
+    let actual = Logged::of(&reopened);
+    assert!(actual == logged, "after a crash: {}", logged.diff(&actual));
+    drop(reopened);
+
+    // The store goes on.
+    for id in ["k0", "k1"] {
+        Op::Insert { id: id.into() }.run(&store).unwrap();
+    }
+    store.close().unwrap();
+    let store = open_plain(dir.path());
+    assert_eq!(store.collection::<Entry>().unwrap().len(), entries.len());
 }

@@ -59,6 +59,18 @@ pub struct WalStats {
     pub last_sync: Option<Duration>,
     /// `fdatasync` calls so far (each covers every commit waiting at that moment).
     pub syncs: u64,
+    /// Time spent in those syncs so far, including the write of the records they
+    /// cover (see [`WalSync::Always`](crate::WalSync::Always)).
+    pub sync_time: Duration,
     /// Records appended so far.
     pub records: u64,
+}
+
+impl WalStats {
+    /// Counts one sync that took `took`.
+    pub(crate) fn record_sync(&mut self, took: Duration) {
+        self.syncs += 1;
+        self.sync_time += took;
+        self.last_sync = Some(took);
+    }
 }

@@ -23,6 +23,14 @@
 //! The writer whose arrival completes the group runs the sync itself instead of
 //! waking the leader (one thread wake-up less per group); the leader then waits as a
 //! follower.
+//!
+//! Under `WalSync::Always` a commit's record is not written when it is appended: it
+//! goes to an in-memory buffer, and the sync that covers it writes the whole group
+//! with one call, then runs `fdatasync`. The writer lock is then held for a memory
+//! copy, not a system call, and a group costs one `write` instead of one per commit.
+//! Nothing is lost by it: the writer returns only after that sync. Under
+//! `WalSync::Every` writers return before any sync, so each record is written to
+//! the segment at once, where a crash of the process alone cannot lose it.
 
 pub(crate) mod record;
 pub(crate) mod replay;
@@ -84,14 +92,22 @@ struct Pending {
 struct State {
     segment: Arc<dyn VfsAppend>,
     segment_path: PathBuf,
+    /// The segment's length once every appended record is written: the offset of
+    /// the next record.
     segment_len: u64,
+    /// Records appended under `WalSync::Always` and not yet written to the segment:
+    /// the next sync writes them all with one call, then syncs (see [`Wal::append`]).
+    buffer: Vec<u8>,
+    /// Bytes written to the segment file (`segment_len` less what is buffered or
+    /// being written by a sync).
+    file_len: u64,
     /// Rotated segments, deleted by the next successful checkpoint.
     old_segments: Vec<PathBuf>,
     last_lsn: u64,
     synced_lsn: u64,
     syncing: bool,
-    /// A sync failed and its rollback has not finished yet.
-    failing: bool,
+    /// A sync failed, with this error, and its rollback has not finished yet.
+    failing: Option<Error>,
     pending: VecDeque<Pending>,
     /// Sequence numbers that were rolled back, with the error that caused it.
     rolled_back: Vec<(u64, u64, Error)>,
@@ -182,11 +198,13 @@ impl Wal {
                 segment,
                 segment_path: path,
                 segment_len,
+                buffer: Vec::new(),
+                file_len: segment_len,
                 old_segments,
                 last_lsn,
                 synced_lsn: last_lsn,
                 syncing: false,
-                failing: false,
+                failing: None,
                 pending: VecDeque::new(),
                 rolled_back: Vec::new(),
                 cut_to: None,
@@ -209,24 +227,39 @@ impl Wal {
     /// the commit's undo with [`Wal::attach_undo`], still under the writer lock. On
     /// error nothing was logged.
     ///
+    /// Under `WalSync::Always` the record goes to an in-memory buffer: its writer
+    /// waits for the next sync anyway, and that sync writes the whole group's records
+    /// with one call before its `fdatasync`. The writer lock is then held for a
+    /// memory copy instead of a system call. Under `WalSync::Every` the commit is
+    /// acknowledged before any sync, so the record is written to the segment here:
+    /// a crash of the process alone does not lose it.
+    ///
     /// The writer lock also orders this against a rollback (which takes it), so a
     /// record always has its undo before a rollback can look for it.
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.state.lock();
         Self::cut(&mut st)?;
         let lsn = st.last_lsn + 1;
-        let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
-        record::encode(lsn, payload, &mut buf);
-        if let Err(e) = st.segment.append(&buf) {
-            let error = Error::io("append to WAL segment", &st.segment_path, e);
-            // A short write may have left part of the record: cut it off, now or
-            // before the next append.
-            st.cut_to = Some(st.segment_len);
-            let _ = Self::cut(&mut st);
-            return Err(error);
-        }
         let offset = st.segment_len;
-        st.segment_len += buf.len() as u64;
+        let len = if self.policy == WalSync::Always {
+            let before = st.buffer.len();
+            record::encode(lsn, payload, &mut st.buffer);
+            st.buffer.len() - before
+        } else {
+            let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
+            record::encode(lsn, payload, &mut buf);
+            if let Err(e) = st.segment.append(&buf) {
+                let error = Error::io("append to WAL segment", &st.segment_path, e);
+                // A short write may have left part of the record: cut it off, now or
+                // before the next append.
+                st.cut_to = Some(st.file_len);
+                let _ = Self::cut(&mut st);
+                return Err(error);
+            }
+            st.file_len += buf.len() as u64;
+            buf.len()
+        };
+        st.segment_len += len as u64;
         st.stats.records += 1;
         st.last_lsn = lsn;
         st.pending.push_back(Pending { lsn, offset, undo: Vec::new(), seq: 0 });
@@ -270,6 +303,8 @@ impl Wal {
         let waiting = |st: &State, expected: u64| {
             self.incoming.load(Ordering::Acquire) > 0 || st.last_lsn - st.synced_lsn < expected
         };
+        // Whether this thread took the sync over from a leader still asleep.
+        let mut took_over = false;
         loop {
             if let Some((_, _, e)) = st.rolled_back.iter().find(|(from, to, _)| (*from..=*to).contains(&lsn)) {
                 return SyncStep::Failed(e.clone());
@@ -277,15 +312,16 @@ impl Wal {
             if st.synced_lsn >= lsn {
                 return SyncStep::Durable;
             }
-            if st.syncing || st.failing {
+            if st.syncing || st.failing.is_some() {
                 // This writer completes the group a leader waits for: it syncs now,
                 // rather than waking the leader to do it. The leader waits as a
                 // follower once it wakes.
                 let complete = st.leader_waiting.is_some_and(|(_, expected)| !waiting(&st, expected));
-                if complete && !st.failing {
+                if complete && st.failing.is_none() {
+                    // The superseded leader is not woken now, which would delay this
+                    // sync: it finds out when the sync ends (or at its deadline).
                     st.leader_waiting = None;
-                    // The superseded leader stops waiting for its group.
-                    self.arrived.notify_all();
+                    took_over = true;
                 } else {
                     self.wait(st);
                     // Woken by a successful sync: most waiters are done without the lock.
@@ -321,27 +357,46 @@ impl Wal {
             let target = st.last_lsn;
             let segment = Arc::clone(&st.segment);
             let path = st.segment_path.clone();
+            let mut records = std::mem::take(&mut st.buffer);
             drop(st);
             let started = std::time::Instant::now();
-            let outcome = segment.sync_data();
+            let outcome = write_and_sync(segment.as_ref(), &records, &path);
             st = self.state.lock();
             st.syncing = false;
-            st.stats.syncs += 1;
-            st.stats.last_sync = Some(started.elapsed());
+            st.stats.record_sync(started.elapsed());
             match outcome {
                 Ok(()) => {
+                    st.file_len += records.len() as u64;
+                    if st.buffer.is_empty() {
+                        // Keep the allocation for the next group.
+                        records.clear();
+                        st.buffer = records;
+                    }
                     st.last_group = target.saturating_sub(st.synced_lsn).max(1);
                     st.synced_lsn = st.synced_lsn.max(target);
                     self.durable.fetch_max(target, Ordering::Release);
                     while st.pending.front().is_some_and(|p| p.lsn <= target) {
                         st.pending.pop_front();
                     }
-                    self.wake_all(&mut st);
+                    // Woken after the state is unlocked: the woken writers' next
+                    // appends need it. This thread's commit is in `target`.
+                    drop(st);
+                    self.wake_all();
+                    if took_over {
+                        self.arrived.notify_all();
+                    }
+                    return SyncStep::Durable;
                 }
                 Err(e) => {
-                    st.failing = true;
-                    self.wake_all(&mut st);
-                    return SyncStep::RollBack(Error::io("sync WAL segment", path, e));
+                    // A short write may have left part of the group in the file: the
+                    // rollback cuts the segment back to the last durable record.
+                    st.failing = Some(e.clone());
+                    drop(st);
+                    self.wake_all();
+                    if took_over {
+                        self.arrived.notify_all();
+                    }
+                    return SyncStep::RollBack(e);
                 }
             }
         }
@@ -364,9 +419,11 @@ impl Wal {
         }
     }
 
-    /// Wakes every thread sleeping in [`Wal::wait`]; call, with the state locked,
-    /// after a change they wait for.
-    fn wake_all(&self, _st: &mut State) {
+    /// Wakes every thread sleeping in [`Wal::wait`]; call after a change they wait
+    /// for, made under the state lock (which may be held or let go by now: a
+    /// sleeper read the bell's count before it let go of the state lock, so it
+    /// cannot miss the ring).
+    fn wake_all(&self) {
         let (rung, bell) = &self.bell;
         *rung.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
         bell.notify_all();
@@ -384,8 +441,11 @@ impl Wal {
                 taken.push(p);
             }
         }
+        // Their records, buffered or written, go.
+        st.buffer.clear();
         if let Some(first) = taken.last() {
             st.segment_len = first.offset;
+            st.file_len = st.file_len.min(first.offset);
             st.cut_to = Some(first.offset);
             let _ = Self::cut(&mut st);
         }
@@ -397,8 +457,8 @@ impl Wal {
     /// retries.
     pub fn keep_unsynced(&self) {
         let mut st = self.state.lock();
-        st.failing = false;
-        self.wake_all(&mut st);
+        st.failing = None;
+        self.wake_all();
     }
 
     /// Cuts the segment back to `cut_to`, if a cut is owed.
@@ -420,8 +480,8 @@ impl Wal {
         }
         // The rolled-back records are gone from the file; what remains is durable.
         st.synced_lsn = st.last_lsn;
-        st.failing = false;
-        self.wake_all(&mut st);
+        st.failing = None;
+        self.wake_all();
     }
 
     /// Starts a new segment if the current one holds records, after syncing it.
@@ -439,15 +499,21 @@ impl Wal {
                 self.wait(st);
                 st = self.state.lock();
             }
+            if let (WalSync::Always, Some(e)) = (self.policy, &st.failing) {
+                // A failed group write may have left part of a record in the
+                // segment, and its records are not durable: the caller rolls back.
+                return Err(e.clone());
+            }
             let target = st.last_lsn;
             let started = std::time::Instant::now();
-            st.segment.sync_data().map_err(|e| Error::io("sync WAL segment", &st.segment_path, e))?;
-            st.stats.syncs += 1;
-            st.stats.last_sync = Some(started.elapsed());
+            let records = std::mem::take(&mut st.buffer);
+            write_and_sync(st.segment.as_ref(), &records, &st.segment_path)?;
+            st.file_len += records.len() as u64;
+            st.stats.record_sync(started.elapsed());
             st.synced_lsn = target;
             self.durable.fetch_max(target, Ordering::Release);
             st.pending.clear();
-            self.wake_all(&mut st);
+            self.wake_all();
         }
         let path = self.dir.join(segment_name(st.last_lsn + 1));
         let segment = new_segment(self.fs.as_ref(), &self.dir, &path)?;
@@ -456,6 +522,7 @@ impl Wal {
         st.old_bytes += st.segment_len;
         st.segment = segment;
         st.segment_len = 0;
+        st.file_len = 0;
         Ok(())
     }
 
@@ -494,6 +561,14 @@ impl Wal {
         tracing::debug!(segments = segments.len(), "checkpointed the WAL");
         Ok(())
     }
+}
+
+/// Writes buffered `records` (if any) to the end of `segment`, then syncs it.
+fn write_and_sync(segment: &dyn VfsAppend, records: &[u8], path: &Path) -> Result<()> {
+    if !records.is_empty() {
+        segment.append(records).map_err(|e| Error::io("append to WAL segment", path, e))?;
+    }
+    segment.sync_data().map_err(|e| Error::io("sync WAL segment", path, e))
 }
 
 /// Creates (or reopens) a segment and makes its directory entry durable.
