@@ -706,3 +706,78 @@ fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
     let store = open_plain(dir.path());
     assert_eq!(store.collection::<Entry>().unwrap().len(), entries.len());
 }
+
+/// The rollback of a failed group runs once. A group write is torn; before its
+/// writer can roll back, a flush does it (it fails the group), and a new commit
+/// starts its own sync. When the first writer then gets the writer lock, it must not
+/// roll back the new commit, whose record is being written: that commit returns
+/// `Ok` and is there, in memory and after a crash.
+#[test]
+fn a_group_rolled_back_by_a_flush_is_not_rolled_back_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
+    let store = builder(dir.path()).vfs(fs.clone()).flush_interval(NEVER).open().unwrap();
+    create_bank(&store);
+    store.flush().unwrap();
+    let mut logged = Logged::of(&store);
+
+    fs.gate.at_append.store(true, SeqCst);
+    fs.gate.arm();
+    let spawn = |op: Op| {
+        let store = store.clone();
+        std::thread::spawn(move || op.run(&store))
+    };
+    // The first commit's sync parks before writing its group.
+    let first = spawn(Op::Insert { id: "k0".into() });
+    fs.gate.wait_parked();
+    // A transaction holds the writer lock; a flush, then a new commit, queue up.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store.transaction(|_tx| {
+                ready_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok::<_, shelf::Error>(())
+            })
+        })
+    };
+    ready_rx.recv().unwrap();
+    let flush = {
+        let store = store.clone();
+        std::thread::spawn(move || store.flush())
+    };
+    pause();
+    let later = Op::Insert { id: "k2".into() };
+    let new_commit = spawn(later.clone());
+    pause();
+    // The group write is torn; its writer queues for the writer lock last.
+    fs.faults.fail_at(0, FaultKind::ShortWrite);
+    fs.gate.release();
+    pause();
+    // The new commit's sync will park before its write.
+    fs.gate.arm();
+    go_tx.send(()).unwrap();
+    holder.join().unwrap().unwrap();
+    assert!(flush.join().unwrap().is_err(), "the flush went on over a torn WAL group");
+    fs.gate.wait_parked();
+    // The first writer runs (or skips) its rollback while the new sync is parked.
+    assert!(first.join().unwrap().is_err(), "the torn commit was acknowledged");
+    fs.gate.release();
+    let outcome = new_commit.join().unwrap();
+    assert!(outcome.is_ok(), "a commit after the rolled-back group failed: {outcome:?}");
+    logged.apply(&later);
+    assert!(!fs.faults.pending());
+    let actual = Logged::of(&store);
+    assert!(actual == logged, "in memory: {}", logged.diff(&actual));
+
+    // A crash now: the acknowledged commit is there, the failed one is not.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let reopened = builder(copy.path()).flush_interval(NEVER).open().unwrap();
+    let actual = Logged::of(&reopened);
+    assert!(actual == logged, "after a crash: {}", logged.diff(&actual));
+}

@@ -246,8 +246,9 @@ impl Inner {
         }
     }
 
-    /// Reverts, in memory, every commit whose WAL record is not durable, newest first,
-    /// and makes their waiters fail with `error`.
+    /// After a failed WAL write or sync (`error`): reverts, in memory, every commit
+    /// whose WAL record is not durable, newest first, and makes their waiters fail
+    /// with the error. Nothing happens when that failure was rolled back already.
     ///
     /// Under `WalSync::Every` the commits were acknowledged already: they are kept
     /// instead, the failure is reported in [`Health`](crate::Health), and the next
@@ -260,8 +261,10 @@ impl Inner {
             wal.keep_unsynced();
             return;
         }
+        // The rollback of this failure may have been run by another thread already.
+        let Some((unsynced, error)) = wal.take_unsynced() else { return };
         tracing::error!(%error, "WAL sync failed; rolling back commits that are not durable");
-        for (undo, _) in wal.take_unsynced() {
+        for (undo, _) in unsynced {
             // The reverse changes are a new commit, after every commit applied so far.
             let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             let mut touched: Vec<usize> = undo.iter().map(|(c, _)| *c).collect();

@@ -430,10 +430,16 @@ impl Wal {
     }
 
     /// Takes every commit that is not durable, newest first, and cuts its records
-    /// from the segment. Call with the writer lock held, undo the returned commits,
-    /// then call [`Wal::finish_rollback`].
-    pub fn take_unsynced(&self) -> Vec<(Undo, u64)> {
+    /// from the segment, after a failed sync: returns them with the sync's error.
+    /// Call with the writer lock held, undo the returned commits, then call
+    /// [`Wal::finish_rollback`].
+    ///
+    /// `None` when no failed sync awaits its rollback: another thread (a flush, or
+    /// the writer of a later failed sync) ran it already. Nothing may be taken then,
+    /// as a new sync may be writing the records that are not durable yet.
+    pub fn take_unsynced(&self) -> Option<(Vec<(Undo, u64)>, Error)> {
         let mut st = self.state.lock();
+        let error = st.failing.clone()?;
         let synced = st.synced_lsn;
         let mut taken: Vec<Pending> = Vec::new();
         while st.pending.back().is_some_and(|p| p.lsn > synced) {
@@ -449,7 +455,7 @@ impl Wal {
             st.cut_to = Some(first.offset);
             let _ = Self::cut(&mut st);
         }
-        taken.into_iter().map(|p| (p.undo, p.seq)).collect()
+        Some((taken.into_iter().map(|p| (p.undo, p.seq)).collect(), error))
     }
 
     /// After a failed sync under `WalSync::Every`: the writes were acknowledged, so
@@ -486,8 +492,9 @@ impl Wal {
 
     /// Starts a new segment if the current one holds records, after syncing it.
     /// Called by a flush with the writer lock held; the flush's snapshot then holds
-    /// exactly the commits of the rotated segments. On a sync failure the caller
-    /// must roll back (see [`Wal::take_unsynced`]).
+    /// exactly the commits of the rotated segments. On a failed write or sync (its
+    /// own, or a group's whose rollback is pending) the caller must roll back (see
+    /// [`Wal::take_unsynced`]).
     pub fn rotate(&self) -> Result<()> {
         let mut st = self.state.lock();
         Self::cut(&mut st)?;
@@ -507,7 +514,10 @@ impl Wal {
             let target = st.last_lsn;
             let started = std::time::Instant::now();
             let records = std::mem::take(&mut st.buffer);
-            write_and_sync(st.segment.as_ref(), &records, &st.segment_path)?;
+            if let Err(e) = write_and_sync(st.segment.as_ref(), &records, &st.segment_path) {
+                st.failing = Some(e.clone());
+                return Err(e);
+            }
             st.file_len += records.len() as u64;
             st.stats.record_sync(started.elapsed());
             st.synced_lsn = target;
