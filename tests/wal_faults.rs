@@ -681,6 +681,7 @@ fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
     go_tx.send(()).unwrap();
     holder.join().unwrap().unwrap();
     assert!(flush.join().unwrap().is_err(), "the flush went on over a torn WAL group");
+    assert!(fs.gate.fail_create.load(SeqCst), "the flush got past the WAL to its files");
     let (first, second) = (first.join().unwrap(), second.join().unwrap());
     assert!(first.is_err() && second.is_err(), "the torn group was acknowledged: {first:?}, {second:?}");
     assert!(!fs.faults.pending());

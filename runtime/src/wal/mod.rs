@@ -296,9 +296,17 @@ impl Wal {
     /// here. See [`SyncStep`].
     pub fn sync_to(&self, lsn: u64, arrival: Option<Incoming<'_>>) -> SyncStep {
         let mut st = self.state.lock();
+        let arrived = arrival.is_some();
         if let Some(arrival) = arrival {
             arrival.arrive();
         }
+        // A leader may wait for this writer: tell it when the writer leaves at once.
+        let leave = |st: &State, step: SyncStep| {
+            if arrived && st.leader_waiting.is_some() {
+                self.arrived.notify_all();
+            }
+            step
+        };
         // Whether a leader waiting for a group of `expected` should wait on.
         let waiting = |st: &State, expected: u64| {
             self.incoming.load(Ordering::Acquire) > 0 || st.last_lsn - st.synced_lsn < expected
@@ -307,10 +315,10 @@ impl Wal {
         let mut took_over = false;
         loop {
             if let Some((_, _, e)) = st.rolled_back.iter().find(|(from, to, _)| (*from..=*to).contains(&lsn)) {
-                return SyncStep::Failed(e.clone());
+                return leave(&st, SyncStep::Failed(e.clone()));
             }
             if st.synced_lsn >= lsn {
-                return SyncStep::Durable;
+                return leave(&st, SyncStep::Durable);
             }
             if st.syncing || st.failing.is_some() {
                 // This writer completes the group a leader waits for: it syncs now,
@@ -440,6 +448,8 @@ impl Wal {
     pub fn take_unsynced(&self) -> Option<(Vec<(Undo, u64)>, Error)> {
         let mut st = self.state.lock();
         let error = st.failing.clone()?;
+        // A failed sync blocks new ones until its rollback ends: none is running.
+        debug_assert!(!st.syncing, "a rollback while a WAL sync runs");
         let synced = st.synced_lsn;
         let mut taken: Vec<Pending> = Vec::new();
         while st.pending.back().is_some_and(|p| p.lsn > synced) {
@@ -501,11 +511,11 @@ impl Wal {
         if st.segment_len == 0 {
             return Ok(());
         }
+        while st.syncing {
+            self.wait(st);
+            st = self.state.lock();
+        }
         if st.synced_lsn < st.last_lsn {
-            while st.syncing {
-                self.wait(st);
-                st = self.state.lock();
-            }
             if let (WalSync::Always, Some(e)) = (self.policy, &st.failing) {
                 // A failed group write may have left part of a record in the
                 // segment, and its records are not durable: the caller rolls back.
