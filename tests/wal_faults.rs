@@ -11,7 +11,8 @@
 //! Further cases park a WAL sync (`SyncGate`) to fail it while other writers act:
 //! a failed group sync fails every commit waiting for it; a rollback must not undo
 //! a later write to the same record; two faults in a row (append and its cleanup);
-//! a torn tail before an empty segment; a failed background sync (`WalSync::Every`).
+//! a torn tail before an empty segment; a failed background sync (`WalSync::Every`);
+//! a torn group write that a flush reaches first, whose group is rolled back once.
 
 mod common_wal;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use common_wal::*;
 use shelf::fs::{FaultFs, FaultKind};
-use shelf::Store;
+use shelf::{Store, WalSync};
 use tempfile::TempDir;
 
 const KINDS: [FaultKind; 3] = [FaultKind::Eio, FaultKind::ShortWrite, FaultKind::NoSpace];
@@ -41,9 +42,14 @@ struct Fixture {
 impl Fixture {
     /// A bank, three entries and three notes, flushed.
     fn new() -> Fixture {
+        Fixture::with(WalSync::Always)
+    }
+
+    /// The same, with this WAL sync policy.
+    fn with(sync: WalSync) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultFs::new();
-        let store = builder(dir.path()).vfs(Arc::clone(&fs)).flush_interval(NEVER).open().unwrap();
+        let store = builder(dir.path()).vfs(Arc::clone(&fs)).wal_sync(sync).flush_interval(NEVER).open().unwrap();
         create_bank(&store);
         let mut f = Fixture {
             dir,
@@ -196,9 +202,18 @@ fn every_failing_operation_of_a_flush_enospc() {
 
 /// Fails operation `n`, `n` = 0, 1, ... of one logged write (`WalSync::Always`).
 fn append_faults(kind: FaultKind, write: &Op) {
+    append_faults_under(WalSync::Always, kind, write);
+}
+
+/// Fails operation `n`, `n` = 0, 1, ... of a logged write under `sync`. Under
+/// `WalSync::Always` the write's record is written by its sync, under `Every` by the
+/// write itself (and not synced).
+fn append_faults_under(sync: WalSync, kind: FaultKind, write: &Op) {
+    // The write's operations: the append and its sync, or the append alone.
+    let min_ops = if sync == WalSync::Always { 2 } else { 1 };
     for n in 0.. {
-        let context = format!("{write:?}, {kind:?} at operation {n}");
-        let mut f = Fixture::new();
+        let context = format!("{write:?}, {sync:?}, {kind:?} at operation {n}");
+        let mut f = Fixture::with(sync);
         // Acknowledged, not flushed: only in the WAL.
         f.run(Op::Transfer { tx: 1, from: account_id(4), to: account_id(5), amount: 3 });
         f.run(Op::Update { id: "k1".into() });
@@ -210,7 +225,7 @@ fn append_faults(kind: FaultKind, write: &Op) {
         match outcome {
             Ok(()) => {
                 assert!(!fired, "{context}: the fault fired, yet the write returned Ok");
-                assert!(n >= 2, "{context}: a logged write took only {n} operations (append, sync)");
+                assert!(n >= min_ops, "{context}: a logged write took only {n} operations");
                 println!("{write:?}, {kind:?}: each of its {n} operations failed in turn");
                 f.model(write);
                 f.check_memory(&context);
@@ -252,6 +267,18 @@ fn every_failing_operation_of_a_wal_update() {
 fn every_failing_operation_of_a_wal_remove() {
     for kind in KINDS {
         append_faults(kind, &Op::Remove { id: "k2".into() });
+    }
+}
+
+#[test]
+fn every_failing_operation_of_a_background_synced_write() {
+    for kind in KINDS {
+        append_faults_under(WalSync::Every(NEVER), kind, &Op::Insert { id: "fresh".into() });
+        append_faults_under(
+            WalSync::Every(NEVER),
+            kind,
+            &Op::Transfer { tx: 2, from: account_id(2), to: account_id(3), amount: 11 },
+        );
     }
 }
 

@@ -68,7 +68,7 @@ pub(crate) fn segment_lsn(name: &str) -> Option<u64> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WalSync {
     /// Before the write returns `Ok` (the default). Concurrent commits share one
-    /// `fdatasync`.
+    /// `fdatasync`, and their records are written together, just before it.
     #[default]
     Always,
     /// In the background at this interval: a write returns before it is durable, and
