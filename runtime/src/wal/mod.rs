@@ -296,13 +296,13 @@ impl Wal {
     /// here. See [`SyncStep`].
     pub fn sync_to(&self, lsn: u64, arrival: Option<Incoming<'_>>) -> SyncStep {
         let mut st = self.state.lock();
-        let arrived = arrival.is_some();
+        let announced = arrival.is_some();
         if let Some(arrival) = arrival {
             arrival.arrive();
         }
         // A leader may wait for this writer: tell it when the writer leaves at once.
         let leave = |st: &State, step: SyncStep| {
-            if arrived && st.leader_waiting.is_some() {
+            if announced && st.leader_waiting.is_some() {
                 self.arrived.notify_all();
             }
             step
