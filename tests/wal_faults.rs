@@ -649,6 +649,70 @@ fn a_failed_background_wal_sync_does_not_lose_writes_silently() {
     }
 }
 
+/// A flushed bank on a `SyncGate` whose next WAL append parks (not its sync).
+fn bank_parking_appends() -> (TempDir, SyncGate, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
+    let store = builder(dir.path()).vfs(fs.clone()).flush_interval(NEVER).open().unwrap();
+    create_bank(&store);
+    store.flush().unwrap();
+    fs.gate.at_append.store(true, std::sync::atomic::Ordering::SeqCst);
+    fs.gate.arm();
+    (dir, fs, store)
+}
+
+/// Runs `work` on a thread of its own with a clone of the store.
+fn on_thread<R: Send + 'static>(
+    store: &Store,
+    work: impl FnOnce(&Store) -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    let store = store.clone();
+    std::thread::spawn(move || work(&store))
+}
+
+/// A transaction that holds the writer lock until `release`, so that other
+/// threads queue up for it in a chosen order.
+struct WriterLockHolder {
+    go: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<shelf::Result<()>>,
+}
+
+impl WriterLockHolder {
+    /// Returns once the writer lock is held.
+    fn start(store: &Store) -> Self {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread = on_thread(store, move |store| {
+            store.transaction(|_tx| {
+                ready_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Ok::<_, shelf::Error>(())
+            })
+        });
+        ready_rx.recv().unwrap();
+        WriterLockHolder { go, thread }
+    }
+
+    fn release(self) {
+        self.go.send(()).unwrap();
+        self.thread.join().unwrap().unwrap();
+    }
+}
+
+/// A crash now: a copy of `dir` opens and holds exactly `logged`.
+fn assert_crash_copy(dir: &Path, logged: &Logged) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    let reopened = builder(copy.path()).flush_interval(NEVER).open().unwrap();
+    let actual = Logged::of(&reopened);
+    assert!(actual == *logged, "after a crash: {}", logged.diff(&actual));
+}
+
+/// Lets the threads started so far reach the lock or the gate they wait at.
+fn pause() {
+    std::thread::sleep(std::time::Duration::from_millis(100));
+}
+
 /// Under `WalSync::Always` a group's records are written by the sync that covers
 /// them. Here that write is torn (half of it reaches the segment) and, before the
 /// failed writer can roll back, a flush takes the writer lock. The flush must not
@@ -658,55 +722,28 @@ fn a_failed_background_wal_sync_does_not_lose_writes_silently() {
 #[test]
 fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
     use std::sync::atomic::Ordering::SeqCst;
-    let dir = tempfile::tempdir().unwrap();
-    let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
-    let store = builder(dir.path()).vfs(fs.clone()).flush_interval(NEVER).open().unwrap();
-    create_bank(&store);
-    store.flush().unwrap();
+    let (dir, fs, store) = bank_parking_appends();
     let logged = Logged::of(&store);
-
-    fs.gate.at_append.store(true, SeqCst);
-    fs.gate.arm();
-    let spawn = |op: Op| {
-        let store = store.clone();
-        std::thread::spawn(move || op.run(&store))
-    };
     // The first commit's sync parks before writing its group.
-    let first = spawn(Op::Insert { id: "k0".into() });
+    let first = on_thread(&store, |s| Op::Insert { id: "k0".into() }.run(s));
     fs.gate.wait_parked();
     // The second commit is applied and buffered, and waits for the next sync.
-    let second = spawn(Op::Insert { id: "k1".into() });
+    let second = on_thread(&store, |s| Op::Insert { id: "k1".into() }.run(s));
     let entries = store.collection::<Entry>().unwrap();
     while entries.get(&"k1".to_owned()).is_none() {
         std::thread::yield_now();
     }
     // A transaction holds the writer lock while a flush queues up behind it.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.transaction(|_tx| {
-                ready_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                Ok::<_, shelf::Error>(())
-            })
-        })
-    };
-    ready_rx.recv().unwrap();
-    let flush = {
-        let store = store.clone();
-        std::thread::spawn(move || store.flush())
-    };
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    let holder = WriterLockHolder::start(&store);
+    let flush = on_thread(&store, Store::flush);
+    pause();
     // The group write is torn; the failed writer then queues for the writer lock
     // behind the flush. Should the flush get past the WAL, its first file fails.
     fs.faults.fail_at(0, FaultKind::ShortWrite);
     fs.gate.fail_create.store(true, SeqCst);
     fs.gate.release();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    go_tx.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    pause();
+    holder.release();
     assert!(flush.join().unwrap().is_err(), "the flush went on over a torn WAL group");
     assert!(fs.gate.fail_create.load(SeqCst), "the flush got past the WAL to its files");
     let (first, second) = (first.join().unwrap(), second.join().unwrap());
@@ -716,15 +753,8 @@ fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
     fs.gate.at_append.store(false, SeqCst);
     let actual = Logged::of(&store);
     assert!(actual == logged, "after the torn group: {}", logged.diff(&actual));
-
-    // A crash now: the copy opens (no torn bytes before a valid record) and holds
-    // neither commit.
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    let reopened = builder(copy.path()).flush_interval(NEVER).open().unwrap();
-    let actual = Logged::of(&reopened);
-    assert!(actual == logged, "after a crash: {}", logged.diff(&actual));
-    drop(reopened);
+    // The copy opens (no torn bytes before a valid record) and holds neither commit.
+    assert_crash_copy(dir.path(), &logged);
 
     // The store goes on.
     for id in ["k0", "k1"] {
@@ -742,45 +772,20 @@ fn a_flush_after_a_torn_group_write_rolls_the_group_back() {
 /// `Ok` and is there, in memory and after a crash.
 #[test]
 fn a_group_rolled_back_by_a_flush_is_not_rolled_back_again() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
-    let dir = tempfile::tempdir().unwrap();
-    let fs = SyncGate { faults: FaultFs::new(), gate: Arc::new(Gate::default()) };
-    let store = builder(dir.path()).vfs(fs.clone()).flush_interval(NEVER).open().unwrap();
-    create_bank(&store);
-    store.flush().unwrap();
+    let (dir, fs, store) = bank_parking_appends();
     let mut logged = Logged::of(&store);
-
-    fs.gate.at_append.store(true, SeqCst);
-    fs.gate.arm();
-    let spawn = |op: Op| {
-        let store = store.clone();
-        std::thread::spawn(move || op.run(&store))
-    };
     // The first commit's sync parks before writing its group.
-    let first = spawn(Op::Insert { id: "k0".into() });
+    let first = on_thread(&store, |s| Op::Insert { id: "k0".into() }.run(s));
     fs.gate.wait_parked();
     // A transaction holds the writer lock; a flush, then a new commit, queue up.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store.transaction(|_tx| {
-                ready_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                Ok::<_, shelf::Error>(())
-            })
-        })
-    };
-    ready_rx.recv().unwrap();
-    let flush = {
-        let store = store.clone();
-        std::thread::spawn(move || store.flush())
-    };
+    let holder = WriterLockHolder::start(&store);
+    let flush = on_thread(&store, Store::flush);
     pause();
     let later = Op::Insert { id: "k2".into() };
-    let new_commit = spawn(later.clone());
+    let new_commit = on_thread(&store, {
+        let later = later.clone();
+        move |s| later.run(s)
+    });
     pause();
     // The group write is torn; its writer queues for the writer lock last.
     fs.faults.fail_at(0, FaultKind::ShortWrite);
@@ -788,8 +793,7 @@ fn a_group_rolled_back_by_a_flush_is_not_rolled_back_again() {
     pause();
     // The new commit's sync will park before its write.
     fs.gate.arm();
-    go_tx.send(()).unwrap();
-    holder.join().unwrap().unwrap();
+    holder.release();
     assert!(flush.join().unwrap().is_err(), "the flush went on over a torn WAL group");
     fs.gate.wait_parked();
     // The first writer runs (or skips) its rollback while the new sync is parked.
@@ -801,11 +805,6 @@ fn a_group_rolled_back_by_a_flush_is_not_rolled_back_again() {
     assert!(!fs.faults.pending());
     let actual = Logged::of(&store);
     assert!(actual == logged, "in memory: {}", logged.diff(&actual));
-
-    // A crash now: the acknowledged commit is there, the failed one is not.
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    let reopened = builder(copy.path()).flush_interval(NEVER).open().unwrap();
-    let actual = Logged::of(&reopened);
-    assert!(actual == logged, "after a crash: {}", logged.diff(&actual));
+    // The acknowledged commit is there after a crash, the failed one is not.
+    assert_crash_copy(dir.path(), &logged);
 }
