@@ -98,9 +98,6 @@ struct State {
     /// Records appended under `WalSync::Always` and not yet written to the segment:
     /// the next sync writes them all with one call, then syncs (see [`Wal::append`]).
     buffer: Vec<u8>,
-    /// Bytes written to the segment file (`segment_len` less what is buffered or
-    /// being written by a sync).
-    file_len: u64,
     /// Rotated segments, deleted by the next successful checkpoint.
     old_segments: Vec<PathBuf>,
     last_lsn: u64,
@@ -199,7 +196,6 @@ impl Wal {
                 segment_path: path,
                 segment_len,
                 buffer: Vec::new(),
-                file_len: segment_len,
                 old_segments,
                 last_lsn,
                 synced_lsn: last_lsn,
@@ -252,11 +248,10 @@ impl Wal {
                 let error = Error::io("append to WAL segment", &st.segment_path, e);
                 // A short write may have left part of the record: cut it off, now or
                 // before the next append.
-                st.cut_to = Some(st.file_len);
+                st.cut_to = Some(st.segment_len);
                 let _ = Self::cut(&mut st);
                 return Err(error);
             }
-            st.file_len += buf.len() as u64;
             buf.len()
         };
         st.segment_len += len as u64;
@@ -374,7 +369,6 @@ impl Wal {
             st.stats.record_sync(started.elapsed());
             match outcome {
                 Ok(()) => {
-                    st.file_len += records.len() as u64;
                     if st.buffer.is_empty() {
                         // Keep the allocation for the next group.
                         records.clear();
@@ -461,7 +455,6 @@ impl Wal {
         st.buffer.clear();
         if let Some(first) = taken.last() {
             st.segment_len = first.offset;
-            st.file_len = st.file_len.min(first.offset);
             st.cut_to = Some(first.offset);
             let _ = Self::cut(&mut st);
         }
@@ -528,7 +521,6 @@ impl Wal {
                 st.failing = Some(e.clone());
                 return Err(e);
             }
-            st.file_len += records.len() as u64;
             st.stats.record_sync(started.elapsed());
             st.synced_lsn = target;
             self.durable.fetch_max(target, Ordering::Release);
@@ -542,7 +534,6 @@ impl Wal {
         st.old_bytes += st.segment_len;
         st.segment = segment;
         st.segment_len = 0;
-        st.file_len = 0;
         Ok(())
     }
 
