@@ -229,8 +229,10 @@ fn run(ops: Vec<Op>) {
                 drop(people);
                 drop(store);
                 tamper_index_files(dir.path(), &files);
+                // Open does not trust a tampered index file, and the clean close
+                // after it rewrites every index file, whatever was done to it.
+                open(dir.path()).close().unwrap();
                 store = open(dir.path());
-                // Every index file is valid again after open, whatever was done to it.
                 if !model.is_empty() {
                     for entry in std::fs::read_dir(dir.path().join("person").join("indices")).unwrap() {
                         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();

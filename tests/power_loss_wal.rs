@@ -748,8 +748,8 @@ fn files_under(fs: &Arc<CrashFs>, dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a successful open leaves: the index agrees with the records, no temp file,
-/// a checkpointed log.
+/// What a successful open and its first flush leave: the index agrees with the
+/// records, no temp file, a checkpointed log.
 fn check_open_store(fs: &Arc<CrashFs>, store: &Store, found: &State, label: &str) {
     let accounts = store.collection::<Account>().unwrap();
     for account in found.accounts.values() {
@@ -760,6 +760,8 @@ fn check_open_store(fs: &Arc<CrashFs>, store: &Store, found: &State, label: &str
             account.id
         );
     }
+    // Open replays the log into memory; the first flush writes it and checkpoints.
+    store.flush().unwrap();
     let files = files_under(fs, Path::new(DIR));
     let temps: Vec<&PathBuf> =
         files.iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))).collect();

@@ -2,14 +2,14 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::batch::WriteBatch;
 use std::sync::mpsc::Receiver;
@@ -27,7 +27,9 @@ use crate::storage::{strategy_for, FileChange, Quarantine, RawRecord, Strategy};
 use crate::store::Store;
 use crate::watch::{Change, Event, Watchers};
 
+mod flush;
 mod load;
+pub(crate) use flush::FlushPart;
 use load::Loader;
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
@@ -38,8 +40,14 @@ struct State<T: Entity> {
     /// its file was last written for.
     index_versions: Vec<(u64, u64)>,
     /// Ids changed since their last durable flush, with the write sequence number of
-    /// the change. A mark is cleared only by a flush that wrote that very version.
+    /// the change. A flush takes the marks it writes; if it fails, it puts back those
+    /// that no later write replaced.
     dirty: HashMap<T::Id, u64>,
+    /// Marks taken by the flush in progress, counted in `dirty_count`.
+    in_flight: usize,
+    /// While a flush reads the values of its snapshot: the value, as of the
+    /// snapshot, of every record written since (`None`: it did not exist).
+    preimages: Option<HashMap<T::Id, Option<Arc<T>>>>,
     /// Sequence number of the last write.
     seq: u64,
     /// The next `#[id(auto)]` value.
@@ -75,6 +83,9 @@ impl<T: Entity> State<T> {
             Some(value) => self.records.insert(id.clone(), Arc::clone(value)),
             None => self.records.remove(id),
         };
+        if let Some(preimages) = &mut self.preimages {
+            preimages.entry(id.clone()).or_insert_with(|| old.clone());
+        }
         match (&old, &new) {
             (None, Some(_)) => self.fingerprint = self.fingerprint.wrapping_add(id_hash(id)),
             (Some(_), None) => self.fingerprint = self.fingerprint.wrapping_sub(id_hash(id)),
@@ -110,14 +121,14 @@ pub(crate) struct Core<T: Entity> {
     state: RwLock<State<T>>,
     /// Change subscribers.
     watchers: Watchers<T>,
-}
-
-/// What a flush of one collection took: `(id, version)` of each change it wrote, and
-/// `(index position, version)` of each index file.
-struct FlushTicket<T: Entity> {
-    records: Vec<(T::Id, u64)>,
-    indices: Vec<(usize, u64)>,
-    rewrite: Option<u64>,
+    /// Changes of commits whose events wait for an earlier commit to be durable,
+    /// by commit sequence number, oldest first (see `Inner::drain_events`).
+    queued: Mutex<VecDeque<(u64, Vec<Change<T>>)>>,
+    /// For a whole-file collection: the line of every record as the collection file
+    /// holds it (or will, once the flush in progress is durable), by id. Only the
+    /// flusher uses it (flushes never overlap), so a flush serializes just the
+    /// records that changed, outside every lock.
+    lines: Mutex<BTreeMap<T::Id, Box<[u8]>>>,
 }
 
 /// One write of a commit, typed. Ids of `#[id(auto)]` inserts are assigned before.
@@ -132,7 +143,7 @@ pub(crate) enum TypedOp<T: Entity> {
     Remove(T::Id),
 }
 
-/// How to revert one applied op.
+/// How to revert one applied op, and the change it made.
 struct TypedUndo<T: Entity> {
     id: T::Id,
     /// The value before the op.
@@ -147,8 +158,6 @@ struct TypedUndo<T: Entity> {
 
 /// What applying one op gives back.
 pub(crate) struct Applied {
-    /// Reverts the op.
-    pub undo: Box<dyn Any + Send>,
     /// The WAL entry, when the commit is logged.
     pub entry: Option<Vec<u8>>,
     /// The id (`Box<T::Id>`) of the record written or removed.
@@ -158,18 +167,18 @@ pub(crate) struct Applied {
 }
 
 /// A collection locked for writing by a commit. Holding the write lock for the whole
-/// commit is what keeps a commit invisible to readers until it is complete.
+/// commit is what keeps a commit invisible to readers until it is complete. The lock
+/// remembers what the commit applied, to revert it or to publish its changes.
 pub(crate) trait Locked {
-    /// Validates and applies one op (a `TypedOp<T>`). On success returns its undo
-    /// and, when `log` is set, its WAL entry.
+    /// Validates and applies one op (a `TypedOp<T>` of this collection's type).
+    /// Returns its WAL entry when `log` is set.
     fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied>;
-    /// Reverts one applied op. With `seq` (a rollback of a commit whose events were
-    /// sent), subscribers get the reverse change under that sequence number.
-    fn undo(&mut self, undo: Box<dyn Any + Send>, seq: Option<u64>);
-    /// Sends the change an applied op made (its undo describes it) to subscribers.
-    fn notify(&self, undo: &dyn Any, seq: u64);
-    /// Whether anyone subscribes to this collection's changes.
-    fn watched(&self) -> bool;
+    /// Reverts every op this commit applied here, last first.
+    fn revert(&mut self);
+    /// Publishes the changes this commit made here under sequence number `seq`:
+    /// sent to subscribers now, or queued until [`ErasedCollection::publish_queued`]
+    /// when `now` is false. Nothing happens without subscribers.
+    fn publish(&mut self, seq: u64, now: bool) -> bool;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains(&self, id: &dyn Any) -> bool;
     /// The id as key text, for messages.
@@ -188,14 +197,18 @@ pub(crate) trait Locked {
 struct LockedCore<'a, T: Entity> {
     core: &'a Core<T>,
     state: parking_lot::RwLockWriteGuard<'a, State<T>>,
+    applied: Vec<TypedUndo<T>>,
+}
+
+/// A type mismatch on the commit path: a bug in Shelf, never a user error.
+fn mismatch<T>(what: &str) -> ! {
+    unreachable!("shelf internal error: {what} of another type reached collection of `{}`", std::any::type_name::<T>())
 }
 
 impl<T: Entity> Locked for LockedCore<'_, T> {
     fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied> {
         let name = self.core.name;
-        let Ok(op) = op.downcast::<TypedOp<T>>() else {
-            return Err(Error::NotRegistered { type_name: std::any::type_name::<T>() });
-        };
+        let Ok(op) = op.downcast::<TypedOp<T>>() else { mismatch::<T>("an operation") };
         let (id, new) = match *op {
             TypedOp::Remove(id) => (id, None),
             TypedOp::Insert(value) => {
@@ -209,9 +222,6 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             TypedOp::Upsert(value) => {
                 let id = value.id().clone();
                 self.core.check_id(&id)?;
-                if let Some(n) = value.__id_counter() {
-                    self.state.next_auto = self.state.next_auto.max(n.saturating_add(1));
-                }
                 (id, Some(value))
             }
             TypedOp::Update(value) => {
@@ -225,83 +235,83 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         if let Some(value) = &new {
             self.state.check(name, &id, value)?;
         }
-        let entry = match (log && self.core.persisted(), &new) {
-            (true, value) => Some(wal_entry(name, &id, value.as_deref())?),
-            (false, _) => None,
+        // Acknowledged means loadable: a persisted record is serialized now and must
+        // load back to the same bytes, or the write is refused.
+        let bytes = match &new {
+            Some(value) if self.core.persisted() => Some(self.core.loadable(&id, value)?),
+            _ => None,
         };
+        let entry = match log && self.core.persisted() {
+            true => Some(wal_entry(name, &id, bytes.as_deref())?),
+            false => None,
+        };
+        if let Some(n) = new.as_ref().and_then(|value| value.__id_counter()) {
+            self.state.next_auto = self.state.next_auto.max(n.saturating_add(1));
+        }
         let removed = new.is_none();
         let dirty = self.state.dirty.get(&id).copied();
         let versions = self.state.index_versions.iter().map(|v| v.0).collect();
         let old = self.state.put(&id, new.clone(), self.core.persisted());
-        let undo = TypedUndo::<T> { id: id.clone(), old, written: new, dirty, versions };
-        Ok(Applied { undo: Box::new(undo), entry, id: Box::new(id), removed })
+        self.applied.push(TypedUndo::<T> { id: id.clone(), old, written: new, dirty, versions });
+        Ok(Applied { entry, id: Box::new(id), removed })
     }
 
-    fn notify(&self, undo: &dyn Any, seq: u64) {
-        if let Some(undo) = undo.downcast_ref::<TypedUndo<T>>() {
-            if let Some(change) = change_of(undo.old.clone(), undo.written.clone()) {
-                self.core.watchers.send(seq, &change);
-            }
-        }
-    }
-
-    fn watched(&self) -> bool {
-        !self.core.watchers.is_empty()
-    }
-
-    fn undo(&mut self, undo: Box<dyn Any + Send>, seq: Option<u64>) {
-        if let Ok(undo) = undo.downcast::<TypedUndo<T>>() {
-            let TypedUndo { id, old, written, dirty, versions } = *undo;
-            // A later commit that is not being undone (one that was not logged) may
-            // have written the record since: its acknowledged value stays.
-            let current = self.state.records.get(&id);
-            let unchanged = match (current, &written) {
-                (Some(current), Some(written)) => Arc::ptr_eq(current, written),
-                (None, None) => true,
-                _ => false,
+    fn revert(&mut self) {
+        while let Some(TypedUndo { id, old, dirty, versions, .. }) = self.applied.pop() {
+            self.state.put(&id, old, self.core.persisted());
+            // The record is back as it was, and so are its dirty mark and the index
+            // versions: a reverted write leaves nothing to flush.
+            match dirty {
+                Some(seq) => self.state.dirty.insert(id, seq),
+                None => self.state.dirty.remove(&id),
             };
-            if unchanged {
-                self.state.put(&id, old.clone(), self.core.persisted());
-                // The record is back as it was, and so is its dirty mark: an undone
-                // write leaves nothing to flush.
-                match dirty {
-                    Some(seq) => self.state.dirty.insert(id.clone(), seq),
-                    None => self.state.dirty.remove(&id),
-                };
-                // Within the failed commit nothing later changed the indices either;
-                // after a WAL rollback later commits may have, so the files stay due.
-                if seq.is_none() {
-                    for (version, before) in self.state.index_versions.iter_mut().zip(versions) {
-                        version.0 = before;
-                    }
-                }
-                if let (Some(seq), Some(change)) = (seq, change_of(written, old)) {
-                    self.core.watchers.send(seq, &change);
-                }
+            for (version, before) in self.state.index_versions.iter_mut().zip(versions) {
+                version.0 = before;
             }
         }
+    }
+
+    fn publish(&mut self, seq: u64, now: bool) -> bool {
+        if self.core.watchers.is_empty() {
+            return false;
+        }
+        let changes: Vec<Change<T>> =
+            self.applied.drain(..).filter_map(|undo| change_of(undo.old, undo.written)).collect();
+        if changes.is_empty() {
+            return false;
+        }
+        if now {
+            for change in &changes {
+                self.core.watchers.send(seq, change);
+            }
+        } else {
+            self.core.queued.lock().push_back((seq, changes));
+        }
+        true
     }
 
     fn contains(&self, id: &dyn Any) -> bool {
-        id.downcast_ref::<T::Id>().is_some_and(|id| self.state.records.contains_key(id))
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        self.state.records.contains_key(id)
     }
 
     fn id_text(&self, id: &dyn Any) -> String {
-        id.downcast_ref::<T::Id>().map(|id| show_id(&id.encode_key())).unwrap_or_default()
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        show_id(&id.encode_key())
     }
 
     fn ids_under(&self, index: usize, key: &dyn Any) -> Vec<Box<dyn Any + Send>> {
-        let Some(index) = self.state.indices.get(index) else { return Vec::new() };
+        let Some(index) = self.state.indices.get(index) else { mismatch::<T>("an index position") };
         index.ids_for_any(key).into_iter().map(|id| Box::new(id) as Box<dyn Any + Send>).collect()
     }
 
     fn parent_refs(&self, id: &dyn Any) -> Vec<(ForeignKeySpec, Box<dyn Any + Send>, String)> {
-        let Some(record) = id.downcast_ref::<T::Id>().and_then(|id| self.state.records.get(id)) else {
-            return Vec::new();
-        };
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        // A record removed again later in the same commit references nothing.
+        let Some(record) = self.state.records.get(id) else { return Vec::new() };
         let mut out = Vec::new();
         for spec in T::__foreign_keys().into_iter().filter(|spec| spec.check) {
-            let Some(index) = self.state.indices.get(spec.index) else { continue };
+            let Some(index) = self.state.indices.get(spec.index) else { mismatch::<T>("a foreign key index") };
             for key in index.keys_any(record) {
                 out.push((spec, key, index.key_json_any(record)));
             }
@@ -310,16 +320,13 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
     }
 
     fn remove_id(&mut self, id: &dyn Any, log: bool) -> Result<Applied> {
-        let id = id
-            .downcast_ref::<T::Id>()
-            .cloned()
-            .ok_or(Error::NotRegistered { type_name: std::any::type_name::<T>() })?;
-        self.apply(Box::new(TypedOp::<T>::Remove(id)), log)
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        self.apply(Box::new(TypedOp::<T>::Remove(id.clone())), log)
     }
 
     fn detach(&mut self, id: &dyn Any, field: &str, log: bool) -> Result<Applied> {
-        let current = id.downcast_ref::<T::Id>().and_then(|id| self.state.records.get(id)).cloned();
-        let current = current.ok_or(Error::NotRegistered { type_name: std::any::type_name::<T>() })?;
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        let Some(current) = self.state.records.get(id).cloned() else { mismatch::<T>("a child id") };
         let mut value = T::clone(&current);
         value.__clear_foreign_key(field);
         self.apply(Box::new(TypedOp::Update(Arc::new(value))), log)
@@ -336,19 +343,23 @@ fn change_of<T>(old: Option<Arc<T>>, new: Option<Arc<T>>) -> Option<Change<T>> {
     }
 }
 
-/// The WAL entry of one write: `{"c":collection,"id":id,"v":value-or-null}`.
-fn wal_entry<T: Entity>(collection: &str, id: &T::Id, value: Option<&T>) -> Result<Vec<u8>> {
-    #[derive(serde::Serialize)]
-    struct Entry<'a, I, V> {
-        c: &'a str,
-        id: &'a I,
-        v: Option<&'a V>,
-    }
-    serde_json::to_vec(&Entry { c: collection, id, v: value }).map_err(|source| Error::Serde {
+/// The WAL entry of one write: `{"c":collection,"id":id,"v":value-or-null}`, with
+/// the value's compact JSON (checked by [`Core::loadable`]) spliced in.
+fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>) -> Result<Vec<u8>> {
+    let error = |source| Error::Serde {
         collection: collection.to_owned(),
         id: show_id(&id.encode_key()),
         source: Arc::new(source),
-    })
+    };
+    let mut out = Vec::with_capacity(32 + value.map_or(4, <[u8]>::len));
+    out.extend_from_slice(b"{\"c\":");
+    serde_json::to_writer(&mut out, collection).map_err(error)?;
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut out, id).map_err(error)?;
+    out.extend_from_slice(b",\"v\":");
+    out.extend_from_slice(value.unwrap_or(b"null"));
+    out.push(b'}');
+    Ok(out)
 }
 
 impl<T: Entity> Core<T> {
@@ -365,13 +376,56 @@ impl<T: Entity> Core<T> {
                 index_versions: vec![(0, 0); indices.len()],
                 indices,
                 dirty: HashMap::new(),
+                in_flight: 0,
+                preimages: None,
                 seq: 0,
                 next_auto: 1,
                 fingerprint: 0,
                 rewrite: None,
             }),
             watchers: Watchers::default(),
+            queued: Mutex::new(VecDeque::new()),
+            lines: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The compact JSON of `value`, checked to load back exactly: it deserializes,
+    /// and the loaded value serializes to the same bytes (floats bit for bit). A
+    /// value that fails is refused before anything changes; see [`Error::Unloadable`].
+    fn loadable(&self, id: &T::Id, value: &T) -> Result<Vec<u8>> {
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Serde {
+            collection: self.name.to_owned(),
+            id: show_id(&id.encode_key()),
+            source: Arc::new(source),
+        })?;
+        let refuse = |message: String| Error::Unloadable {
+            collection: self.name.to_owned(),
+            id: show_id(&id.encode_key()),
+            message,
+        };
+        let back: T = serde_json::from_slice(&bytes).map_err(|e| {
+            let hint = if e.to_string().contains("null") {
+                " (JSON has no NaN or infinity: serde_json writes them as null)"
+            } else if e.to_string().contains("recursion limit") {
+                " (it is nested deeper than the 128 levels a load accepts)"
+            } else {
+                ""
+            };
+            refuse(format!("its JSON does not load back: {e}{hint}"))
+        })?;
+        let again =
+            serde_json::to_vec(&back).map_err(|e| refuse(format!("its loaded copy does not serialize: {e}")))?;
+        if again != bytes {
+            let at = bytes.iter().zip(&again).position(|(a, b)| a != b).unwrap_or(bytes.len().min(again.len()));
+            let show =
+                |b: &[u8]| String::from_utf8_lossy(&b[at.saturating_sub(20)..(at + 20).min(b.len())]).into_owned();
+            return Err(refuse(format!(
+                "it would load back as a different value (at byte {at}: written `{}`, loaded `{}`)",
+                show(&bytes),
+                show(&again)
+            )));
+        }
+        Ok(bytes)
     }
 
     fn persisted(&self) -> bool {
@@ -484,21 +538,6 @@ impl<T: Entity> Core<T> {
         Ok(value)
     }
 
-    /// Every record as compact JSON lines, sorted by id.
-    fn jsonl(&self, mut records: Vec<(T::Id, Arc<T>)>) -> Result<Vec<u8>> {
-        records.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = Vec::with_capacity(records.len() * 128);
-        for (id, value) in records {
-            serde_json::to_writer(&mut out, &*value).map_err(|source| Error::Serde {
-                collection: self.name.to_owned(),
-                id: show_id(&id.encode_key()),
-                source: Arc::new(source),
-            })?;
-            out.push(b'\n');
-        }
-        Ok(out)
-    }
-
     fn index_path(&self, name: &str) -> Option<PathBuf> {
         self.index_dir.as_ref().map(|dir| dir.join(format!("{name}.jsonl")))
     }
@@ -551,21 +590,26 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()>;
     /// Stages every record in the declared form (a migration's first step).
     fn stage_all_records(&self, batch: &mut WriteBatch) -> Result<()>;
-    /// Stages every dirty record (and changed index file) into the batch; returns
-    /// what `finish_flush` needs.
-    fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>>;
-    /// Clears the dirty marks of a flush that is now durable.
-    fn finish_flush(&self, ticket: Box<dyn Any + Send>);
+    /// Takes the snapshot of a flush: the dirty marks, as they are now. Called under
+    /// the writer lock; costs no more than moving a map. `None` when there is
+    /// nothing to write. With `index_files`, the index files that changed are
+    /// written too (only the final flush of `close` asks, when no writer is left).
+    fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>>;
     /// Locks the collection for a commit.
     fn lock_write(&self) -> Box<dyn Locked + '_>;
+    /// Sends the queued changes of commit `seq` to subscribers.
+    fn publish_queued(&self, seq: u64);
+    /// Drops every queued change: their commits were never durable.
+    fn discard_queued(&self);
     /// The `#[belongs_to]` fields.
     fn foreign_keys(&self) -> Vec<ForeignKeySpec>;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains_id(&self, id: &dyn Any) -> bool;
     /// References (with `check`) to parents for which `exists` says no.
     fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling>;
-    /// Applies one logged write during WAL replay, without validation.
-    fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String>;
+    /// Applies one logged write during WAL replay: the record's JSON, or `None` for
+    /// a removal. The record is marked dirty, for the next flush to write.
+    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>) -> std::result::Result<(), String>;
     fn next_auto(&self) -> Option<u64>;
     fn set_next_auto(&self, next: u64);
     fn dirty_count(&self) -> usize;
@@ -601,6 +645,8 @@ impl<T: Entity> ErasedCollection for Core<T> {
         let mut max_counter = 0;
         let mut skipped = false;
         let mut state = self.state.write();
+        let mut lines = self.lines.lock();
+        let cache = self.strategy.whole_file();
         // Parsing (here) and indexing (`Loader`) overlap on two threads once the
         // collection proves large; records arrive in file order either way, so a
         // later line with the same id wins, as it always did.
@@ -611,6 +657,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
                     Ok(value) => {
                         if let Some(n) = value.__id_counter() {
                             max_counter = max_counter.max(n.saturating_add(1));
+                        }
+                        if cache {
+                            lines.insert(value.id().clone(), flush::line_of(&value, &raw, from.whole_file())?);
                         }
                         loader.push(value);
                     }
@@ -649,7 +698,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
             state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect()
         };
         if self.strategy.whole_file() {
-            return self.strategy.stage_all(self.jsonl(records)?, batch);
+            return self.strategy.stage_all(flush::jsonl(&self.lines.lock()), batch);
         }
         let mut changes = Vec::with_capacity(records.len());
         for (id, value) in records {
@@ -658,69 +707,27 @@ impl<T: Entity> ErasedCollection for Core<T> {
         self.strategy.stage(changes, batch)
     }
 
-    fn prepare_flush(&self, batch: &mut WriteBatch) -> Result<Option<Box<dyn Any + Send>>> {
-        let mut ticket = FlushTicket::<T> { records: Vec::new(), indices: Vec::new(), rewrite: None };
-        let snapshot: Vec<(T::Id, u64, Option<Arc<T>>)> = {
-            let state = self.state.read();
-            for (pos, index) in state.indices.iter().enumerate() {
-                let (version, written) = state.index_versions[pos];
-                if let (true, Some(path)) = (version != written, self.index_path(index.name())) {
-                    let bytes =
-                        index_file::write(index.as_ref(), state.fingerprint, state.records.len()).map_err(|e| {
-                            Error::Meta { path: path.clone(), message: format!("cannot serialize index: {e}") }
-                        })?;
-                    batch.write(path, bytes);
-                    ticket.indices.push((pos, version));
-                }
-            }
-            if self.strategy.whole_file() && (!state.dirty.is_empty() || state.rewrite.is_some()) {
-                let records: Vec<(T::Id, Arc<T>)> =
-                    state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect();
-                ticket.records = state.dirty.iter().map(|(id, &seq)| (id.clone(), seq)).collect();
-                ticket.rewrite = state.rewrite;
-                drop(state);
-                self.strategy.stage_all(self.jsonl(records)?, batch)?;
-                return Ok(Some(Box::new(ticket)));
-            }
-            state.dirty.iter().map(|(id, &seq)| (id.clone(), seq, state.records.get(id).cloned())).collect()
-        };
-        let mut changes = Vec::with_capacity(snapshot.len());
-        for (id, seq, value) in snapshot {
-            let bytes = match value {
-                Some(value) => Some(to_json(self.name, &id, &*value)?),
-                None => None,
-            };
-            changes.push(FileChange { stem: self.stem(&id)?, bytes });
-            ticket.records.push((id, seq));
-        }
-        if changes.is_empty() && ticket.indices.is_empty() {
-            return Ok(None);
-        }
-        self.strategy.stage(changes, batch)?;
-        Ok(Some(Box::new(ticket)))
-    }
-
-    fn finish_flush(&self, ticket: Box<dyn Any + Send>) {
-        let Ok(ticket) = ticket.downcast::<FlushTicket<T>>() else {
-            return;
-        };
-        let mut state = self.state.write();
-        for (id, seq) in ticket.records {
-            // A write that came in during the flush has a newer seq and stays dirty.
-            if state.dirty.get(&id) == Some(&seq) {
-                state.dirty.remove(&id);
-            }
-        }
-        for (pos, version) in ticket.indices {
-            state.index_versions[pos].1 = version;
-        }
-        if ticket.rewrite.is_some() && state.rewrite == ticket.rewrite {
-            state.rewrite = None;
-        }
+    fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>> {
+        flush::Snapshot::take(self, index_files).map(|part| Box::new(part) as Box<dyn FlushPart + '_>)
     }
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {
-        Box::new(LockedCore { core: self, state: self.state.write() })
+        Box::new(LockedCore { core: self, state: self.state.write(), applied: Vec::new() })
+    }
+
+    fn publish_queued(&self, seq: u64) {
+        let mut queued = self.queued.lock();
+        while queued.front().is_some_and(|(s, _)| *s <= seq) {
+            if let Some((s, changes)) = queued.pop_front() {
+                for change in &changes {
+                    self.watchers.send(s, change);
+                }
+            }
+        }
+    }
+
+    fn discard_queued(&self) {
+        self.queued.lock().clear();
     }
 
     fn foreign_keys(&self) -> Vec<ForeignKeySpec> {
@@ -728,7 +735,8 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
 
     fn contains_id(&self, id: &dyn Any) -> bool {
-        id.downcast_ref::<T::Id>().is_some_and(|id| self.state.read().records.contains_key(id))
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        self.state.read().records.contains_key(id)
     }
 
     fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling> {
@@ -758,9 +766,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
         out
     }
 
-    fn replay(&self, id: serde_json::Value, value: Option<serde_json::Value>) -> std::result::Result<(), String> {
+    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>) -> std::result::Result<(), String> {
         let id: T::Id = serde_json::from_value(id).map_err(|e| format!("bad id: {e}"))?;
-        let value: Option<T> = value.map(serde_json::from_value).transpose().map_err(|e| format!("bad record: {e}"))?;
+        let value: Option<T> = value.map(serde_json::from_slice).transpose().map_err(|e| format!("bad record: {e}"))?;
         // Indices file a record under its own id: a logged id must agree with it.
         if let Some(value) = value.as_ref().filter(|v| *v.id() != id) {
             return Err(format!(
@@ -785,7 +793,8 @@ impl<T: Entity> ErasedCollection for Core<T> {
         state.next_auto = state.next_auto.max(next);
     }
     fn dirty_count(&self) -> usize {
-        self.state.read().dirty.len()
+        let state = self.state.read();
+        state.dirty.len() + state.in_flight
     }
     fn len(&self) -> usize {
         self.state.read().records.len()
@@ -982,7 +991,8 @@ impl<T: Entity> Collection<T> {
 
     /// How many records changed since they were last made durable.
     pub fn dirty_count(&self) -> usize {
-        self.core.state.read().dirty.len()
+        let state = self.core.state.read();
+        state.dirty.len() + state.in_flight
     }
 
     /// Where this collection's files are: `Some(dir)` for persisted collections.

@@ -3,13 +3,20 @@
 //! Writers are serialized by one writer lock per store (like SQLite's or redb's
 //! single writer); readers never take it. A commit locks the collections it touches
 //! for writing, in registration order, validates and applies its ops one by one
-//! (undoing them all if one fails), appends one WAL record if it touches a `wal`
-//! collection, and unlocks. No reader sees part of a commit: each collection a
-//! commit touches changes in one step under its write lock. The caller then waits,
-//! outside the writer lock, until the WAL record is durable (group commit).
+//! (reverting them all if one fails), appends one WAL record if it touches a `wal`
+//! collection, publishes its changes, and unlocks. No reader sees part of a commit:
+//! each collection a commit touches changes in one step under its write lock. The
+//! caller then waits, outside the writer lock, until the WAL record is durable
+//! (group commit). Nothing under the writer lock does I/O.
+//!
+//! If the WAL cannot make a commit durable, nothing is undone: the store is
+//! poisoned ([`Error::Poisoned`]), the commits that were not durable fail for their
+//! callers, their changes are never published, and every later write fails. Close
+//! and open recovers exactly what is durable.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use parking_lot::MutexGuard;
 
@@ -17,7 +24,7 @@ use crate::collection::{Applied, Locked};
 use crate::error::{Error, Result};
 use crate::relation::OnDelete;
 use crate::store::Inner;
-use crate::wal::{Incoming, SyncStep, Undo, WalSync};
+use crate::wal::{Incoming, WalSync};
 
 /// One write of a commit: the collection's position and its `TypedOp<T>`.
 pub(crate) struct Op {
@@ -31,47 +38,104 @@ impl Op {
     }
 }
 
-/// Proof that the writer lock is held.
-pub(crate) type WriterGuard<'a> = MutexGuard<'a, ()>;
+/// What a thread is doing while it holds a store's writer lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// Running the body of a transaction.
+    Transaction,
+    /// Running the closure of `update` (or preparing another single write).
+    Write,
+}
 
 thread_local! {
-    /// The store whose transaction this thread is running, as an address.
-    static IN_TRANSACTION: Cell<usize> = const { Cell::new(0) };
+    /// The stores whose writer lock this thread holds, innermost last, by address.
+    static HOLDING: RefCell<Vec<(usize, Holding)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks this thread as inside a transaction of `inner` until dropped.
-pub(crate) struct TxMarker;
+/// Proof that the writer lock is held; while it lives, this thread is known to hold
+/// it, so a nested write or flush on the same store fails instead of deadlocking.
+pub(crate) struct WriterGuard<'a> {
+    _guard: MutexGuard<'a, ()>,
+    inner: usize,
+}
 
-impl TxMarker {
-    pub fn enter(inner: &Inner) -> Self {
-        IN_TRANSACTION.with(|c| c.set(inner as *const Inner as usize));
-        TxMarker
+impl WriterGuard<'_> {
+    /// Marks what this thread does under the lock (see [`Holding`]).
+    pub fn doing(&self, what: Holding) {
+        HOLDING.with(|h| {
+            if let Some(entry) = h.borrow_mut().iter_mut().rev().find(|(addr, _)| *addr == self.inner) {
+                entry.1 = what;
+            }
+        });
     }
 }
 
-impl Drop for TxMarker {
+impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
-        IN_TRANSACTION.with(|c| c.set(0));
+        HOLDING.with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(pos) = h.iter().rposition(|(addr, _)| *addr == self.inner) {
+                h.remove(pos);
+            }
+        });
     }
 }
+
+/// A commit whose changes wait to be published: its sequence number, the WAL
+/// record it waits for (none: only for earlier commits), and the collections with
+/// queued changes.
+pub(crate) struct Queued {
+    seq: u64,
+    lsn: Option<u64>,
+    colls: Vec<usize>,
+}
+
+/// Published changes wait here, in commit order, while an earlier commit's WAL
+/// record is not durable.
+pub(crate) type Outbox = parking_lot::Mutex<VecDeque<Queued>>;
 
 impl Inner {
-    pub(crate) fn in_transaction(&self) -> bool {
-        IN_TRANSACTION.with(|c| c.get() == self as *const Inner as usize)
+    /// What this thread does under this store's writer lock, if it holds it.
+    pub(crate) fn holding(&self) -> Option<Holding> {
+        let me = self as *const Inner as usize;
+        HOLDING.with(|h| h.borrow().iter().rev().find(|(addr, _)| *addr == me).map(|(_, what)| *what))
     }
 
-    /// Takes the writer lock; an error instead of a deadlock when this thread is
-    /// already inside a transaction of this store.
-    /// Also fails with [`Error::Closed`] once `close` has begun its final flush.
-    pub(crate) fn lock_writer(&self) -> Result<WriterGuard<'_>> {
-        if self.in_transaction() {
-            return Err(Error::InTransaction { dir: self.dir.clone() });
+    /// An error for `op` when this thread holds the writer lock (inside a
+    /// transaction body or an `update` closure of this store), where waiting for the
+    /// lock would deadlock.
+    pub(crate) fn refuse_reentry(&self, op: &'static str) -> Result<()> {
+        match self.holding() {
+            None => Ok(()),
+            Some(Holding::Transaction) if op == "write" => Err(Error::InTransaction { dir: self.dir.clone() }),
+            Some(Holding::Transaction) => {
+                Err(Error::Reentrant { dir: self.dir.clone(), op, inside: "a transaction body" })
+            }
+            Some(Holding::Write) => Err(Error::Reentrant { dir: self.dir.clone(), op, inside: "an `update` closure" }),
         }
+    }
+
+    /// Takes the writer lock; an error instead of a deadlock when this thread holds
+    /// it already. Fails with [`Error::Closed`] once `close` has begun its final
+    /// flush, and with [`Error::Poisoned`] once a WAL sync failed.
+    pub(crate) fn lock_writer(&self) -> Result<WriterGuard<'_>> {
+        self.refuse_reentry("write")?;
         let guard = self.writer.lock();
         if self.is_closed() {
             return Err(Error::Closed { dir: self.dir.clone() });
         }
-        Ok(guard)
+        self.check_poisoned()?;
+        let inner = self as *const Inner as usize;
+        HOLDING.with(|h| h.borrow_mut().push((inner, Holding::Write)));
+        Ok(WriterGuard { _guard: guard, inner })
+    }
+
+    /// [`Error::Poisoned`] once a WAL write or sync has failed.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        match self.wal.as_ref().and_then(|wal| wal.poisoned()) {
+            Some(cause) => Err(Error::Poisoned { dir: self.dir.clone(), cause: Box::new(cause) }),
+            None => Ok(()),
+        }
     }
 
     /// Runs `stage` under the writer lock, commits the ops it returns, and waits
@@ -108,13 +172,12 @@ impl Inner {
         to_lock.dedup();
         let mut run = Run {
             locks: to_lock.iter().map(|&c| (c, self.collections[c].lock_write())).collect(),
-            undo: Vec::with_capacity(ops.len()),
             payload: Vec::new(),
             changed: Vec::new(),
             logged,
         };
         if let Err(e) = self.apply_all(&mut run, ops) {
-            run.undo_all();
+            run.revert();
             return Err(e);
         }
         let lsn = match (&self.wal, run.payload.is_empty()) {
@@ -123,24 +186,51 @@ impl Inner {
                 match wal.append(&run.payload) {
                     Ok(lsn) => Some(lsn),
                     Err(e) => {
-                        run.undo_all();
-                        return Err(e);
+                        // Nothing was acknowledged or published: memory goes back.
+                        run.revert();
+                        return Err(self.poisoned_or(e));
                     }
                 }
             }
             _ => None,
         };
-        // Committed: the commit's events, in order, before the writer lock is let go.
+        // Committed. The changes are published in commit order: now, unless they
+        // must wait for this commit's WAL record (`Always`) or for an earlier
+        // commit's, still queued.
         let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        for (coll, undo) in &run.undo {
-            if let Some((_, lock)) = run.locks.iter().find(|(c, _)| c == coll).filter(|(_, l)| l.watched()) {
-                lock.notify(undo.as_ref(), seq);
-            }
-        }
-        if let (Some(lsn), Some(wal)) = (lsn, &self.wal) {
-            wal.attach_undo(lsn, std::mem::take(&mut run.undo), seq);
+        let wait_for = lsn.filter(|_| self.wal.as_ref().is_some_and(|wal| wal.policy == WalSync::Always));
+        let mut outbox = self.outbox.lock();
+        let now = wait_for.is_none() && outbox.is_empty();
+        let colls: Vec<usize> =
+            run.locks.iter_mut().filter_map(|(c, lock)| lock.publish(seq, now).then_some(*c)).collect();
+        if !now && !colls.is_empty() {
+            outbox.push_back(Queued { seq, lsn: wait_for, colls });
         }
         Ok(lsn)
+    }
+
+    /// Publishes the queued changes whose commits are durable, in commit order. Once
+    /// the store is poisoned, the queued changes that were never durable are dropped.
+    pub(crate) fn drain_events(&self) {
+        let Some(wal) = &self.wal else { return };
+        let mut outbox = self.outbox.lock();
+        let durable = wal.durable_lsn();
+        while let Some(front) = outbox.front() {
+            if front.lsn.is_some_and(|lsn| lsn > durable) {
+                if wal.poisoned().is_some() {
+                    outbox.clear();
+                    for collection in &self.collections {
+                        collection.discard_queued();
+                    }
+                }
+                return;
+            }
+            if let Some(queued) = outbox.pop_front() {
+                for &coll in &queued.colls {
+                    self.collections[coll].publish_queued(queued.seq);
+                }
+            }
+        }
     }
 
     /// The user's ops, then cascades and detaches, then the foreign key checks.
@@ -216,8 +306,9 @@ impl Inner {
         self.wal.as_ref().filter(|wal| wal.policy == WalSync::Always).map(|wal| wal.incoming())
     }
 
-    /// Waits until the WAL record `lsn` is durable (policy `Always`); with
-    /// `Every(..)` the background syncer does it and this returns at once.
+    /// Waits until the WAL record `lsn` is durable (policy `Always`), then publishes
+    /// the changes that waited for it; with `Every(..)` the background syncer makes
+    /// it durable and this returns at once.
     ///
     /// `incoming` is the writer's announcement ([`Inner::announce`]); it ends here.
     pub(crate) fn wait_durable(&self, lsn: Option<u64>, incoming: Option<Incoming<'_>>) -> Result<()> {
@@ -225,66 +316,24 @@ impl Inner {
         if wal.policy != WalSync::Always {
             return Ok(());
         }
-        self.sync_wal_to(lsn, incoming)
+        let outcome = wal.sync_to(lsn, incoming).map_err(|e| self.poisoned_or(e));
+        self.drain_events();
+        outcome
     }
 
-    /// Syncs the WAL up to `lsn`, running the rollback if this thread's sync fails.
-    pub(crate) fn sync_wal_to(&self, lsn: u64, mut incoming: Option<Incoming<'_>>) -> Result<()> {
-        let Some(wal) = &self.wal else { return Ok(()) };
-        loop {
-            match wal.sync_to(lsn, incoming.take()) {
-                SyncStep::Durable => return Ok(()),
-                SyncStep::Failed(e) => return Err(e),
-                SyncStep::RollBack(e) => {
-                    let guard = self.writer.lock();
-                    self.roll_back_unsynced(&guard, e.clone());
-                    if wal.policy != WalSync::Always {
-                        return Err(e);
-                    }
-                }
-            }
+    /// `error` as the caller of a failed WAL write or sync sees it: the store is
+    /// poisoned by it.
+    pub(crate) fn poisoned_or(&self, error: Error) -> Error {
+        match self.check_poisoned() {
+            Err(poisoned) => poisoned,
+            Ok(()) => error,
         }
-    }
-
-    /// After a failed WAL write or sync (`error`): reverts, in memory, every commit
-    /// whose WAL record is not durable, newest first, and makes their waiters fail
-    /// with the error. Nothing happens when that failure was rolled back already.
-    ///
-    /// Under `WalSync::Every` the commits were acknowledged already: they are kept
-    /// instead, the failure is reported in [`Health`](crate::Health), and the next
-    /// sync (background, flush or close) retries.
-    pub(crate) fn roll_back_unsynced(&self, _writer: &WriterGuard<'_>, error: Error) {
-        let Some(wal) = &self.wal else { return };
-        if wal.policy != WalSync::Always {
-            tracing::error!(%error, "WAL sync failed; keeping the acknowledged writes and retrying");
-            self.flush_state.record_failure(error);
-            wal.keep_unsynced();
-            return;
-        }
-        // The rollback of this failure may have been run by another thread already.
-        let Some((unsynced, error)) = wal.take_unsynced() else { return };
-        tracing::error!(%error, "WAL sync failed; rolling back commits that are not durable");
-        for (undo, _) in unsynced {
-            // The reverse changes are a new commit, after every commit applied so far.
-            let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            let mut touched: Vec<usize> = undo.iter().map(|(c, _)| *c).collect();
-            touched.sort_unstable();
-            touched.dedup();
-            let mut locks: Vec<_> = touched.iter().map(|&c| (c, self.collections[c].lock_write())).collect();
-            for (coll, op_undo) in undo.into_iter().rev() {
-                if let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == coll) {
-                    lock.undo(op_undo, Some(seq));
-                }
-            }
-        }
-        wal.finish_rollback(error);
     }
 }
 
 /// The state of one commit in progress.
 struct Run<'a> {
     locks: Vec<(usize, Box<dyn Locked + 'a>)>,
-    undo: Undo,
     payload: Vec<u8>,
     /// `(collection, Box<T::Id>, removed)` of every record the commit changed.
     changed: Vec<(usize, Box<dyn Any + Send>, bool)>,
@@ -305,7 +354,6 @@ impl<'a> Run<'a> {
         let logged = self.logged;
         let Some(lock) = self.lock(coll) else { return Ok(()) };
         let applied = op(lock, logged)?;
-        self.undo.push((coll, applied.undo));
         if let Some(entry) = applied.entry {
             self.payload.push(if self.payload.is_empty() { b'[' } else { b',' });
             self.payload.extend_from_slice(&entry);
@@ -314,17 +362,10 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn undo_all(&mut self) {
-        let undo = std::mem::take(&mut self.undo);
-        undo_all(&mut self.locks, undo);
-    }
-}
-
-/// Reverts applied ops, last first.
-fn undo_all(locks: &mut [(usize, Box<dyn Locked + '_>)], undo: Undo) {
-    for (coll, op_undo) in undo.into_iter().rev() {
-        if let Some((_, lock)) = locks.iter_mut().find(|(c, _)| *c == coll) {
-            lock.undo(op_undo, None);
+    /// Reverts every applied op: the commit failed before it was acknowledged.
+    fn revert(&mut self) {
+        for (_, lock) in &mut self.locks {
+            lock.revert();
         }
     }
 }

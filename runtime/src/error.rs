@@ -227,6 +227,46 @@ pub enum Error {
         message: String,
     },
 
+    /// A write to the WAL, or its sync, failed: the store stopped. After a failed
+    /// `fsync` the kernel may have dropped the data it was to write, so Shelf never
+    /// retries it and never reports it durable. Every later write and flush returns
+    /// this error; reads go on. Close the store and open it again: open recovers
+    /// exactly what is durable.
+    #[error("store {dir} is poisoned by an earlier failure and takes no more writes; close and reopen it to recover what is durable. The failure: {cause}")]
+    Poisoned {
+        /// The data directory.
+        dir: PathBuf,
+        /// The failure that poisoned the store.
+        cause: Box<Error>,
+    },
+
+    /// An operation that needs the writer lock was called where this thread holds
+    /// it already: inside a transaction body or an `update` closure of the same
+    /// store. Waiting for the lock would deadlock.
+    #[error("store {dir}: `{op}` cannot run inside {inside} of the same store (it holds the writer lock); do it after the closure returns")]
+    Reentrant {
+        /// The data directory.
+        dir: PathBuf,
+        /// What was refused, e.g. `"flush"`.
+        op: &'static str,
+        /// Where it was called.
+        inside: &'static str,
+    },
+
+    /// A value was refused at the write because it would not load back exactly:
+    /// its JSON does not deserialize (a NaN or infinite float is written as `null`,
+    /// nesting deeper than 128 levels is not read back), or it deserializes to a
+    /// different value. Nothing changed.
+    #[error("collection `{collection}`, id `{id}`: write refused, the value would not load back exactly: {message}")]
+    Unloadable {
+        /// The collection.
+        collection: String,
+        /// The record's id.
+        id: String,
+        /// What went wrong, with the JSON around the difference.
+        message: String,
+    },
+
     /// The store was closed by [`Store::close`](crate::Store::close).
     #[error("the store at {dir} is closed")]
     Closed {

@@ -80,13 +80,17 @@ impl Inner {
     /// that batch covered. On failure everything stays dirty and the error is
     /// recorded in [`Health`].
     pub(crate) fn flush(&self) -> Result<FlushStats> {
-        if self.in_transaction() {
-            return Err(Error::InTransaction { dir: self.dir.clone() });
-        }
+        self.flush_with(false)
+    }
+
+    /// [`Inner::flush`]; with `index_files`, the index files that changed are
+    /// written too (the final flush of `close`).
+    pub(crate) fn flush_with(&self, index_files: bool) -> Result<FlushStats> {
+        self.refuse_reentry("flush")?;
         let _running = self.flush_state.running.lock();
         let _span = tracing::debug_span!("flush", dir = %self.dir.display()).entered();
         let started = Instant::now();
-        let outcome = self.flush_once();
+        let outcome = self.flush_once(index_files);
         let mut health = self.flush_state.health.lock();
         match outcome {
             Ok((mut stats, per_collection)) => {
@@ -116,30 +120,43 @@ impl Inner {
         }
     }
 
-    fn flush_once(&self) -> Result<(FlushStats, Vec<(usize, u64)>)> {
-        let mut per_collection = Vec::with_capacity(self.collections.len());
-        let mut batch = WriteBatch::default();
-        let mut tickets = Vec::new();
-        let (checkpoint, seq) = {
-            // Under the writer lock the snapshot is a consistent cut: exactly the
-            // commits in the rotated WAL segments, each of them whole.
-            let writer = self.writer.lock();
+    /// One flush: a snapshot under the writer lock, everything else after it.
+    ///
+    /// 1. Under the writer lock: the cut (the last commit and WAL record) and each
+    ///    collection's snapshot, which moves its dirty marks. No I/O, no
+    ///    serialization.
+    /// 2. The WAL is made durable up to the cut, so the record files never hold a
+    ///    commit the log could still lose. A failure there poisons the store.
+    /// 3. The snapshot's values are serialized and staged, and the batch is written
+    ///    and synced. On failure the marks go back and a later flush retries with
+    ///    new temp files.
+    /// 4. The marks are done; the WAL rotates (prepared without any lock) and the
+    ///    segments the cut covers are deleted.
+    fn flush_once(&self, index_files: bool) -> Result<(FlushStats, Vec<(usize, u64)>)> {
+        self.check_poisoned()?;
+        let (mut parts, cut, seq) = {
+            let _writer = self.writer.lock();
             let seq = self.commit_seq.load(std::sync::atomic::Ordering::SeqCst);
-            if let Some(wal) = &self.wal {
-                if let Err(e) = wal.rotate() {
-                    self.roll_back_unsynced(&writer, e.clone());
-                    return Err(e);
-                }
-            }
-            for collection in &self.collections {
-                let (files, bytes) = (batch.len(), batch.bytes());
-                if let Some(ticket) = collection.prepare_flush(&mut batch)? {
-                    tickets.push((Arc::clone(collection), ticket));
-                }
-                per_collection.push((batch.len() - files, batch.bytes() - bytes));
-            }
-            (self.wal.as_ref().map(|wal| wal.rotated()).unwrap_or_default(), seq)
+            let cut = self.wal.as_ref().map(|wal| wal.last_lsn());
+            let parts: Vec<_> = self
+                .collections
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, collection)| collection.snapshot(index_files).map(|part| (pos, part)))
+                .collect();
+            (parts, cut, seq)
         };
+        if let (Some(wal), Some(cut)) = (&self.wal, cut) {
+            wal.sync_to(cut, None).map_err(|e| self.poisoned_or(e))?;
+            self.drain_events();
+        }
+        let mut per_collection = vec![(0, 0); self.collections.len()];
+        let mut batch = WriteBatch::default();
+        for (pos, part) in &mut parts {
+            let (files, bytes) = (batch.len(), batch.bytes());
+            part.stage(&mut batch)?;
+            per_collection[*pos] = (batch.len() - files, batch.bytes() - bytes);
+        }
         // Store-wide numbers count the collections' files, like the per-collection
         // ones; a rewrite of `shelf.json` is bookkeeping and not counted.
         let (records, bytes) = (batch.len(), batch.bytes());
@@ -151,19 +168,19 @@ impl Inner {
         if !batch.is_empty() {
             batch.commit(self.fs.as_ref(), self.sync_mode)?;
         }
-        for (collection, ticket) in tickets {
-            collection.finish_flush(ticket);
+        for (_, part) in parts {
+            part.durable();
         }
         if meta_changed {
             *self.meta.lock() = new_meta;
         }
-        if let Some(wal) = &self.wal {
-            wal.checkpoint(&checkpoint)?;
+        if let (Some(wal), Some(cut)) = (&self.wal, cut) {
+            wal.prepare_rotation()?;
+            wal.checkpoint(cut)?;
         }
         self.flush_watchers.lock().retain(|tx| tx.send(seq).is_ok());
         Ok((FlushStats { records, bytes, duration: Duration::ZERO }, per_collection))
     }
-
     /// `shelf.json` as it should be now, with current auto-id counters.
     fn meta_with_counters(&self) -> Meta {
         let mut meta = self.meta.lock().clone();

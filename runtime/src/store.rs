@@ -226,6 +226,7 @@ impl StoreBuilder {
             writer: Mutex::new(()),
             commit_seq: std::sync::atomic::AtomicU64::new(0),
             flush_watchers: Mutex::new(Vec::new()),
+            outbox: Default::default(),
             wal,
             related: relations.related,
             fk_children: relations.fk_children,
@@ -241,10 +242,9 @@ impl StoreBuilder {
         })?];
         if let (WalSync::Every(interval), Some(_)) = (self.wal_sync, &inner.wal) {
             threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, |inner| {
-                if let Some(wal) = &inner.wal {
-                    if let Err(e) = inner.sync_wal_to(wal.last_lsn(), None) {
-                        tracing::error!(error = %e, "background WAL sync failed");
-                    }
+                // A failure poisons the store; writers and `health` report it.
+                if let Some(Err(e)) = inner.wal.as_ref().map(|wal| wal.sync_to(wal.last_lsn(), None)) {
+                    inner.flush_state.record_failure(inner.poisoned_or(e));
                 }
             })?);
         }
@@ -252,11 +252,9 @@ impl StoreBuilder {
         for dangling in inner.dangling() {
             tracing::warn!(?dangling, "a record references a parent that does not exist");
         }
-        // Writes the index files that open found missing or stale. Index files are
-        // derived data: a failure here is reported in `health()`, never fatal.
-        if let Err(e) = inner.flush() {
-            tracing::warn!(error = %e, "could not rewrite index files on open; will retry on the next flush");
-        }
+        // Records replayed from the WAL are dirty: the background flusher writes them,
+        // and the WAL keeps them until it has. Index files found missing or stale are
+        // rewritten by the final flush of `close`.
         Ok(Store { inner: Arc::new(Shared { inner }) })
     }
 }
@@ -308,11 +306,14 @@ fn open_wal(
 
 /// Applies one replayed WAL record: a JSON array of `{"c","id","v"}` writes.
 fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload: &[u8]) -> Result<()> {
+    // The value stays raw JSON here and is parsed once, as the record type, with
+    // the same nesting limit as a record file: what the write-time check accepted.
     #[derive(serde::Deserialize)]
-    struct Entry {
+    struct Entry<'a> {
         c: String,
         id: serde_json::Value,
-        v: Option<serde_json::Value>,
+        #[serde(borrow)]
+        v: Option<&'a serde_json::value::RawValue>,
     }
     let entries: Vec<Entry> = serde_json::from_slice(payload)
         .map_err(|e| Error::WalReplay { lsn, message: format!("unparsable payload: {e}") })?;
@@ -327,7 +328,7 @@ fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload
             });
         };
         collection
-            .replay(entry.id, entry.v)
+            .replay(entry.id, entry.v.map(|v| v.get().as_bytes()))
             .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
     }
     Ok(())
@@ -427,6 +428,8 @@ pub(crate) struct Inner {
     pub(crate) commit_seq: std::sync::atomic::AtomicU64,
     /// Subscribers of [`Store::watch_flushes`].
     pub(crate) flush_watchers: Mutex<Vec<std::sync::mpsc::Sender<u64>>>,
+    /// Changes waiting for their commit (or an earlier one) to be durable.
+    pub(crate) outbox: crate::commit::Outbox,
     /// The WAL, when a registered collection has `wal` or the log holds records.
     pub(crate) wal: Option<Wal>,
     /// Per collection: every collection connected to it by foreign keys, which a
@@ -467,13 +470,22 @@ impl Inner {
         if self.is_closed() {
             return Ok(());
         }
+        self.refuse_reentry("close")?;
+        if let Err(poisoned) = self.check_poisoned() {
+            // A poisoned store writes nothing more: it lets go of the directory, and
+            // the next open recovers what is durable.
+            self.closed.store(true, Ordering::SeqCst);
+            self.stop_threads();
+            self.lock.lock().take();
+            return Err(poisoned);
+        }
         self.flush()?;
         {
             // Writers check `closed` under the writer lock: after this, none commits.
             let _writer = self.writer.lock();
             self.closed.store(true, Ordering::SeqCst);
         }
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush_with(true) {
             self.closed.store(false, Ordering::SeqCst);
             return Err(e);
         }
@@ -618,9 +630,13 @@ impl Store {
         self.inner.close()
     }
 
-    /// Whether flushes are succeeding, and how much is waiting to be written.
+    /// Whether flushes are succeeding, and how much is waiting to be written. A
+    /// poisoned store (see [`Error::Poisoned`]) reports that as its `last_error`.
     pub fn health(&self) -> Health {
         let mut health = self.inner.flush_state.health();
+        if let Err(poisoned) = self.inner.check_poisoned() {
+            health.last_error = Some(poisoned);
+        }
         health.dirty = self.inner.collections.iter().map(|c| c.dirty_count()).sum();
         health
     }

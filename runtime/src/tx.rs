@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::collection::TypedOp;
-use crate::commit::{Op, TxMarker};
+use crate::commit::{Holding, Op};
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
 use crate::key::Key;
@@ -161,10 +161,10 @@ impl Store {
         let incoming = inner.announce();
         let guard = inner.lock_writer()?;
         let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
-        let result = {
-            let _marker = TxMarker::enter(inner);
-            body(&mut tx)?
-        };
+        guard.doing(Holding::Transaction);
+        let result = body(&mut tx);
+        guard.doing(Holding::Write);
+        let result = result?;
         let lsn = inner.commit_locked(&guard, tx.ops)?;
         drop(guard);
         inner.wait_durable(lsn, incoming)?;

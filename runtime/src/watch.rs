@@ -1,15 +1,17 @@
 //! Change subscriptions: `collection.watch()` and friends.
 //!
-//! Events are sent when a commit is applied in memory, in commit order, while the
-//! writer lock is held: the events of one commit (a transaction's included) arrive
-//! together and before those of any later commit. A rolled-back transaction sends
-//! nothing. One case sends a change that is later taken back: when a WAL sync fails
-//! (policy `Always`), the commits that were not durable are rolled back in memory,
-//! and subscribers get the reverse changes as a new commit (a new sequence number),
-//! while the writers get the error. An event means "committed in memory", not "durable": for durability,
-//! `wal` collections are durable when the write returns (policy `Always`), and
-//! [`Store::watch_flushes`](crate::Store::watch_flushes) tells when a flush made
-//! everything up to a commit sequence number durable in the record files.
+//! Events are sent in commit order: the events of one commit (a transaction's
+//! included) arrive together and before those of any later commit, and sequence
+//! numbers never go back. A failed commit sends nothing.
+//!
+//! An event means the commit is acknowledged. A commit to a `wal` collection under
+//! [`WalSync::Always`](crate::WalSync) is published once its WAL record is durable
+//! (by the writer or the sync that made it so), and every later commit's events wait
+//! behind it; if that sync fails, the store is poisoned and the commits it did not
+//! make durable are never published. Other commits are published when they are
+//! applied in memory, under the writer lock; they reach the record files with the
+//! next flush, which [`Store::watch_flushes`](crate::Store::watch_flushes) reports
+//! with the sequence number it covered.
 //!
 //! Channels are unbounded (`std::sync::mpsc`): a slow subscriber never blocks a
 //! writer; its events queue in memory until it reads them. Dropping the receiver

@@ -2,46 +2,56 @@
 //! durable before they are acknowledged, with one `fdatasync` shared by every
 //! commit waiting at that moment (group commit).
 //!
-//! Segments live in `<dir>/wal/<first-lsn>.wal`. A flush *rotates*: it syncs the
-//! current segment and starts a new one, under the writer lock, so the flushed
-//! snapshot holds exactly the commits of the older segments. Once the flush is
-//! durable those segments are deleted (the *checkpoint*). Recovery replays whatever
-//! segments remain, in sequence order, over the loaded files; replay sets records
-//! to logged values, so replaying twice gives the same state.
+//! Segments live in `<dir>/wal/<lsn>.wal`, where `<lsn>` is a lower bound of the
+//! sequence numbers inside: no record in a segment is older than its name, and every
+//! record in a later segment is newer than every record in an earlier one.
+//! Recovery replays whatever segments remain, in sequence order, into memory;
+//! replay sets records to logged values, so replaying twice gives the same state.
 //!
-//! A commit is applied to memory before its record is synced, so other threads may
-//! see it a moment before it is durable; the committing call returns only after.
-//! If the sync fails, every commit not yet durable is rolled back in memory, cut
-//! from the segment, and its caller gets the error.
+//! # Rotation and checkpoint, without the writer lock
 //!
-//! Group commit: a thread that becomes the sync leader first waits, for at most
-//! the duration of the last sync, until as many commits wait as the last sync
-//! covered and every writer announced by [`Wal::incoming`] has appended (or given
-//! up), so one `fdatasync` covers them all. A lone writer never waits: its last
-//! group was itself, and it is past its announcement when it leads. When fewer
-//! writers come than last time, the leader waits once and the next group is smaller.
-//! The writer whose arrival completes the group runs the sync itself instead of
-//! waking the leader (one thread wake-up less per group); the leader then waits as a
-//! follower.
+//! A flush snapshots the collections at a cut `X` (the last appended sequence
+//! number, read under the writer lock), makes the WAL durable up to `X`, writes the
+//! record files, and then deletes the segments whose records are all `<= X` (the
+//! *checkpoint*). To let the live segment be deleted by a later checkpoint, the
+//! flusher *prepares a rotation*: it creates the next segment file (named with the
+//! next sequence number at that moment) and syncs its directory, holding no lock.
+//! The switch itself is a memory operation: under `WalSync::Every` at once, under
+//! `WalSync::Always` in the sync that has written every record before the new
+//! segment's name. No writer ever waits for a file to be created.
+//!
+//! # Group commit
+//!
+//! A thread that becomes the sync leader first waits, for at most the duration of
+//! the last sync, until as many commits wait as the last sync covered and every
+//! writer announced by [`Wal::incoming`] has appended (or given up), so one
+//! `fdatasync` covers them all. A lone writer never waits. The writer whose arrival
+//! completes the group runs the sync itself instead of waking the leader; the
+//! leader then waits as a follower.
 //!
 //! Under `WalSync::Always` a commit's record is not written when it is appended: it
 //! goes to an in-memory buffer, and the sync that covers it writes the whole group
-//! with one call, then runs `fdatasync`. The writer lock is then held for a memory
-//! copy, not a system call, and a group costs one `write` instead of one per commit.
-//! Nothing is lost by it: the writer returns only after that sync. Under
-//! `WalSync::Every` writers return before any sync, so each record is written to
-//! the segment at once, where a crash of the process alone cannot lose it.
+//! with one call, then runs `fdatasync`. The writer lock is held for a memory copy,
+//! not a system call. Under `WalSync::Every` writers return before any sync, so each
+//! record is written to the segment at once, where a crash of the process alone
+//! cannot lose it.
+//!
+//! # A failed write or sync poisons the log
+//!
+//! After a failed `fsync` the kernel may have dropped the dirty pages, and a later
+//! `fsync` that succeeds says nothing about them ("fsyncgate"). So nothing is
+//! retried and nothing is undone: the first failed write or sync poisons the log.
+//! Every commit it did not make durable fails for its caller, every later append
+//! and sync fails with the same error, and the store above refuses writes with
+//! [`Error::Poisoned`]. Close and open recovers exactly what is durable.
 
 pub(crate) mod record;
 pub(crate) mod replay;
 
-use std::any::Any;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -53,12 +63,12 @@ pub const WAL_DIR: &str = "wal";
 /// The extension of a WAL segment file.
 pub(crate) const SEGMENT_EXT: &str = ".wal";
 
-/// The file name of the segment whose first record has sequence number `lsn`.
+/// The file name of a segment whose records all have sequence numbers `>= lsn`.
 pub(crate) fn segment_name(lsn: u64) -> String {
     format!("{lsn:020}{SEGMENT_EXT}")
 }
 
-/// The first sequence number of a segment, from its file name.
+/// The sequence number a segment's file name gives, if it is a segment name.
 pub(crate) fn segment_lsn(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_EXT)?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
@@ -76,42 +86,37 @@ pub enum WalSync {
     Every(Duration),
 }
 
-/// Undo information of one commit: `(collection position, typed undo)`.
-pub(crate) type Undo = Vec<(usize, Box<dyn Any + Send>)>;
-
-/// A commit appended but not yet durable.
-struct Pending {
-    lsn: u64,
-    /// Length of the segment before this record.
-    offset: u64,
-    undo: Undo,
-    /// The commit's sequence number, for the events of a rollback.
-    seq: u64,
+/// The next segment, created by [`Wal::prepare_rotation`] and not switched to yet.
+struct NextSegment {
+    file: Arc<dyn VfsAppend>,
+    path: PathBuf,
+    /// Its name's sequence number: every record it will hold is at least this.
+    first: u64,
 }
 
 struct State {
     segment: Arc<dyn VfsAppend>,
     segment_path: PathBuf,
-    /// The segment's length once every appended record is written: the offset of
-    /// the next record.
+    /// Records appended to the live segment (written or buffered).
+    segment_records: u64,
+    /// Bytes appended to the live segment (written or buffered).
     segment_len: u64,
     /// Records appended under `WalSync::Always` and not yet written to the segment:
     /// the next sync writes them all with one call, then syncs (see [`Wal::append`]).
     buffer: Vec<u8>,
-    /// Rotated segments, deleted by the next successful checkpoint.
-    old_segments: Vec<PathBuf>,
+    /// Segments that are no longer live and written to, with the last sequence
+    /// number each holds; a checkpoint that covers it deletes it.
+    old_segments: Vec<(PathBuf, u64)>,
+    /// Old segments (under `WalSync::Every`) whose records are written but not
+    /// synced yet: the next sync syncs them before the live one.
+    unsynced_old: Vec<(Arc<dyn VfsAppend>, PathBuf)>,
+    next: Option<NextSegment>,
     last_lsn: u64,
     synced_lsn: u64,
     syncing: bool,
-    /// A sync failed, with this error, and its rollback has not finished yet.
-    failing: Option<Error>,
-    pending: VecDeque<Pending>,
-    /// Sequence numbers that were rolled back, with the error that caused it.
-    rolled_back: Vec<(u64, u64, Error)>,
-    /// The segment must be cut back to this length before anything else is
-    /// appended (a failed append or rollback could not cut it yet).
-    cut_to: Option<u64>,
-    /// Bytes in rotated segments not yet checkpointed.
+    /// The first failed write or sync. Nothing is written or synced after it.
+    poisoned: Option<Error>,
+    /// Bytes in old segments not yet checkpointed.
     old_bytes: u64,
     /// How many records the last sync made durable: the group size to wait for.
     last_group: u64,
@@ -123,12 +128,41 @@ struct State {
     stats: crate::stats::WalStats,
 }
 
-/// What a waiter should do next.
-pub(crate) enum SyncStep {
-    Durable,
-    Failed(Error),
-    /// This thread's sync failed: it must run the rollback, then wait again.
-    RollBack(Error),
+impl State {
+    /// Fails with the poisoning error, if there is one.
+    fn check(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure; later ones are consequences.
+    fn poison(&mut self, error: &Error) {
+        if self.poisoned.is_none() {
+            tracing::error!(%error, "WAL write or sync failed; the store is poisoned");
+            self.poisoned = Some(error.clone());
+        }
+    }
+
+    /// Switches to the prepared next segment if every record older than its name is
+    /// written to the live one (`written` is the last such sequence number).
+    fn switch_if_ready(&mut self, written: u64) {
+        let ready = self.next.as_ref().is_some_and(|next| next.first <= written + 1);
+        if !ready || self.segment_records == 0 {
+            return;
+        }
+        let Some(next) = self.next.take() else { return };
+        let old = std::mem::replace(&mut self.segment, next.file);
+        let old_path = std::mem::replace(&mut self.segment_path, next.path);
+        if self.synced_lsn < written {
+            self.unsynced_old.push((old, old_path.clone()));
+        }
+        self.old_segments.push((old_path, written));
+        self.old_bytes += self.segment_len - self.buffer.len() as u64;
+        self.segment_len = self.buffer.len() as u64;
+        self.segment_records = self.last_lsn - written;
+    }
 }
 
 /// The live log of an open store.
@@ -144,9 +178,6 @@ pub(crate) struct Wal {
     bell: (std::sync::Mutex<u64>, std::sync::Condvar),
     /// The highest sequence number a sync made durable (only syncs move it).
     durable: AtomicU64,
-    /// Whether any commit was ever rolled back: `durable` alone then no longer
-    /// tells a waiter its commit is durable.
-    rolled_any: AtomicBool,
     /// Signalled when the last announced writer has appended or given up.
     arrived: Condvar,
 }
@@ -178,13 +209,13 @@ impl Drop for Incoming<'_> {
 
 impl Wal {
     /// Opens the log for appending after recovery: `existing` segments (already
-    /// replayed) are kept until the first checkpoint; new records go to a new segment.
+    /// replayed into memory, all of whose records are `<= last_lsn`) are kept until
+    /// a checkpoint covers `last_lsn`; new records go to a new segment.
     pub fn open(fs: Arc<dyn Vfs>, dir: &Path, policy: WalSync, existing: Vec<PathBuf>, last_lsn: u64) -> Result<Self> {
         let dir = dir.join(WAL_DIR);
         create_dir_durable(fs.as_ref(), &dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let path = dir.join(segment_name(last_lsn + 1));
-        let mut old_segments = existing;
-        old_segments.retain(|p| *p != path);
+        let old_segments = existing.into_iter().filter(|p| *p != path).map(|p| (p, last_lsn)).collect();
         let segment = new_segment(fs.as_ref(), &dir, &path)?;
         let segment_len = fs.read(&path).map(|b| b.len() as u64).unwrap_or(0);
         Ok(Wal {
@@ -194,16 +225,16 @@ impl Wal {
             state: Mutex::new(State {
                 segment,
                 segment_path: path,
+                segment_records: 0,
                 segment_len,
                 buffer: Vec::new(),
                 old_segments,
+                unsynced_old: Vec::new(),
+                next: None,
                 last_lsn,
                 synced_lsn: last_lsn,
                 syncing: false,
-                failing: None,
-                pending: VecDeque::new(),
-                rolled_back: Vec::new(),
-                cut_to: None,
+                poisoned: None,
                 old_bytes: 0,
                 last_group: 1,
                 leader_waiting: None,
@@ -213,30 +244,22 @@ impl Wal {
             incoming: AtomicUsize::new(0),
             bell: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             durable: AtomicU64::new(last_lsn),
-            rolled_any: AtomicBool::new(false),
             arrived: Condvar::new(),
         })
     }
 
     /// Appends one commit and returns its sequence number. Called with the writer
-    /// lock held, after the commit was applied to memory; the caller then hands over
-    /// the commit's undo with [`Wal::attach_undo`], still under the writer lock. On
-    /// error nothing was logged.
+    /// lock held, after the commit was applied to memory. On error nothing was
+    /// acknowledged, and the log is poisoned if the error came from the file.
     ///
     /// Under `WalSync::Always` the record goes to an in-memory buffer: its writer
     /// waits for the next sync anyway, and that sync writes the whole group's records
-    /// with one call before its `fdatasync`. The writer lock is then held for a
-    /// memory copy instead of a system call. Under `WalSync::Every` the commit is
-    /// acknowledged before any sync, so the record is written to the segment here:
-    /// a crash of the process alone does not lose it.
-    ///
-    /// The writer lock also orders this against a rollback (which takes it), so a
-    /// record always has its undo before a rollback can look for it.
+    /// with one call before its `fdatasync`. Under `WalSync::Every` the commit is
+    /// acknowledged before any sync, so the record is written to the segment here.
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let mut st = self.state.lock();
-        Self::cut(&mut st)?;
+        st.check()?;
         let lsn = st.last_lsn + 1;
-        let offset = st.segment_len;
         let len = if self.policy == WalSync::Always {
             let before = st.buffer.len();
             record::encode(lsn, payload, &mut st.buffer);
@@ -245,31 +268,21 @@ impl Wal {
             let mut buf = Vec::with_capacity(record::HEADER_LEN + payload.len());
             record::encode(lsn, payload, &mut buf);
             if let Err(e) = st.segment.append(&buf) {
+                // A short write may have left part of the record: the file is not
+                // touched again (recovery drops a torn tail).
                 let error = Error::io("append to WAL segment", &st.segment_path, e);
-                // A short write may have left part of the record: cut it off, now or
-                // before the next append.
-                st.cut_to = Some(st.segment_len);
-                let _ = Self::cut(&mut st);
+                st.poison(&error);
+                drop(st);
+                self.wake_all();
                 return Err(error);
             }
             buf.len()
         };
         st.segment_len += len as u64;
+        st.segment_records += 1;
         st.stats.records += 1;
         st.last_lsn = lsn;
-        st.pending.push_back(Pending { lsn, offset, undo: Vec::new(), seq: 0 });
         Ok(lsn)
-    }
-
-    /// Gives a pending record its undo and commit sequence number (the commit is
-    /// complete once its events are out). Called with the writer lock held.
-    pub fn attach_undo(&self, lsn: u64, undo: Undo, seq: u64) {
-        let mut st = self.state.lock();
-        // The record was the last one appended: both calls hold the writer lock.
-        if let Some(pending) = st.pending.back_mut().filter(|p| p.lsn == lsn) {
-            pending.undo = undo;
-            pending.seq = seq;
-        }
     }
 
     /// Announces a writer about to commit, before it waits for the writer lock.
@@ -286,21 +299,31 @@ impl Wal {
         self.state.lock().last_lsn
     }
 
+    /// The highest sequence number known durable.
+    pub fn durable_lsn(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// The error that poisoned the log, if one did.
+    pub fn poisoned(&self) -> Option<Error> {
+        self.state.lock().poisoned.clone()
+    }
+
     /// Waits until `lsn` is durable, syncing as the group's leader when no sync is
     /// running. `arrival` is the committing writer's announcement, if any; it ends
-    /// here. See [`SyncStep`].
-    pub fn sync_to(&self, lsn: u64, arrival: Option<Incoming<'_>>) -> SyncStep {
+    /// here. Fails when the log is poisoned before `lsn` became durable.
+    pub fn sync_to(&self, lsn: u64, arrival: Option<Incoming<'_>>) -> Result<()> {
         let mut st = self.state.lock();
         let announced = arrival.is_some();
         if let Some(arrival) = arrival {
             arrival.arrive();
         }
         // A leader may wait for this writer: tell it when the writer leaves at once.
-        let leave = |st: &State, step: SyncStep| {
+        let leave = |st: &State, outcome: Result<()>| {
             if announced && st.leader_waiting.is_some() {
                 self.arrived.notify_all();
             }
-            step
+            outcome
         };
         // Whether a leader waiting for a group of `expected` should wait on.
         let waiting = |st: &State, expected: u64| {
@@ -309,18 +332,18 @@ impl Wal {
         // Whether this thread took the sync over from a leader still asleep.
         let mut took_over = false;
         loop {
-            if let Some((_, _, e)) = st.rolled_back.iter().find(|(from, to, _)| (*from..=*to).contains(&lsn)) {
-                return leave(&st, SyncStep::Failed(e.clone()));
+            if st.synced_lsn >= lsn && st.unsynced_old.is_empty() {
+                return leave(&st, Ok(()));
             }
-            if st.synced_lsn >= lsn {
-                return leave(&st, SyncStep::Durable);
+            if let Err(e) = st.check() {
+                return leave(&st, Err(e));
             }
-            if st.syncing || st.failing.is_some() {
+            if st.syncing {
                 // This writer completes the group a leader waits for: it syncs now,
                 // rather than waking the leader to do it. The leader waits as a
                 // follower once it wakes.
                 let complete = st.leader_waiting.is_some_and(|(_, expected)| !waiting(&st, expected));
-                if complete && st.failing.is_none() {
+                if complete {
                     // The superseded leader is not woken now, which would delay this
                     // sync: it finds out when the sync ends (or at its deadline).
                     st.leader_waiting = None;
@@ -328,8 +351,8 @@ impl Wal {
                 } else {
                     self.wait(st);
                     // Woken by a successful sync: most waiters are done without the lock.
-                    if self.durable.load(Ordering::Acquire) >= lsn && !self.rolled_any.load(Ordering::Acquire) {
-                        return SyncStep::Durable;
+                    if self.durable.load(Ordering::Acquire) >= lsn {
+                        return Ok(());
                     }
                     st = self.state.lock();
                     continue;
@@ -337,9 +360,8 @@ impl Wal {
             } else {
                 st.syncing = true;
                 // Group commit: writers on their way, and as many as came last time,
-                // share this sync.
-                // Only writers that wait for the sync (`Always`) form groups; the
-                // background syncer of `Every` syncs whatever there is.
+                // share this sync. Only writers that wait for the sync (`Always`)
+                // form groups; the background syncer of `Every` syncs what there is.
                 let expected = st.last_group;
                 if self.policy == WalSync::Always && waiting(&st, expected) {
                     st.lead_token += 1;
@@ -357,51 +379,59 @@ impl Wal {
                     st.leader_waiting = None;
                 }
             }
-            let target = st.last_lsn;
-            let segment = Arc::clone(&st.segment);
-            let path = st.segment_path.clone();
-            let mut records = std::mem::take(&mut st.buffer);
-            drop(st);
-            let started = std::time::Instant::now();
-            let outcome = write_and_sync(segment.as_ref(), &records, &path);
+            let outcome = self.sync_locked(st);
             st = self.state.lock();
-            st.syncing = false;
-            st.stats.record_sync(started.elapsed());
-            match outcome {
-                Ok(()) => {
-                    if st.buffer.is_empty() {
-                        // Keep the allocation for the next group.
-                        records.clear();
-                        st.buffer = records;
-                    }
-                    st.last_group = target.saturating_sub(st.synced_lsn).max(1);
-                    st.synced_lsn = st.synced_lsn.max(target);
-                    self.durable.fetch_max(target, Ordering::Release);
-                    while st.pending.front().is_some_and(|p| p.lsn <= target) {
-                        st.pending.pop_front();
-                    }
-                    // Woken after the state is unlocked: the woken writers' next
-                    // appends need it. This thread's commit is in `target`.
-                    drop(st);
-                    self.wake_all();
-                    if took_over {
-                        self.arrived.notify_all();
-                    }
-                    return SyncStep::Durable;
-                }
-                Err(e) => {
-                    // A short write may have left part of the group in the file: the
-                    // rollback cuts the segment back to the last durable record.
-                    st.failing = Some(e.clone());
-                    drop(st);
-                    self.wake_all();
-                    if took_over {
-                        self.arrived.notify_all();
-                    }
-                    return SyncStep::RollBack(e);
-                }
+            if took_over {
+                self.arrived.notify_all();
+            }
+            return leave(&st, outcome);
+        }
+    }
+
+    /// Runs one sync with `syncing` set by the caller: writes the buffered records,
+    /// syncs the old segments still unsynced and the live one, then records the
+    /// outcome, switches segments if a rotation waits, and wakes the waiters.
+    fn sync_locked(&self, mut st: MutexGuard<'_, State>) -> Result<()> {
+        let target = st.last_lsn;
+        let segment = Arc::clone(&st.segment);
+        let path = st.segment_path.clone();
+        let old = std::mem::take(&mut st.unsynced_old);
+        let mut records = std::mem::take(&mut st.buffer);
+        drop(st);
+        let started = std::time::Instant::now();
+        let mut outcome = Ok(());
+        for (file, old_path) in &old {
+            outcome = file.sync_data().map_err(|e| Error::io("sync WAL segment", old_path, e));
+            if outcome.is_err() {
+                break;
             }
         }
+        if outcome.is_ok() {
+            outcome = write_and_sync(segment.as_ref(), &records, &path);
+        }
+        let mut st = self.state.lock();
+        st.syncing = false;
+        st.stats.record_sync(started.elapsed());
+        match &outcome {
+            Ok(()) => {
+                if st.buffer.is_empty() {
+                    // Keep the allocation for the next group.
+                    records.clear();
+                    st.buffer = records;
+                }
+                st.last_group = target.saturating_sub(st.synced_lsn).max(1);
+                st.synced_lsn = st.synced_lsn.max(target);
+                self.durable.fetch_max(target, Ordering::Release);
+                if self.policy == WalSync::Always {
+                    st.switch_if_ready(target);
+                }
+            }
+            Err(e) => st.poison(e),
+        }
+        // Woken after the state is unlocked: the woken writers' next appends need it.
+        drop(st);
+        self.wake_all();
+        outcome
     }
 
     /// Unlocks the state and sleeps until the next [`Wal::wake_all`].
@@ -431,109 +461,31 @@ impl Wal {
         bell.notify_all();
     }
 
-    /// Takes every commit that is not durable, newest first, and cuts its records
-    /// from the segment, after a failed sync: returns them with the sync's error.
-    /// Call with the writer lock held, undo the returned commits, then call
-    /// [`Wal::finish_rollback`].
-    ///
-    /// `None` when no failed sync awaits its rollback: another thread (a flush, or
-    /// the writer of a later failed sync) ran it already. Nothing may be taken then,
-    /// as a new sync may be writing the records that are not durable yet.
-    pub fn take_unsynced(&self) -> Option<(Vec<(Undo, u64)>, Error)> {
-        let mut st = self.state.lock();
-        let error = st.failing.clone()?;
-        // A failed sync blocks new ones until its rollback ends: none is running.
-        debug_assert!(!st.syncing, "a rollback while a WAL sync runs");
-        let synced = st.synced_lsn;
-        let mut taken: Vec<Pending> = Vec::new();
-        while st.pending.back().is_some_and(|p| p.lsn > synced) {
-            if let Some(p) = st.pending.pop_back() {
-                taken.push(p);
+    /// Prepares the next segment, so that a later checkpoint can delete the live
+    /// one: creates its file and makes its directory entry durable, holding no lock,
+    /// then switches to it as soon as every older record is written (at once when
+    /// the log is idle). Does nothing when the live segment is empty or a rotation
+    /// is already prepared. Called by the flusher, never under the writer lock.
+    pub fn prepare_rotation(&self) -> Result<()> {
+        let first = {
+            let st = self.state.lock();
+            st.check()?;
+            if st.next.is_some() || st.segment_records == 0 {
+                return Ok(());
             }
-        }
-        // Their records, buffered or written, go.
-        st.buffer.clear();
-        if let Some(first) = taken.last() {
-            st.segment_len = first.offset;
-            st.cut_to = Some(first.offset);
-            let _ = Self::cut(&mut st);
-        }
-        Some((taken.into_iter().map(|p| (p.undo, p.seq)).collect(), error))
-    }
-
-    /// After a failed sync under `WalSync::Every`: the writes were acknowledged, so
-    /// they are kept (in memory, and still pending in the log) and the next sync
-    /// retries.
-    pub fn keep_unsynced(&self) {
+            st.last_lsn + 1
+        };
+        let path = self.dir.join(segment_name(first));
+        // Nothing is in the new file yet: a failure here loses nothing, and the next
+        // flush tries again.
+        let file = new_segment(self.fs.as_ref(), &self.dir, &path)?;
         let mut st = self.state.lock();
-        st.failing = None;
-        self.wake_all();
-    }
-
-    /// Cuts the segment back to `cut_to`, if a cut is owed.
-    fn cut(st: &mut State) -> Result<()> {
-        if let Some(len) = st.cut_to {
-            st.segment.truncate(len).map_err(|e| Error::io("truncate WAL segment", &st.segment_path, e))?;
-            st.cut_to = None;
+        st.next = Some(NextSegment { file, path, first });
+        // Idle (`Always`: nothing buffered; `Every`: every record is written).
+        let written = if st.syncing { st.synced_lsn.min(st.last_lsn) } else { st.last_lsn };
+        if st.buffer.is_empty() && !st.syncing || self.policy != WalSync::Always {
+            st.switch_if_ready(written);
         }
-        Ok(())
-    }
-
-    /// Ends a rollback: the rolled-back sequence numbers fail with `error`.
-    pub fn finish_rollback(&self, error: Error) {
-        let mut st = self.state.lock();
-        let (from, to) = (st.synced_lsn + 1, st.last_lsn);
-        if from <= to {
-            st.rolled_back.push((from, to, error));
-            self.rolled_any.store(true, Ordering::Release);
-        }
-        // The rolled-back records are gone from the file; what remains is durable.
-        st.synced_lsn = st.last_lsn;
-        st.failing = None;
-        self.wake_all();
-    }
-
-    /// Starts a new segment if the current one holds records, after syncing it.
-    /// Called by a flush with the writer lock held; the flush's snapshot then holds
-    /// exactly the commits of the rotated segments. On a failed write or sync (its
-    /// own, or a group's whose rollback is pending) the caller must roll back (see
-    /// [`Wal::take_unsynced`]).
-    pub fn rotate(&self) -> Result<()> {
-        let mut st = self.state.lock();
-        Self::cut(&mut st)?;
-        if st.segment_len == 0 {
-            return Ok(());
-        }
-        while st.syncing {
-            self.wait(st);
-            st = self.state.lock();
-        }
-        if st.synced_lsn < st.last_lsn {
-            if let (WalSync::Always, Some(e)) = (self.policy, &st.failing) {
-                // A failed group write may have left part of a record in the
-                // segment, and its records are not durable: the caller rolls back.
-                return Err(e.clone());
-            }
-            let target = st.last_lsn;
-            let started = std::time::Instant::now();
-            let records = std::mem::take(&mut st.buffer);
-            if let Err(e) = write_and_sync(st.segment.as_ref(), &records, &st.segment_path) {
-                st.failing = Some(e.clone());
-                return Err(e);
-            }
-            st.stats.record_sync(started.elapsed());
-            st.synced_lsn = target;
-            self.durable.fetch_max(target, Ordering::Release);
-            st.pending.clear();
-            self.wake_all();
-        }
-        let path = self.dir.join(segment_name(st.last_lsn + 1));
-        let segment = new_segment(self.fs.as_ref(), &self.dir, &path)?;
-        let old = std::mem::replace(&mut st.segment_path, path);
-        st.old_segments.push(old);
-        st.old_bytes += st.segment_len;
-        st.segment = segment;
-        st.segment_len = 0;
         Ok(())
     }
 
@@ -543,20 +495,19 @@ impl Wal {
         crate::stats::WalStats { bytes: st.old_bytes + st.segment_len, ..st.stats }
     }
 
-    /// The rotated segments a checkpoint may delete once the flush is durable.
-    pub fn rotated(&self) -> Vec<PathBuf> {
-        self.state.lock().old_segments.clone()
-    }
-
-    /// Deletes segments covered by a durable flush.
-    pub fn checkpoint(&self, segments: &[PathBuf]) -> Result<()> {
-        if segments.is_empty() {
+    /// Deletes the old segments whose records are all `<= upto`: a flush made the
+    /// state at `upto` durable in the record files.
+    pub fn checkpoint(&self, upto: u64) -> Result<()> {
+        let covered: Vec<PathBuf> = {
+            let st = self.state.lock();
+            st.check()?;
+            st.old_segments.iter().filter(|(_, last)| *last <= upto).map(|(p, _)| p.clone()).collect()
+        };
+        if covered.is_empty() {
             return Ok(());
         }
-        let _span = tracing::debug_span!("checkpoint", segments = segments.len()).entered();
-        let current = self.state.lock().segment_path.clone();
-        // The live segment is never deleted, whatever the list says.
-        for path in segments.iter().filter(|p| **p != current) {
+        let _span = tracing::debug_span!("checkpoint", segments = covered.len()).entered();
+        for path in &covered {
             match self.fs.remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -565,11 +516,11 @@ impl Wal {
         }
         self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync directory", &self.dir, e))?;
         let mut st = self.state.lock();
-        st.old_segments.retain(|p| !segments.contains(p));
+        st.old_segments.retain(|(p, _)| !covered.contains(p));
         if st.old_segments.is_empty() {
             st.old_bytes = 0;
         }
-        tracing::debug!(segments = segments.len(), "checkpointed the WAL");
+        tracing::debug!(segments = covered.len(), "checkpointed the WAL");
         Ok(())
     }
 }

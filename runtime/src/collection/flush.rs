@@ -1,0 +1,190 @@
+//! A collection's part of a flush.
+//!
+//! The snapshot is taken under the writer lock and costs no more than moving the map
+//! of dirty marks. Everything else happens after the writer lock is let go: the
+//! values as of the snapshot are read under short read locks (a write since the
+//! snapshot saved the value it replaced, its *preimage*), then serialized,
+//! compressed and staged. Writers go on at memory speed meanwhile.
+//!
+//! A mark taken by a flush is gone once that flush is durable; if the flush fails,
+//! each mark goes back unless a later write set a newer one. A whole-file collection
+//! keeps the line of every record (`Core::lines`), so a flush serializes only the
+//! records that changed and rewrites the file from the lines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::{to_json, Core};
+use crate::batch::WriteBatch;
+use crate::entity::Entity;
+use crate::error::{show_id, Error, Result};
+use crate::index_file;
+use crate::key::Key;
+use crate::storage::{FileChange, RawRecord};
+
+/// One collection's part of a flush in progress; see the module docs.
+pub(crate) trait FlushPart: Send {
+    /// Reads the snapshot's values and stages their files into `batch`. Call
+    /// without the writer lock.
+    fn stage(&mut self, batch: &mut WriteBatch) -> Result<()>;
+    /// Ends the part once the batch is durable. Dropping a part without this puts
+    /// its dirty marks back (the flush failed).
+    fn durable(self: Box<Self>);
+}
+
+/// Ids read per read lock while a flush collects the values of its snapshot.
+const READ_CHUNK: usize = 512;
+
+pub(super) struct Snapshot<'a, T: Entity> {
+    core: &'a Core<T>,
+    /// The dirty marks the snapshot took.
+    taken: HashMap<T::Id, u64>,
+    /// The whole-file rewrite request the snapshot covers.
+    rewrite: Option<u64>,
+    /// Whether to write the index files that changed.
+    index_files: bool,
+    /// `(index position, version)` of each index file staged.
+    indices: Vec<(usize, u64)>,
+    durable: bool,
+}
+
+impl<'a, T: Entity> Snapshot<'a, T> {
+    /// Takes the dirty marks; `None` when nothing is due. Under the writer lock.
+    pub fn take(core: &'a Core<T>, index_files: bool) -> Option<Self> {
+        let mut state = core.state.write();
+        let index_due = index_files
+            && core.index_dir.is_some()
+            && state.index_versions.iter().any(|(version, written)| version != written);
+        if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
+            return None;
+        }
+        let taken = std::mem::take(&mut state.dirty);
+        state.in_flight = taken.len();
+        state.preimages = Some(HashMap::new());
+        Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })
+    }
+
+    /// The value of every taken id as of the snapshot (`None`: removed).
+    fn values(&self) -> Vec<(&T::Id, Option<Arc<T>>)> {
+        let ids: Vec<&T::Id> = self.taken.keys().collect();
+        let mut values = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(READ_CHUNK) {
+            let state = self.core.state.read();
+            for &id in chunk {
+                let value = match state.preimages.as_ref().and_then(|p| p.get(id)) {
+                    Some(before) => before.clone(),
+                    None => state.records.get(id).cloned(),
+                };
+                values.push((id, value));
+            }
+        }
+        // The values are read: writes no longer need to save preimages.
+        let preimages = self.core.state.write().preimages.take();
+        drop(preimages);
+        values
+    }
+
+    /// Stages the index files whose index changed since they were written. Only the
+    /// final flush of `close` asks, when no writer is left to wait for the read lock.
+    fn stage_index_files(&mut self, batch: &mut WriteBatch) -> Result<()> {
+        let state = self.core.state.read();
+        for (pos, index) in state.indices.iter().enumerate() {
+            let (version, written) = state.index_versions[pos];
+            let Some(path) = self.core.index_path(index.name()).filter(|_| version != written) else { continue };
+            let bytes = index_file::write(index.as_ref(), state.fingerprint, state.records.len())
+                .map_err(|e| Error::Meta { path: path.clone(), message: format!("cannot serialize index: {e}") })?;
+            batch.write(path, bytes);
+            self.indices.push((pos, version));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Entity> FlushPart for Snapshot<'_, T> {
+    fn stage(&mut self, batch: &mut WriteBatch) -> Result<()> {
+        let core = self.core;
+        let values = self.values();
+        if core.strategy.whole_file() {
+            let mut lines = core.lines.lock();
+            for (id, value) in &values {
+                match value {
+                    Some(value) => lines.insert((*id).clone(), compact::<T>(core.name, id, value)?),
+                    None => lines.remove(*id),
+                };
+            }
+            if !values.is_empty() || self.rewrite.is_some() {
+                core.strategy.stage_all(jsonl(&lines), batch)?;
+            }
+        } else {
+            let mut changes = Vec::with_capacity(values.len());
+            for (id, value) in values {
+                let bytes = match value {
+                    Some(value) => Some(to_json(core.name, id, &*value)?),
+                    None => None,
+                };
+                changes.push(FileChange { stem: core.stem(id)?, bytes });
+            }
+            if !changes.is_empty() {
+                core.strategy.stage(changes, batch)?;
+            }
+        }
+        if self.index_files {
+            self.stage_index_files(batch)?;
+        }
+        Ok(())
+    }
+
+    fn durable(mut self: Box<Self>) {
+        self.durable = true;
+    }
+}
+
+impl<T: Entity> Drop for Snapshot<'_, T> {
+    fn drop(&mut self) {
+        let mut state = self.core.state.write();
+        state.in_flight = 0;
+        state.preimages = None;
+        if self.durable {
+            for &(pos, version) in &self.indices {
+                state.index_versions[pos].1 = version;
+            }
+            if self.rewrite.is_some() && state.rewrite == self.rewrite {
+                state.rewrite = None;
+            }
+            return;
+        }
+        // Not durable: the marks go back, except where a later write set a newer one.
+        for (id, seq) in self.taken.drain() {
+            state.dirty.entry(id).or_insert(seq);
+        }
+    }
+}
+
+/// A record's line in a collection file: compact JSON.
+fn compact<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Box<[u8]>> {
+    serde_json::to_vec(value).map(Vec::into_boxed_slice).map_err(|source| Error::Serde {
+        collection: collection.to_owned(),
+        id: show_id(&id.encode_key()),
+        source: Arc::new(source),
+    })
+}
+
+/// The line to keep for a record just loaded: the line as read from a collection
+/// file (unknown fields and all, until the record changes), or its compact JSON when
+/// it came from another layout (a migration).
+pub(super) fn line_of<T: Entity>(value: &T, raw: &RawRecord<'_>, from_whole_file: bool) -> Result<Box<[u8]>> {
+    if from_whole_file {
+        return Ok(raw.bytes.trim_ascii().into());
+    }
+    compact(std::any::type_name::<T>(), value.id(), value)
+}
+
+/// Every line, sorted by id, as the content of a collection file.
+pub(super) fn jsonl<I>(lines: &BTreeMap<I, Box<[u8]>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.values().map(|l| l.len() + 1).sum());
+    for line in lines.values() {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! The engine's promises that no other suite pins (issue 14): no deadlock when a
+//! write or flush is called where the writer lock is held, and a flush that runs
+//! beside writers loses no version.
+//!
+//! Each hang test runs its body on a thread and fails (never hangs) if the body has
+//! not finished within a watchdog's bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shelf::{Entity, Error, Store, WalSync};
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record)]
+struct Doc {
+    #[id]
+    id: String,
+    version: u64,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(collection_file)]
+struct Line {
+    #[id]
+    id: String,
+    version: u64,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Logged {
+    #[id]
+    id: String,
+    version: u64,
+}
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `body` on its own thread; fails the test if it does not finish in time.
+fn watchdog<R: Send + 'static>(what: &str, body: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(r) => r,
+        Err(_) => panic!("{what}: hung for {WATCHDOG:?} (deadlock)"),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::builder(dir)
+        .register::<Doc>()
+        .register::<Line>()
+        .register::<Logged>()
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap()
+}
+
+#[test]
+fn a_write_inside_an_update_closure_is_an_error_not_a_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let docs = store.collection::<Doc>().unwrap();
+    docs.insert(Doc { id: "a".into(), version: 0 }).unwrap();
+    let (inner_write, inner_flush) = watchdog("write inside update", move || {
+        let mut seen = (None, None);
+        let handle = docs.clone();
+        let store2 = docs.store().clone();
+        docs.update(&"a".into(), |d| {
+            d.version = 1;
+            seen.0 = Some(handle.insert(Doc { id: "b".into(), version: 0 }));
+            seen.1 = Some(store2.flush());
+        })
+        .unwrap();
+        (seen.0.unwrap(), seen.1.unwrap())
+    });
+    assert!(matches!(inner_write, Err(Error::Reentrant { .. })), "{inner_write:?}");
+    assert!(matches!(inner_flush, Err(Error::Reentrant { op: "flush", .. })), "{inner_flush:?}");
+    let docs = store.collection::<Doc>().unwrap();
+    assert_eq!(docs.get(&"a".into()).unwrap().version, 1, "the update itself went through");
+    assert!(!docs.contains(&"b".into()));
+    // The writer lock is free again.
+    docs.insert(Doc { id: "c".into(), version: 0 }).unwrap();
+}
+
+#[test]
+fn flush_and_close_inside_a_transaction_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (flush, close) = watchdog("flush inside a transaction", move || {
+        let result = store.transaction(|_tx| Ok::<_, Error>((store.flush().map(drop), store.close())));
+        let (flush, close) = result.unwrap();
+        store.collection::<Doc>().unwrap().insert(Doc { id: "after".into(), version: 0 }).unwrap();
+        (flush, close)
+    });
+    assert!(matches!(flush, Err(Error::Reentrant { op: "flush", inside: "a transaction body", .. })), "{flush:?}");
+    assert!(matches!(close, Err(Error::Reentrant { op: "close", .. })), "{close:?}");
+    assert!(flush.unwrap_err().to_string().contains("`flush` cannot run inside a transaction body"));
+}
+
+#[test]
+fn a_transaction_on_another_store_inside_a_transaction_then_a_write_does_not_hang() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = open(a_dir.path());
+    let b = open(b_dir.path());
+    let (a2, b2) = (a.clone(), b.clone());
+    let handle_write = watchdog("nested transactions on two stores", move || {
+        a2.transaction(|tx| {
+            tx.insert(Doc { id: "in-a".into(), version: 0 })?;
+            b2.transaction(|tb| tb.insert(Doc { id: "in-b".into(), version: 0 }).map(drop))?;
+            // Back in A's transaction: a handle write to A must still be refused.
+            Ok::<_, Error>(a2.collection::<Doc>()?.insert(Doc { id: "handle".into(), version: 0 }))
+        })
+        .unwrap()
+    });
+    assert!(matches!(handle_write, Err(Error::InTransaction { .. })), "{handle_write:?}");
+    assert!(a.collection::<Doc>().unwrap().contains(&"in-a".into()));
+    assert!(b.collection::<Doc>().unwrap().contains(&"in-b".into()));
+    // And after both, writes on either store go through.
+    watchdog("writes after nested transactions", move || {
+        a.collection::<Doc>().unwrap().insert(Doc { id: "later".into(), version: 0 }).unwrap();
+        a.flush().unwrap();
+        b.collection::<Doc>().unwrap().insert(Doc { id: "later".into(), version: 0 }).unwrap();
+    });
+}
+
+/// 8 writers update records while flushes run: after a last flush, every record
+/// file holds the newest acknowledged version, for each layout.
+#[test]
+fn a_flush_beside_eight_writers_loses_no_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::builder(dir.path()).register::<Doc>().register::<Line>().register::<Logged>().wal_sync(WalSync::Always);
+    let store = store.flush_interval(Duration::from_millis(5)).open().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = if std::env::var_os("CI").is_some() { 300 } else { 1000 };
+    let newest: Vec<HashMap<String, u64>> = std::thread::scope(|s| {
+        let flusher = {
+            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            s.spawn(move || {
+                let mut flushes = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    store.flush().unwrap();
+                    flushes += 1;
+                }
+                flushes
+            })
+        };
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                s.spawn(move || {
+                    let mut newest = HashMap::new();
+                    for i in 0..rounds {
+                        // Writer t owns its ids, so its last write of each is the newest.
+                        let id = format!("t{t}-{}", i % 7);
+                        let version = i as u64;
+                        match i % 3 {
+                            0 => store.collection::<Doc>().unwrap().upsert(Doc { id: id.clone(), version }).map(drop),
+                            1 => store.collection::<Line>().unwrap().upsert(Line { id: id.clone(), version }).map(drop),
+                            _ => store
+                                .collection::<Logged>()
+                                .unwrap()
+                                .upsert(Logged { id: id.clone(), version })
+                                .map(drop),
+                        }
+                        .unwrap();
+                        newest.insert(format!("{}:{id}", i % 3), version);
+                    }
+                    newest
+                })
+            })
+            .collect();
+        let newest = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        let flushes = flusher.join().unwrap();
+        assert!(flushes > 1, "the flusher ran only {flushes} time(s) beside the writers");
+        newest
+    });
+    store.flush().unwrap();
+    assert_eq!(store.health().dirty, 0);
+    // What is on disk, read back by a fresh open of a copy without its WAL: the
+    // record files alone must hold every newest version.
+    let copy = tempfile::tempdir().unwrap();
+    copy_files(dir.path(), copy.path());
+    let _ = std::fs::remove_dir_all(copy.path().join(shelf::WAL_DIR));
+    let _ = std::fs::remove_file(copy.path().join(shelf::LOCK_FILE));
+    let reopened = open(copy.path());
+    for map in &newest {
+        for (key, version) in map {
+            let (kind, id) = key.split_once(':').unwrap();
+            let found = match kind {
+                "0" => reopened.collection::<Doc>().unwrap().get(&id.into()).map(|d| d.version),
+                "1" => reopened.collection::<Line>().unwrap().get(&id.into()).map(|d| d.version),
+                _ => reopened.collection::<Logged>().unwrap().get(&id.into()).map(|d| d.version),
+            };
+            assert_eq!(found, Some(*version), "{key}: the record files do not hold the newest version");
+        }
+    }
+}
+
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_files(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
