@@ -5,6 +5,9 @@
 //! Each hang test runs its body on a thread and fails (never hangs) if the body has
 //! not finished within a watchdog's bound.
 
+#[allow(dead_code)]
+mod common_wal;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -188,7 +191,7 @@ fn a_flush_beside_eight_writers_loses_no_version() {
     // What is on disk, read back by a fresh open of a copy without its WAL: the
     // record files alone must hold every newest version.
     let copy = tempfile::tempdir().unwrap();
-    copy_files(dir.path(), copy.path());
+    common_wal::copy_dir(dir.path(), copy.path());
     let _ = std::fs::remove_dir_all(copy.path().join(shelf::WAL_DIR));
     let _ = std::fs::remove_file(copy.path().join(shelf::LOCK_FILE));
     let reopened = open(copy.path());
@@ -201,19 +204,6 @@ fn a_flush_beside_eight_writers_loses_no_version() {
                 _ => reopened.collection::<Logged>().unwrap().get(&id.into()).map(|d| d.version),
             };
             assert_eq!(found, Some(*version), "{key}: the record files do not hold the newest version");
-        }
-    }
-}
-
-fn copy_files(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_files(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }

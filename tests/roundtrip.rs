@@ -4,6 +4,9 @@
 //!
 //! `SHELF_ROUNDTRIP_CASES` sizes the property test (a soak); CI runs the default.
 
+#[allow(dead_code)]
+mod common_wal;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -213,7 +216,7 @@ proptest! {
         }
         // The WAL layouts, after a crash (no flush, no close).
         let crash = tempfile::tempdir().unwrap();
-        copy(dir.path(), crash.path());
+        common_wal::copy_dir(dir.path(), crash.path());
         let _ = std::fs::remove_file(crash.path().join(shelf::LOCK_FILE));
         for (phase, path) in [("crash", crash.path()), ("reopen", dir.path())] {
             if phase == "reopen" {
@@ -237,19 +240,6 @@ proptest! {
                 prop_assert!(same((*x, v, m), (gx, &gv, &gm)), "{phase}: {id} (layout {layout}) came back different: {x:?} {v} vs {gx:?} {gv}");
             }
             reopened.close().unwrap();
-        }
-    }
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }
