@@ -68,7 +68,7 @@ fn run<T: Rec>(label: &str, n: u64, secs: u64, flushing: bool) -> Result<(), Box
         let t = Instant::now();
         c.upsert(T::make(x % n, k))?;
         lat.push(t.elapsed());
-        if k % 256 == 0 && flushing {
+        if k.is_multiple_of(256) && flushing {
             let last = store.health().last_flush.unwrap_or(SystemTime::now());
             max_age = max_age.max(SystemTime::now().duration_since(last).unwrap_or_default());
         }
