@@ -5,7 +5,6 @@
 //! Each hang test runs its body on a thread and fails (never hangs) if the body has
 //! not finished within a watchdog's bound.
 
-#[allow(dead_code)]
 mod common_wal;
 
 use std::collections::HashMap;

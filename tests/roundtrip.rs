@@ -4,7 +4,6 @@
 //!
 //! `SHELF_ROUNDTRIP_CASES` sizes the property test (a soak); CI runs the default.
 
-#[allow(dead_code)]
 mod common_wal;
 
 use std::collections::BTreeMap;
