@@ -100,3 +100,124 @@ fn an_index_file_without_hash_and_checksum_is_checked_entry_by_entry() {
     open(dir.path()).close().unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
 }
+
+// ---- Index files a flush must rewrite (issue #21) ------------------------------------------
+//
+// Two bugs once made `shelf verify` report stale index files, and `cli/tests/cli.rs`
+// steered its fixtures around them: (a) the first write after open left the index
+// file written on open in place; (b) an index none of whose records has a key was
+// not rewritten by a flush when records were added. The oracle here is independent
+// of how a flush decides what is due: the index files of the closed directory must
+// equal, byte for byte, those a store writes when it rebuilds them from the records
+// (a copy of the directory with its index files deleted, opened and closed).
+
+/// A per-record collection with a write-ahead log and a unique index, like the CLI
+/// fixtures' `Account`.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Account {
+    #[id]
+    id: String,
+    #[index(unique)]
+    owner: String,
+}
+
+/// A collection whose indices may hold no key at all: an optional field and a list.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Tagged {
+    #[id]
+    id: String,
+    #[index]
+    nickname: Option<String>,
+    #[index(each)]
+    tags: Vec<String>,
+}
+
+fn open_all(dir: &Path) -> Store {
+    Store::builder(dir)
+        .register::<Account>()
+        .register::<Tagged>()
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap()
+}
+
+/// Every index file under `dir`, relative path and content, sorted.
+fn index_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for collection in std::fs::read_dir(dir).unwrap() {
+        let indices = collection.unwrap().path().join("indices");
+        let Ok(entries) = std::fs::read_dir(&indices) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            out.push((path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts that the index files of the closed store in `dir` are those rebuilt
+/// from its records.
+fn assert_index_files_current(dir: &Path) {
+    let rebuilt = tempfile::tempdir().unwrap();
+    copy_dir(dir, rebuilt.path());
+    for (path, _) in index_files(rebuilt.path()) {
+        std::fs::remove_file(rebuilt.path().join(path)).unwrap();
+    }
+    open_all(rebuilt.path()).close().unwrap();
+    let (found, expected) = (index_files(dir), index_files(rebuilt.path()));
+    assert!(!expected.is_empty(), "the rebuild wrote no index file");
+    for ((path, text), (_, want)) in found.iter().zip(&expected) {
+        assert_eq!(text, want, "{} is stale", path.display());
+    }
+    assert_eq!(found.len(), expected.len(), "index files: {found:?}, rebuilt: {expected:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Bug (a): a collection whose only write since open is the first one.
+#[test]
+fn the_first_write_after_open_rewrites_the_index_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A new directory: the index files are written on open, then one write.
+    let store = open_all(dir.path());
+    store.collection::<Account>().unwrap().insert(Account { id: "acc0".into(), owner: "ada".into() }).unwrap();
+    store.close().unwrap();
+    assert_index_files_current(dir.path());
+    // An existing directory: again one write after open.
+    let store = open_all(dir.path());
+    store.collection::<Account>().unwrap().insert(Account { id: "acc1".into(), owner: "bob".into() }).unwrap();
+    store.close().unwrap();
+    assert_index_files_current(dir.path());
+}
+
+/// Bug (b): records are added, but none has a key in the `nickname` and `tags`
+/// indices; their files name the record set in their headers, so they are due.
+#[test]
+fn an_index_whose_records_have_no_key_is_rewritten_when_records_are_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_all(dir.path());
+    let tagged = store.collection::<Tagged>().unwrap();
+    tagged.insert(Tagged { id: "ada".into(), nickname: None, tags: vec![] }).unwrap();
+    store.flush().unwrap();
+    tagged.insert(Tagged { id: "bob".into(), nickname: None, tags: vec![] }).unwrap();
+    store.close().unwrap();
+    assert_index_files_current(dir.path());
+    // And after a reopen, a remove.
+    let store = open_all(dir.path());
+    store.collection::<Tagged>().unwrap().remove(&"ada".to_string()).unwrap();
+    store.close().unwrap();
+    assert_index_files_current(dir.path());
+}

@@ -25,8 +25,11 @@
 //! quarter of the cycles the parent does not reopen: the next child recovers the
 //! crashed directory itself, and is sometimes killed during that recovery.
 //!
-//! `SHELF_KILL_CYCLES` (default 200) sets the number of cycles, `SHELF_KILL_SEED`
-//! the seed of delays and workloads.
+//! Knobs (environment variables):
+//! - `SHELF_KILL_CYCLES` (default 200): the number of cycles. The checks that kills
+//!   landed mid-flush, mid-checkpoint and during open run only from 100 cycles on
+//!   (those kill points are random, and fewer cycles may miss one);
+//! - `SHELF_KILL_SEED`: the seed of delays and workloads.
 
 mod common_wal;
 
@@ -215,7 +218,8 @@ fn acknowledged_writes_survive_sigkill() {
             ChildProc::spawn(TEST, &[(CHILD_DIR, dir.display().to_string()), (CHILD_SEED, child_seed.to_string())]);
         let mut lines = Vec::new();
         if rng.chance(15) {
-            // Early: before or during the child's open (and its recovery).
+            // Early: before or during the child's open (and its recovery). This sleep
+            // picks a random kill moment; it orders no threads.
             std::thread::sleep(Duration::from_millis(rng.range(0, 25)));
         } else {
             loop {

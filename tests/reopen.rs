@@ -130,15 +130,39 @@ fn reopen_right_after_drop_while_the_background_flusher_is_flushing() {
     users.insert(user("ada", "Ada", 36)).unwrap();
     assert!(gate.wait_parked(), "the background flusher never started a flush");
 
-    // The flush stays parked until after the drop has begun; the drop must wait for it.
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        gate.release();
-    });
-    drop((store, users)); // every application handle is gone
-    let reopened = builder(dir.path()).open();
-    releaser.join().unwrap();
-    let store = reopened.unwrap_or_else(|e| panic!("reopen right after dropping every handle: {e}"));
+    // The flush stays parked until the drop is blocked waiting for it: the drop runs
+    // on its own thread, and the gate opens only once that thread is seen asleep
+    // after it began the drop (the drop has nothing else to wait for).
+    let (began, dropping) = std::sync::mpsc::channel();
+    let dropper = std::thread::Builder::new()
+        .name(DROPPER.into())
+        .spawn(move || {
+            began.send(()).unwrap();
+            drop((store, users)); // every application handle is gone
+        })
+        .unwrap();
+    dropping.recv_timeout(DEADLINE).expect("the dropping thread did not start");
+    wait_until("the drop waits for the parked flush", || blocked(DROPPER));
+    assert!(!dropper.is_finished(), "the drop returned while a flush was parked");
+    gate.release();
+    dropper.join().unwrap();
+    let store = builder(dir.path()).open().unwrap_or_else(|e| panic!("reopen right after dropping every handle: {e}"));
     let users = store.collection::<User>().unwrap();
     assert_eq!(values(&users), [user("ada", "Ada", 36)]);
+}
+
+const DROPPER: &str = "shelf-dropper";
+
+/// Whether the thread of this process named `name` is asleep (blocked), per
+/// `/proc/self/task/*/stat`. Elsewhere than Linux: `true` once the thread exists,
+/// a weaker gate.
+fn blocked(name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return true };
+    tasks.filter_map(Result::ok).any(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `pid (comm) S ...`: the state follows the last `)`.
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        comm.trim_end() == name && matches!(state, Some('S' | 'D'))
+    })
 }

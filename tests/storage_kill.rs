@@ -19,24 +19,38 @@
 //! which must load exactly what the files hold, and closes it cleanly; the next cycle
 //! starts from there.
 //!
-//! `SHELF_SKILL_CYCLES` (default 50) sets the number of cycles, `SHELF_SKILL_SEED`
-//! the seed.
+//! Every [`STALL_EVERY`]th cycle the kill point is chosen rather than random: the
+//! child's file system stalls the first rename of a temp file after a random number
+//! of writes (the temp file is written and synced, the rename not done), the child
+//! prints `stall`, and the parent kills it there. So mid-flush kills are reached in
+//! any run of at least `STALL_EVERY` cycles, and the test asserts that some were.
+//!
+//! Knobs (environment variables):
+//! - `SHELF_SKILL_CYCLES` (default 50): the number of cycles;
+//! - `SHELF_SKILL_SEED`: the seed of the kill delays and the workloads.
 
 mod common_wal;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common_wal::{env_u64, tell, ChildProc, Rng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shelf::fs::{DirEntry, RealFs, Vfs, VfsAppend, VfsFile, VfsLock};
 use shelf::{Entity, Store, StoreBuilder};
 
 const TEST: &str = "flushes_survive_sigkill_in_every_storage_strategy";
 const CHILD_DIR: &str = "SHELF_SKILL_DIR";
 const CHILD_SEED: &str = "SHELF_SKILL_CHILD_SEED";
 const CHILD_BASE: &str = "SHELF_SKILL_BASE";
+/// Set in the child of a staged cycle: the number of writes after which its file
+/// system stalls the next rename of a temp file.
+const CHILD_STALL: &str = "SHELF_SKILL_STALL_AFTER";
+/// Every this many cycles, the kill lands at a staged point inside a flush.
+const STALL_EVERY: u64 = 5;
 const KEYS: u64 = 12;
 
 macro_rules! record_entity {
@@ -98,16 +112,67 @@ fn state_of(store: &Store) -> State {
 
 // ---- The child ----------------------------------------------------------------------------
 
-fn child_main(dir: &Path, seed: u64, base: u64) {
+/// The real file system; once armed, the first rename of a Shelf temp file prints
+/// `stall` and never returns (the parent kills the process there): a flush is then
+/// in progress, with a complete temp file not yet renamed over its target.
+#[derive(Debug, Clone, Default)]
+struct StallFs {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Vfs for StallFs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        RealFs.read(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        RealFs.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsAppend>> {
+        RealFs.open_append(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let temp = from.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".shelf-tmp-"));
+        if temp && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tell("stall");
+            loop {
+                std::thread::park();
+            }
+        }
+        RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        RealFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        RealFs.read_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
+        RealFs.try_lock(path)
+    }
+}
+
+fn child_main(dir: &Path, seed: u64, base: u64, stall_after: Option<u64>) {
     let mut rng = Rng::new(seed);
     let interval = Duration::from_millis(rng.range(1, 6));
-    let store = builder(dir).flush_interval(interval).open().unwrap();
+    let fs = StallFs::default();
+    let store = builder(dir).vfs(fs.clone()).flush_interval(interval).open().unwrap();
     let (docs, lines, notes) =
         (store.collection::<Doc>().unwrap(), store.collection::<Line>().unwrap(), store.collection::<Note>().unwrap());
     tell("start");
     let mut version = base;
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ops = 0;
     while Instant::now() < deadline {
+        if stall_after == Some(ops) {
+            fs.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        ops += 1;
         let collection = COLLECTIONS[rng.below(3) as usize];
         let id = format!("k{:02}", rng.below(KEYS));
         let present = match collection {
@@ -149,6 +214,8 @@ struct Stats {
     acks: usize,
     /// Kills that left temp files: a flush was in progress.
     mid_flush: usize,
+    /// Of those, kills at the staged point (a temp file written, not renamed).
+    staged: usize,
     /// Cycles whose last acknowledged flush was followed by more writes that then
     /// turned out durable (the background flusher got them).
     newer_than_ack: usize,
@@ -181,7 +248,7 @@ fn parse_run(
     for line in lines {
         let parts: Vec<&str> = line.split(' ').collect();
         match parts[..] {
-            ["start"] => {}
+            ["start"] | ["stall"] => {}
             ["w", c, id, v] => {
                 let key = (c.to_owned(), id.to_owned());
                 let v: u64 = v.parse().unwrap();
@@ -316,7 +383,8 @@ fn check_against_run(
 #[test]
 fn flushes_survive_sigkill_in_every_storage_strategy() {
     if let Ok(dir) = std::env::var(CHILD_DIR) {
-        child_main(Path::new(&dir), env_u64(CHILD_SEED, 0), env_u64(CHILD_BASE, 0));
+        let stall_after = std::env::var(CHILD_STALL).ok().map(|_| env_u64(CHILD_STALL, 0));
+        child_main(Path::new(&dir), env_u64(CHILD_SEED, 0), env_u64(CHILD_BASE, 0), stall_after);
         return;
     }
     let cycles = env_u64("SHELF_SKILL_CYCLES", 50);
@@ -330,19 +398,37 @@ fn flushes_survive_sigkill_in_every_storage_strategy() {
     let mut stats = Stats::default();
 
     for cycle in 0..cycles {
-        let env = [
+        let staged = cycle % STALL_EVERY == STALL_EVERY - 1;
+        let mut env = vec![
             (CHILD_DIR, dir.display().to_string()),
             (CHILD_SEED, seed.wrapping_mul(31).wrapping_add(cycle).to_string()),
             (CHILD_BASE, ((cycle + 1) * 1_000_000).to_string()),
         ];
+        if staged {
+            env.push((CHILD_STALL, rng.range(0, 30).to_string()));
+        }
         let child = ChildProc::spawn(TEST, &env);
         let mut lines = Vec::new();
         let first = child.next_line(Duration::from_secs(20));
         assert_eq!(first.as_deref(), Some("start"), "cycle {cycle}: the child did not open the store");
-        let until = Instant::now() + Duration::from_millis(rng.range(1, 80));
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            if let Some(line) = child.next_line(left) {
+        if staged {
+            // Kill at the staged point: inside a flush, a temp file not yet renamed.
+            loop {
+                let line = child.next_line(Duration::from_secs(20)).unwrap_or_else(|| {
+                    panic!("cycle {cycle}: the child never reached the rename of a temp file within 20 s")
+                });
+                let stalled = line == "stall";
                 lines.push(line);
+                if stalled {
+                    break;
+                }
+            }
+        } else {
+            let until = Instant::now() + Duration::from_millis(rng.range(1, 80));
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                if let Some(line) = child.next_line(left) {
+                    lines.push(line);
+                }
             }
         }
         lines.extend(child.kill());
@@ -350,6 +436,9 @@ fn flushes_survive_sigkill_in_every_storage_strategy() {
         let run = parse_run(cycle, &durable, &lines, &mut written, &mut stats);
         if temp_files(&dir) > 0 {
             stats.mid_flush += 1;
+            stats.staged += usize::from(staged);
+        } else {
+            assert!(!staged, "cycle {cycle}: killed while renaming a temp file, yet no temp file is left");
         }
         let found = read_files(cycle, &dir);
         check_against_run(cycle, &found, &run, &written, &mut stats);
@@ -365,4 +454,7 @@ fn flushes_survive_sigkill_in_every_storage_strategy() {
     }
     eprintln!("storage kill test: {cycles} cycles in {:.1?}: {stats:?}", began.elapsed());
     assert!(stats.acks > 0, "no flush was ever acknowledged: {stats:?}");
+    if cycles >= STALL_EVERY {
+        assert!(stats.mid_flush > 0, "no kill landed mid-flush in {cycles} cycles: {stats:?}");
+    }
 }

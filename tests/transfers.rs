@@ -2,6 +2,11 @@
 //! a `wal` collection while 2 threads read. The sum over all accounts is the same
 //! in every read (`iter()` is one consistent read), after a clean reopen, and after
 //! a SIGKILL in the middle of the same workload plus reopen.
+//!
+//! Knobs (environment variables):
+//! - `SHELF_TRANSFER_CRASH_CYCLES` (default 10): the number of kill-and-reopen cycles
+//!   of the crash test;
+//! - `SHELF_TRANSFERS_SEED` is set by the parent for each child (the child's workload).
 
 mod common_wal;
 
@@ -125,6 +130,8 @@ fn the_sum_is_constant_in_every_read_and_after_reopen() {
 
 const CHILD_DIR: &str = "SHELF_TRANSFERS_CHILD_DIR";
 const CRASH_TEST: &str = "the_sum_is_constant_after_a_sigkill_during_concurrent_transfers";
+/// The default number of crash cycles: bounded, for CI; raise it with
+/// `SHELF_TRANSFER_CRASH_CYCLES` for a soak.
 const CRASH_CYCLES: u64 = 10;
 
 #[test]
@@ -137,6 +144,7 @@ fn the_sum_is_constant_after_a_sigkill_during_concurrent_transfers() {
         });
         return;
     }
+    let cycles = env_u64("SHELF_TRANSFER_CRASH_CYCLES", CRASH_CYCLES);
     let began = Instant::now();
     let mut rng = Rng::new(7);
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +152,7 @@ fn the_sum_is_constant_after_a_sigkill_during_concurrent_transfers() {
     create_bank(&store);
     store.close().unwrap();
     let mut committed = [0u64; WRITERS];
-    for cycle in 0..CRASH_CYCLES {
+    for cycle in 0..cycles {
         let mut child = ChildProc::spawn(
             CRASH_TEST,
             &[(CHILD_DIR, dir.path().display().to_string()), ("SHELF_TRANSFERS_SEED", cycle.to_string())],
@@ -196,7 +204,7 @@ fn the_sum_is_constant_after_a_sigkill_during_concurrent_transfers() {
     let store = open(dir.path());
     assert_eq!(balance_sum(&store), TOTAL);
     println!(
-        "{CRASH_CYCLES} crash cycles, {} transfers committed, in {:.1?}",
+        "{cycles} crash cycles, {} transfers committed, in {:.1?}",
         committed.iter().sum::<u64>(),
         began.elapsed()
     );

@@ -134,6 +134,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
         assert!(start.elapsed() < DEADLINE, "gave up after {DEADLINE:?} waiting until {what}");
+        // The pause between polls; the condition, not the sleep, orders the caller.
         std::thread::sleep(Duration::from_millis(5));
     }
 }
