@@ -35,7 +35,14 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
 /// waiting for a writer (the open file is then refused as not regular).
 #[cfg(target_os = "linux")]
 const O_NONBLOCK: i32 = 0o4000;
-#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
 const O_NONBLOCK: i32 = 0x0004;
 
 /// What kind of file `file_type` is, for messages.
@@ -83,7 +90,15 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<(File, u64)> {
     check_regular(&fs::metadata(path)?)?;
     let mut options = OpenOptions::new();
     options.read(true);
-    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd", target_os = "dragonfly"))]
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
     {
         use std::os::unix::fs::OpenOptionsExt;
         // No effect on a regular file's reads.
@@ -111,7 +126,10 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 }
 
 fn too_large(len: u64, max: u64) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("file is {len} bytes, larger than the {max} bytes Shelf reads whole"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("file is {len} bytes, larger than the {max} bytes Shelf reads whole"),
+    )
 }
 
 fn grew(len: u64) -> io::Error {
