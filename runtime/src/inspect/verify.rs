@@ -463,7 +463,7 @@ impl DataDir {
             Some(WalDamage::Corrupt { segment, offset }) => report.problem(
                 segment,
                 format!(
-                    "corrupt: the record at offset {offset} fails its checksum, and valid records follow it; open fails unless the store is opened with repair_wal(true), which drops everything from there"
+                    "corrupt: the record at offset {offset} fails its checksum, and valid records follow it (or it is a valid record whose sequence number is out of order); open fails unless the store is opened with repair_wal(true), which drops everything from there"
                 ),
             ),
             None => {}
