@@ -186,7 +186,9 @@ pub struct DirEntry {
 /// The operations Shelf performs on files. All paths are absolute or relative to
 /// the process's working directory, exactly as given to the builder.
 pub trait Vfs: Send + Sync + Debug {
-    /// Reads a whole file.
+    /// Reads a whole file. An implementation over a real file system should refuse
+    /// what is not a regular file and bound the read, as [`RealFs`] does: `open`
+    /// must never block on a FIFO nor read a device until memory runs out.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens a file for streaming reads. The default reads it whole.
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {

@@ -7,9 +7,9 @@ use serde::Deserialize;
 
 use super::json::Json;
 use super::{DataDir, InspectError, Result};
-use crate::fs::{RealFs, Vfs};
+use crate::fs::RealFs;
 use crate::wal::record::{decode, HEADER_LEN};
-use crate::wal::replay::list_segments;
+use crate::wal::replay::{list_segments, read_segment};
 use crate::wal::WAL_DIR;
 
 /// What the WAL holds.
@@ -102,7 +102,7 @@ pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
     let segments = list_segments(&RealFs, &wal_dir)?;
     let mut contents = Vec::with_capacity(segments.len());
     for (_, path) in &segments {
-        contents.push(RealFs.read(path).map_err(|e| InspectError::io("read WAL segment", path, e))?);
+        contents.push(read_segment(&RealFs, path).map_err(|e| InspectError::io("read WAL segment", path, e))?);
     }
     let mut out = WalScan {
         summary: WalSummary {

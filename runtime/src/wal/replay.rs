@@ -14,6 +14,7 @@
 //! [`Error::WalSegment`] (repair cuts the log there instead). So is a `.wal` entry
 //! that is not a segment: see [`list_segments`].
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::record::{decode, HEADER_LEN};
@@ -77,7 +78,7 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
     let segments = list_segments(fs, dir)?;
     let mut out = Recovered::default();
     for (i, (named, path)) in segments.iter().enumerate() {
-        let bytes = fs.read(path).map_err(|e| Error::io("read WAL segment", path, e))?;
+        let bytes = read_segment(fs, path).map_err(|e| Error::io("read WAL segment", path, e))?;
         let mut offset = 0;
         while offset < bytes.len() {
             let Some(record) = decode(&bytes[offset..]) else { break };
@@ -119,7 +120,7 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
         let later_segments = &segments[i + 1..];
         // A later segment proves corruption only if it holds a record: a rotation
         // whose directory sync failed can leave an empty one behind.
-        let later_valid = later_segments.iter().any(|(_, p)| fs.read(p).is_ok_and(|b| decode(&b).is_some()));
+        let later_valid = later_segments.iter().any(|(_, p)| read_segment(fs, p).is_ok_and(|b| decode(&b).is_some()));
         let valid_after = later_valid || valid_record_after(&bytes[offset + 1..], out.last_lsn);
         if valid_after && !repair {
             return Err(Error::WalCorrupt { segment: path.clone(), offset: offset as u64 });
@@ -130,7 +131,7 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
         file.sync_data().map_err(|e| Error::io("sync WAL segment", path, e))?;
         for (_, later) in later_segments {
             if later_valid {
-                dropped += fs.read(later).map(|b| b.len() as u64).unwrap_or(0);
+                dropped += read_segment(fs, later).map(|b| b.len() as u64).unwrap_or(0);
                 fs.remove_file(later).map_err(|e| Error::io("remove WAL segment", later, e))?;
             } else {
                 // Empty: kept for the next checkpoint to delete.
@@ -149,6 +150,17 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
     let named = segments.iter().map(|(first, _)| first.saturating_sub(1)).max().unwrap_or(0);
     out.last_lsn = out.last_lsn.max(named);
     Ok(out)
+}
+
+/// Reads a whole segment. Streamed through [`Vfs::open_read`] rather than read with
+/// [`Vfs::read`]: a segment grows until the next flush rotates it, so it is not
+/// held to [`DEFAULT_MAX_FILE_SIZE`](crate::fs::DEFAULT_MAX_FILE_SIZE) (refusing a
+/// large one would make acknowledged commits unreadable). [`RealFs`](crate::fs::RealFs)
+/// still reads only a regular file, and no more than its size when opened.
+pub(crate) fn read_segment(fs: &dyn Vfs, path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs.open_read(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Whether any valid record with a higher sequence number starts somewhere in `rest`.
