@@ -218,6 +218,18 @@ pub enum Error {
         offset: u64,
     },
 
+    /// The WAL directory holds a segment that does not fit the log: an entry ending
+    /// in `.wal` that is not a segment file, a segment whose first record is numbered
+    /// below its name, or records whose sequence numbers go back. Replaying around it
+    /// could lose acknowledged commits, so `open` stops and names it.
+    #[error("WAL segment {segment}: {message}")]
+    WalSegment {
+        /// The segment file (or the entry that is not one).
+        segment: PathBuf,
+        /// What is wrong, and what to do.
+        message: String,
+    },
+
     /// A WAL record could not be applied on open.
     #[error("WAL record {lsn}: {message}")]
     WalReplay {

@@ -4,6 +4,13 @@
 //! applications that want to test their own failure handling) can pass another
 //! implementation to [`StoreBuilder::vfs`](crate::StoreBuilder::vfs), for example
 //! [`FaultFs`], which fails a chosen operation.
+//!
+//! [`RealFs`] reads only regular files (symbolic links are followed): a FIFO, a
+//! socket, a device or a directory where Shelf expects a file is refused with
+//! `ErrorKind::InvalidInput` ("not a regular file (FIFO)"), never opened in a way
+//! that blocks. Every read is bounded by the size the file reported when it was
+//! opened (a file that grows meanwhile is refused), and a whole-file read by
+//! [`DEFAULT_MAX_FILE_SIZE`].
 
 mod crash;
 mod fault;
@@ -15,6 +22,137 @@ use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
+
+/// The largest file [`RealFs::read`](Vfs::read) reads whole: 1 GiB. A larger file is
+/// refused with `ErrorKind::InvalidData` naming its size, rather than read until
+/// memory runs out. Shelf's own whole-file reads are of single records, index
+/// files, `shelf.json` and WAL segments, all far below it. Streamed reads
+/// ([`Vfs::open_read`], used for collection files) are bounded by the file's size
+/// only, as they never hold the file whole.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
+
+/// `O_NONBLOCK`, so that opening a FIFO for reading returns at once instead of
+/// waiting for a writer (the open file is then refused as not regular).
+#[cfg(target_os = "linux")]
+const O_NONBLOCK: i32 = 0o4000;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+const O_NONBLOCK: i32 = 0x0004;
+
+/// What kind of file `file_type` is, for messages.
+fn kind_of(file_type: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "FIFO";
+        }
+        if file_type.is_socket() {
+            return "socket";
+        }
+        if file_type.is_char_device() {
+            return "character device";
+        }
+        if file_type.is_block_device() {
+            return "block device";
+        }
+    }
+    if file_type.is_dir() {
+        "directory"
+    } else if file_type.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+/// Fails with `ErrorKind::InvalidInput` unless `meta` describes a regular file.
+fn check_regular(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a regular file ({})", kind_of(meta.file_type()))))
+}
+
+/// Opens `path` for reading if it is a regular file (following symbolic links),
+/// without ever blocking on a FIFO or a device, and returns it with its size.
+/// Anything else is `ErrorKind::InvalidInput`, "not a regular file (FIFO)" and so on.
+pub(crate) fn open_regular(path: &Path) -> io::Result<(File, u64)> {
+    // Checked before opening, so that no special file is opened at all where the
+    // platform has no non-blocking open; and again on the open file, in case the
+    // path was replaced in between.
+    check_regular(&fs::metadata(path)?)?;
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // No effect on a regular file's reads.
+        options.custom_flags(O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    check_regular(&meta)?;
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole regular file, bounded by its size when opened and by `max` bytes:
+/// a larger file is `ErrorKind::InvalidData`, as is one that grew while being read.
+pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > len {
+        return Err(grew(len));
+    }
+    Ok(buf)
+}
+
+fn too_large(len: u64, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("file is {len} bytes, larger than the {max} bytes Shelf reads whole"),
+    )
+}
+
+fn grew(len: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("file grew past its size of {len} bytes while being read"))
+}
+
+/// A reader of a regular file that fails, instead of reading on, if the file holds
+/// more than the size it had when opened.
+struct Bounded {
+    inner: io::Take<File>,
+    len: u64,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 && self.inner.limit() == 0 {
+            // One byte past the size was allowed, only to notice growth.
+            return Err(grew(self.len));
+        }
+        Ok(n)
+    }
+}
 
 /// A file opened for writing through a [`Vfs`].
 pub trait VfsFile: Write + Send {
@@ -48,7 +186,9 @@ pub struct DirEntry {
 /// The operations Shelf performs on files. All paths are absolute or relative to
 /// the process's working directory, exactly as given to the builder.
 pub trait Vfs: Send + Sync + Debug {
-    /// Reads a whole file.
+    /// Reads a whole file. An implementation over a real file system should refuse
+    /// what is not a regular file and bound the read, as [`RealFs`] does: `open`
+    /// must never block on a FIFO nor read a device until memory runs out.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens a file for streaming reads. The default reads it whole.
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
@@ -114,12 +254,11 @@ impl VfsLock for RealLock {}
 
 impl Vfs for RealFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        File::open(path)?.read_to_end(&mut buf)?;
-        Ok(buf)
+        read_regular(path, DEFAULT_MAX_FILE_SIZE)
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(path)?))
+        let (file, len) = open_regular(path)?;
+        Ok(Box::new(Bounded { inner: file.take(len.saturating_add(1)), len }))
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;

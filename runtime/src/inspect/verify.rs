@@ -9,7 +9,7 @@ use super::records::{infer_id_field, strategy, truncate, Parsed};
 use super::wal::{self, WalDamage, WalScan, WalSummary};
 use super::{CollectionInfo, DataDir, ForeignKeyInfo, Progress, Result};
 use crate::entity::StorageKind;
-use crate::fs::RealFs;
+use crate::fs::{RealFs, Vfs};
 use crate::storage::codec::Codec;
 use crate::storage::per_record::PerRecord;
 
@@ -362,7 +362,7 @@ impl DataDir {
     ) {
         let index_name = index::name_of(path);
         let rebuilds = "; the next open rebuilds it from the records";
-        let bytes = match std::fs::read(path) {
+        let bytes = match RealFs.read(path) {
             Ok(bytes) => bytes,
             Err(e) => return report.problem(path, format!("cannot be read: {e}")),
         };
@@ -463,7 +463,7 @@ impl DataDir {
             Some(WalDamage::Corrupt { segment, offset }) => report.problem(
                 segment,
                 format!(
-                    "corrupt: the record at offset {offset} fails its checksum, and valid records follow it; open fails unless the store is opened with repair_wal(true), which drops everything from there"
+                    "corrupt: the record at offset {offset} fails its checksum, and valid records follow it (or it is a valid record whose sequence number is out of order); open fails unless the store is opened with repair_wal(true), which drops everything from there"
                 ),
             ),
             None => {}

@@ -9,7 +9,7 @@ use super::json::Json;
 use super::{DataDir, InspectError, Result};
 use crate::fs::RealFs;
 use crate::wal::record::{decode, HEADER_LEN};
-use crate::wal::replay::list_segments;
+use crate::wal::replay::{list_segments, read_segment};
 use crate::wal::WAL_DIR;
 
 /// What the WAL holds.
@@ -41,8 +41,10 @@ pub enum WalDamage {
         /// How many bytes the next open drops.
         bytes: u64,
     },
-    /// Valid records follow it: the log is corrupt. The next open fails unless it is
-    /// asked to repair, which drops everything from here on.
+    /// Valid records follow it, or it is a valid record out of sequence (numbered
+    /// below its segment's name or not above the record before it): the log is
+    /// corrupt. The next open fails unless it is asked to repair, which drops
+    /// everything from here on.
     Corrupt {
         /// The segment.
         segment: PathBuf,
@@ -100,7 +102,7 @@ pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
     let segments = list_segments(&RealFs, &wal_dir)?;
     let mut contents = Vec::with_capacity(segments.len());
     for (_, path) in &segments {
-        contents.push(std::fs::read(path).map_err(|e| InspectError::io("read WAL segment", path, e))?);
+        contents.push(read_segment(&RealFs, path).map_err(|e| InspectError::io("read WAL segment", path, e))?);
     }
     let mut out = WalScan {
         summary: WalSummary {
@@ -112,11 +114,18 @@ pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
         segments: segments.iter().map(|(_, p)| p.clone()).collect(),
     };
     let mut last_lsn = 0;
-    for (i, ((_, path), bytes)) in segments.iter().zip(&contents).enumerate() {
+    for (i, ((named, path), bytes)) in segments.iter().zip(&contents).enumerate() {
         let mut offset = 0;
         while offset < bytes.len() {
             match decode(&bytes[offset..]) {
-                Some(record) if record.lsn > last_lsn => {
+                // Out of sequence: a first record below the segment's name, or a
+                // record not above the one before it. Open refuses it, or repair
+                // cuts there, as for corruption.
+                Some(record) if (offset == 0 && record.lsn < *named) || record.lsn <= last_lsn => {
+                    out.summary.damage = Some(WalDamage::Corrupt { segment: path.clone(), offset: offset as u64 });
+                    break;
+                }
+                Some(record) => {
                     out.records.push(WalRecord {
                         lsn: record.lsn,
                         segment: path.clone(),
@@ -128,6 +137,9 @@ pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
                 }
                 _ => break,
             }
+        }
+        if out.summary.damage.is_some() {
+            break;
         }
         if offset == bytes.len() {
             continue;

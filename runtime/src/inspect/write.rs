@@ -359,7 +359,7 @@ impl DataDir {
         let with_ids: Option<Vec<(Json, &Json)>> =
             records.values().map(|(id, r)| id.clone().map(|id| (id, r))).collect();
         for path in index::files(&self.dir, name)? {
-            let old = std::fs::read(&path).ok().and_then(|bytes| index::parse(&bytes).ok());
+            let old = RealFs.read(&path).ok().and_then(|bytes| index::parse(&bytes).ok());
             let index_name = index::name_of(&path);
             let fields = index::fields(&index_name, &after).ok();
             let (Some(old), Some(fields), Some(with_ids)) = (old, fields, &with_ids) else {

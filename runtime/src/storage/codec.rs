@@ -2,6 +2,8 @@
 
 use std::io::{self, Read};
 
+use crate::fs::DEFAULT_MAX_FILE_SIZE;
+
 /// How a strategy's files are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Codec {
@@ -31,12 +33,22 @@ impl Codec {
         }
     }
 
+    /// Decodes a whole file. Decompressed content is bounded like a file read, by
+    /// [`DEFAULT_MAX_FILE_SIZE`]: a small file that expands past it is refused.
     pub fn decode(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
-        if self.compress {
-            zstd::decode_all(bytes.as_slice())
-        } else {
-            Ok(bytes)
+        if !self.compress {
+            return Ok(bytes);
         }
+        let decoder = zstd::stream::read::Decoder::new(bytes.as_slice())?;
+        let mut out = Vec::new();
+        decoder.take(DEFAULT_MAX_FILE_SIZE.saturating_add(1)).read_to_end(&mut out)?;
+        if out.len() as u64 > DEFAULT_MAX_FILE_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("decompresses to more than the {DEFAULT_MAX_FILE_SIZE} bytes Shelf reads whole"),
+            ));
+        }
+        Ok(out)
     }
 
     /// A reader of decoded content over a reader of the file.

@@ -1,6 +1,10 @@
 //! `#[storage(collection_file)]`: the whole collection in `<dir>/<collection>.jsonl`
 //! (`.jsonl.zst` with `compress`), one compact JSON entity per line, sorted by id.
 //! A flush that finds the collection changed rewrites the file atomically.
+//!
+//! A UTF-8 byte order mark at the start of the file (as some editors add) is
+//! skipped on load, with a warning: it holds no data, JSON does not allow it, and the
+//! next flush of the collection writes the file without it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +14,9 @@ use super::{Quarantine, RawRecord, Strategy};
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
+
+/// The UTF-8 byte order mark, skipped at the start of a file.
+pub(crate) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The whole collection in one file.
 #[derive(Debug)]
@@ -49,10 +56,17 @@ impl Strategy for CollectionFile {
             if read == 0 {
                 return Ok(());
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
+            let mut bytes = line.as_slice();
+            if number == 1 {
+                if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
+                    tracing::warn!(file = %self.path.display(), "ignoring the UTF-8 byte order mark at the start of the file; the next flush writes it without one");
+                    bytes = rest;
+                }
+            }
+            if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            sink(RawRecord { file: &self.path, line: Some(number), stem: None, bytes: &line })?;
+            sink(RawRecord { file: &self.path, line: Some(number), stem: None, bytes })?;
         }
     }
 

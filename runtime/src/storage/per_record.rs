@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::codec::Codec;
+use super::collection_file::UTF8_BOM;
 use super::{FileChange, Quarantine, RawRecord, Strategy};
 use crate::batch::{is_temp, WriteBatch};
 use crate::error::{Error, Result};
@@ -59,7 +60,9 @@ impl PerRecord {
         }
     }
 
-    /// The record files of this layout: `(path, stem)`.
+    /// The record files of this layout: `(path, stem)`. A directory with a record
+    /// file's name is an error naming it, with or without quarantine: Shelf did not
+    /// create it, so it is left for a person to look at.
     fn record_files(&self, fs: &dyn Vfs) -> Result<Vec<(PathBuf, String)>> {
         let dirs = if self.shard == 0 { vec![self.dir.clone()] } else { self.shard_dirs() };
         let ext = self.ext();
@@ -71,12 +74,22 @@ impl PerRecord {
                 Err(e) => return Err(Error::io("list", &dir, e)),
             };
             for entry in entries {
-                if entry.is_dir || is_temp(&entry.name) {
+                if is_temp(&entry.name) {
                     continue;
                 }
                 // `x.json` must not be taken for a record when `.json.zst` is expected,
                 // nor the other way round: the other variant is another layout's file.
                 match entry.name.strip_suffix(&ext) {
+                    // A directory named like a record would make every flush of that
+                    // id fail: it is reported, never skipped.
+                    Some(stem) if !stem.contains('.') && entry.is_dir => {
+                        let path = dir.join(&entry.name);
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "not a regular file (directory) where a record file is expected; move it away",
+                        );
+                        return Err(Error::io("read", path, e));
+                    }
                     Some(stem) if !stem.contains('.') => out.push((dir.join(&entry.name), stem.to_owned())),
                     _ => {}
                 }
@@ -101,7 +114,10 @@ impl Strategy for PerRecord {
                 // An undecodable file is a corrupt record: the sink decides.
                 Err(e) => format!("not valid zstd: {e}").into_bytes(),
             };
-            sink(RawRecord { file: &path, line: None, stem: Some(stem), bytes: &bytes })?;
+            // A byte order mark holds no data, and JSON does not allow it: skipped, as
+            // in a collection file.
+            let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+            sink(RawRecord { file: &path, line: None, stem: Some(stem), bytes })?;
         }
         Ok(())
     }

@@ -1,0 +1,213 @@
+//! The WAL across segments: what `open` accepts and what it refuses.
+//!
+//! A bad record with a valid one after it, in the same segment or a later one, is
+//! corruption (`Error::WalCorrupt`), not a torn tail. A segment's name is a lower
+//! bound of its first record's sequence number: a name above it, records whose
+//! sequence numbers go back, and `.wal` entries that are not segments are
+//! `Error::WalSegment`, naming the file, and the files are left as they were.
+//!
+//! Each test writes a few commits, copies the directory while the store is open
+//! (what a crash leaves), and rearranges the copy's segments.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shelf::{Entity, Error, Store, StoreBuilder};
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Entry {
+    #[id]
+    id: u32,
+    text: String,
+}
+
+const NEVER: Duration = Duration::from_secs(3600);
+const HEADER_LEN: usize = 16;
+
+fn builder(dir: &Path) -> StoreBuilder {
+    Store::builder(dir).register::<Entry>().flush_interval(NEVER)
+}
+
+fn entry(id: u32) -> Entry {
+    Entry { id, text: format!("entry {id}") }
+}
+
+fn segment_name(lsn: u64) -> String {
+    format!("{lsn:020}.wal")
+}
+
+/// The crash image of a store that committed entries `1..=n` (one WAL record each)
+/// and was never flushed: `(tempdir, wal directory, records)`, where the WAL
+/// directory holds nothing any more and `records` are `(lsn, bytes)` of every
+/// record that was in it, in order.
+fn crashed(n: u32) -> (tempfile::TempDir, PathBuf, Vec<(u64, Vec<u8>)>) {
+    let live = tempfile::tempdir().unwrap();
+    let store = builder(live.path()).open().unwrap();
+    for id in 1..=n {
+        store.collection::<Entry>().unwrap().insert(entry(id)).unwrap();
+    }
+    let image = tempfile::tempdir().unwrap();
+    copy_dir(live.path(), image.path());
+    drop(store);
+    let wal = image.path().join("wal");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    let mut records = Vec::new();
+    for segment in segments {
+        let bytes = std::fs::read(&segment).unwrap();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            let lsn = u64::from_le_bytes(bytes[offset + 4..offset + 12].try_into().unwrap());
+            records.push((lsn, bytes[offset..offset + HEADER_LEN + len].to_vec()));
+            offset += HEADER_LEN + len;
+        }
+        std::fs::remove_file(&segment).unwrap();
+    }
+    assert_eq!(records.len(), n as usize, "expected one WAL record per insert");
+    (image, wal, records)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Writes a segment holding `records`, concatenated.
+fn write_segment(wal: &Path, name: &str, records: &[&[u8]]) -> PathBuf {
+    let path = wal.join(name);
+    std::fs::write(&path, records.concat()).unwrap();
+    path
+}
+
+/// Every file of the WAL directory with its bytes.
+fn wal_files(wal: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Opens the image, expecting `Error::WalSegment` about `segment` whose message says
+/// `needle`, and checks that the WAL directory was left exactly as it was.
+fn expect_wal_segment(image: &Path, wal: &Path, segment: &Path, needle: &str) {
+    let before = wal_files(wal);
+    match builder(image).open() {
+        Err(Error::WalSegment { segment: s, message }) => {
+            assert_eq!(s, segment);
+            assert!(message.contains(needle), "message does not say {needle:?}: {message}");
+            let text = Error::WalSegment { segment: s, message }.to_string();
+            assert!(text.contains(&segment.display().to_string()), "{text}");
+        }
+        Err(other) => panic!("expected Error::WalSegment for {}, got {other}", segment.display()),
+        Ok(store) => panic!("expected Error::WalSegment for {}, got {store:?}", segment.display()),
+    }
+    assert_eq!(wal_files(wal), before, "a refused open changed the WAL");
+}
+
+fn ids(store: &Store) -> Vec<u32> {
+    let mut ids: Vec<u32> = store.collection::<Entry>().unwrap().all().iter().map(|e| e.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_bad_record_at_the_end_of_a_segment_with_a_valid_one_in_the_next_is_corruption() {
+    let (image, wal, records) = crashed(3);
+    let mut bad = records[1].1.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let first = write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &bad]);
+    write_segment(&wal, &segment_name(records[2].0), &[&records[2].1]);
+    let before = wal_files(&wal);
+    match builder(image.path()).open() {
+        Err(Error::WalCorrupt { segment, offset }) => {
+            assert_eq!(segment, first);
+            assert_eq!(offset, records[0].1.len() as u64);
+        }
+        Err(other) => panic!("expected Error::WalCorrupt, got {other}"),
+        Ok(store) => panic!("expected Error::WalCorrupt, got a store with ids {:?}", ids(&store)),
+    }
+    assert_eq!(wal_files(&wal), before, "a refused open changed the WAL");
+
+    // Repair cuts the log at the bad record, dropping what follows.
+    let store = builder(image.path()).repair_wal(true).open().unwrap();
+    assert_eq!(ids(&store), [1]);
+}
+
+#[test]
+fn a_segment_named_below_its_first_record_is_accepted() {
+    let (image, wal, records) = crashed(3);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    // Named as a rotation that did not yet know its first record would name it.
+    write_segment(&wal, &segment_name(records[1].0), &[&records[2].1]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2, 3]);
+    store.collection::<Entry>().unwrap().insert(entry(4)).unwrap();
+    drop(store);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_segment_named_above_its_first_record_is_refused() {
+    let (image, wal, records) = crashed(3);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    let second = write_segment(&wal, &segment_name(records[2].0 + 5), &[&records[2].1]);
+    expect_wal_segment(image.path(), &wal, &second, "first record");
+}
+
+#[test]
+fn records_that_go_back_are_refused_not_truncated_as_a_torn_tail() {
+    let (image, wal, records) = crashed(3);
+    let segment =
+        write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1, &records[2].1, &records[1].1]);
+    expect_wal_segment(image.path(), &wal, &segment, "not above");
+}
+
+#[test]
+fn records_that_go_back_in_a_later_segment_are_refused() {
+    let (image, wal, records) = crashed(3);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1, &records[2].1]);
+    let second = write_segment(&wal, &segment_name(records[1].0), &[&records[1].1]);
+    expect_wal_segment(image.path(), &wal, &second, "not above");
+}
+
+#[test]
+fn a_segment_named_at_the_end_of_the_sequence_space_is_refused() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    let planted = write_segment(&wal, &segment_name(u64::MAX), &[]);
+    expect_wal_segment(image.path(), &wal, &planted, "beyond");
+}
+
+#[test]
+fn a_wal_file_whose_name_is_not_a_segment_is_reported() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1]);
+    let stray = write_segment(&wal, "2.wal", &[&records[1].1]);
+    expect_wal_segment(image.path(), &wal, &stray, "not a segment name");
+}
+
+#[test]
+fn a_directory_named_like_a_segment_is_reported() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    let dir = wal.join(segment_name(records[1].0 + 1));
+    std::fs::create_dir(&dir).unwrap();
+    expect_wal_segment(image.path(), &wal, &dir, "directory");
+}
