@@ -155,3 +155,18 @@ fn quarantine_reports_every_bad_file() {
     assert_eq!(from, [ada, bob]);
     assert_eq!(values(&store.collection::<User>().unwrap()), [user("carol", "carol", 29)]);
 }
+
+/// A record file whose name does not match the id inside: the message shows both
+/// quoted and escaped, with the stem the id would have, so an invisible or
+/// differently encoded character is visible (issue 19).
+#[test]
+fn a_renamed_record_file_shows_the_encoded_stem_against_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    // The record says id "bob\u{200b}" (a zero-width space); its file claims "bob".
+    let garbage = serde_json::to_vec(&user("bob\u{200b}", "bob", 41)).unwrap();
+    let bob = store_with_corrupt_bob(dir.path(), &garbage);
+    let message = expect_corrupt(dir.path(), &bob);
+    assert!(message.contains("stem \"bob\""), "{message}");
+    assert!(message.contains("\"bob\\u{200b}\""), "the invisible character is escaped: {message}");
+    assert!(message.contains("whose file name stem is \"bob%E2%80%8B\""), "{message}");
+}

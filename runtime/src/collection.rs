@@ -529,9 +529,10 @@ impl<T: Entity> Core<T> {
             let actual = self.stem(value.id()).map_err(|e| e.to_string())?;
             if &actual != stem {
                 return Err(format!(
-                    "the file name says id `{}`, but the record inside has id `{}`",
+                    "the file name is stem {:?}, but the record inside has id {:?}, whose file name stem is {:?}; rename the file or fix the id",
                     stem,
-                    value.id().encode_key()
+                    value.id().encode_key(),
+                    actual,
                 ));
             }
         }
