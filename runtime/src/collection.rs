@@ -3,18 +3,14 @@
 use std::any::Any;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt;
 use std::hash::Hash;
-use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::batch::WriteBatch;
-use std::sync::mpsc::Receiver;
 
-use crate::commit::Op;
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
@@ -24,8 +20,7 @@ use crate::key::Key;
 use crate::recover::LoadCtx;
 use crate::relation::{Dangling, ForeignKeySpec};
 use crate::storage::{strategy_for, FileChange, Quarantine, RawRecord, Strategy};
-use crate::store::Store;
-use crate::watch::{Change, Event, Watchers};
+use crate::watch::{Change, Watchers};
 
 mod flush;
 mod load;
@@ -466,6 +461,32 @@ impl<T: Entity> Core<T> {
         .unwrap_or_default()
     }
 
+    /// The record under `key` in the unique index `pos`.
+    pub(crate) fn index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
+        &self,
+        pos: usize,
+        key: &Q,
+    ) -> Option<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, _| index.get_one_rec(key).cloned()).flatten()
+    }
+
+    /// How many records index `pos` holds under `key`.
+    pub(crate) fn index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
+        self.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
+    }
+
+    /// The records whose keys in the sorted index `pos` fall in `bounds`, in key order.
+    pub(crate) fn index_range<K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
+        &self,
+        pos: usize,
+        bounds: (std::ops::Bound<&Q>, std::ops::Bound<&Q>),
+    ) -> Vec<Arc<T>> {
+        self.with_index::<K, _>(pos, |index, state| {
+            index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Runs `f` over the records and indices, under one read lock.
     pub(crate) fn with_records<R>(
         &self,
@@ -478,6 +499,38 @@ impl<T: Entity> Core<T> {
     /// The committed records, for a transaction's view.
     pub(crate) fn snapshot(&self) -> Vec<Arc<T>> {
         self.state.read().records.values().cloned().collect()
+    }
+
+    /// The collection's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether a committed record has this id.
+    pub(crate) fn contains(&self, id: &T::Id) -> bool {
+        self.state.read().records.contains_key(id)
+    }
+
+    /// The number of committed records.
+    pub(crate) fn len(&self) -> usize {
+        self.state.read().records.len()
+    }
+
+    /// The change subscribers.
+    pub(crate) fn watchers(&self) -> &Watchers<T> {
+        &self.watchers
+    }
+
+    /// Records changed since they were last made durable (a flush in progress
+    /// included).
+    pub(crate) fn dirty_count(&self) -> usize {
+        let state = self.state.read();
+        state.dirty.len() + state.in_flight
+    }
+
+    /// The first directory of the strategy, for persisted collections.
+    pub(crate) fn path(&self) -> Option<PathBuf> {
+        self.strategy.dirs().into_iter().next()
     }
 
     /// The committed record with this id.
@@ -811,193 +864,4 @@ fn to_json<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Vec<u8>
     })?;
     bytes.push(b'\n');
     Ok(bytes)
-}
-
-/// A typed handle to one collection, from [`Store::collection`].
-///
-/// Cheap to clone. Reads are served from memory; writes change memory at once and
-/// reach disk with the next flush. Generated handles (`<Type>Collection`) dereference
-/// to this type, so every method here is available on them.
-pub struct Collection<T: Entity> {
-    core: Arc<Core<T>>,
-    /// Position of the collection in the store, for commits.
-    pos: usize,
-    store: Store,
-}
-
-impl<T: Entity> Clone for Collection<T> {
-    fn clone(&self) -> Self {
-        Collection { core: Arc::clone(&self.core), pos: self.pos, store: self.store.clone() }
-    }
-}
-
-impl<T: Entity> fmt::Debug for Collection<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Collection").field("name", &self.core.name).field("len", &self.len()).finish()
-    }
-}
-
-impl<T: Entity> Collection<T> {
-    pub(crate) fn new(core: Arc<Core<T>>, pos: usize, store: Store) -> Self {
-        Collection { core, pos, store }
-    }
-
-    /// The collection's name, as used for its directory and in `shelf.json`.
-    pub fn name(&self) -> &'static str {
-        self.core.name
-    }
-
-    /// The store this collection belongs to.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn not_found(&self, id: &T::Id) -> Error {
-        self.core.not_found(id)
-    }
-
-    /// Inserts a new record and returns its id. For `#[id(auto)]` entities the id is
-    /// assigned here, whatever the field held (ids of failed inserts are not reused).
-    ///
-    /// Errors with [`Error::DuplicateId`] when a record with this id exists and with
-    /// [`Error::UniqueViolation`] when a unique index already has one of its keys;
-    /// nothing changes then.
-    pub fn insert(&self, value: T) -> Result<T::Id> {
-        self.store.inner_checked()?.write(|| {
-            let value = self.core.prepare_insert(value)?;
-            let id = value.id().clone();
-            Ok((vec![Op::new(self.pos, TypedOp::Insert(Arc::new(value)))], id))
-        })
-    }
-
-    /// Inserts or replaces the record with this value's id; returns the old one.
-    /// For `#[id(auto)]` entities the given id is kept, and later inserts get
-    /// larger ids. Errors with [`Error::UniqueViolation`] like `insert`.
-    pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
-        self.store.inner_checked()?.write(|| {
-            let old = self.get(value.id());
-            Ok((vec![Op::new(self.pos, TypedOp::Upsert(Arc::new(value)))], old))
-        })
-    }
-
-    /// Changes the record with this id in place and returns the new version.
-    ///
-    /// The closure gets a copy; if it panics, or the change is refused (a changed id:
-    /// [`Error::IdChanged`]; a taken unique key: [`Error::UniqueViolation`]), the
-    /// stored record, its index entries and its dirty mark are unchanged.
-    pub fn update(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
-        self.store.inner_checked()?.write(|| {
-            let current = self.get(id).ok_or_else(|| self.not_found(id))?;
-            let value = Arc::new(self.core.changed(id, &current, change)?);
-            Ok((vec![Op::new(self.pos, TypedOp::Update(Arc::clone(&value)))], value))
-        })
-    }
-
-    /// Removes the record with this id and returns it; `Ok(None)` when there was none.
-    pub fn remove(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
-        self.store.inner_checked()?.write(|| {
-            let old = self.get(id);
-            let ops =
-                if old.is_some() { vec![Op::new(self.pos, TypedOp::<T>::Remove(id.clone()))] } else { Vec::new() };
-            Ok((ops, old))
-        })
-    }
-
-    /// Generated `by_<field>` of a unique index.
-    #[doc(hidden)]
-    pub fn __index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Option<Arc<T>> {
-        self.core.with_index::<K, _>(pos, |index, _| index.get_one_rec(key).cloned()).flatten()
-    }
-
-    /// Generated `by_<field>` of a non-unique index, in id order.
-    #[doc(hidden)]
-    pub fn __index_all<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Vec<Arc<T>> {
-        self.core.index_all::<K, Q>(pos, key)
-    }
-
-    /// Generated `count_by_<field>`.
-    #[doc(hidden)]
-    pub fn __index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
-        self.core.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
-    }
-
-    /// Generated `range_by_<field>` of a sorted index, in key order.
-    #[doc(hidden)]
-    pub fn __index_range<K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
-        &self,
-        pos: usize,
-        bounds: (Bound<&Q>, Bound<&Q>),
-    ) -> Vec<Arc<T>> {
-        self.core
-            .with_index::<K, _>(pos, |index, state| {
-                index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The record with this id, from memory.
-    pub fn get(&self, id: &T::Id) -> Option<Arc<T>> {
-        self.core.get(id)
-    }
-
-    /// Whether a record with this id exists.
-    pub fn contains(&self, id: &T::Id) -> bool {
-        self.core.state.read().records.contains_key(id)
-    }
-
-    /// The number of records.
-    pub fn len(&self) -> usize {
-        self.core.state.read().records.len()
-    }
-
-    /// Whether the collection has no records.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A snapshot of every record, in no particular order. Later writes do not
-    /// change an iterator already made.
-    pub fn iter(&self) -> std::vec::IntoIter<Arc<T>> {
-        let records: Vec<Arc<T>> = self.core.state.read().records.values().cloned().collect();
-        records.into_iter()
-    }
-
-    /// Every record, sorted by id.
-    pub fn all(&self) -> Vec<Arc<T>> {
-        let mut records: Vec<Arc<T>> = self.iter().collect();
-        records.sort_by(|a, b| a.id().cmp(b.id()));
-        records
-    }
-
-    /// Subscribes to every change of this collection; see [`watch`](crate::watch)
-    /// for ordering, channel and durability semantics.
-    pub fn watch(&self) -> Receiver<Event<T>> {
-        self.core.watchers.all()
-    }
-
-    /// Subscribes to the changes of the record with this id.
-    pub fn watch_id(&self, id: &T::Id) -> Receiver<Event<T>> {
-        self.core.watchers.id(id.clone())
-    }
-
-    /// Subscribes to changes whose old or new version matches `predicate`.
-    pub fn watch_where(&self, predicate: crate::query::Predicate<T>) -> Receiver<Event<T>> {
-        self.core.watchers.matching(predicate)
-    }
-
-    /// A typed query over this collection; see [`Query`](crate::Query).
-    pub fn query(&self) -> crate::query::Query<T> {
-        crate::query::Query::over_collection(Arc::clone(&self.core))
-    }
-
-    /// How many records changed since they were last made durable.
-    pub fn dirty_count(&self) -> usize {
-        let state = self.core.state.read();
-        state.dirty.len() + state.in_flight
-    }
-
-    /// Where this collection's files are: `Some(dir)` for persisted collections.
-    pub fn path(&self) -> Option<PathBuf> {
-        self.core.strategy.dirs().into_iter().next()
-    }
 }

@@ -5,7 +5,7 @@ use std::ops::Deref;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::collection::Collection;
+use crate::handle::Collection;
 use crate::index::IndexMaint;
 use crate::key::Key;
 use crate::relation::ForeignKeySpec;

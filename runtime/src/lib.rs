@@ -2,6 +2,22 @@
 //!
 //! Use it through the `shelf` crate, which re-exports everything here together with
 //! `#[derive(Entity)]`.
+//!
+//! # Layers
+//!
+//! The runtime reads bottom-up; no module imports one above it (`tests/layers.rs`
+//! checks the rule for everything below the collection core):
+//!
+//! 1. `fs`: every byte read or written ([`fs::Vfs`], `RealFs`, `FaultFs`, `CrashFs`).
+//! 2. `batch`, `encode`: atomic multi-file writes; ids as file names.
+//! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`: the on-disk forms
+//!    of records, the write-ahead log, indices and `shelf.json`.
+//! 4. `collection`: one collection's records, indices and dirty marks in memory
+//!    (`Core`), its commit-time lock (`Locked`) and its part of a flush. It never
+//!    names a file: its strategy does.
+//! 5. `commit`, `flush`: the writer lock, group commit and poisoning; the snapshot
+//!    under the writer lock and the I/O after it.
+//! 6. `store`, `tx`, `handle`, `query`, `watch`: what users call.
 
 #![warn(missing_docs)]
 
@@ -13,6 +29,7 @@ mod entity;
 mod error;
 mod flush;
 pub mod fs;
+mod handle;
 mod index;
 mod index_file;
 pub mod inspect;
@@ -30,7 +47,7 @@ mod wal;
 pub mod watch;
 
 pub use batch::SyncMode;
-pub use collection::Collection;
+pub use handle::Collection;
 
 /// Records by id: a HashMap with foldhash, seeded per process.
 pub(crate) type Records<I, T> = std::collections::HashMap<I, std::sync::Arc<T>, foldhash::fast::RandomState>;
@@ -52,9 +69,9 @@ pub use watch::{Change, Event};
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::collection::Collection;
     pub use crate::entity::{Entity, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
+    pub use crate::handle::Collection;
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
     pub use crate::query::{Field, IndexHint, OptField};

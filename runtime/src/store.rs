@@ -11,11 +11,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::batch::{write_atomic, SyncMode};
-use crate::collection::{Collection, Core, ErasedCollection};
+use crate::collection::{Core, ErasedCollection};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
+use crate::handle::Collection;
 use crate::meta::{CollectionMeta, ForeignKeyMeta, Layout, Meta};
 use crate::migrate;
 use crate::recover::{LoadCtx, RecoveryReport};

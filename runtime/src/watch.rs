@@ -23,7 +23,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::entity::Entity;
-use crate::query::Predicate;
+use crate::query::predicate::Predicate;
 
 /// What happened to a record.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! newest durable flush under load. (W9 proper, in the harness, is still to come.)
 //!
 //! ```text
-//! cargo run --release -p shelf-bench --bin flush_latency -- [N] [SECONDS]
+//! cargo run --release -p shelf-bench --bin flush_latency -- [N] [SECONDS] [on|off]
 //! ```
 
 use std::time::{Duration, Instant, SystemTime};
@@ -55,7 +55,9 @@ fn run<T: Rec>(label: &str, n: u64, secs: u64, flushing: bool) -> Result<(), Box
         Ok::<_, shelf::Error>(())
     })?;
     store.flush()?;
-    let mut lat = Vec::new();
+    // Preallocated and touched: a growing vector's reallocations would be measured.
+    let mut lat = vec![Duration::ZERO; 4_000_000 * secs as usize];
+    let mut count = 0;
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let start = Instant::now();
     let mut max_age = Duration::ZERO;
@@ -67,12 +69,16 @@ fn run<T: Rec>(label: &str, n: u64, secs: u64, flushing: bool) -> Result<(), Box
         k += 1;
         let t = Instant::now();
         c.upsert(T::make(x % n, k))?;
-        lat.push(t.elapsed());
+        if count < lat.len() {
+            lat[count] = t.elapsed();
+            count += 1;
+        }
         if k.is_multiple_of(256) && flushing {
             let last = store.health().last_flush.unwrap_or(SystemTime::now());
             max_age = max_age.max(SystemTime::now().duration_since(last).unwrap_or_default());
         }
     }
+    lat.truncate(count);
     lat.sort();
     println!(
         "{label:<28} flushing {:<3} writes {:>8}  p50 {:>7.1?}  p99.9 {:>7.1?}  max {:>7.1?}  newest-flush age max {:?}",
@@ -91,7 +97,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n = args.first().copied().unwrap_or(100_000);
     let secs = args.get(1).copied().unwrap_or(5);
+    let only = std::env::args().find(|a| a == "on" || a == "off");
     for flushing in [true, false] {
+        if only.as_deref().is_some_and(|o| (o == "on") != flushing) {
+            continue;
+        }
         run::<CollFile>("collection_file", n, secs, flushing)?;
         run::<CollZst>("collection_file, compress", n, secs, flushing)?;
         run::<PerRec>("per_record", n, secs, flushing)?;

@@ -58,7 +58,10 @@ impl<'a, T: Entity> Snapshot<'a, T> {
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
             return None;
         }
-        let taken = std::mem::take(&mut state.dirty);
+        // The new map starts as large as the one taken: writers then do not pay for
+        // its growth (a rehash of every mark) while the next interval fills it.
+        let capacity = state.dirty.len();
+        let taken = std::mem::replace(&mut state.dirty, HashMap::with_capacity(capacity));
         state.in_flight = taken.len();
         state.preimages = Some(HashMap::new());
         Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })

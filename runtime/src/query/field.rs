@@ -7,8 +7,8 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use super::order::OrderBy;
 use super::predicate::{Access, Predicate};
-use super::OrderBy;
 
 /// A value a field of type `T` can be compared with: a `T`, or a `&str` for a
 /// `String` field.

@@ -1,62 +1,20 @@
 //! Typed queries: `collection.query().filter(..).order_by(..).limit(..).collect()`.
 
 mod field;
+mod order;
 mod plan;
-mod predicate;
+pub(crate) mod predicate;
 
-use std::cmp::Ordering;
-use std::fmt;
 use std::sync::Arc;
 
 pub use field::{Field, IndexHint, Nullable, OptField, Orderable, Text, Value};
+pub use order::OrderBy;
 pub use plan::Plan;
 pub use predicate::Predicate;
 
 use crate::entity::Entity;
 use crate::index::IndexMaint;
 use predicate::Access;
-
-/// An ordering of records of `E` by one field, from `Field::asc`/`desc`.
-pub struct OrderBy<E> {
-    name: &'static str,
-    desc: bool,
-    hint: Option<IndexHint>,
-    cmp: Compare<E>,
-}
-
-/// Compares two records by one ordering key.
-type Compare<E> = Arc<dyn Fn(&E, &E) -> Ordering + Send + Sync>;
-
-impl<E> Clone for OrderBy<E> {
-    fn clone(&self) -> Self {
-        OrderBy { name: self.name, desc: self.desc, hint: self.hint, cmp: Arc::clone(&self.cmp) }
-    }
-}
-
-impl<E> fmt::Debug for OrderBy<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.name, if self.desc { "desc" } else { "asc" })
-    }
-}
-
-impl<E: 'static> OrderBy<E> {
-    pub(crate) fn new<T: Ord + 'static>(
-        name: &'static str,
-        get: fn(&E) -> &T,
-        desc: bool,
-        hint: Option<IndexHint>,
-    ) -> Self {
-        let cmp = move |a: &E, b: &E| {
-            let order = get(a).cmp(get(b));
-            if desc {
-                order.reverse()
-            } else {
-                order
-            }
-        };
-        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp) }
-    }
-}
 
 /// Where a query reads: a collection (indices available) or a transaction's view.
 enum Source<E: Entity> {

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use super::order::OrderBy;
 use super::predicate::{Access, Predicate};
-use super::OrderBy;
 
 /// How a query runs, from [`Query::explain`](super::Query::explain). Printable.
 ///

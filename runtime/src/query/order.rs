@@ -1,0 +1,49 @@
+//! [`OrderBy`]: one ordering key of a query.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use super::field::IndexHint;
+
+/// An ordering of records of `E` by one field, from `Field::asc`/`desc`.
+pub struct OrderBy<E> {
+    pub(super) name: &'static str,
+    pub(super) desc: bool,
+    pub(super) hint: Option<IndexHint>,
+    pub(super) cmp: Compare<E>,
+}
+
+/// Compares two records by one ordering key.
+type Compare<E> = Arc<dyn Fn(&E, &E) -> Ordering + Send + Sync>;
+
+impl<E> Clone for OrderBy<E> {
+    fn clone(&self) -> Self {
+        OrderBy { name: self.name, desc: self.desc, hint: self.hint, cmp: Arc::clone(&self.cmp) }
+    }
+}
+
+impl<E> fmt::Debug for OrderBy<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, if self.desc { "desc" } else { "asc" })
+    }
+}
+
+impl<E: 'static> OrderBy<E> {
+    pub(crate) fn new<T: Ord + 'static>(
+        name: &'static str,
+        get: fn(&E) -> &T,
+        desc: bool,
+        hint: Option<IndexHint>,
+    ) -> Self {
+        let cmp = move |a: &E, b: &E| {
+            let order = get(a).cmp(get(b));
+            if desc {
+                order.reverse()
+            } else {
+                order
+            }
+        };
+        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp) }
+    }
+}
