@@ -162,12 +162,15 @@ pub fn check(config: &Config, report: &mut Report) {
             on.and_then(|r| r.flush_age.as_ref()).map(|age| {
                 (
                     format!(
-                        "up to {:.0} ms old = {:.1}x the {:.0} ms interval ({} flushes, longest {:.0} ms){at9}",
+                        "up to {:.0} ms old = {:.1}x the {:.0} ms interval ({}){at9}",
                         age.max_age_ms,
                         age.max_age_ms / age.interval_ms,
                         age.interval_ms,
-                        age.flushes,
-                        age.longest_flush_ms
+                        if age.flushes == 0 {
+                            "no flush finished in the phase: a lower bound".to_owned()
+                        } else {
+                            format!("{} flushes, longest {:.0} ms", age.flushes, age.longest_flush_ms)
+                        }
                     ),
                     age.max_age_ms <= 2.0 * age.interval_ms,
                 )

@@ -137,7 +137,7 @@ fn layout<K: ShelfKind>(config: &Config, report: &mut Report) -> Result<(), BoxE
                 longest_flush_ms: median_us(runs.iter().map(|p| p.longest_flush).collect()) / 1e3,
             };
             let flushes = if age.flushes == 0 {
-                "no flush finished in the phase".to_owned()
+                "no flush finished in the phase: the age is a lower bound".to_owned()
             } else {
                 format!("{} flushes, longest {:.0} ms", age.flushes, age.longest_flush_ms)
             };
