@@ -14,7 +14,10 @@
 //! - `w4`, `w5`, `w6` get by id, by unique email, the orders of a user, with a
 //!   `HashMap` baseline;
 //! - `w7` open (and recover from the WAL) a store of N users;
-//! - `w8` flush of 1% and 10% dirty records, and the all-dirty flush of W1.
+//! - `w8` flush of 1% and 10% dirty records, and the all-dirty flush of W1;
+//! - `w9` one writer updating random records while the background flusher runs
+//!   every 500 ms, and while it does not (issue 14): latency per update and the age
+//!   of the newest finished flush, over 100,000 users (10,000 with `--quick`).
 //!
 //! `w1`, `w7` and `w8` with `--n 100000` are issue 6's benchmark (flush all-dirty and
 //! 1%-dirty, open, bytes on disk, per storage strategy). The physical line (fdatasync
@@ -43,10 +46,12 @@ mod targets;
 mod w_commit;
 mod w_load;
 mod w_read;
+mod w_stall;
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -110,6 +115,8 @@ enum Workload {
     W7,
     /// Flush of 1% and 10% dirty records of N.
     W8,
+    /// Update latency with the background flusher on and off (100,000 users, or --n).
+    W9,
 }
 
 /// What every workload gets: sizes and where to put its data.
@@ -128,6 +135,10 @@ pub struct Config {
     pub base: PathBuf,
     /// Whether to run the prototypes as well.
     pub explore: bool,
+    /// Users of W9: `--n`, else 100,000 (10,000 with `--quick`).
+    pub w9_n: usize,
+    /// How long each phase of W9 runs (flushing on, flushing off).
+    pub w9_phase: Duration,
     /// `<base>/shelf-bench-XXXX`: every measurement's directory is made in here, and
     /// all of it is removed only when the whole run is over. Deleting thousands of
     /// files between measurements would slow down the next one: ext4 without a
@@ -207,6 +218,8 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
         runs: cli.runs.max(1),
         base,
         explore: cli.explore,
+        w9_n: cli.n.unwrap_or(if cli.quick { 10_000 } else { 100_000 }),
+        w9_phase: if cli.quick { Duration::from_millis(1_500) } else { Duration::from_secs(5) },
         session,
         dirs_made: Cell::new(0),
     };
@@ -234,6 +247,10 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
         flush::run(&config, &mut report)?;
     }
     w_load::run(&config, &mut report, [on(Workload::W1), on(Workload::W7), on(Workload::W8)])?;
+    // Last: its flushes replace many files.
+    if on(Workload::W9) {
+        w_stall::run(&config, &mut report)?;
+    }
 
     targets::check(&config, &mut report);
     report.finish();

@@ -48,6 +48,34 @@ pub struct Row {
     pub bytes_on_disk: Option<u64>,
     /// Anything else worth knowing about the row.
     pub note: String,
+    /// Per-operation latency, for rows that time every operation (W9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    /// How old the newest finished flush got while the row ran (W9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_age: Option<FlushAge>,
+}
+
+/// Latency of single operations, in microseconds (medians over the runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_9_us: f64,
+    pub max_us: f64,
+}
+
+/// The age of the newest durable flush under load (medians over the runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct FlushAge {
+    /// The background flusher's interval.
+    pub interval_ms: f64,
+    /// The largest `now - health().last_flush` seen (from the start of the
+    /// measurement until the first flush finished).
+    pub max_age_ms: f64,
+    /// Flushes that finished during the measurement.
+    pub flushes: u64,
+    /// The longest of them.
+    pub longest_flush_ms: f64,
 }
 
 impl Row {
@@ -76,6 +104,8 @@ impl Row {
             durable: true,
             bytes_on_disk: None,
             note: String::new(),
+            latency: None,
+            flush_age: None,
         }
     }
 
@@ -106,6 +136,16 @@ impl Row {
 
     pub fn note(mut self, note: impl Into<String>) -> Row {
         self.note = note.into();
+        self
+    }
+
+    pub fn latency(mut self, latency: Latency) -> Row {
+        self.latency = Some(latency);
+        self
+    }
+
+    pub fn flush_age(mut self, age: FlushAge) -> Row {
+        self.flush_age = Some(age);
         self
     }
 

@@ -1,4 +1,4 @@
-//! The targets of issues 5, 6 and 8, checked against the rows of this run. A target
+//! The targets of issues 5, 6, 8 and 14, checked against the rows of this run. A target
 //! whose rows were not run is listed as n/a.
 
 use crate::line::{self, FSYNC};
@@ -7,6 +7,7 @@ use crate::report::{fmt_rate, Report, Target};
 use crate::w_commit::{SHELF_WAL, W2_1, W2_8};
 use crate::w_load::{W1, W7, W8_1, W8_10, W8_ALL};
 use crate::w_read::{BASELINE, SHELF_CASE, W4, W5};
+use crate::w_stall::{self, fmt_us, W9};
 use crate::Config;
 
 pub fn check(config: &Config, report: &mut Report) {
@@ -128,6 +129,52 @@ pub fn check(config: &Config, report: &mut Report) {
             "issue 6",
             &format!("{label} opens >= 500,000 records/s"),
             open.map(|r| (format!("{} records/s{at}", fmt_rate(r)), r >= 500_000.0)),
+        );
+    }
+    // Issue 14: writers do not wait for the flusher, and flushes keep up.
+    let at9 = if config.w9_n == 100_000 {
+        String::new()
+    } else {
+        format!(" [measured at n = {}; the target is stated for 100,000]", config.w9_n)
+    };
+    for label in w_stall::LAYOUTS {
+        let on = report.find(W9, &shelf(&w_stall::case(label, true)));
+        let off = report.find(W9, &shelf(&w_stall::case(label, false)));
+        let max = |row: Option<&crate::report::Row>| row.and_then(|r| r.latency.as_ref()).map(|l| l.max_us);
+        add(
+            "issue 14",
+            &format!("W9 {label}: max update latency with flushing on <= 2 ms and <= 3x with flushing off"),
+            max(on).zip(max(off)).map(|(on, off)| {
+                (
+                    format!(
+                        "max {} on vs {} off: {:.1}x{at9}",
+                        fmt_us(on),
+                        fmt_us(off),
+                        on / off.max(f64::MIN_POSITIVE)
+                    ),
+                    on <= 2_000.0 && on <= 3.0 * off,
+                )
+            }),
+        );
+        add(
+            "issue 14",
+            &format!("W9 {label}: newest durable flush never older than 2x the flush interval"),
+            on.and_then(|r| r.flush_age.as_ref()).map(|age| {
+                (
+                    format!(
+                        "up to {:.0} ms old = {:.1}x the {:.0} ms interval ({}){at9}",
+                        age.max_age_ms,
+                        age.max_age_ms / age.interval_ms,
+                        age.interval_ms,
+                        if age.flushes == 0 {
+                            "no flush finished in the phase: a lower bound".to_owned()
+                        } else {
+                            format!("{} flushes, longest {:.0} ms", age.flushes, age.longest_flush_ms)
+                        }
+                    ),
+                    age.max_age_ms <= 2.0 * age.interval_ms,
+                )
+            }),
         );
     }
     for t in targets {

@@ -1,0 +1,244 @@
+//! W9 (issue 14): do writers wait for the background flusher?
+//!
+//! For each storage layout (`collection_file`, `collection_file+compress`,
+//! `per_record`), a store of N users (100,000 in the full run) is built and flushed,
+//! then opened twice, each time for one phase of a fixed duration:
+//!
+//! 1. flushing off: the background flusher's interval is an hour, so it never runs;
+//! 2. flushing on: the flusher runs every [`FLUSH_INTERVAL`].
+//!
+//! In each phase one writer thread updates random users (seeded, one year older) as
+//! fast as it can, and times every `update`. A monitor thread samples
+//! `store.health().last_flush` every [`SAMPLE_EVERY`] and keeps the largest age of
+//! the newest finished flush: `now - last_flush`, or `now - phase start` before the
+//! first one. A new `last_flush` also counts the gap to the one before it (or to the
+//! phase start), so a sample that waited for the flush does not hide the peak age.
+//!
+//! The rows report updates per second; their `latency` holds p50, p99.9 and max per
+//! update, and `flush_age` the durable-flush age. The targets of issue 14 are checked
+//! in [`crate::targets`]. Closing a store between phases flushes what the writer made
+//! dirty; that is not timed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use shelf::Store;
+
+use crate::data::{self, CollectionFile, CollectionFileZ, PerRecord, Rng, ShelfKind};
+use crate::physical;
+use crate::report::{FlushAge, Latency, Report, Row};
+use crate::{BoxError, Config};
+
+pub const W9: &str = "W9 writes vs flusher";
+/// The background flusher's interval in the flushing-on phase.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// The interval in the flushing-off phase: longer than any run, so it never fires.
+const NO_FLUSH: Duration = Duration::from_secs(3600);
+/// How often the monitor reads `store.health()`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// The layouts, as their labels in [`data`]: what the targets look up.
+pub const LAYOUTS: [&str; 3] = [CollectionFile::LABEL, CollectionFileZ::LABEL, PerRecord::LABEL];
+
+/// The case of a W9 row: `<layout> flushing on` or `... off`.
+pub fn case(layout: &str, flushing: bool) -> String {
+    format!("{layout} flushing {}", if flushing { "on" } else { "off" })
+}
+
+pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
+    eprintln!(
+        "W9: one writer over {} users, {:.1} s with the flusher every {} ms and {:.1} s without, per layout",
+        config.w9_n,
+        config.w9_phase.as_secs_f64(),
+        FLUSH_INTERVAL.as_millis(),
+        config.w9_phase.as_secs_f64()
+    );
+    layout::<CollectionFile>(config, report)?;
+    layout::<CollectionFileZ>(config, report)?;
+    layout::<PerRecord>(config, report)?;
+    Ok(())
+}
+
+/// What one phase measured.
+struct Phase {
+    /// Nanoseconds of every update, sorted.
+    latencies: Vec<u64>,
+    elapsed: Duration,
+    /// The largest age of the newest finished flush.
+    max_age: Duration,
+    /// Flushes that finished during the phase.
+    flushes: u64,
+    /// The longest of those flushes, as `stats().last_flush` reported it.
+    longest_flush: Duration,
+}
+
+impl Phase {
+    fn pct(&self, p: f64) -> Duration {
+        let v = &self.latencies;
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len());
+        Duration::from_nanos(v[rank - 1])
+    }
+
+    fn max(&self) -> Duration {
+        Duration::from_nanos(self.latencies.last().copied().unwrap_or(0))
+    }
+}
+
+fn layout<K: ShelfKind>(config: &Config, report: &mut Report) -> Result<(), BoxError> {
+    let n = config.w9_n;
+    let mut off_runs = Vec::new();
+    let mut on_runs = Vec::new();
+    for run in 0..config.runs {
+        let dir = config.fresh_dir(&format!("w9-{}", K::LABEL))?;
+        {
+            let store = K::open_manual(&dir)?;
+            let users = store.collection::<K::U>()?;
+            for u in data::users(1, n) {
+                users.insert(K::user(&u))?;
+            }
+            store.flush()?;
+            store.close()?;
+        }
+        let seed = 0x5eed_0900 + run as u64;
+        for (flushing, runs) in [(false, &mut off_runs), (true, &mut on_runs)] {
+            physical::settle();
+            let interval = if flushing { FLUSH_INTERVAL } else { NO_FLUSH };
+            let store = K::builder(&dir).flush_interval(interval).open()?;
+            let phase = phase::<K>(&store, n, config.w9_phase, seed)?;
+            // Flushes what the writer left dirty: not timed.
+            store.close()?;
+            runs.push(phase);
+        }
+    }
+    for (flushing, runs) in [(false, &off_runs), (true, &on_runs)] {
+        let samples: Vec<Duration> = runs.iter().map(|p| p.elapsed).collect();
+        let updates = median_usize(runs.iter().map(|p| p.latencies.len()).collect());
+        let latency = Latency {
+            p50_us: median_us(runs.iter().map(|p| p.pct(0.5)).collect()),
+            p99_9_us: median_us(runs.iter().map(|p| p.pct(0.999)).collect()),
+            max_us: median_us(runs.iter().map(Phase::max).collect()),
+        };
+        let mut row = Row::new(W9, "shelf", &case(K::LABEL, flushing), updates, "update", &samples)
+            .durability(if flushing { "flush every 500 ms" } else { "none (no flush)" })
+            .latency(latency.clone());
+        let lat = format!(
+            "per update p50 {:.1} µs, p99.9 {:.1} µs, max {}",
+            latency.p50_us,
+            latency.p99_9_us,
+            fmt_us(latency.max_us)
+        );
+        if flushing {
+            let age = FlushAge {
+                interval_ms: FLUSH_INTERVAL.as_secs_f64() * 1e3,
+                max_age_ms: median_us(runs.iter().map(|p| p.max_age).collect()) / 1e3,
+                flushes: median_usize(runs.iter().map(|p| p.flushes as usize).collect()) as u64,
+                longest_flush_ms: median_us(runs.iter().map(|p| p.longest_flush).collect()) / 1e3,
+            };
+            let flushes = if age.flushes == 0 {
+                "no flush finished in the phase: the age is a lower bound".to_owned()
+            } else {
+                format!("{} flushes, longest {:.0} ms", age.flushes, age.longest_flush_ms)
+            };
+            row = row.flush_age(age.clone()).note(format!(
+                "{lat}; newest flush up to {:.0} ms old ({:.1}x the interval); {flushes}; of {n}",
+                age.max_age_ms,
+                age.max_age_ms / age.interval_ms,
+            ));
+        } else {
+            row = row.note(format!("{lat}; of {n}"));
+        }
+        report.add(row);
+    }
+    let max = |runs: &[Phase]| median_us(runs.iter().map(Phase::max).collect());
+    let (on, off) = (max(&on_runs), max(&off_runs));
+    report.note(format!(
+        "W9 {}: max update latency with flushing on {} vs off {}: {:.1}x",
+        K::LABEL,
+        fmt_us(on),
+        fmt_us(off),
+        on / off.max(f64::MIN_POSITIVE)
+    ));
+    Ok(())
+}
+
+/// One phase on an open store: the writer, and the monitor of `health().last_flush`.
+fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -> Result<Phase, BoxError> {
+    let users = store.collection::<K::U>()?;
+    let flushes_before = store.health().flushes;
+    let stop = AtomicBool::new(false);
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let (writer, monitor) = std::thread::scope(|s| {
+        let monitor = s.spawn(|| monitor(store, started_at, &stop));
+        let writer = (|| -> Result<Vec<u64>, BoxError> {
+            let mut rng = Rng::new(seed);
+            let mut latencies = Vec::with_capacity(4 << 20);
+            while started.elapsed() < duration {
+                let id = rng.below(n) as u64 + 1;
+                let t = Instant::now();
+                users.update(&id, K::touch)?;
+                latencies.push(t.elapsed().as_nanos() as u64);
+            }
+            Ok(latencies)
+        })();
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (writer.map(|l| (l, elapsed)), monitor.join())
+    });
+    let (mut latencies, elapsed) = writer?;
+    let (max_age, longest_flush) = monitor.map_err(|_| "the W9 monitor thread panicked")?;
+    latencies.sort_unstable();
+    Ok(Phase { latencies, elapsed, max_age, flushes: store.health().flushes - flushes_before, longest_flush })
+}
+
+/// Samples `health().last_flush` until `stop`: the largest age of the newest finished
+/// flush, and the longest flush seen (from `stats()`).
+fn monitor(store: &Store, started_at: SystemTime, stop: &AtomicBool) -> (Duration, Duration) {
+    let since = |later: SystemTime, earlier: SystemTime| later.duration_since(earlier).unwrap_or_default();
+    let mut newest = started_at;
+    let mut max_age = Duration::ZERO;
+    let mut longest = Duration::ZERO;
+    let mut flushes = store.health().flushes;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let health = store.health();
+        let now = SystemTime::now();
+        if let Some(last) = health.last_flush.filter(|&last| last > newest) {
+            // The age just before this flush finished.
+            max_age = max_age.max(since(last, newest));
+            newest = last;
+        }
+        max_age = max_age.max(since(now, newest));
+        if health.flushes != flushes {
+            flushes = health.flushes;
+            if let Some(flush) = store.stats().last_flush {
+                longest = longest.max(flush.duration);
+            }
+        }
+        if stopping {
+            return (max_age, longest);
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+fn median_us(mut values: Vec<Duration>) -> f64 {
+    values.sort();
+    values.get(values.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+}
+
+fn median_usize(mut values: Vec<usize>) -> usize {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// `850 µs` or `12.3 ms`.
+pub fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
