@@ -115,3 +115,69 @@ pub(crate) fn migrate(
 pub(crate) fn needs_opt_in(from: Layout, to: Layout) -> bool {
     from.storage != StorageKind::Memory && to.storage == StorageKind::Memory
 }
+
+/// The layout whose files `collection` really has on disk, given the one `shelf.json`
+/// records (`stored`) and the declared one. Open never trusts `shelf.json` alone: an
+/// edited, copied or deleted `shelf.json` must not make it load nothing and then
+/// overwrite the files it did not look at.
+///
+/// - No files, or files of `stored` only: `stored`.
+/// - Files of exactly one other layout: that layout (open loads it, and migrates
+///   from it if the declaration differs), with a warning.
+/// - Files of several layouts: an error naming them all; nothing is touched.
+pub(crate) fn layout_on_disk(
+    fs: &dyn Vfs,
+    dir: &Path,
+    collection: &str,
+    stored: Layout,
+    declared: Layout,
+    level: i32,
+) -> Result<Layout> {
+    let mut candidates = vec![stored, declared];
+    for storage in [StorageKind::CollectionFile, StorageKind::PerRecord] {
+        for compress in [false, true] {
+            for shard in [0, stored.shard, declared.shard] {
+                let shard = if storage == StorageKind::PerRecord { shard } else { 0 };
+                candidates.push(Layout { storage, compress, shard });
+            }
+        }
+    }
+    let mut present: Vec<(Layout, Vec<std::path::PathBuf>)> = Vec::new();
+    for layout in candidates {
+        if layout.storage == StorageKind::Memory || present.iter().any(|(l, _)| *l == layout) {
+            continue;
+        }
+        let files = strategy_for(layout.spec(), dir, collection, level).files(fs)?;
+        // Two shard settings may see the same files: a layout counts once.
+        if !files.is_empty() && !present.iter().any(|(_, seen)| *seen == files) {
+            present.push((layout, files));
+        }
+    }
+    match present.as_slice() {
+        [] => Ok(stored),
+        [(layout, _)] if *layout == stored => Ok(stored),
+        [(layout, files)] => {
+            tracing::warn!(
+                collection,
+                recorded = ?stored,
+                found = ?layout,
+                file = %files[0].display(),
+                "shelf.json records another layout than the files hold; loading the files"
+            );
+            Ok(*layout)
+        }
+        several => Err(Error::Meta {
+            path: crate::meta::Meta::path(dir),
+            message: format!(
+                "collection `{collection}` has files of {} layouts on disk ({}); shelf.json records {:?}. Keep the files of one layout and open again; nothing was changed",
+                several.len(),
+                several
+                    .iter()
+                    .map(|(layout, files)| format!("{layout:?}: {}", files[0].display()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                stored
+            ),
+        }),
+    }
+}

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::batch::{write_atomic, SyncMode};
 use crate::collection::{Core, ErasedCollection};
-use crate::entity::Entity;
+use crate::entity::{Entity, StorageKind};
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
@@ -185,7 +185,24 @@ impl StoreBuilder {
             }
             migrate::finish_cleanup(fs.as_ref(), &dir, &mut meta, collection.name(), self.compression_level)?;
             let declared = Layout::of(collection.spec());
-            let stored = meta.collections.get(collection.name()).map_or(declared, |m| m.layout);
+            let recorded = meta.collections.get(collection.name()).map_or(declared, |m| m.layout);
+            let stored = if collection.persisted() || recorded.storage != StorageKind::Memory {
+                migrate::layout_on_disk(
+                    fs.as_ref(),
+                    &dir,
+                    collection.name(),
+                    recorded,
+                    declared,
+                    self.compression_level,
+                )?
+            } else {
+                recorded
+            };
+            if stored != recorded {
+                if let Some(entry) = meta.collections.get_mut(collection.name()) {
+                    entry.layout = stored;
+                }
+            }
             if stored == declared {
                 collection.load(&ctx, collection.strategy())?;
                 continue;
