@@ -87,3 +87,35 @@ fn files_of_two_layouts_fail_open_naming_both() {
     assert!(text.contains("mig.jsonl") && text.contains("mig.jsonl.zst"), "{text}");
     assert_eq!(std::fs::read(dir.path().join("mig.jsonl")).unwrap(), original);
 }
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record)]
+struct Member {
+    #[id]
+    id: String,
+    #[index(unique)]
+    email: String,
+}
+
+/// Two record files edited by hand to share a unique key: open does not fail (a
+/// crash in the middle of a flush can leave the same), but it does not keep quiet
+/// either: the recovery report names the index, the key and both ids.
+#[test]
+fn records_sharing_a_unique_key_on_disk_are_reported_by_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path()).register::<Member>().open().unwrap();
+    let members = store.collection::<Member>().unwrap();
+    members.insert(Member { id: "a".into(), email: "a@x".into() }).unwrap();
+    members.insert(Member { id: "b".into(), email: "b@x".into() }).unwrap();
+    store.close().unwrap();
+    drop((members, store));
+    let b = dir.path().join("member").join("b.json");
+    let text = std::fs::read_to_string(&b).unwrap().replace("b@x", "a@x");
+    std::fs::write(&b, text).unwrap();
+    let store = Store::builder(dir.path()).register::<Member>().open().unwrap();
+    let conflicts = &store.recovery_report().unique_conflicts;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!((conflicts[0].collection.as_str(), conflicts[0].index.as_str()), ("member", "email"));
+    assert!(conflicts[0].key.contains("a@x"), "{conflicts:?}");
+    assert_eq!(conflicts[0].ids.len(), 2, "{conflicts:?}");
+}

@@ -17,7 +17,7 @@ use crate::error::{show_id, Error, Result};
 use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
 use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
-use crate::recover::LoadCtx;
+use crate::recover::{LoadCtx, UniqueConflict};
 use crate::relation::{Dangling, ForeignKeySpec};
 use crate::storage::{strategy_for, FileChange, Quarantine, RawRecord, Strategy};
 use crate::watch::{Change, Watchers};
@@ -608,6 +608,12 @@ impl<T: Entity> Core<T> {
                     ?ids,
                     "unique index has a key held by several records"
                 );
+                ctx.note_unique_conflict(UniqueConflict {
+                    collection: self.name.to_owned(),
+                    index: index.name().to_owned(),
+                    key,
+                    ids,
+                });
             }
             let Some(path) = self.index_path(index.name()) else { continue };
             let problem = match ctx.fs().read(&path) {

@@ -58,7 +58,7 @@ pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use query::{Field, Nullable, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value};
-pub use recover::{Quarantined, RecoveryReport, QUARANTINE_DIR};
+pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};

@@ -25,6 +25,24 @@ pub struct Quarantined {
     pub reason: String,
 }
 
+/// Records that share a key of a unique index, as open found them on disk.
+///
+/// Writes never create this; files edited by hand, or a crash in the middle of a
+/// flush of a collection without `wal` (one record took the key another one gave
+/// up, and only one of the two files was replaced), can. The index then holds the
+/// key for one of the records; fix the records (update one of them) to resolve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UniqueConflict {
+    /// The collection.
+    pub collection: String,
+    /// The unique index.
+    pub index: String,
+    /// The shared key, as JSON.
+    pub key: String,
+    /// The ids of the records that hold it.
+    pub ids: Vec<String>,
+}
+
 /// What `open` found and repaired. See [`Store::recovery_report`](crate::Store::recovery_report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -37,6 +55,8 @@ pub struct RecoveryReport {
     pub wal_records_replayed: usize,
     /// Bytes cut from an invalid WAL tail (a torn last append), or by repair.
     pub wal_bytes_truncated: u64,
+    /// Keys of unique indices held by several records on disk.
+    pub unique_conflicts: Vec<UniqueConflict>,
 }
 
 /// What loading a collection needs from the store.
@@ -64,6 +84,10 @@ impl<'a> LoadCtx<'a> {
         let mut report = self.report.lock();
         report.wal_records_replayed = replayed;
         report.wal_bytes_truncated = truncated;
+    }
+
+    pub fn note_unique_conflict(&self, conflict: UniqueConflict) {
+        self.report.lock().unique_conflicts.push(conflict);
     }
 
     pub fn into_report(self) -> RecoveryReport {

@@ -361,7 +361,7 @@ impl DataDir {
         report: &mut VerifyReport,
     ) {
         let index_name = index::name_of(path);
-        let rebuilds = "; the next open rebuilds it from the records";
+        let rebuilds = "; open rebuilds the index from the records, and the next clean close rewrites the file";
         let bytes = match RealFs.read(path) {
             Ok(bytes) => bytes,
             Err(e) => return report.problem(path, format!("cannot be read: {e}")),
