@@ -15,6 +15,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let handle = format_ident!("{}Collection", ident);
     let collection = &model.collection;
     let id_field = &id.ident;
+    let id_name = ::syn::ext::IdentExt::unraw(id_field).to_string();
     let id_ty = &id.ty;
     // Spanned on the id type, so a type that is not a Key is reported there.
     let id_assoc = quote_spanned!(id.ty_span()=> type Id = #id_ty;);
@@ -72,6 +73,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
             const COLLECTION: &'static str = #collection;
             const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal, compress: #compress, shard: #shard };
             const AUTO_ID: bool = #auto;
+            const ID_FIELD: &'static str = #id_name;
 
             fn id(&self) -> &Self::Id {
                 &self.#id_field

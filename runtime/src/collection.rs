@@ -638,6 +638,8 @@ impl<T: Entity> Core<T> {
 pub(crate) trait ErasedCollection: Send + Sync {
     fn name(&self) -> &'static str;
     fn type_name(&self) -> &'static str;
+    /// The name of the `#[id]` field.
+    fn id_field(&self) -> &'static str;
     fn persisted(&self) -> bool;
     fn spec(&self) -> crate::entity::StorageSpec;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -682,6 +684,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+    fn id_field(&self) -> &'static str {
+        T::ID_FIELD
     }
     fn persisted(&self) -> bool {
         T::STORAGE.is_persisted()

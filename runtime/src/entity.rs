@@ -78,6 +78,9 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const STORAGE: StorageSpec;
     /// Whether the id is assigned on insert (`#[id(auto)]`).
     const AUTO_ID: bool;
+    /// The name of the `#[id]` field. `shelf.json` records it, so that tools such as
+    /// `shelf verify` check ids against file names without guessing the field.
+    const ID_FIELD: &'static str = "id";
 
     /// The record's id.
     fn id(&self) -> &Self::Id;

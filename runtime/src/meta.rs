@@ -65,6 +65,9 @@ pub(crate) struct CollectionMeta {
     /// Whether commits are logged (informational; the declaration decides).
     #[serde(default)]
     pub wal: bool,
+    /// The field that holds the id (for tools; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
     /// A migration moved the records away from this layout, and its files may still
     /// need removing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -412,6 +412,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             entity: String::new(),
             layout: Layout::of(spec),
             wal: spec.wal,
+            id_field: None,
             cleanup: None,
             migrating: None,
             next_id: None,
@@ -419,6 +420,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
         });
         entry.entity = collection.type_name().to_owned();
         entry.wal = spec.wal;
+        entry.id_field = Some(collection.id_field().to_owned());
         entry.foreign_keys = collection
             .foreign_keys()
             .into_iter()

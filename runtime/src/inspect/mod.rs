@@ -99,6 +99,10 @@ pub struct CollectionInfo {
     pub shard: u8,
     /// Whether its commits are logged in the WAL.
     pub wal: bool,
+    /// The field that holds the ids, as the last `Store` to open the directory
+    /// recorded it; `None` in a directory written by an older Shelf (the field is
+    /// then inferred from the records).
+    pub id_field: Option<String>,
     /// The next `#[id(auto)]` value, for auto-id collections.
     pub next_id: Option<u64>,
     /// An interrupted migration left files of an older layout to remove.
@@ -198,6 +202,7 @@ impl DataDir {
                 compress: m.layout.compress,
                 shard: m.layout.shard,
                 wal: m.wal,
+                id_field: m.id_field.clone(),
                 next_id: m.next_id,
                 cleanup_pending: m.cleanup.is_some(),
                 migration_pending: m.migrating.is_some(),

@@ -134,7 +134,7 @@ impl DataDir {
                 }
             }
         }
-        let id_field = infer_id_field(&records, &[]);
+        let id_field = info.id_field.clone().or_else(|| infer_id_field(&records, &[]));
         // Collection files are sorted already; record files come in directory order.
         if info.storage == crate::StorageKind::PerRecord {
             let key = |(file_id, json): &(Option<String>, &Json)| match id_field.as_deref() {

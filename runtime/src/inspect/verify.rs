@@ -260,7 +260,7 @@ impl DataDir {
             .collect();
         let pairs: Vec<(&Json, &Json)> =
             wal_writes.iter().filter_map(|w| w.value.as_ref().map(|v| (&w.id, v))).collect();
-        let id_field = infer_id_field(&parsed, &pairs);
+        let id_field = info.id_field.clone().or_else(|| infer_id_field(&parsed, &pairs));
         if id_field.is_none() && !parsed.is_empty() {
             report.notes.push(format!(
                 "collection `{name}`: no field was found to hold the ids, so ids were not checked against file names"

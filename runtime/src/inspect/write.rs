@@ -137,11 +137,12 @@ impl DataDir {
         let parsed = data.parsed(name, progress)?;
         progress.finish();
         let lines = read_lines(input)?;
-        let id_field = match options.id_field.clone().or_else(|| infer_id_field(&parsed, &[])) {
-            Some(field) => field,
-            None if lines.first().is_some_and(|l| l.get("id").is_some()) => "id".to_owned(),
-            None => return Err(invalid("cannot tell which field holds the id; pass it with --id-field".into())),
-        };
+        let id_field =
+            match options.id_field.clone().or_else(|| info.id_field.clone()).or_else(|| infer_id_field(&parsed, &[])) {
+                Some(field) => field,
+                None if lines.first().is_some_and(|l| l.get("id").is_some()) => "id".to_owned(),
+                None => return Err(invalid("cannot tell which field holds the id; pass it with --id-field".into())),
+            };
         let mut changes = Vec::with_capacity(lines.len());
         for (n, line) in lines.into_iter().enumerate() {
             let Some(id) = line.get(&id_field).cloned() else {
@@ -232,7 +233,7 @@ impl DataDir {
             let parsed = data.parsed(&name, &Quiet)?;
             let pairs: Vec<(&Json, &Json)> =
                 changes.iter().filter_map(|c| c.value.as_ref().map(|v| (&c.id, v))).collect();
-            let id_field = infer_id_field(&parsed, &pairs);
+            let id_field = info.id_field.clone().or_else(|| infer_id_field(&parsed, &pairs));
             let count = changes.len();
             let staged = data.stage(&info, parsed, changes, id_field.as_deref(), false, &mut batch)?;
             report.index_files_rewritten += staged.index_rewritten;
