@@ -112,3 +112,52 @@ fn a_quarantined_bad_line_drops_only_that_record() {
     assert!(readings.get(&7000).is_none());
     assert_eq!(readings.count_by_sensor(0), (0..N).filter(|id| id % 7 == 0).count() - 1);
 }
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record)]
+struct Sample {
+    #[id]
+    id: String,
+    #[index]
+    sensor: u32,
+    value: u32,
+}
+
+/// More record files than one reader chunk: they are read on reader threads.
+const FILES: u32 = 3_000;
+
+fn samples(dir: &Path) {
+    let store = shelf::Store::builder(dir).register::<Sample>().open().unwrap();
+    store
+        .transaction(|tx| {
+            for i in 0..FILES {
+                tx.insert(Sample { id: format!("s{i:05}"), sensor: i % 7, value: i })?;
+            }
+            Ok::<_, shelf::Error>(())
+        })
+        .unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn many_record_files_load_whole_on_reader_threads_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    samples(dir.path());
+    let store = shelf::Store::builder(dir.path()).register::<Sample>().open().unwrap();
+    let all = store.collection::<Sample>().unwrap();
+    assert_eq!(all.len(), FILES as usize);
+    assert_eq!(all.by_sensor(3).len(), (0..FILES).filter(|i| i % 7 == 3).count());
+    assert_eq!(all.get(&"s02999".into()).unwrap().value, 2999);
+    store.close().unwrap();
+    drop((all, store));
+
+    let bad = dir.path().join("sample").join("s01500.json");
+    std::fs::write(&bad, b"{ not json").unwrap();
+    match shelf::Store::builder(dir.path()).register::<Sample>().open() {
+        Err(shelf::Error::CorruptRecord { path, .. }) => assert_eq!(path, bad),
+        other => panic!("expected CorruptRecord naming {}, got {other:?}", bad.display()),
+    }
+    let store = shelf::Store::builder(dir.path()).register::<Sample>().quarantine_corrupt(true).open().unwrap();
+    assert_eq!(store.collection::<Sample>().unwrap().len(), FILES as usize - 1);
+    assert_eq!(store.recovery_report().quarantined.len(), 1);
+}

@@ -2,7 +2,8 @@
 //! file; `.json.zst` with `compress`; with `shard = N`, in a subdirectory named by
 //! the first `N` hex digits of a hash of the encoded id.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::codec::Codec;
 use super::collection_file::UTF8_BOM;
@@ -60,6 +61,31 @@ impl PerRecord {
         }
     }
 
+    /// Reads and decodes one record file.
+    fn read_one(&self, fs: &dyn Vfs, path: &Path) -> Result<Vec<u8>> {
+        let bytes = fs.read(path).map_err(|e| Error::io("read", path, e))?;
+        Ok(match self.codec.decode(bytes) {
+            Ok(bytes) => bytes,
+            // An undecodable file is a corrupt record: the sink decides.
+            Err(e) => format!("not valid zstd: {e}").into_bytes(),
+        })
+    }
+
+    /// Hands one record file's bytes to the sink.
+    fn deliver(
+        &self,
+        path: &Path,
+        stem: &str,
+        bytes: Result<Vec<u8>>,
+        sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let bytes = bytes?;
+        // A byte order mark holds no data, and JSON does not allow it: skipped, as
+        // in a collection file.
+        let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+        sink(RawRecord { file: path, line: None, stem: Some(stem.to_owned()), bytes })
+    }
+
     /// The record files of this layout: `(path, stem)`. A directory with a record
     /// file's name is an error naming it, with or without quarantine: Shelf did not
     /// create it, so it is left for a person to look at.
@@ -99,6 +125,11 @@ impl PerRecord {
     }
 }
 
+/// Record files per chunk handed to a reader thread.
+const READ_CHUNK: usize = 256;
+/// The most reader threads a load starts.
+const MAX_READERS: usize = 4;
+
 impl Strategy for PerRecord {
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.dir.clone()];
@@ -106,20 +137,54 @@ impl Strategy for PerRecord {
         dirs
     }
 
+    /// Reads the files on reader threads, in chunks, while this thread hands them
+    /// to `sink` (which parses): a record file costs more in system calls than in
+    /// parsing, so the reads overlap with each other and with the parsing. A small
+    /// collection, or one whose readers cannot be started, is read on this thread.
     fn load(&self, fs: &dyn Vfs, sink: &mut dyn FnMut(RawRecord<'_>) -> Result<()>) -> Result<()> {
-        for (path, stem) in self.record_files(fs)? {
-            let bytes = fs.read(&path).map_err(|e| Error::io("read", &path, e))?;
-            let bytes = match self.codec.decode(bytes) {
-                Ok(bytes) => bytes,
-                // An undecodable file is a corrupt record: the sink decides.
-                Err(e) => format!("not valid zstd: {e}").into_bytes(),
-            };
-            // A byte order mark holds no data, and JSON does not allow it: skipped, as
-            // in a collection file.
-            let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
-            sink(RawRecord { file: &path, line: None, stem: Some(stem), bytes })?;
+        let files = self.record_files(fs)?;
+        let readers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_READERS);
+        if files.len() < 2 * READ_CHUNK || readers < 2 {
+            for (path, stem) in &files {
+                self.deliver(path, stem, self.read_one(fs, path), sink)?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let chunks: Vec<&[(PathBuf, String)]> = files.chunks(READ_CHUNK).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<Vec<u8>>>)>(2 * readers);
+            let mut started = 0;
+            for _ in 0..readers {
+                let (tx, next, chunks) = (tx.clone(), &next, &chunks);
+                let reader = move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(i) else { return };
+                    let read = chunk.iter().map(|(path, _)| self.read_one(fs, path)).collect();
+                    // The receiver is gone once loading failed: stop.
+                    if tx.send((i, read)).is_err() {
+                        return;
+                    }
+                };
+                if std::thread::Builder::new().name("shelf-read".into()).spawn_scoped(scope, reader).is_ok() {
+                    started += 1;
+                }
+            }
+            drop(tx);
+            // Chunks arrive in any order; each is delivered whole, and the chunks
+            // no reader took (none started) are read here.
+            for (i, read) in rx {
+                for ((path, stem), bytes) in chunks[i].iter().zip(read) {
+                    self.deliver(path, stem, bytes, sink)?;
+                }
+            }
+            if started == 0 {
+                for (path, stem) in &files {
+                    self.deliver(path, stem, self.read_one(fs, path), sink)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn stage(&self, changes: Vec<FileChange>, batch: &mut WriteBatch) -> Result<()> {
