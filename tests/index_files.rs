@@ -2,6 +2,8 @@
 //! used without parsing its entries; anything else is checked entry by entry or
 //! rewritten from the records.
 
+mod common_wal;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,7 +163,7 @@ fn index_files(dir: &Path) -> Vec<(PathBuf, String)> {
 /// from its records.
 fn assert_index_files_current(dir: &Path) {
     let rebuilt = tempfile::tempdir().unwrap();
-    copy_dir(dir, rebuilt.path());
+    common_wal::copy_dir(dir, rebuilt.path());
     for (path, _) in index_files(rebuilt.path()) {
         std::fs::remove_file(rebuilt.path().join(path)).unwrap();
     }
@@ -172,19 +174,6 @@ fn assert_index_files_current(dir: &Path) {
         assert_eq!(text, want, "{} is stale", path.display());
     }
     assert_eq!(found.len(), expected.len(), "index files: {found:?}, rebuilt: {expected:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Bug (a): a collection whose only write since open is the first one.

@@ -12,6 +12,8 @@
 //! The deadline is a bound, never a timing assertion on speed: the test polls and
 //! passes as soon as the image holds the records.
 
+mod common_wal;
+
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -117,7 +119,7 @@ impl SyncTracking {
     /// synced length.
     fn crash_image(&self, dir: &Path, to: &Path) {
         let lengths = self.lengths.lock().unwrap().clone();
-        copy_dir(dir, to);
+        common_wal::copy_dir(dir, to);
         for (path, (_, synced)) in lengths {
             let copy = to.join(path.strip_prefix(dir).unwrap());
             if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&copy) {
@@ -125,21 +127,6 @@ impl SyncTracking {
                     file.set_len(synced).unwrap();
                 }
             }
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // A segment may be appended to while it is copied: a partial record at the
-            // end is cut (or ignored by replay), as after a crash.
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }
@@ -216,7 +203,7 @@ fn without_a_sync_the_crash_image_loses_the_commits() {
     assert_eq!(ids_after_crash(&fs, dir.path()), Vec::<u64>::new());
     // The records are in the segment's live content all the same.
     let live = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), live.path());
+    common_wal::copy_dir(dir.path(), live.path());
     let reopened = Store::builder(live.path()).register::<Event>().open().unwrap();
     assert_eq!(reopened.collection::<Event>().unwrap().len(), 5, "the live copy holds the commits");
     drop(reopened);

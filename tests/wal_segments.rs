@@ -9,6 +9,8 @@
 //! Each test writes a few commits, copies the directory while the store is open
 //! (what a crash leaves), and rearranges the copy's segments.
 
+mod common_wal;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,7 +51,7 @@ fn crashed(n: u32) -> (tempfile::TempDir, PathBuf, Vec<(u64, Vec<u8>)>) {
         store.collection::<Entry>().unwrap().insert(entry(id)).unwrap();
     }
     let image = tempfile::tempdir().unwrap();
-    copy_dir(live.path(), image.path());
+    common_wal::copy_dir(live.path(), image.path());
     drop(store);
     let wal = image.path().join("wal");
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).collect();
@@ -68,19 +70,6 @@ fn crashed(n: u32) -> (tempfile::TempDir, PathBuf, Vec<(u64, Vec<u8>)>) {
     }
     assert_eq!(records.len(), n as usize, "expected one WAL record per insert");
     (image, wal, records)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Writes a segment holding `records`, concatenated.
