@@ -142,6 +142,9 @@ pub(crate) fn layout_on_disk(
             }
         }
     }
+    // Several candidates list the same directories (the two codecs of `per_record`):
+    // each is listed once.
+    let fs = &ListedOnce { fs, listings: parking_lot::Mutex::new(std::collections::HashMap::new()) };
     let mut present: Vec<(Layout, Vec<std::path::PathBuf>)> = Vec::new();
     for layout in candidates {
         if layout.storage == StorageKind::Memory || present.iter().any(|(l, _)| *l == layout) {
@@ -179,5 +182,57 @@ pub(crate) fn layout_on_disk(
                 stored
             ),
         }),
+    }
+}
+
+/// A read-only view of a [`Vfs`] that lists each directory once (the layout probe of
+/// [`layout_on_disk`]). Anything that writes is refused: the probe never writes.
+#[derive(Debug)]
+struct ListedOnce<'a> {
+    fs: &'a dyn Vfs,
+    listings: parking_lot::Mutex<std::collections::HashMap<std::path::PathBuf, Vec<crate::fs::DirEntry>>>,
+}
+
+impl ListedOnce<'_> {
+    fn refuse() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::Unsupported, "the layout probe does not write")
+    }
+}
+
+impl Vfs for ListedOnce<'_> {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.fs.read(path)
+    }
+    fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        self.fs.open_read(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<crate::fs::DirEntry>> {
+        if let Some(entries) = self.listings.lock().get(path) {
+            return Ok(entries.clone());
+        }
+        let entries = self.fs.read_dir(path)?;
+        self.listings.lock().insert(path.to_path_buf(), entries.clone());
+        Ok(entries)
+    }
+    fn create_new(&self, _: &Path) -> std::io::Result<Box<dyn crate::fs::VfsFile>> {
+        Err(Self::refuse())
+    }
+    fn open_append(&self, _: &Path) -> std::io::Result<Box<dyn crate::fs::VfsAppend>> {
+        Err(Self::refuse())
+    }
+    fn rename(&self, _: &Path, _: &Path) -> std::io::Result<()> {
+        Err(Self::refuse())
+    }
+    fn remove_file(&self, _: &Path) -> std::io::Result<()> {
+        Err(Self::refuse())
+    }
+    fn sync_dir(&self, _: &Path) -> std::io::Result<()> {
+        Err(Self::refuse())
+    }
+    fn create_dir_all(&self, _: &Path) -> std::io::Result<()> {
+        Err(Self::refuse())
+    }
+    fn try_lock(&self, _: &Path) -> std::io::Result<Box<dyn crate::fs::VfsLock>> {
+        Err(Self::refuse())
     }
 }

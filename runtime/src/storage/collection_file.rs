@@ -81,7 +81,8 @@ impl Strategy for CollectionFile {
     }
 
     fn files(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
-        match fs.read(&self.path) {
+        // Opened, not read: the file may be large (and is streamed when loaded).
+        match fs.open_read(&self.path) {
             Ok(_) => Ok(vec![self.path.clone()]),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(Error::io("read", &self.path, e)),
