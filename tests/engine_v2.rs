@@ -141,25 +141,35 @@ fn a_flush_beside_eight_writers_loses_no_version() {
         Store::builder(dir.path()).register::<Doc>().register::<Line>().register::<Logged>().wal_sync(WalSync::Always);
     let store = store.flush_interval(Duration::from_millis(5)).open().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Flushes completed so far: each writer, halfway, waits until a whole flush has
+    // run while it writes, so flushes and writes provably overlap.
+    let completed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let rounds = if std::env::var_os("CI").is_some() { 300 } else { 1000 };
     let newest: Vec<HashMap<String, u64>> = std::thread::scope(|s| {
         let flusher = {
-            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            let (store, stop, completed) = (store.clone(), Arc::clone(&stop), Arc::clone(&completed));
             s.spawn(move || {
-                let mut flushes = 0;
                 while !stop.load(Ordering::Relaxed) {
                     store.flush().unwrap();
-                    flushes += 1;
+                    completed.fetch_add(1, Ordering::SeqCst);
                 }
-                flushes
             })
         };
         let writers: Vec<_> = (0..8)
             .map(|t| {
-                let store = store.clone();
+                let (store, completed) = (store.clone(), Arc::clone(&completed));
                 s.spawn(move || {
                     let mut newest = HashMap::new();
                     for i in 0..rounds {
+                        if i == rounds / 2 {
+                            // Two more than seen: a whole flush ran after this point.
+                            let seen = completed.load(Ordering::SeqCst);
+                            let deadline = std::time::Instant::now() + WATCHDOG;
+                            while completed.load(Ordering::SeqCst) < seen + 2 {
+                                assert!(std::time::Instant::now() < deadline, "no flush ran beside the writers");
+                                std::thread::yield_now();
+                            }
+                        }
                         // Writer t owns its ids, so its last write of each is the newest.
                         let id = format!("t{t}-{}", i % 7);
                         let version = i as u64;
@@ -181,8 +191,7 @@ fn a_flush_beside_eight_writers_loses_no_version() {
             .collect();
         let newest = writers.into_iter().map(|w| w.join().unwrap()).collect();
         stop.store(true, Ordering::Relaxed);
-        let flushes = flusher.join().unwrap();
-        assert!(flushes > 1, "the flusher ran only {flushes} time(s) beside the writers");
+        flusher.join().unwrap();
         newest
     });
     store.flush().unwrap();
