@@ -169,7 +169,7 @@ pub(crate) struct Applied {
 pub(crate) trait Locked {
     /// Validates and applies one op (a `TypedOp<T>` of this collection's type).
     /// Returns its WAL entry when `log` is set.
-    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied>;
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: Log) -> Result<Applied>;
     /// Reverts every op this commit applied here, last first.
     fn revert(&mut self);
     /// Publishes the changes this commit made here under sequence number `seq`:
@@ -185,10 +185,15 @@ pub(crate) trait Locked {
     /// The foreign keys of the record `id` that must name an existing parent:
     /// `(spec, parent id as Box<P::Id>, parent id as JSON)`.
     fn parent_refs(&self, id: &dyn Any) -> Vec<(ForeignKeySpec, Box<dyn Any + Send>, String)>;
+    /// The WAL entry of the record `id` as it is now, if it may not be durable yet
+    /// (changed since its last flush, or a flush is in progress): a logged commit
+    /// whose child references it carries it, so no child outlives its parent after
+    /// a crash (DESIGN §3).
+    fn entry_unless_durable(&self, id: &dyn Any) -> Result<Option<Vec<u8>>>;
     /// Removes the record `id` (cascade).
-    fn remove_id(&mut self, id: &dyn Any, log: bool) -> Result<Applied>;
+    fn remove_id(&mut self, id: &dyn Any, log: Log) -> Result<Applied>;
     /// Sets the `Option` foreign key `field` of record `id` to `None` (detach).
-    fn detach(&mut self, id: &dyn Any, field: &str, log: bool) -> Result<Applied>;
+    fn detach(&mut self, id: &dyn Any, field: &str, log: Log) -> Result<Applied>;
 }
 
 struct LockedCore<'a, T: Entity> {
@@ -203,7 +208,7 @@ fn mismatch<T>(what: &str) -> ! {
 }
 
 impl<T: Entity> Locked for LockedCore<'_, T> {
-    fn apply(&mut self, op: Box<dyn Any + Send>, log: bool) -> Result<Applied> {
+    fn apply(&mut self, op: Box<dyn Any + Send>, log: Log) -> Result<Applied> {
         let name = self.core.name;
         let Ok(op) = op.downcast::<TypedOp<T>>() else { mismatch::<T>("an operation") };
         let (id, new) = match *op {
@@ -238,8 +243,13 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             Some(value) if self.core.persisted() => Some(self.core.loadable(&id, value)?),
             _ => None,
         };
-        let entry = match log && self.core.persisted() {
-            true => Some(wal_entry(name, &id, bytes.as_deref())?),
+        let logged = match log {
+            Log::All => true,
+            Log::Removals => new.is_none(),
+            Log::No => false,
+        };
+        let entry = match logged && self.core.persisted() {
+            true => Some(wal_entry(name, &id, bytes.as_deref(), false)?),
             false => None,
         };
         if let Some(n) = new.as_ref().and_then(|value| value.__id_counter()) {
@@ -316,12 +326,23 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         out
     }
 
-    fn remove_id(&mut self, id: &dyn Any, log: bool) -> Result<Applied> {
+    fn entry_unless_durable(&self, id: &dyn Any) -> Result<Option<Vec<u8>>> {
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        let Some(record) = self.state.records.get(id) else { return Ok(None) };
+        if !self.core.persisted() || (self.state.in_flight == 0 && !self.state.dirty.contains_key(id)) {
+            return Ok(None);
+        }
+        // Checked loadable when it was written; serialized again, not re-checked.
+        let bytes = to_json(self.core.name, id, &**record)?;
+        wal_entry(self.core.name, id, Some(&bytes), true).map(Some)
+    }
+
+    fn remove_id(&mut self, id: &dyn Any, log: Log) -> Result<Applied> {
         let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
         self.apply(Box::new(TypedOp::<T>::Remove(id.clone())), log)
     }
 
-    fn detach(&mut self, id: &dyn Any, field: &str, log: bool) -> Result<Applied> {
+    fn detach(&mut self, id: &dyn Any, field: &str, log: Log) -> Result<Applied> {
         let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
         let Some(current) = self.state.records.get(id).cloned() else { mismatch::<T>("a child id") };
         let mut value = T::clone(&current);
@@ -340,9 +361,25 @@ fn change_of<T>(old: Option<Arc<T>>, new: Option<Arc<T>>) -> Option<Change<T>> {
     }
 }
 
+/// Which writes of a commit to one collection its WAL record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Log {
+    /// None: the collection is not logged.
+    No,
+    /// Every write: a `wal` collection.
+    All,
+    /// Removals only: a collection without `wal` whose records `wal` children
+    /// reference. With the parent entries a child's commit carries
+    /// ([`Locked::entry_unless_durable`]), replay then never brings back a parent
+    /// that was removed (DESIGN §3).
+    Removals,
+}
+
 /// The WAL entry of one write: `{"c":collection,"id":id,"v":value-or-null}`, with
-/// the value's compact JSON (checked by [`Core::loadable`]) spliced in.
-fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>) -> Result<Vec<u8>> {
+/// the value's compact JSON (checked by [`Core::loadable`]) spliced in. A `parent`
+/// entry (`"p":true`) is the record a logged child references, as it was at the
+/// commit; replay inserts it only where no record with its id was loaded.
+fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>, parent: bool) -> Result<Vec<u8>> {
     let error = |source| Error::Serde {
         collection: collection.to_owned(),
         id: show_id(&id.encode_key()),
@@ -355,6 +392,9 @@ fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>) -> Result<V
     serde_json::to_writer(&mut out, id).map_err(error)?;
     out.extend_from_slice(b",\"v\":");
     out.extend_from_slice(value.unwrap_or(b"null"));
+    if parent {
+        out.extend_from_slice(b",\"p\":true");
+    }
     out.push(b'}');
     Ok(out)
 }
@@ -634,7 +674,9 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling>;
     /// Applies one logged write during WAL replay: the record's JSON, or `None` for
     /// a removal. The record is marked dirty, for the next flush to write.
-    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>) -> std::result::Result<(), String>;
+    /// With `parent` (a parent entry, see [`Log::Removals`]), the record is inserted
+    /// only if none with its id exists.
+    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>, parent: bool) -> std::result::Result<(), String>;
     fn next_auto(&self) -> Option<u64>;
     fn set_next_auto(&self, next: u64);
     fn dirty_count(&self) -> usize;
@@ -788,7 +830,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         out
     }
 
-    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>) -> std::result::Result<(), String> {
+    fn replay(&self, id: serde_json::Value, value: Option<&[u8]>, parent: bool) -> std::result::Result<(), String> {
         let id: T::Id = serde_json::from_value(id).map_err(|e| format!("bad id: {e}"))?;
         let value: Option<T> = value.map(serde_json::from_slice).transpose().map_err(|e| format!("bad record: {e}"))?;
         // Indices file a record under its own id: a logged id must agree with it.
@@ -800,6 +842,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
             ));
         }
         let mut state = self.state.write();
+        if parent && state.records.contains_key(&id) {
+            return Ok(());
+        }
         if let Some(n) = value.as_ref().and_then(Entity::__id_counter) {
             state.next_auto = state.next_auto.max(n.saturating_add(1));
         }

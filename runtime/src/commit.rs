@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use parking_lot::MutexGuard;
 
 use crate::backend::Announcement;
-use crate::collection::{Applied, Locked};
+use crate::collection::{Applied, Locked, Log};
 use crate::error::{Error, Result};
 use crate::relation::OnDelete;
 use crate::store::Inner;
@@ -166,6 +166,17 @@ impl Inner {
         touched.sort_unstable();
         touched.dedup();
         let logged = self.backend.logs() && touched.iter().any(|&c| self.collections[c].spec().wal);
+        let log: Vec<Log> = self
+            .collections
+            .iter()
+            .enumerate()
+            .map(|(c, collection)| match self.backend.logs() {
+                false => Log::No,
+                true if collection.spec().wal => Log::All,
+                true if self.wal_children[c] => Log::Removals,
+                true => Log::No,
+            })
+            .collect();
         let mut to_lock: Vec<usize> = touched.iter().flat_map(|&c| self.related[c].iter().copied()).collect();
         to_lock.extend(&touched);
         to_lock.sort_unstable();
@@ -175,6 +186,7 @@ impl Inner {
             payload: Vec::new(),
             changed: Vec::new(),
             logged,
+            log,
         };
         if let Err(e) = self.apply_all(&mut run, ops) {
             run.revert();
@@ -194,6 +206,10 @@ impl Inner {
             }
             true => None,
         };
+        // Only a commit to a `wal` collection waits for its record; one that logs
+        // only a parent collection's removals does not (the flush that persists
+        // them syncs the WAL first).
+        let lsn = lsn.filter(|_| run.logged);
         // Committed. The changes are published in commit order: now, unless they
         // must wait for this commit's WAL record (`Always`) or for an earlier
         // commit's, still queued.
@@ -261,8 +277,12 @@ impl Inner {
             }
             i += 1;
         }
+        // Parents that a logged child references and that may not be durable yet:
+        // their entries go into the same WAL record (DESIGN §3).
+        let mut parents: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (coll, id, removed) in &run.changed {
             let Some(lock) = run.locks.iter().find(|(c, _)| c == coll).map(|(_, l)| l) else { continue };
+            let logged_child = run.logged && self.collections[*coll].spec().wal;
             if *removed {
                 if lock.contains(&**id) {
                     continue; // removed and written again in this commit
@@ -296,8 +316,20 @@ impl Inner {
                             parent_id: parent_json,
                         });
                     }
+                    let Some(p) = parent.filter(|&p| logged_child && !self.collections[p].spec().wal) else { continue };
+                    if parents.iter().any(|(q, json, _)| *q == p && *json == parent_json) {
+                        continue;
+                    }
+                    let Some((_, parent_lock)) = run.locks.iter().find(|(c, _)| *c == p) else { continue };
+                    if let Some(entry) = parent_lock.entry_unless_durable(&*parent_id)? {
+                        parents.push((p, parent_json, entry));
+                    }
                 }
             }
+        }
+        for (_, _, entry) in parents {
+            run.payload.push(if run.payload.is_empty() { b'[' } else { b',' });
+            run.payload.extend_from_slice(&entry);
         }
         Ok(())
     }
@@ -336,7 +368,11 @@ struct Run<'a> {
     payload: Vec<u8>,
     /// `(collection, Box<T::Id>, removed)` of every record the commit changed.
     changed: Vec<(usize, Box<dyn Any + Send>, bool)>,
+    /// Whether the commit touches a `wal` collection: then it waits for its WAL
+    /// record.
     logged: bool,
+    /// Per collection: which of its writes the WAL record carries.
+    log: Vec<Log>,
 }
 
 impl<'a> Run<'a> {
@@ -345,14 +381,10 @@ impl<'a> Run<'a> {
     }
 
     /// Applies one op on a locked collection and records what it did.
-    fn apply(
-        &mut self,
-        coll: usize,
-        op: impl FnOnce(&mut Box<dyn Locked + 'a>, bool) -> Result<Applied>,
-    ) -> Result<()> {
-        let logged = self.logged;
+    fn apply(&mut self, coll: usize, op: impl FnOnce(&mut Box<dyn Locked + 'a>, Log) -> Result<Applied>) -> Result<()> {
+        let log = self.log[coll];
         let Some(lock) = self.lock(coll) else { return Ok(()) };
-        let applied = op(lock, logged)?;
+        let applied = op(lock, log)?;
         if let Some(entry) = applied.entry {
             self.payload.push(if self.payload.is_empty() { b'[' } else { b',' });
             self.payload.extend_from_slice(&entry);

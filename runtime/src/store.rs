@@ -271,6 +271,7 @@ impl StoreBuilder {
             related: relations.related,
             fk_children: relations.fk_children,
             by_name: relations.by_name,
+            wal_children: relations.wal_children,
             closed: AtomicBool::new(false),
             report,
             flusher: Mutex::new(Vec::new()),
@@ -353,6 +354,9 @@ fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload
         id: serde_json::Value,
         #[serde(borrow)]
         v: Option<&'a serde_json::value::RawValue>,
+        /// A parent entry: inserted only where no record with its id exists.
+        #[serde(default)]
+        p: bool,
     }
     let entries: Vec<Entry> = serde_json::from_slice(payload)
         .map_err(|e| Error::WalReplay { lsn, message: format!("unparsable payload: {e}") })?;
@@ -367,7 +371,7 @@ fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload
             });
         };
         collection
-            .replay(entry.id, entry.v.map(|v| v.get().as_bytes()))
+            .replay(entry.id, entry.v.map(|v| v.get().as_bytes()), entry.p)
             .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
     }
     Ok(())
@@ -378,6 +382,7 @@ struct Relations {
     related: Vec<Vec<usize>>,
     fk_children: Vec<Vec<(usize, ForeignKeySpec)>>,
     by_name: HashMap<&'static str, usize>,
+    wal_children: Vec<bool>,
 }
 
 impl Relations {
@@ -419,7 +424,9 @@ impl Relations {
             seen.sort_unstable();
             related[start] = seen;
         }
-        Ok(Relations { related, fk_children, by_name })
+        let wal_children =
+            fk_children.iter().map(|children| children.iter().any(|(c, _)| collections[*c].spec().wal)).collect();
+        Ok(Relations { related, fk_children, by_name, wal_children })
     }
 }
 
@@ -478,6 +485,9 @@ pub(crate) struct Inner {
     pub(crate) fk_children: Vec<Vec<(usize, ForeignKeySpec)>>,
     /// Collection positions by name.
     pub(crate) by_name: HashMap<&'static str, usize>,
+    /// Per collection: whether a `wal` collection references it by foreign key. Its
+    /// removals are logged then; see [`Log::Removals`](crate::collection::Log).
+    pub(crate) wal_children: Vec<bool>,
     /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
     flusher: Mutex<Vec<Flusher>>,
 }
