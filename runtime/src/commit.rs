@@ -166,17 +166,7 @@ impl Inner {
         touched.sort_unstable();
         touched.dedup();
         let logged = self.backend.logs() && touched.iter().any(|&c| self.collections[c].spec().wal);
-        let log: Vec<Log> = self
-            .collections
-            .iter()
-            .enumerate()
-            .map(|(c, collection)| match self.backend.logs() {
-                false => Log::No,
-                true if collection.spec().wal => Log::All,
-                true if self.wal_children[c] => Log::Removals,
-                true => Log::No,
-            })
-            .collect();
+
         let mut to_lock: Vec<usize> = touched.iter().flat_map(|&c| self.related[c].iter().copied()).collect();
         to_lock.extend(&touched);
         to_lock.sort_unstable();
@@ -186,7 +176,7 @@ impl Inner {
             payload: Vec::new(),
             changed: Vec::new(),
             logged,
-            log,
+            log: &self.log,
         };
         if let Err(e) = self.apply_all(&mut run, ops) {
             run.revert();
@@ -372,7 +362,7 @@ struct Run<'a> {
     /// record.
     logged: bool,
     /// Per collection: which of its writes the WAL record carries.
-    log: Vec<Log>,
+    log: &'a [Log],
 }
 
 impl<'a> Run<'a> {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::backend::files::{CollectionFiles, Files};
 use crate::backend::Backend;
 use crate::batch::{write_atomic, SyncMode};
-use crate::collection::{Core, ErasedCollection};
+use crate::collection::{Core, ErasedCollection, Log};
 use crate::entity::{Entity, StorageKind};
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
@@ -246,6 +246,7 @@ impl StoreBuilder {
             migrations.push((pos, stored));
         }
         let wal = open_wal(&fs, &dir, &collections, &self, &ctx)?;
+        let log = log_modes(&collections, &relations.wal_children, wal.is_some());
         for (pos, stored) in migrations {
             let collection = collections[pos].as_ref();
             let declared = files.collection(pos);
@@ -271,7 +272,7 @@ impl StoreBuilder {
             related: relations.related,
             fk_children: relations.fk_children,
             by_name: relations.by_name,
-            wal_children: relations.wal_children,
+            log,
             closed: AtomicBool::new(false),
             report,
             flusher: Mutex::new(Vec::new()),
@@ -375,6 +376,17 @@ fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload
             .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
     }
     Ok(())
+}
+
+/// Per collection, which of its writes a commit logs (with a WAL at all).
+fn log_modes(collections: &[Arc<dyn ErasedCollection>], wal_children: &[bool], wal: bool) -> Vec<Log> {
+    let mode = |(collection, referenced): (&Arc<dyn ErasedCollection>, &bool)| match wal {
+        false => Log::No,
+        true if collection.spec().wal => Log::All,
+        true if *referenced => Log::Removals,
+        true => Log::No,
+    };
+    collections.iter().zip(wal_children).map(mode).collect()
 }
 
 /// The foreign-key graph between registered collections.
@@ -485,9 +497,9 @@ pub(crate) struct Inner {
     pub(crate) fk_children: Vec<Vec<(usize, ForeignKeySpec)>>,
     /// Collection positions by name.
     pub(crate) by_name: HashMap<&'static str, usize>,
-    /// Per collection: whether a `wal` collection references it by foreign key. Its
-    /// removals are logged then; see [`Log::Removals`](crate::collection::Log).
-    pub(crate) wal_children: Vec<bool>,
+    /// Per collection: which of its writes a commit logs. A collection that `wal`
+    /// collections reference has its removals logged; see [`Log::Removals`].
+    pub(crate) log: Vec<Log>,
     /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
     flusher: Mutex<Vec<Flusher>>,
 }
