@@ -74,7 +74,8 @@ enum Command {
         /// The data directory.
         dir: PathBuf,
     },
-    /// Write a collection's records to stdout as JSON lines, sorted by id.
+    /// Write a collection's durable records to stdout as JSON lines, sorted by id: the
+    /// stored records with the WAL's pending commits applied (in memory only).
     Export {
         /// The data directory.
         dir: PathBuf,
