@@ -346,15 +346,7 @@ fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>) -> Result<V
         id: show_id(&id.encode_key()),
         source: Arc::new(source),
     };
-    let mut out = Vec::with_capacity(32 + value.map_or(4, <[u8]>::len));
-    out.extend_from_slice(b"{\"c\":");
-    serde_json::to_writer(&mut out, collection).map_err(error)?;
-    out.extend_from_slice(b",\"id\":");
-    serde_json::to_writer(&mut out, id).map_err(error)?;
-    out.extend_from_slice(b",\"v\":");
-    out.extend_from_slice(value.unwrap_or(b"null"));
-    out.push(b'}');
-    Ok(out)
+    crate::wal::record::encode_write(collection, id, value).map_err(error)
 }
 
 impl<T: Entity> Core<T> {

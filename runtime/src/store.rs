@@ -326,28 +326,22 @@ fn open_wal(
 fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload: &[u8]) -> Result<()> {
     // The value stays raw JSON here and is parsed once, as the record type, with
     // the same nesting limit as a record file: what the write-time check accepted.
-    #[derive(serde::Deserialize)]
-    struct Entry<'a> {
-        c: String,
-        id: serde_json::Value,
-        #[serde(borrow)]
-        v: Option<&'a serde_json::value::RawValue>,
-    }
-    let entries: Vec<Entry> = serde_json::from_slice(payload)
-        .map_err(|e| Error::WalReplay { lsn, message: format!("unparsable payload: {e}") })?;
+    let entries = crate::wal::record::decode_writes::<serde_json::Value>(payload)
+        .map_err(|message| Error::WalReplay { lsn, message })?;
     for entry in entries {
-        let Some(collection) = collections.iter().find(|c| c.name() == entry.c) else {
+        let Some(collection) = collections.iter().find(|c| c.name() == entry.collection) else {
             return Err(Error::WalReplay {
                 lsn,
                 message: format!(
                     "it writes to collection `{}`, which is not registered; register its type to recover it",
-                    entry.c
+                    entry.collection
                 ),
             });
         };
-        collection
-            .replay(entry.id, entry.v.map(|v| v.get().as_bytes()))
-            .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
+        collection.replay(entry.id, entry.value.map(|v| v.get().as_bytes())).map_err(|message| Error::WalReplay {
+            lsn,
+            message: format!("collection `{}`: {message}", entry.collection),
+        })?;
     }
     Ok(())
 }
