@@ -126,17 +126,14 @@ pub fn import(out: &mut dyn Write, collection: &str, report: &ImportReport) -> s
         report.replaced,
         report.id_field
     )?;
-    index_files(out, report.index_files_rewritten, report.index_files_removed)
+    index_files(out, report.index_files_removed)
 }
 
-fn index_files(out: &mut dyn Write, rewritten: usize, removed: usize) -> std::io::Result<()> {
-    if rewritten > 0 {
-        writeln!(out, "rewrote {}", plural(rewritten, "index file", "index files"))?;
-    }
+fn index_files(out: &mut dyn Write, removed: usize) -> std::io::Result<()> {
     if removed > 0 {
         writeln!(
             out,
-            "removed {} that could not be rebuilt here (the next open rebuilds them)",
+            "removed {} (the store rebuilds the indices on open and writes the files at close)",
             plural(removed, "index file", "index files")
         )?;
     }
@@ -155,7 +152,7 @@ pub fn compact(out: &mut dyn Write, report: &CompactReport) -> std::io::Result<(
             .collect();
         writeln!(out, "applied {}: {}", plural(report.records_replayed, "WAL record", "WAL records"), per.join(", "))?;
     }
-    index_files(out, report.index_files_rewritten, report.index_files_removed)?;
+    index_files(out, report.index_files_removed)?;
     if report.torn_bytes_dropped > 0 {
         writeln!(out, "dropped a torn WAL tail of {} bytes", report.torn_bytes_dropped)?;
     }

@@ -14,7 +14,7 @@ use crate::batch::WriteBatch;
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
-use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
+use crate::index::{Index, IndexKey, IndexMaint};
 use crate::index_file::{self, INDEX_DIR};
 use crate::key::Key;
 use crate::recover::{LoadCtx, UniqueConflict};
@@ -104,7 +104,7 @@ impl<T: Entity> State<T> {
 }
 
 fn id_hash<I: Key>(id: &I) -> u64 {
-    fnv1a(id.encode_key().as_bytes())
+    index_file::id_hash(&id.encode_key())
 }
 
 /// One collection's records and its storage strategy.

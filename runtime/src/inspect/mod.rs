@@ -61,6 +61,15 @@ use crate::entity::StorageKind;
 use crate::fs::RealFs;
 use crate::meta::{Layout, Meta};
 
+/// How many index files `Store::open` has parsed entry by entry in this process:
+/// files whose header lacks the content hash and checksum that let open check a file
+/// without reading its entries. Files written by a store always have them, and the
+/// tools here never write index files, so after `import` or `compact` this does not
+/// grow. For tests and diagnostics.
+pub fn index_files_parsed_entry_by_entry() -> u64 {
+    crate::index_file::parsed_entry_by_entry()
+}
+
 /// Shorthand for results of this module.
 pub type Result<T, E = InspectError> = std::result::Result<T, E>;
 

@@ -1,9 +1,17 @@
 //! The writers: `import` and `compact`. Both take the directory lock first and write
 //! the way a flush does: every file through one [`WriteBatch`] (temp file, fsync,
 //! rename, directory fsync), so a crash leaves each file old or new, never torn.
+//!
+//! They never write index files: the header's content hash is computed over the
+//! typed keys, which the tools do not have. The index files of a collection that
+//! changes are removed first, durably, and the store writes them again (it rebuilds
+//! every index from the records on open, and writes a missing file at close). A
+//! crash between the two steps leaves records without index files, never an index
+//! file of other records.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::path::PathBuf;
 
 use super::index;
 use super::json::{compare, Json};
@@ -39,10 +47,7 @@ pub struct ImportReport {
     pub replaced: usize,
     /// The id field used.
     pub id_field: String,
-    /// Index files rewritten to match.
-    pub index_files_rewritten: usize,
-    /// Index files removed because they could not be rebuilt here (the next open
-    /// rebuilds them).
+    /// Index files removed (the store writes them again; see the module docs).
     pub index_files_removed: usize,
 }
 
@@ -68,9 +73,7 @@ pub struct CompactReport {
     pub segments_removed: usize,
     /// Bytes of a torn WAL tail that were dropped with the segments.
     pub torn_bytes_dropped: u64,
-    /// Index files rewritten to match.
-    pub index_files_rewritten: usize,
-    /// Index files removed because they could not be rebuilt here.
+    /// Index files removed (the store writes them again; see the module docs).
     pub index_files_removed: usize,
     /// Leftover temp files of interrupted flushes that were deleted.
     pub temp_files_removed: usize,
@@ -91,8 +94,8 @@ struct Staged {
     inserted: usize,
     replaced: usize,
     removed: usize,
-    index_rewritten: usize,
-    index_removed: usize,
+    /// The collection's index files, to remove before the records change.
+    index_files: Vec<PathBuf>,
 }
 
 fn invalid(message: String) -> InspectError {
@@ -157,17 +160,12 @@ impl DataDir {
         progress.start(&format!("writing {name}"), Some(read as u64));
         let mut batch = WriteBatch::default();
         let staged = data.stage(&info, parsed, changes, Some(&id_field), true, &mut batch)?;
+        let index_files_removed = staged.index_files.len();
+        remove_index_files(&staged.index_files)?;
         commit(&data, &info, &batch)?;
         progress.advance(read as u64);
         progress.finish();
-        Ok(ImportReport {
-            read,
-            inserted: staged.inserted,
-            replaced: staged.replaced,
-            id_field,
-            index_files_rewritten: staged.index_rewritten,
-            index_files_removed: staged.index_removed,
-        })
+        Ok(ImportReport { read, inserted: staged.inserted, replaced: staged.replaced, id_field, index_files_removed })
     }
 
     /// Checkpoints the WAL: applies its valid records to the files in sequence order
@@ -221,6 +219,7 @@ impl DataDir {
         let mut batch = WriteBatch::default();
         let mut meta = data.meta.clone();
         let mut touched = Vec::new();
+        let mut index_files = Vec::new();
         for (name, changes) in per_collection {
             let info = data.collection(&name)?.clone();
             if !info.is_persisted() {
@@ -236,8 +235,8 @@ impl DataDir {
             let id_field = info.id_field.clone().or_else(|| infer_id_field(&parsed, &pairs));
             let count = changes.len();
             let staged = data.stage(&info, parsed, changes, id_field.as_deref(), false, &mut batch)?;
-            report.index_files_rewritten += staged.index_rewritten;
-            report.index_files_removed += staged.index_removed;
+            report.index_files_removed += staged.index_files.len();
+            index_files.extend(staged.index_files);
             report.collections.push(Applied { name, written: count - staged.removed, removed: staged.removed });
             touched.push(info);
         }
@@ -249,6 +248,7 @@ impl DataDir {
                 create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
             }
         }
+        remove_index_files(&index_files)?;
         batch.commit(&RealFs, SyncMode::Batched)?;
         // The files hold every logged commit now: the segments can go.
         for segment in &scan.segments {
@@ -340,50 +340,39 @@ impl DataDir {
             }
             StorageKind::Memory => return Err(InspectError::MemoryCollection { name: name.to_owned() }),
         }
-        self.stage_indices(name, &before, &records, enforce_unique, batch, &mut staged)?;
+        if enforce_unique {
+            self.check_unique(name, &before, &records)?;
+        }
+        staged.index_files = index::files(&self.dir, name)?;
         Ok(staged)
     }
 
-    /// Rewrites each index file of a collection for its new records, or removes it
-    /// when it cannot be rebuilt here (the next open rebuilds a missing file).
-    fn stage_indices(
+    /// Refuses records that would share a key of a unique index, as its index file
+    /// declares it.
+    fn check_unique(
         &self,
         name: &str,
         before: &[Json],
         records: &BTreeMap<String, (Option<Json>, Json)>,
-        enforce_unique: bool,
-        batch: &mut WriteBatch,
-        staged: &mut Staged,
     ) -> Result<()> {
         let before: Vec<&Json> = before.iter().collect();
         let after: Vec<&Json> = records.values().map(|(_, r)| r).collect();
-        let with_ids: Option<Vec<(Json, &Json)>> =
-            records.values().map(|(id, r)| id.clone().map(|id| (id, r))).collect();
         for path in index::files(&self.dir, name)? {
-            let old = RealFs.read(&path).ok().and_then(|bytes| index::parse(&bytes).ok());
+            let Some(old) = RealFs.read(&path).ok().and_then(|bytes| index::parse(&bytes).ok()) else { continue };
             let index_name = index::name_of(&path);
-            let fields = index::fields(&index_name, &after).ok();
-            let (Some(old), Some(fields), Some(with_ids)) = (old, fields, &with_ids) else {
-                batch.remove(path);
-                staged.index_removed += 1;
+            let Ok(fields) = index::fields(&index_name, &after) else { continue };
+            if !old.header.unique {
                 continue;
-            };
-            let shape = index::shape_of(Some(&old), &before, &fields);
-            if enforce_unique && old.header.unique {
-                let pairs: Vec<(String, &Json)> = records.iter().map(|(id, (_, r))| (id.clone(), r)).collect();
-                if let Some((key, ids)) = index::duplicates(&index::rebuild(&pairs, &fields, shape)).into_iter().next()
-                {
-                    return Err(invalid(format!(
-                        "unique index `{index_name}`: key {} would be held by records {}",
-                        truncate(&key),
-                        ids.join(", ")
-                    )));
-                }
             }
-            let bytes = index::render(&old.header, with_ids, &fields, shape)
-                .map_err(|e| invalid(format!("cannot write index `{index_name}`: {e}")))?;
-            batch.write(path, bytes);
-            staged.index_rewritten += 1;
+            let shape = index::shape_of(Some(&old), &before, &fields);
+            let pairs: Vec<(String, &Json)> = records.iter().map(|(id, (_, r))| (id.clone(), r)).collect();
+            if let Some((key, ids)) = index::duplicates(&index::rebuild(&pairs, &fields, shape)).into_iter().next() {
+                return Err(invalid(format!(
+                    "unique index `{index_name}`: key {} would be held by records {}",
+                    truncate(&key),
+                    ids.join(", ")
+                )));
+            }
         }
         Ok(())
     }
@@ -414,6 +403,17 @@ impl DataDir {
         }
         Ok(removed)
     }
+}
+
+/// Removes index files durably (one directory sync each), before the records they
+/// index change.
+fn remove_index_files(paths: &[PathBuf]) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    for path in paths {
+        batch.remove(path.clone());
+    }
+    batch.commit(&RealFs, SyncMode::Batched)?;
+    Ok(())
 }
 
 /// Creates the collection's directories and commits the batch.
