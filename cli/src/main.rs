@@ -84,7 +84,9 @@ enum Command {
         collection: String,
     },
     /// Read JSON lines into a collection; a record with a stored id replaces it.
-    /// Refuses a directory an open Store holds.
+    /// Each line is checked (fields and their kinds against the stored records,
+    /// foreign keys, unique indices); one bad line refuses the whole input, naming
+    /// it. Refuses a directory an open Store holds.
     Import {
         /// The data directory.
         dir: PathBuf,

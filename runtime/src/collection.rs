@@ -657,6 +657,8 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn discard_queued(&self);
     /// The `#[belongs_to]` fields.
     fn foreign_keys(&self) -> Vec<ForeignKeySpec>;
+    /// The declared indices, as `shelf.json` records them.
+    fn index_meta(&self) -> Vec<crate::meta::IndexMeta>;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains_id(&self, id: &dyn Any) -> bool;
     /// References (with `check`) to parents for which `exists` says no.
@@ -789,6 +791,10 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn foreign_keys(&self) -> Vec<ForeignKeySpec> {
         T::__foreign_keys()
+    }
+
+    fn index_meta(&self) -> Vec<crate::meta::IndexMeta> {
+        crate::meta::IndexMeta::of::<T>()
     }
 
     fn contains_id(&self, id: &dyn Any) -> bool {

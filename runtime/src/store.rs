@@ -411,6 +411,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             migrating: None,
             next_id: None,
             foreign_keys: Vec::new(),
+            indices: Vec::new(),
         });
         entry.entity = collection.type_name().to_owned();
         entry.wal = spec.wal;
@@ -420,6 +421,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             .into_iter()
             .map(|fk| ForeignKeyMeta { field: fk.field.to_owned(), parent: fk.parent.to_owned(), check: fk.check })
             .collect();
+        entry.indices = collection.index_meta();
     }
     meta
 }

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 mod error;
 mod index;
 mod json;
@@ -122,7 +123,22 @@ pub struct CollectionInfo {
     /// Its `#[belongs_to]` fields, as the last `Store` to open the directory
     /// recorded them (empty in a `shelf.json` written before they were recorded).
     pub foreign_keys: Vec<ForeignKeyInfo>,
+    /// Its indices, as the last `Store` to open the directory recorded them (empty
+    /// in a `shelf.json` written before they were recorded).
+    pub indices: Vec<IndexInfo>,
     layout: Layout,
+}
+
+/// What `shelf.json` says of one index of a collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The index name, which its file carries: the field, or the fields of a
+    /// composite joined by `_and_`.
+    pub name: String,
+    /// At most one record per key.
+    pub unique: bool,
+    /// Keys kept in order.
+    pub sorted: bool,
 }
 
 /// What `shelf.json` says of one `#[belongs_to]` field of a collection.
@@ -219,6 +235,11 @@ impl DataDir {
                     .foreign_keys
                     .iter()
                     .map(|fk| ForeignKeyInfo { field: fk.field.clone(), parent: fk.parent.clone(), check: fk.check })
+                    .collect(),
+                indices: m
+                    .indices
+                    .iter()
+                    .map(|i| IndexInfo { name: i.name.clone(), unique: i.unique, sorted: i.sorted })
                     .collect(),
                 layout: m.layout,
             })

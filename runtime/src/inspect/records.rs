@@ -109,25 +109,11 @@ impl DataDir {
         Ok(out)
     }
 
-    /// Writes every record of a collection to `out` as JSON lines, sorted by id, with
-    /// each record's fields in stored order. Returns how many were written.
-    ///
-    /// This is the durable state, as the next open would load it: the WAL's valid
-    /// records (commits a crash, or a running `Store`, left unflushed) are applied to
-    /// the stored records in memory first, in sequence order: a value sets the
-    /// record, `null` removes it. A torn WAL tail is not applied (its commit was
-    /// never acknowledged). Nothing is written to the directory.
-    ///
-    /// # Errors
-    ///
-    /// As [`DataDir::records`]; [`InspectError::Invalid`] for a record that is not a
-    /// JSON object (run `verify`), a corrupt WAL, or WAL writes to the collection
-    /// whose records' id field cannot be told; an I/O error writing `out`.
-    pub fn export(&self, name: &str, out: &mut dyn Write, progress: &dyn Progress) -> Result<usize> {
+    /// A collection's records as the next open would load them: the stored records
+    /// with the WAL's valid records applied in sequence order, by id text, each with
+    /// its id as JSON. See [`DataDir::export`].
+    pub(crate) fn durable_state(&self, name: &str, progress: &dyn Progress) -> Result<DurableState> {
         let info = self.collection(name)?;
-        if !info.is_persisted() {
-            return Err(InspectError::MemoryCollection { name: name.to_owned() });
-        }
         let scan = wal::scan(&self.dir)?;
         if let Some(WalDamage::Corrupt { segment, offset }) = &scan.summary.damage {
             return Err(InspectError::Invalid(format!(
@@ -168,7 +154,7 @@ impl DataDir {
         }
         if !pending.is_empty() && id_field.is_none() {
             return Err(InspectError::Invalid(format!(
-                "the WAL holds writes to `{name}` not yet in its files, and its id field is not recorded in shelf.json; open the store once (or run `shelf compact`) and export again"
+                "the WAL holds writes to `{name}` not yet in its files, and its id field is not recorded in shelf.json; open the store once (or run `shelf compact`) and try again"
             )));
         }
         for write in pending {
@@ -183,7 +169,30 @@ impl DataDir {
                 None => state.remove(&text),
             };
         }
-        let mut lines: Vec<(Json, Json)> = state.into_values().collect();
+        Ok(DurableState { records: state })
+    }
+
+    /// Writes every record of a collection to `out` as JSON lines, sorted by id, with
+    /// each record's fields in stored order. Returns how many were written.
+    ///
+    /// This is the durable state, as the next open would load it: the WAL's valid
+    /// records (commits a crash, or a running `Store`, left unflushed) are applied to
+    /// the stored records in memory first, in sequence order: a value sets the
+    /// record, `null` removes it. A torn WAL tail is not applied (its commit was
+    /// never acknowledged). Nothing is written to the directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataDir::records`]; [`InspectError::Invalid`] for a record that is not a
+    /// JSON object (run `verify`), a corrupt WAL, or WAL writes to the collection
+    /// whose records' id field cannot be told; an I/O error writing `out`.
+    pub fn export(&self, name: &str, out: &mut dyn Write, progress: &dyn Progress) -> Result<usize> {
+        let info = self.collection(name)?;
+        if !info.is_persisted() {
+            return Err(InspectError::MemoryCollection { name: name.to_owned() });
+        }
+        let state = self.durable_state(name, progress)?;
+        let mut lines: Vec<(Json, Json)> = state.records.into_values().collect();
         lines.sort_by(|a, b| compare(&a.0, &b.0));
         for (_, json) in &lines {
             let mut line = json.to_text().into_bytes();
@@ -193,6 +202,12 @@ impl DataDir {
         out.flush().map_err(|e| InspectError::io("write", "<output>", e))?;
         Ok(lines.len())
     }
+}
+
+/// A collection's durable records: see [`DataDir::durable_state`].
+pub(crate) struct DurableState {
+    /// By id text: (the id as JSON, the record).
+    pub records: BTreeMap<String, (Json, Json)>,
 }
 
 /// The field that holds a record's id, from evidence: the field whose value is the
