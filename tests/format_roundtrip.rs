@@ -106,8 +106,10 @@ fn plain(i: u32) -> Plain {
         rank: i / 2,
         n: f64::from(i) * 0.1 + 806023.0 * 0.01,
         tags: vec![format!("t{}", i % 3), "all".into()],
-        nested: (i % 2 == 0)
-            .then(|| Inner { a: vec![i, i + 1], e: if i % 4 == 0 { Shape::Dot } else { Shape::Circle { r: 1.5 } } }),
+        nested: i.is_multiple_of(2).then(|| Inner {
+            a: vec![i, i + 1],
+            e: if i.is_multiple_of(4) { Shape::Dot } else { Shape::Circle { r: 1.5 } },
+        }),
     }
 }
 
