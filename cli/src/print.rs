@@ -1,17 +1,21 @@
 //! What each subcommand prints on stdout.
 
-use shelf::inspect::{CompactReport, DataDir, ImportReport, InspectError, VerifyReport, WalDamage, WalSummary};
+use std::io::Write;
+
+use shelf::inspect::{CompactReport, DataDir, ImportReport, VerifyReport, WalDamage, WalSummary};
+
+use crate::Failure;
 
 /// `shelf info`: the directory, a table of collections, and the WAL.
-pub fn info(data: &DataDir) -> Result<(), InspectError> {
-    println!("data directory: {}", data.path().display());
-    println!("format version: {}", data.format_version());
+pub fn info(out: &mut dyn Write, data: &DataDir) -> Result<(), Failure> {
+    writeln!(out, "data directory: {}", data.path().display())?;
+    writeln!(out, "format version: {}", data.format_version())?;
     let in_use = match data.is_locked() {
         Some(true) => "yes, by an open Store",
         Some(false) => "no",
         None => "unknown",
     };
-    println!("in use: {in_use}");
+    writeln!(out, "in use: {in_use}")?;
     let mut rows =
         vec![["collection", "storage", "records", "files", "bytes", "indices", "index bytes", "entity"]
             .map(String::from)];
@@ -35,15 +39,15 @@ pub fn info(data: &DataDir) -> Result<(), InspectError> {
         }
         rows.push([c.name.clone(), storage, records, files, bytes, indices, index_bytes, c.entity.clone()]);
     }
-    println!();
-    table(&rows);
-    println!();
-    println!("wal: {}", wal(&data.wal()?));
+    writeln!(out)?;
+    table(out, &rows)?;
+    writeln!(out)?;
+    writeln!(out, "wal: {}", wal(&data.wal()?))?;
     Ok(())
 }
 
 /// Prints rows as columns: text left-aligned, numbers right-aligned.
-fn table<const N: usize>(rows: &[[String; N]]) {
+fn table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]]) -> std::io::Result<()> {
     let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let numeric = |i: usize| rows.iter().skip(1).all(|r| r[i] == "-" || r[i].parse::<u64>().is_ok());
     for row in rows {
@@ -58,8 +62,9 @@ fn table<const N: usize>(rows: &[[String; N]]) {
                     }
                 })
                 .collect();
-        println!("{}", cells.join("  ").trim_end());
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
+    Ok(())
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -86,7 +91,7 @@ fn wal(wal: &WalSummary) -> String {
 }
 
 /// `shelf verify`: what was checked, notes, problems, and a verdict.
-pub fn verify(data: &DataDir, report: &VerifyReport) {
+pub fn verify(out: &mut dyn Write, data: &DataDir, report: &VerifyReport) -> std::io::Result<()> {
     for c in &report.collections {
         let mut line = format!("collection {}: {}", c.name, plural(c.records, "record", "records"));
         if c.index_files > 0 {
@@ -95,67 +100,68 @@ pub fn verify(data: &DataDir, report: &VerifyReport) {
         if let Some(field) = &c.id_field {
             line.push_str(&format!(", id field `{field}`"));
         }
-        println!("{line}");
+        writeln!(out, "{line}")?;
     }
-    println!("wal: {}", wal(&report.wal));
+    writeln!(out, "wal: {}", wal(&report.wal))?;
     for note in &report.notes {
-        println!("note: {note}");
+        writeln!(out, "note: {note}")?;
     }
     for problem in &report.problems {
         let kind = if problem.repairable { "problem (the next open repairs it)" } else { "problem" };
-        println!("{kind}: {}: {}", data.relative(&problem.location), problem.message);
+        writeln!(out, "{kind}: {}: {}", data.relative(&problem.location), problem.message)?;
     }
     match report.problems.len() {
-        0 => println!("ok: no problems found"),
-        n => println!("{} found", plural(n, "problem", "problems")),
+        0 => writeln!(out, "ok: no problems found"),
+        n => writeln!(out, "{} found", plural(n, "problem", "problems")),
     }
 }
 
 /// `shelf import`: counts.
-pub fn import(collection: &str, report: &ImportReport) {
-    println!(
+pub fn import(out: &mut dyn Write, collection: &str, report: &ImportReport) -> std::io::Result<()> {
+    writeln!(
+        out,
         "imported {} into `{collection}` ({} new, {} replaced; id field `{}`)",
         plural(report.read, "record", "records"),
         report.inserted,
         report.replaced,
         report.id_field
-    );
-    index_files(report.index_files_rewritten, report.index_files_removed);
+    )?;
+    index_files(out, report.index_files_removed)
 }
 
-fn index_files(rewritten: usize, removed: usize) {
-    if rewritten > 0 {
-        println!("rewrote {}", plural(rewritten, "index file", "index files"));
-    }
+fn index_files(out: &mut dyn Write, removed: usize) -> std::io::Result<()> {
     if removed > 0 {
-        println!(
-            "removed {} that could not be rebuilt here (the next open rebuilds them)",
+        writeln!(
+            out,
+            "removed {} (the store rebuilds the indices on open and writes the files at close)",
             plural(removed, "index file", "index files")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `shelf compact`: what was applied and removed.
-pub fn compact(report: &CompactReport) {
+pub fn compact(out: &mut dyn Write, report: &CompactReport) -> std::io::Result<()> {
     if report.records_replayed == 0 {
-        println!("the WAL holds no records: nothing to apply");
+        writeln!(out, "the WAL holds no records: nothing to apply")?;
     } else {
         let per: Vec<String> = report
             .collections
             .iter()
             .map(|c| format!("{} ({} written, {} removed)", c.name, c.written, c.removed))
             .collect();
-        println!("applied {}: {}", plural(report.records_replayed, "WAL record", "WAL records"), per.join(", "));
+        writeln!(out, "applied {}: {}", plural(report.records_replayed, "WAL record", "WAL records"), per.join(", "))?;
     }
-    index_files(report.index_files_rewritten, report.index_files_removed);
+    index_files(out, report.index_files_removed)?;
     if report.torn_bytes_dropped > 0 {
-        println!("dropped a torn WAL tail of {} bytes", report.torn_bytes_dropped);
+        writeln!(out, "dropped a torn WAL tail of {} bytes", report.torn_bytes_dropped)?;
     }
-    println!("removed {}", plural(report.segments_removed, "WAL segment", "WAL segments"));
+    writeln!(out, "removed {}", plural(report.segments_removed, "WAL segment", "WAL segments"))?;
     if report.temp_files_removed > 0 {
-        println!("removed {}", plural(report.temp_files_removed, "leftover temp file", "leftover temp files"));
+        writeln!(out, "removed {}", plural(report.temp_files_removed, "leftover temp file", "leftover temp files"))?;
     }
     for note in &report.notes {
-        println!("note: {note}");
+        writeln!(out, "note: {note}")?;
     }
+    Ok(())
 }

@@ -371,7 +371,7 @@ fn import_adds_and_replaces_records_and_the_library_sees_them() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("imported 2 records into `user` (1 new, 1 replaced; id field `id`)"), "{text}");
-    assert!(text.contains("rewrote 6 index files"), "{text}");
+    assert!(text.contains("removed 6 index files"), "{text}");
     std::fs::remove_file(&file).unwrap();
 
     // Into a compressed collection file, from stdin.
@@ -379,7 +379,8 @@ fn import_adds_and_replaces_records_and_the_library_sees_them() {
     let output = shelf_with_stdin(&["import", path(dir.path()), "-c", "event", "-"], Some(event));
     assert_eq!(code(&output), 0, "{}", stderr(&output));
 
-    // The index files were rewritten to match: verify agrees, and so does open.
+    // The index files were removed (the store writes them again): verify agrees,
+    // and so does open.
     verify(dir.path(), 0);
     let store = open(dir.path()).unwrap();
     let users = store.collection::<User>().unwrap();
@@ -606,7 +607,7 @@ fn compact_applies_the_wal_to_the_files_and_empties_it() {
         text.contains("applied 7 WAL records: account (6 written, 1 removed), user (1 written, 0 removed)"),
         "{text}"
     );
-    assert!(text.contains("rewrote 7 index files"), "account's owner and user's six: {text}");
+    assert!(text.contains("removed 7 index files"), "account's owner and user's six: {text}");
     assert!(text.contains("dropped a torn WAL tail of 6 bytes"), "{text}");
     assert!(text.contains("removed 1 WAL segment"), "{text}");
 

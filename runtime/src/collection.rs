@@ -12,7 +12,7 @@ use crate::backend::{Quarantine, RawRecord, RecordChange, Source, Stage, StoredI
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
-use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
+use crate::index::{Index, IndexKey, IndexMaint};
 use crate::index_file;
 use crate::key::Key;
 use crate::recover::{LoadCtx, UniqueConflict};
@@ -102,7 +102,7 @@ impl<T: Entity> State<T> {
 }
 
 fn id_hash<I: Key>(id: &I) -> u64 {
-    fnv1a(id.encode_key().as_bytes())
+    index_file::id_hash(&id.encode_key())
 }
 
 /// One collection's records, indices and dirty marks. It names no file: what it
@@ -385,18 +385,7 @@ fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>, parent: boo
         id: show_id(&id.encode_key()),
         source: Arc::new(source),
     };
-    let mut out = Vec::with_capacity(32 + value.map_or(4, <[u8]>::len));
-    out.extend_from_slice(b"{\"c\":");
-    serde_json::to_writer(&mut out, collection).map_err(error)?;
-    out.extend_from_slice(b",\"id\":");
-    serde_json::to_writer(&mut out, id).map_err(error)?;
-    out.extend_from_slice(b",\"v\":");
-    out.extend_from_slice(value.unwrap_or(b"null"));
-    if parent {
-        out.extend_from_slice(b",\"p\":true");
-    }
-    out.push(b'}');
-    Ok(out)
+    crate::wal::record::encode_write(collection, id, value, parent).map_err(error)
 }
 
 impl<T: Entity> Core<T> {
@@ -668,6 +657,8 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn discard_queued(&self);
     /// The `#[belongs_to]` fields.
     fn foreign_keys(&self) -> Vec<ForeignKeySpec>;
+    /// The declared indices, as `shelf.json` records them.
+    fn index_meta(&self) -> Vec<crate::meta::IndexMeta>;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains_id(&self, id: &dyn Any) -> bool;
     /// References (with `check`) to parents for which `exists` says no.
@@ -796,6 +787,10 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn foreign_keys(&self) -> Vec<ForeignKeySpec> {
         T::__foreign_keys()
+    }
+
+    fn index_meta(&self) -> Vec<crate::meta::IndexMeta> {
+        crate::meta::IndexMeta::of::<T>()
     }
 
     fn contains_id(&self, id: &dyn Any) -> bool {

@@ -372,7 +372,9 @@ impl<'a> Run<'a> {
 
     /// Applies one op on a locked collection and records what it did.
     fn apply(&mut self, coll: usize, op: impl FnOnce(&mut Box<dyn Locked + 'a>, Log) -> Result<Applied>) -> Result<()> {
-        let log = self.log[coll];
+        // A commit to a `wal` collection logs all its writes, so a transaction
+        // across collections replays whole; otherwise each collection's own mode.
+        let log = if self.logged { Log::All } else { self.log[coll] };
         let Some(lock) = self.lock(coll) else { return Ok(()) };
         let applied = op(lock, log)?;
         if let Some(entry) = applied.entry {

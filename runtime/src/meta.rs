@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::entity::{StorageKind, StorageSpec};
+use crate::entity::{Entity, StorageKind, StorageSpec};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
 
@@ -82,6 +82,35 @@ pub(crate) struct CollectionMeta {
     /// The `#[belongs_to]` fields, so tools can check references without the types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeyMeta>,
+    /// The indices, so tools can check unique keys without the types (absent in
+    /// files written before they were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indices: Vec<IndexMeta>,
+}
+
+/// What `shelf.json` records of one index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IndexMeta {
+    /// The index name (and its file's name): the field, or for a composite the
+    /// fields joined by `_and_`.
+    pub name: String,
+    /// At most one record per key.
+    pub unique: bool,
+    /// Keys kept in order.
+    pub sorted: bool,
+}
+
+impl IndexMeta {
+    /// The indices `T` declares: the one place that reads them for `shelf.json`.
+    pub fn of<T: Entity>() -> Vec<IndexMeta> {
+        T::__indices()
+            .iter()
+            .map(|index| {
+                let kind = index.kind();
+                IndexMeta { name: index.name().to_owned(), unique: kind.unique, sorted: kind.sorted }
+            })
+            .collect()
+    }
 }
 
 /// What `shelf.json` records of a `#[belongs_to]` field.

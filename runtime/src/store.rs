@@ -349,31 +349,21 @@ fn open_wal(
 fn apply_wal_record(collections: &[Arc<dyn ErasedCollection>], lsn: u64, payload: &[u8]) -> Result<()> {
     // The value stays raw JSON here and is parsed once, as the record type, with
     // the same nesting limit as a record file: what the write-time check accepted.
-    #[derive(serde::Deserialize)]
-    struct Entry<'a> {
-        c: String,
-        id: serde_json::Value,
-        #[serde(borrow)]
-        v: Option<&'a serde_json::value::RawValue>,
-        /// A parent entry: inserted only where no record with its id exists.
-        #[serde(default)]
-        p: bool,
-    }
-    let entries: Vec<Entry> = serde_json::from_slice(payload)
-        .map_err(|e| Error::WalReplay { lsn, message: format!("unparsable payload: {e}") })?;
+    let entries = crate::wal::record::decode_writes::<serde_json::Value>(payload)
+        .map_err(|message| Error::WalReplay { lsn, message })?;
     for entry in entries {
-        let Some(collection) = collections.iter().find(|c| c.name() == entry.c) else {
+        let Some(collection) = collections.iter().find(|c| c.name() == entry.collection) else {
             return Err(Error::WalReplay {
                 lsn,
                 message: format!(
                     "it writes to collection `{}`, which is not registered; register its type to recover it",
-                    entry.c
+                    entry.collection
                 ),
             });
         };
-        collection
-            .replay(entry.id, entry.v.map(|v| v.get().as_bytes()), entry.p)
-            .map_err(|message| Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.c) })?;
+        collection.replay(entry.id, entry.value.map(|v| v.get().as_bytes()), entry.parent).map_err(|message| {
+            Error::WalReplay { lsn, message: format!("collection `{}`: {message}", entry.collection) }
+        })?;
     }
     Ok(())
 }
@@ -457,6 +447,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             migrating: None,
             next_id: None,
             foreign_keys: Vec::new(),
+            indices: Vec::new(),
         });
         entry.entity = collection.type_name().to_owned();
         entry.wal = spec.wal;
@@ -466,6 +457,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             .into_iter()
             .map(|fk| ForeignKeyMeta { field: fk.field.to_owned(), parent: fk.parent.to_owned(), check: fk.check })
             .collect();
+        entry.indices = collection.index_meta();
     }
     meta
 }

@@ -1,6 +1,7 @@
-//! Index files without the entity types: parsing, rebuilding from records (as JSON),
-//! and writing. The format is the one of `crate::index_file`: a header line, then
-//! one `{"key":..,"id":..}` line per entry.
+//! Index files without the entity types: parsing and rebuilding from records (as
+//! JSON), to check them. The format is the one of `crate::index_file`, whose codec
+//! reads the header here too: a header line, then one `{"key":..,"id":..}` line per
+//! entry. The tools never write index files (see `crate::index_file`).
 //!
 //! An index is found by its name: a field, or fields joined by `_and_` (a composite,
 //! whose key is the array of the fields' values). A `null` field has no entry (an
@@ -11,34 +12,19 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::json::{compare, Json};
+use super::json::Json;
 use super::{InspectError, Result};
 use crate::batch::is_temp;
-use crate::index::fnv1a;
-use crate::index_file::INDEX_DIR;
-
-/// The index file format this build reads and writes.
-const FORMAT: u32 = 1;
-
-/// The header line of an index file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Header {
-    pub shelf_index: u32,
-    pub index: String,
-    pub unique: bool,
-    pub sorted: bool,
-    pub entries: usize,
-    pub records: usize,
-    pub fingerprint: String,
-}
+pub(crate) use crate::index_file::Header;
+use crate::index_file::{checksum_ok, fingerprint_text, id_hash, read_header, INDEX_DIR};
 
 /// A parsed index file.
 pub(crate) struct IndexFile {
     pub header: Header,
     /// `(key, id)` per entry line.
     pub entries: Vec<(Json, Json)>,
+    /// Whether the entry lines match the header's checksum (or it has none).
+    pub checksum_ok: bool,
 }
 
 /// Entries compared as text: `(key JSON, id key text)`.
@@ -81,23 +67,17 @@ pub(crate) fn name_of(path: &Path) -> String {
 
 /// Parses a whole index file; the error says what is wrong and where.
 pub(crate) fn parse(bytes: &[u8]) -> Result<IndexFile, String> {
-    let mut lines = bytes.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !line.is_empty());
-    let header: Header = match lines.next() {
-        Some((_, line)) => serde_json::from_slice(line).map_err(|e| format!("unparsable header: {e}"))?,
-        None => return Err("empty file".to_owned()),
-    };
-    if header.shelf_index != FORMAT {
-        return Err(format!("format version {} (this build reads {FORMAT})", header.shelf_index));
-    }
+    let (header, body) = read_header(bytes)?;
     let mut entries = Vec::new();
-    for (n, line) in lines {
-        let json = Json::parse(line).map_err(|e| format!("line {}: unparsable entry: {e}", n + 1))?;
+    for (n, line) in body.split(|&b| b == b'\n').enumerate().filter(|(_, line)| !line.is_empty()) {
+        let json = Json::parse(line).map_err(|e| format!("line {}: unparsable entry: {e}", n + 2))?;
         match (json.get("key"), json.get("id")) {
             (Some(key), Some(id)) => entries.push((key.clone(), id.clone())),
-            _ => return Err(format!("line {}: not a {{\"key\",\"id\"}} entry", n + 1)),
+            _ => return Err(format!("line {}: not a {{\"key\",\"id\"}} entry", n + 2)),
         }
     }
-    Ok(IndexFile { header, entries })
+    let checksum_ok = checksum_ok(&header, body);
+    Ok(IndexFile { header, entries, checksum_ok })
 }
 
 impl IndexFile {
@@ -194,40 +174,5 @@ pub(crate) fn duplicates(entries: &Entries) -> Vec<(String, Vec<String>)> {
 
 /// The order-independent hash of a set of ids that index file headers carry.
 pub(crate) fn fingerprint<'a>(ids: impl Iterator<Item = &'a str>) -> String {
-    let sum = ids.fold(0u64, |acc, id| acc.wrapping_add(fnv1a(id.as_bytes())));
-    format!("{sum:016x}")
-}
-
-/// A whole index file for `(id, record)` pairs, entries sorted by key then id.
-pub(crate) fn render(
-    header: &Header,
-    records: &[(Json, &Json)],
-    fields: &[String],
-    shape: Shape,
-) -> serde_json::Result<Vec<u8>> {
-    let mut entries: Vec<(Json, &Json)> = Vec::new();
-    for (id, record) in records {
-        for key in keys(record, fields, shape) {
-            entries.push((key, id));
-        }
-    }
-    entries.sort_by(|a, b| compare(&a.0, &b.0).then_with(|| compare(a.1, b.1)));
-    let ids: Vec<String> = records.iter().filter_map(|(id, _)| id.key_text()).collect();
-    let header = Header {
-        shelf_index: FORMAT,
-        index: header.index.clone(),
-        unique: header.unique,
-        sorted: header.sorted,
-        entries: entries.len(),
-        records: records.len(),
-        fingerprint: fingerprint(ids.iter().map(String::as_str)),
-    };
-    let mut out = serde_json::to_vec(&header)?;
-    out.push(b'\n');
-    for (key, id) in entries {
-        let line = Json::Object(vec![("key".to_owned(), key), ("id".to_owned(), id.clone())]);
-        out.extend_from_slice(line.to_text().as_bytes());
-        out.push(b'\n');
-    }
-    Ok(out)
+    fingerprint_text(ids.fold(0u64, |acc, id| acc.wrapping_add(id_hash(id))))
 }

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 mod error;
 mod index;
 mod json;
@@ -60,6 +61,15 @@ pub use write::{Applied, CompactReport, ImportOptions, ImportReport};
 use crate::entity::StorageKind;
 use crate::fs::RealFs;
 use crate::meta::{Layout, Meta};
+
+/// How many index files `Store::open` has parsed entry by entry in this process:
+/// files whose header lacks the content hash and checksum that let open check a file
+/// without reading its entries. Files written by a store always have them, and the
+/// tools here never write index files, so after `import` or `compact` this does not
+/// grow. For tests and diagnostics.
+pub fn index_files_parsed_entry_by_entry() -> u64 {
+    crate::index_file::parsed_entry_by_entry()
+}
 
 /// Shorthand for results of this module.
 pub type Result<T, E = InspectError> = std::result::Result<T, E>;
@@ -113,7 +123,22 @@ pub struct CollectionInfo {
     /// Its `#[belongs_to]` fields, as the last `Store` to open the directory
     /// recorded them (empty in a `shelf.json` written before they were recorded).
     pub foreign_keys: Vec<ForeignKeyInfo>,
+    /// Its indices, as the last `Store` to open the directory recorded them (empty
+    /// in a `shelf.json` written before they were recorded).
+    pub indices: Vec<IndexInfo>,
     layout: Layout,
+}
+
+/// What `shelf.json` says of one index of a collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The index name, which its file carries: the field, or the fields of a
+    /// composite joined by `_and_`.
+    pub name: String,
+    /// At most one record per key.
+    pub unique: bool,
+    /// Keys kept in order.
+    pub sorted: bool,
 }
 
 /// What `shelf.json` says of one `#[belongs_to]` field of a collection.
@@ -210,6 +235,11 @@ impl DataDir {
                     .foreign_keys
                     .iter()
                     .map(|fk| ForeignKeyInfo { field: fk.field.clone(), parent: fk.parent.clone(), check: fk.check })
+                    .collect(),
+                indices: m
+                    .indices
+                    .iter()
+                    .map(|i| IndexInfo { name: i.name.clone(), unique: i.unique, sorted: i.sorted })
                     .collect(),
                 layout: m.layout,
             })

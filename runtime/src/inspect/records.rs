@@ -1,9 +1,11 @@
 //! Reading a collection's records, in any layout, and telling their ids.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::json::{compare, Json};
+use super::wal::{self, WalDamage};
 use super::{CollectionInfo, DataDir, InspectError, Progress, Result};
 use crate::encode;
 use crate::fs::RealFs;
@@ -107,42 +109,92 @@ impl DataDir {
         Ok(out)
     }
 
+    /// A collection's records as the next open would load them: the stored records
+    /// with the WAL's valid records applied in sequence order, by id text, each with
+    /// its id as JSON. See [`DataDir::export`].
+    pub(crate) fn durable_state(&self, name: &str, progress: &dyn Progress) -> Result<DurableState> {
+        let info = self.collection(name)?;
+        let scan = wal::scan(&self.dir)?;
+        if let Some(WalDamage::Corrupt { segment, offset }) = &scan.summary.damage {
+            return Err(InspectError::Invalid(format!(
+                "the WAL is corrupt ({} at byte {offset}), so the durable state of `{name}` cannot be told; run `shelf verify`",
+                self.relative(segment)
+            )));
+        }
+        let mut pending = Vec::new();
+        for record in &scan.records {
+            let writes = record.writes().map_err(|e| {
+                InspectError::Invalid(format!("WAL record {} in {}: {e}", record.lsn, self.relative(&record.segment)))
+            })?;
+            pending.extend(writes.into_iter().filter(|w| w.collection == name));
+        }
+        progress.start(&format!("reading {name}"), None);
+        let records = self.parsed(name, progress)?;
+        progress.finish();
+        let pairs: Vec<(&Json, &Json)> = pending.iter().filter_map(|w| w.value.as_ref().map(|v| (&w.id, v))).collect();
+        let id_field = info.id_field.clone().or_else(|| infer_id_field(&records, &pairs));
+        // By id text: (the id as JSON, for sorting; the record).
+        let mut state: BTreeMap<String, (Json, Json)> = BTreeMap::new();
+        for parsed in records {
+            let json = parsed.json.map_err(|e| {
+                InspectError::Invalid(format!("{}: {e}; run `shelf verify`", self.relative(&parsed.record.location)))
+            })?;
+            let file_id = parsed.record.file_id();
+            let id = match id_field.as_deref() {
+                Some(field) => json.get(field).cloned(),
+                None => file_id.map(Json::String),
+            };
+            let Some(text) = id.as_ref().and_then(Json::key_text) else {
+                return Err(InspectError::Invalid(format!(
+                    "{}: cannot tell its id; run `shelf verify`",
+                    self.relative(&parsed.record.location)
+                )));
+            };
+            state.insert(text, (id.unwrap_or(Json::Null), json));
+        }
+        if !pending.is_empty() && id_field.is_none() {
+            return Err(InspectError::Invalid(format!(
+                "the WAL holds writes to `{name}` not yet in its files, and its id field is not recorded in shelf.json; open the store once (or run `shelf compact`) and try again"
+            )));
+        }
+        for write in pending {
+            let Some(text) = write.id.key_text() else {
+                return Err(InspectError::Invalid(format!(
+                    "a WAL write to `{name}` has id {}, which is not a string or an integer",
+                    write.id
+                )));
+            };
+            match write.value {
+                Some(_) if write.parent && state.contains_key(&text) => None,
+                Some(value) => state.insert(text, (write.id, value)),
+                None => state.remove(&text),
+            };
+        }
+        Ok(DurableState { records: state })
+    }
+
     /// Writes every record of a collection to `out` as JSON lines, sorted by id, with
     /// each record's fields in stored order. Returns how many were written.
+    ///
+    /// This is the durable state, as the next open would load it: the WAL's valid
+    /// records (commits a crash, or a running `Store`, left unflushed) are applied to
+    /// the stored records in memory first, in sequence order: a value sets the
+    /// record, `null` removes it. A torn WAL tail is not applied (its commit was
+    /// never acknowledged). Nothing is written to the directory.
     ///
     /// # Errors
     ///
     /// As [`DataDir::records`]; [`InspectError::Invalid`] for a record that is not a
-    /// JSON object (run `verify`); an I/O error writing `out`.
+    /// JSON object (run `verify`), a corrupt WAL, or WAL writes to the collection
+    /// whose records' id field cannot be told; an I/O error writing `out`.
     pub fn export(&self, name: &str, out: &mut dyn Write, progress: &dyn Progress) -> Result<usize> {
         let info = self.collection(name)?;
         if !info.is_persisted() {
             return Err(InspectError::MemoryCollection { name: name.to_owned() });
         }
-        progress.start(&format!("reading {name}"), None);
-        let records = self.parsed(name, progress)?;
-        progress.finish();
-        let mut lines = Vec::with_capacity(records.len());
-        for parsed in &records {
-            match &parsed.json {
-                Ok(json) => lines.push((parsed.record.file_id(), json)),
-                Err(e) => {
-                    return Err(InspectError::Invalid(format!(
-                        "{}: {e}; run `shelf verify`",
-                        self.relative(&parsed.record.location)
-                    )))
-                }
-            }
-        }
-        let id_field = info.id_field.clone().or_else(|| infer_id_field(&records, &[]));
-        // Collection files are sorted already; record files come in directory order.
-        if info.storage == crate::StorageKind::PerRecord {
-            let key = |(file_id, json): &(Option<String>, &Json)| match id_field.as_deref() {
-                Some(field) => json.get(field).cloned().unwrap_or(Json::Null),
-                None => file_id.clone().map_or(Json::Null, Json::String),
-            };
-            lines.sort_by(|a, b| compare(&key(a), &key(b)));
-        }
+        let state = self.durable_state(name, progress)?;
+        let mut lines: Vec<(Json, Json)> = state.records.into_values().collect();
+        lines.sort_by(|a, b| compare(&a.0, &b.0));
         for (_, json) in &lines {
             let mut line = json.to_text().into_bytes();
             line.push(b'\n');
@@ -151,6 +203,12 @@ impl DataDir {
         out.flush().map_err(|e| InspectError::io("write", "<output>", e))?;
         Ok(lines.len())
     }
+}
+
+/// A collection's durable records: see [`DataDir::durable_state`].
+pub(crate) struct DurableState {
+    /// By id text: (the id as JSON, the record).
+    pub records: BTreeMap<String, (Json, Json)>,
 }
 
 /// The field that holds a record's id, from evidence: the field whose value is the

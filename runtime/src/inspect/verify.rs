@@ -387,8 +387,13 @@ impl DataDir {
             Ok(set) => set,
             Err(e) => return report.repairable(path, format!("corrupt index file: {e}{rebuilds}")),
         };
+        let checksum = |report: &mut VerifyReport| {
+            if !file.checksum_ok {
+                report.repairable(path, format!("corrupt: its checksum does not match{rebuilds}"));
+            }
+        };
         if !rebuild {
-            return;
+            return checksum(report);
         }
         let jsons: Vec<&Json> = parsed.iter().filter_map(|p| p.json.as_ref().ok()).collect();
         if file.header.records != parsed.len() {
@@ -450,6 +455,7 @@ impl DataDir {
                 );
             }
         }
+        checksum(report);
     }
 
     fn verify_wal(&self, scan: &WalScan, report: &mut VerifyReport) {

@@ -3,13 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::json::Json;
 use super::{DataDir, InspectError, Result};
 use crate::fs::RealFs;
-use crate::wal::record::{decode, HEADER_LEN};
-use crate::wal::replay::{list_segments, read_segment};
+use crate::wal::record;
+use crate::wal::replay::{self, list_segments, read_segment};
 use crate::wal::WAL_DIR;
 
 /// What the WAL holds.
@@ -61,20 +59,26 @@ pub(crate) struct WalRecord {
     pub payload: Vec<u8>,
 }
 
-/// One write of a record's payload.
-#[derive(Deserialize)]
+/// One write of a record's payload, as JSON.
 pub(crate) struct WalWrite {
-    #[serde(rename = "c")]
     pub collection: String,
     pub id: Json,
-    #[serde(rename = "v")]
     pub value: Option<Json>,
+    /// A parent entry: applies only where no record with its id exists.
+    pub parent: bool,
 }
 
 impl WalRecord {
-    /// The writes of the record: `[{"c","id","v"}, ...]`.
+    /// The writes of the record, decoded by the store's own codec
+    /// ([`crate::wal::record::decode_writes`]).
     pub fn writes(&self) -> Result<Vec<WalWrite>, String> {
-        serde_json::from_slice(&self.payload).map_err(|e| format!("unparsable payload: {e}"))
+        record::decode_writes::<Json>(&self.payload)?
+            .into_iter()
+            .map(|w| {
+                let value = w.value.map(|raw| Json::parse(raw.get().as_bytes())).transpose()?;
+                Ok(WalWrite { collection: w.collection, id: w.id, value, parent: w.parent })
+            })
+            .collect()
     }
 }
 
@@ -96,7 +100,8 @@ impl DataDir {
     }
 }
 
-/// Walks every segment in order, as recovery does.
+/// Walks every segment in order: recovery's own walk ([`crate::wal::replay::scan`]),
+/// read-only.
 pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
     let wal_dir = dir.join(WAL_DIR);
     let segments = list_segments(&RealFs, &wal_dir)?;
@@ -104,63 +109,34 @@ pub(crate) fn scan(dir: &Path) -> Result<WalScan> {
     for (_, path) in &segments {
         contents.push(read_segment(&RealFs, path).map_err(|e| InspectError::io("read WAL segment", path, e))?);
     }
-    let mut out = WalScan {
+    let walk = replay::scan(&segments, &contents);
+    let records: Vec<WalRecord> = walk
+        .records
+        .iter()
+        .map(|r| WalRecord {
+            lsn: r.lsn,
+            segment: segments[r.segment].1.clone(),
+            offset: r.offset,
+            payload: r.payload.to_vec(),
+        })
+        .collect();
+    let damage = walk.invalid.map(|invalid| {
+        let segment = segments[invalid.segment].1.clone();
+        if invalid.is_corruption() {
+            WalDamage::Corrupt { segment, offset: invalid.offset }
+        } else {
+            WalDamage::TornTail { segment, offset: invalid.offset, bytes: invalid.dropped }
+        }
+    });
+    Ok(WalScan {
         summary: WalSummary {
             segments: segments.len(),
             bytes: contents.iter().map(|c| c.len() as u64).sum(),
-            ..WalSummary::default()
+            records: records.len(),
+            lsns: records.first().zip(records.last()).map(|(a, b)| (a.lsn, b.lsn)),
+            damage,
         },
-        records: Vec::new(),
-        segments: segments.iter().map(|(_, p)| p.clone()).collect(),
-    };
-    let mut last_lsn = 0;
-    for (i, ((named, path), bytes)) in segments.iter().zip(&contents).enumerate() {
-        let mut offset = 0;
-        while offset < bytes.len() {
-            match decode(&bytes[offset..]) {
-                // Out of sequence: a first record below the segment's name, or a
-                // record not above the one before it. Open refuses it, or repair
-                // cuts there, as for corruption.
-                Some(record) if (offset == 0 && record.lsn < *named) || record.lsn <= last_lsn => {
-                    out.summary.damage = Some(WalDamage::Corrupt { segment: path.clone(), offset: offset as u64 });
-                    break;
-                }
-                Some(record) => {
-                    out.records.push(WalRecord {
-                        lsn: record.lsn,
-                        segment: path.clone(),
-                        offset: offset as u64,
-                        payload: record.payload.to_vec(),
-                    });
-                    last_lsn = record.lsn;
-                    offset += record.size;
-                }
-                _ => break,
-            }
-        }
-        if out.summary.damage.is_some() {
-            break;
-        }
-        if offset == bytes.len() {
-            continue;
-        }
-        let later = &contents[i + 1..];
-        let later_valid = later.iter().any(|b| decode(b).is_some());
-        let valid_after = later_valid || valid_record_after(&bytes[offset + 1..], last_lsn);
-        out.summary.damage = Some(if valid_after {
-            WalDamage::Corrupt { segment: path.clone(), offset: offset as u64 }
-        } else {
-            let dropped = (bytes.len() - offset) as u64 + later.iter().map(|b| b.len() as u64).sum::<u64>();
-            WalDamage::TornTail { segment: path.clone(), offset: offset as u64, bytes: dropped }
-        });
-        break;
-    }
-    out.summary.records = out.records.len();
-    out.summary.lsns = out.records.first().zip(out.records.last()).map(|(a, b)| (a.lsn, b.lsn));
-    Ok(out)
-}
-
-/// Whether a valid record with a higher sequence number starts somewhere in `rest`.
-fn valid_record_after(rest: &[u8], last_lsn: u64) -> bool {
-    (0..rest.len().saturating_sub(HEADER_LEN - 1)).any(|p| decode(&rest[p..]).is_some_and(|r| r.lsn > last_lsn))
+        records,
+        segments: segments.into_iter().map(|(_, p)| p).collect(),
+    })
 }

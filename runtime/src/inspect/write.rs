@@ -1,10 +1,19 @@
 //! The writers: `import` and `compact`. Both take the directory lock first and write
 //! the way a flush does: every file through one [`WriteBatch`] (temp file, fsync,
 //! rename, directory fsync), so a crash leaves each file old or new, never torn.
+//!
+//! They never write index files: the header's content hash is computed over the
+//! typed keys, which the tools do not have. The index files of a collection that
+//! changes are removed first, durably, and the store writes them again (it rebuilds
+//! every index from the records on open, and writes a missing file at close). A
+//! crash between the two steps leaves records without index files, never an index
+//! file of other records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
+use std::path::PathBuf;
 
+use super::check;
 use super::index;
 use super::json::{compare, Json};
 use super::lock::lock;
@@ -39,10 +48,7 @@ pub struct ImportReport {
     pub replaced: usize,
     /// The id field used.
     pub id_field: String,
-    /// Index files rewritten to match.
-    pub index_files_rewritten: usize,
-    /// Index files removed because they could not be rebuilt here (the next open
-    /// rebuilds them).
+    /// Index files removed (the store writes them again; see the module docs).
     pub index_files_removed: usize,
 }
 
@@ -68,9 +74,7 @@ pub struct CompactReport {
     pub segments_removed: usize,
     /// Bytes of a torn WAL tail that were dropped with the segments.
     pub torn_bytes_dropped: u64,
-    /// Index files rewritten to match.
-    pub index_files_rewritten: usize,
-    /// Index files removed because they could not be rebuilt here.
+    /// Index files removed (the store writes them again; see the module docs).
     pub index_files_removed: usize,
     /// Leftover temp files of interrupted flushes that were deleted.
     pub temp_files_removed: usize,
@@ -83,6 +87,8 @@ struct Change {
     id_text: String,
     id: Json,
     value: Option<Json>,
+    /// A parent entry: applies only where no record with its id exists.
+    parent: bool,
 }
 
 /// What staging one collection's changes did.
@@ -91,8 +97,8 @@ struct Staged {
     inserted: usize,
     replaced: usize,
     removed: usize,
-    index_rewritten: usize,
-    index_removed: usize,
+    /// The collection's index files, to remove before the records change.
+    index_files: Vec<PathBuf>,
 }
 
 fn invalid(message: String) -> InspectError {
@@ -102,13 +108,20 @@ fn invalid(message: String) -> InspectError {
 impl DataDir {
     /// Reads JSON lines (one record object per line; blank lines are skipped) and
     /// stores them in a collection, in its layout: a record with a stored id replaces
-    /// it. Index files are rewritten to match. Takes the directory lock.
+    /// it. The collection's index files are removed (the store writes them again).
+    /// Takes the directory lock.
+    ///
+    /// Every line is checked first, and one bad line refuses the whole input: its
+    /// fields against the stored records' fields and their JSON kinds, its checked
+    /// foreign keys against the parents' durable records, and the unique indices
+    /// (see the `check` module for what this can and cannot catch). A collection
+    /// with no stored records cannot be checked, and is refused.
     ///
     /// # Errors
     ///
     /// [`InspectError::Locked`] when a `Store` holds the directory; an unknown or
-    /// memory collection; [`InspectError::Invalid`] for a bad line, an id that cannot
-    /// be a file name, a unique index clash, unreadable stored records, or unflushed
+    /// memory collection; [`InspectError::Invalid`] for a bad line (the message names
+    /// it), an id that cannot be a file name, unreadable stored records, or unflushed
     /// WAL writes to the collection (run `compact` first). Nothing is written then.
     pub fn import(
         &self,
@@ -140,34 +153,41 @@ impl DataDir {
         let id_field =
             match options.id_field.clone().or_else(|| info.id_field.clone()).or_else(|| infer_id_field(&parsed, &[])) {
                 Some(field) => field,
-                None if lines.first().is_some_and(|l| l.get("id").is_some()) => "id".to_owned(),
+                None if lines.first().is_some_and(|(_, l)| l.get("id").is_some()) => "id".to_owned(),
                 None => return Err(invalid("cannot tell which field holds the id; pass it with --id-field".into())),
             };
+        let refuse = |n: usize, message: String| invalid(format!("line {n}: {message}; nothing was imported"));
+        let fields = check::Fields::of(parsed.iter().filter_map(|p| p.json.as_ref().ok()));
+        if fields.is_empty() && !lines.is_empty() {
+            return Err(invalid(format!(
+                "`{name}` has no stored records to check the input's fields against (shelf.json does not record field types), so the input could hold records the application cannot load; write the first records through the application"
+            )));
+        }
         let mut changes = Vec::with_capacity(lines.len());
-        for (n, line) in lines.into_iter().enumerate() {
+        let mut line_of: BTreeMap<String, usize> = BTreeMap::new();
+        for (n, line) in lines {
             let Some(id) = line.get(&id_field).cloned() else {
-                return Err(invalid(format!("record {}: no `{id_field}` field (the id)", n + 1)));
+                return Err(refuse(n, format!("no `{id_field}` field (the id)")));
             };
             let Some(id_text) = id.key_text() else {
-                return Err(invalid(format!("record {}: id {id} is not a string or an integer", n + 1)));
+                return Err(refuse(n, format!("id {id} is not a string or an integer")));
             };
-            changes.push(Change { id_text, id, value: Some(line) });
+            fields.check(&line).map_err(|e| refuse(n, e))?;
+            line_of.insert(id_text.clone(), n);
+            changes.push(Change { id_text, id, value: Some(line), parent: false });
         }
+        data.check_import_references(&info, &parsed, &changes, &id_field, &line_of)?;
+        data.check_import_unique(&info, &parsed, &changes, &id_field, &line_of)?;
         let read = changes.len();
         progress.start(&format!("writing {name}"), Some(read as u64));
         let mut batch = WriteBatch::default();
-        let staged = data.stage(&info, parsed, changes, Some(&id_field), true, &mut batch)?;
+        let staged = data.stage(&info, parsed, changes, Some(&id_field), &mut batch)?;
+        let index_files_removed = staged.index_files.len();
+        remove_index_files(&staged.index_files)?;
         commit(&data, &info, &batch)?;
         progress.advance(read as u64);
         progress.finish();
-        Ok(ImportReport {
-            read,
-            inserted: staged.inserted,
-            replaced: staged.replaced,
-            id_field,
-            index_files_rewritten: staged.index_rewritten,
-            index_files_removed: staged.index_removed,
-        })
+        Ok(ImportReport { read, inserted: staged.inserted, replaced: staged.replaced, id_field, index_files_removed })
     }
 
     /// Checkpoints the WAL: applies its valid records to the files in sequence order
@@ -212,6 +232,7 @@ impl DataDir {
                     id_text,
                     id: write.id,
                     value: write.value,
+                    parent: write.parent,
                 });
             }
             progress.advance(1);
@@ -221,6 +242,7 @@ impl DataDir {
         let mut batch = WriteBatch::default();
         let mut meta = data.meta.clone();
         let mut touched = Vec::new();
+        let mut index_files = Vec::new();
         for (name, changes) in per_collection {
             let info = data.collection(&name)?.clone();
             if !info.is_persisted() {
@@ -235,9 +257,9 @@ impl DataDir {
                 changes.iter().filter_map(|c| c.value.as_ref().map(|v| (&c.id, v))).collect();
             let id_field = info.id_field.clone().or_else(|| infer_id_field(&parsed, &pairs));
             let count = changes.len();
-            let staged = data.stage(&info, parsed, changes, id_field.as_deref(), false, &mut batch)?;
-            report.index_files_rewritten += staged.index_rewritten;
-            report.index_files_removed += staged.index_removed;
+            let staged = data.stage(&info, parsed, changes, id_field.as_deref(), &mut batch)?;
+            report.index_files_removed += staged.index_files.len();
+            index_files.extend(staged.index_files);
             report.collections.push(Applied { name, written: count - staged.removed, removed: staged.removed });
             touched.push(info);
         }
@@ -249,6 +271,7 @@ impl DataDir {
                 create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
             }
         }
+        remove_index_files(&index_files)?;
         batch.commit(&RealFs, SyncMode::Batched)?;
         // The files hold every logged commit now: the segments can go.
         for segment in &scan.segments {
@@ -274,7 +297,6 @@ impl DataDir {
         parsed: Vec<Parsed>,
         changes: Vec<Change>,
         id_field: Option<&str>,
-        enforce_unique: bool,
         batch: &mut WriteBatch,
     ) -> Result<Staged> {
         let name = info.name.as_str();
@@ -298,12 +320,12 @@ impl DataDir {
             let id = id_field.and_then(|f| json.get(f)).cloned();
             records.insert(id_text, (id, json.clone()));
         }
-        let before: Vec<Json> = records.values().map(|(_, r)| r.clone()).collect();
         let mut changed: BTreeMap<String, Option<Json>> = BTreeMap::new();
         for change in changes {
             encode::encode(&change.id_text)
                 .map_err(|reason| invalid(format!("id `{}` cannot be stored: {reason}", truncate(&change.id_text))))?;
             match change.value {
+                Some(_) if change.parent && records.contains_key(&change.id_text) => {}
                 Some(value) => {
                     match records.insert(change.id_text.clone(), (Some(change.id), value.clone())) {
                         Some(_) => staged.replaced += 1,
@@ -340,50 +362,108 @@ impl DataDir {
             }
             StorageKind::Memory => return Err(InspectError::MemoryCollection { name: name.to_owned() }),
         }
-        self.stage_indices(name, &before, &records, enforce_unique, batch, &mut staged)?;
+        staged.index_files = index::files(&self.dir, name)?;
         Ok(staged)
     }
 
-    /// Rewrites each index file of a collection for its new records, or removes it
-    /// when it cannot be rebuilt here (the next open rebuilds a missing file).
-    fn stage_indices(
+    /// Refuses input records whose checked foreign keys name a parent that does not
+    /// exist in the parent collection's durable state (or, for a collection that is
+    /// its own parent, among the stored and imported records).
+    fn check_import_references(
         &self,
-        name: &str,
-        before: &[Json],
-        records: &BTreeMap<String, (Option<Json>, Json)>,
-        enforce_unique: bool,
-        batch: &mut WriteBatch,
-        staged: &mut Staged,
+        info: &CollectionInfo,
+        parsed: &[Parsed],
+        changes: &[Change],
+        id_field: &str,
+        line_of: &BTreeMap<String, usize>,
     ) -> Result<()> {
-        let before: Vec<&Json> = before.iter().collect();
-        let after: Vec<&Json> = records.values().map(|(_, r)| r).collect();
-        let with_ids: Option<Vec<(Json, &Json)>> =
-            records.values().map(|(id, r)| id.clone().map(|id| (id, r))).collect();
-        for path in index::files(&self.dir, name)? {
-            let old = RealFs.read(&path).ok().and_then(|bytes| index::parse(&bytes).ok());
-            let index_name = index::name_of(&path);
-            let fields = index::fields(&index_name, &after).ok();
-            let (Some(old), Some(fields), Some(with_ids)) = (old, fields, &with_ids) else {
-                batch.remove(path);
-                staged.index_removed += 1;
-                continue;
+        for fk in info.foreign_keys.iter().filter(|fk| fk.check) {
+            let parents: BTreeSet<String> = if fk.parent == info.name {
+                parsed
+                    .iter()
+                    .filter_map(|p| p.id_text(Some(id_field)))
+                    .chain(changes.iter().map(|c| c.id_text.clone()))
+                    .collect()
+            } else {
+                self.durable_state(&fk.parent, &Quiet)?.records.into_keys().collect()
             };
-            let shape = index::shape_of(Some(&old), &before, &fields);
-            if enforce_unique && old.header.unique {
-                let pairs: Vec<(String, &Json)> = records.iter().map(|(id, (_, r))| (id.clone(), r)).collect();
-                if let Some((key, ids)) = index::duplicates(&index::rebuild(&pairs, &fields, shape)).into_iter().next()
-                {
-                    return Err(invalid(format!(
-                        "unique index `{index_name}`: key {} would be held by records {}",
-                        truncate(&key),
-                        ids.join(", ")
-                    )));
+            for change in changes {
+                let Some(value) = change.value.as_ref().and_then(|v| v.get(&fk.field)) else { continue };
+                if *value == Json::Null {
+                    continue;
                 }
+                if value.key_text().is_some_and(|id| parents.contains(&id)) {
+                    continue;
+                }
+                let n = line_of.get(&change.id_text).copied().unwrap_or(0);
+                return Err(invalid(format!(
+                    "line {n}: field `{}` refers to {} in `{}`, which has no such record; nothing was imported",
+                    fk.field,
+                    truncate(&value.to_text()),
+                    fk.parent
+                )));
             }
-            let bytes = index::render(&old.header, with_ids, &fields, shape)
-                .map_err(|e| invalid(format!("cannot write index `{index_name}`: {e}")))?;
-            batch.write(path, bytes);
-            staged.index_rewritten += 1;
+        }
+        Ok(())
+    }
+
+    /// Refuses input records that would share a key of a unique index with another
+    /// record. The unique indices are those `shelf.json` records (or, in an older
+    /// one, those whose index files say so).
+    fn check_import_unique(
+        &self,
+        info: &CollectionInfo,
+        parsed: &[Parsed],
+        changes: &[Change],
+        id_field: &str,
+        line_of: &BTreeMap<String, usize>,
+    ) -> Result<()> {
+        let files = index::files(&self.dir, &info.name)?;
+        let old = |index_name: &str| {
+            files
+                .iter()
+                .find(|p| index::name_of(p) == index_name)
+                .and_then(|p| RealFs.read(p).ok())
+                .and_then(|bytes| index::parse(&bytes).ok())
+        };
+        let unique: Vec<String> = if info.indices.is_empty() {
+            files
+                .iter()
+                .filter(|p| old(&index::name_of(p)).is_some_and(|f| f.header.unique))
+                .map(|p| index::name_of(p))
+                .collect()
+        } else {
+            info.indices.iter().filter(|i| i.unique).map(|i| i.name.clone()).collect()
+        };
+        let mut records: BTreeMap<String, (Option<Json>, Json)> = BTreeMap::new();
+        for p in parsed {
+            if let (Some(id), Ok(json)) = (p.id_text(Some(id_field)), &p.json) {
+                records.insert(id, (None, json.clone()));
+            }
+        }
+        let before: Vec<&Json> = records.values().map(|(_, r)| r).collect();
+        let before: Vec<Json> = before.into_iter().cloned().collect();
+        for change in changes {
+            if let Some(value) = &change.value {
+                records.insert(change.id_text.clone(), (None, value.clone()));
+            }
+        }
+        for index_name in unique {
+            let all: Vec<&Json> = before.iter().collect();
+            let fields = index::fields(&index_name, &all).unwrap_or_default();
+            // How an array field is keyed is not recorded: one key per element is
+            // the stricter reading, unless the index file shows whole arrays.
+            let shape = index::shape_of(old(&index_name).as_ref(), &all, &fields);
+            if let Some((key, ids)) = check::unique_clash(&index_name, &records, shape) {
+                let n = ids.iter().filter_map(|id| line_of.get(id)).max().copied().unwrap_or(0);
+                let others: Vec<&str> =
+                    ids.iter().filter(|id| line_of.get(*id) != Some(&n)).map(String::as_str).collect();
+                return Err(invalid(format!(
+                    "line {n}: unique index `{index_name}`: key {} is already held by record {}; nothing was imported",
+                    truncate(&key),
+                    others.join(", ")
+                )));
+            }
         }
         Ok(())
     }
@@ -416,6 +496,17 @@ impl DataDir {
     }
 }
 
+/// Removes index files durably (one directory sync each), before the records they
+/// index change.
+fn remove_index_files(paths: &[PathBuf]) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    for path in paths {
+        batch.remove(path.clone());
+    }
+    batch.commit(&RealFs, SyncMode::Batched)?;
+    Ok(())
+}
+
 /// Creates the collection's directories and commits the batch.
 fn commit(data: &DataDir, info: &CollectionInfo, batch: &WriteBatch) -> Result<()> {
     for dir in strategy(&data.dir, info).dirs() {
@@ -443,8 +534,8 @@ fn pretty(value: &Json) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The non-blank lines of the input, each a JSON object.
-fn read_lines(input: &mut dyn BufRead) -> Result<Vec<Json>> {
+/// The non-blank lines of the input, each a JSON object, with its line number.
+fn read_lines(input: &mut dyn BufRead) -> Result<Vec<(usize, Json)>> {
     let mut out = Vec::new();
     for (n, line) in input.lines().enumerate() {
         let line = line.map_err(|e| InspectError::io("read", "<input>", e))?;
@@ -452,7 +543,7 @@ fn read_lines(input: &mut dyn BufRead) -> Result<Vec<Json>> {
             continue;
         }
         match Json::parse(line.as_bytes()) {
-            Ok(json @ Json::Object(_)) => out.push(json),
+            Ok(json @ Json::Object(_)) => out.push((n + 1, json)),
             Ok(_) => return Err(invalid(format!("line {}: not a JSON object", n + 1))),
             Err(e) => return Err(invalid(format!("line {}: {e}", n + 1))),
         }

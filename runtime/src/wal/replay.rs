@@ -73,32 +73,136 @@ pub(crate) fn list_segments(fs: &dyn Vfs, dir: &Path) -> Result<Vec<(u64, PathBu
     Ok(segments)
 }
 
+/// One valid record found by [`scan`].
+#[derive(Debug)]
+pub(crate) struct Scanned<'a> {
+    pub lsn: u64,
+    /// The index of its segment in the list given to [`scan`].
+    pub segment: usize,
+    /// Where it starts in its segment.
+    pub offset: u64,
+    pub payload: &'a [u8],
+}
+
+/// Why the walk stopped before the end of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A record that does not decode (short, too large, or failing its checksum).
+    /// `valid_after`: a valid record follows it, in the same segment or a later one,
+    /// so it is corruption rather than a torn tail.
+    Undecodable { valid_after: bool },
+    /// A valid record out of sequence: a first record below its segment's name, or a
+    /// record not above the one before it. Always corruption; the text says which.
+    OutOfOrder(String),
+}
+
+/// Where and why the walk stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    /// The index of the segment.
+    pub segment: usize,
+    /// Where the invalid record starts.
+    pub offset: u64,
+    pub stop: Stop,
+    /// Whether a later segment starts with a valid record (it is then removed with
+    /// the tail when the log is cut; an empty or garbage one is kept for the next
+    /// checkpoint).
+    pub later_valid: bool,
+    /// Bytes that cutting the log here drops: the rest of this segment, and the later
+    /// segments when they hold records.
+    pub dropped: u64,
+}
+
+impl Invalid {
+    /// Whether this is corruption (valid records would be lost by cutting here), not
+    /// the torn end of an interrupted append.
+    pub fn is_corruption(&self) -> bool {
+        !matches!(self.stop, Stop::Undecodable { valid_after: false })
+    }
+}
+
+/// The walk over the log: the one reading of the WAL format, used by recovery on
+/// open and by `inspect` (which reports instead of truncating).
+#[derive(Debug, Default)]
+pub(crate) struct Scan<'a> {
+    /// Every valid record up to the first invalid one, in order.
+    pub records: Vec<Scanned<'a>>,
+    /// The first invalid record, if any.
+    pub invalid: Option<Invalid>,
+}
+
+/// Walks `segments` (as [`list_segments`] gives them, with their bytes in
+/// `contents`) in order, up to the first invalid record. See the module docs.
+pub(crate) fn scan<'a>(segments: &[(u64, PathBuf)], contents: &'a [Vec<u8>]) -> Scan<'a> {
+    let mut out = Scan::default();
+    let mut last_lsn = 0;
+    for (i, ((named, _), bytes)) in segments.iter().zip(contents).enumerate() {
+        let mut offset = 0;
+        let mut out_of_order = None;
+        while offset < bytes.len() {
+            let Some(record) = decode(&bytes[offset..]) else { break };
+            if offset == 0 && record.lsn < *named {
+                out_of_order = Some(format!(
+                    "its name says its first sequence number is at least {named}, but its first record has {}",
+                    record.lsn
+                ));
+                break;
+            }
+            if record.lsn <= last_lsn {
+                out_of_order = Some(format!(
+                    "the record at byte {offset} has sequence number {}, not above the {last_lsn} before it",
+                    record.lsn
+                ));
+                break;
+            }
+            out.records.push(Scanned { lsn: record.lsn, segment: i, offset: offset as u64, payload: record.payload });
+            last_lsn = record.lsn;
+            offset += record.size;
+        }
+        if offset == bytes.len() {
+            continue;
+        }
+        // A later segment proves corruption only if it holds a record: a rotation
+        // whose directory sync failed can leave an empty one behind.
+        let later = &contents[i + 1..];
+        let later_valid = later.iter().any(|b| decode(b).is_some());
+        let stop = match out_of_order {
+            Some(problem) => Stop::OutOfOrder(problem),
+            None => {
+                Stop::Undecodable { valid_after: later_valid || valid_record_after(&bytes[offset + 1..], last_lsn) }
+            }
+        };
+        let mut dropped = (bytes.len() - offset) as u64;
+        if later_valid {
+            dropped += later.iter().map(|b| b.len() as u64).sum::<u64>();
+        }
+        out.invalid = Some(Invalid { segment: i, offset: offset as u64, stop, later_valid, dropped });
+        break;
+    }
+    out
+}
+
 /// Reads every segment in `dir`, truncating a torn tail. See the module docs.
 pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovered> {
     let segments = list_segments(fs, dir)?;
-    let mut out = Recovered::default();
-    for (i, (named, path)) in segments.iter().enumerate() {
-        let bytes = read_segment(fs, path).map_err(|e| Error::io("read WAL segment", path, e))?;
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let Some(record) = decode(&bytes[offset..]) else { break };
-            // A valid record out of order is not a torn write: it is an error, or
-            // under repair, where the log is cut.
-            let problem = if offset == 0 && record.lsn < *named {
-                Some(format!(
-                    "its name says its first sequence number is at least {named}, but its first record has {}",
-                    record.lsn
-                ))
-            } else if record.lsn <= out.last_lsn {
-                Some(format!(
-                    "the record at byte {offset} has sequence number {}, not above the {} before it",
-                    record.lsn, out.last_lsn
-                ))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                if !repair {
+    let mut contents = Vec::with_capacity(segments.len());
+    for (_, path) in &segments {
+        contents.push(read_segment(fs, path).map_err(|e| Error::io("read WAL segment", path, e))?);
+    }
+    let walk = scan(&segments, &contents);
+    let mut out = Recovered {
+        records: walk.records.iter().map(|r| (r.lsn, r.payload.to_vec())).collect(),
+        last_lsn: walk.records.last().map_or(0, |r| r.lsn),
+        ..Recovered::default()
+    };
+    match walk.invalid {
+        None => out.segments = segments.iter().map(|(_, p)| p.clone()).collect(),
+        Some(invalid) => {
+            let path = &segments[invalid.segment].1;
+            match &invalid.stop {
+                // A valid record out of order is not a torn write: it is an error, or
+                // under repair, where the log is cut.
+                Stop::OutOfOrder(problem) if !repair => {
                     return Err(Error::WalSegment {
                         segment: path.clone(),
                         message: format!(
@@ -106,44 +210,29 @@ pub(crate) fn recover(fs: &dyn Vfs, dir: &Path, repair: bool) -> Result<Recovere
                         ),
                     });
                 }
-                break;
+                Stop::Undecodable { valid_after: true } if !repair => {
+                    return Err(Error::WalCorrupt { segment: path.clone(), offset: invalid.offset });
+                }
+                _ => {}
             }
-            out.records.push((record.lsn, record.payload.to_vec()));
-            out.last_lsn = record.lsn;
-            offset += record.size;
-        }
-        out.segments.push(path.clone());
-        if offset == bytes.len() {
-            continue;
-        }
-        // An invalid record at `offset`.
-        let later_segments = &segments[i + 1..];
-        // A later segment proves corruption only if it holds a record: a rotation
-        // whose directory sync failed can leave an empty one behind.
-        let later_valid = later_segments.iter().any(|(_, p)| read_segment(fs, p).is_ok_and(|b| decode(&b).is_some()));
-        let valid_after = later_valid || valid_record_after(&bytes[offset + 1..], out.last_lsn);
-        if valid_after && !repair {
-            return Err(Error::WalCorrupt { segment: path.clone(), offset: offset as u64 });
-        }
-        let mut dropped = (bytes.len() - offset) as u64;
-        let file = fs.open_append(path).map_err(|e| Error::io("open WAL segment", path, e))?;
-        file.truncate(offset as u64).map_err(|e| Error::io("truncate WAL segment", path, e))?;
-        file.sync_data().map_err(|e| Error::io("sync WAL segment", path, e))?;
-        for (_, later) in later_segments {
-            if later_valid {
-                dropped += read_segment(fs, later).map(|b| b.len() as u64).unwrap_or(0);
-                fs.remove_file(later).map_err(|e| Error::io("remove WAL segment", later, e))?;
-            } else {
-                // Empty: kept for the next checkpoint to delete.
-                out.segments.push(later.clone());
+            out.segments = segments[..=invalid.segment].iter().map(|(_, p)| p.clone()).collect();
+            let file = fs.open_append(path).map_err(|e| Error::io("open WAL segment", path, e))?;
+            file.truncate(invalid.offset).map_err(|e| Error::io("truncate WAL segment", path, e))?;
+            file.sync_data().map_err(|e| Error::io("sync WAL segment", path, e))?;
+            for (_, later) in &segments[invalid.segment + 1..] {
+                if invalid.later_valid {
+                    fs.remove_file(later).map_err(|e| Error::io("remove WAL segment", later, e))?;
+                } else {
+                    // Empty: kept for the next checkpoint to delete.
+                    out.segments.push(later.clone());
+                }
             }
+            if invalid.later_valid {
+                fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+            }
+            tracing::warn!(segment = %path.display(), offset = invalid.offset, dropped = invalid.dropped, repair, "truncated the WAL at an invalid record");
+            out.truncated_bytes = invalid.dropped;
         }
-        if later_valid {
-            fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
-        }
-        tracing::warn!(segment = %path.display(), offset, dropped, repair, "truncated the WAL at an invalid record");
-        out.truncated_bytes = dropped;
-        break;
     }
     // Sequence numbers never go back, even when every segment is empty: a segment
     // is named for its first record, so the next record follows the highest name.
