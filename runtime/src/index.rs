@@ -31,6 +31,8 @@ use crate::key::Key;
 )]
 pub trait IndexKey: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {}
 
+// Reported as "`K` cannot be an index key", once, rather than once per missing trait.
+#[diagnostic::do_not_recommend]
 impl<K: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static> IndexKey for K {}
 
 /// What kind of index, as declared with `#[index(...)]`.
