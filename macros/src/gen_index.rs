@@ -60,12 +60,14 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
             }
         };
         let span = key_span(index);
+        // Through the key probe: a key type that is not an `IndexKey` is reported
+        // once, by `key_assertions`, not here too.
         quote_spanned! {span=>
-            #p::Index::<Self, #key_ty>::new(
+            (&#p::KeyProbe::<#key_ty>::new()).index(
                 #name,
                 #p::IndexKind { unique: #unique, sorted: #sorted },
                 |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&#key_ty)| { #visit },
-            ).boxed()
+            )
         }
     });
     quote!(::std::vec![#(#items),*])
@@ -136,7 +138,7 @@ pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> 
             quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::core::option::Option<::std::sync::Arc<#entity>> {
-                    #p::index_one::<#entity, #key_ty, #probe_ty>(&self.0, #pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).one(&self.0, #pos, #probe)
                 }
             }
         } else {
@@ -145,11 +147,11 @@ pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> 
             quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
-                    #p::index_all::<#entity, #key_ty, #probe_ty>(&self.0, #pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).all(&self.0, #pos, #probe)
                 }
                 #[doc = #count_doc]
                 pub fn #count_by(&self, #(#params),*) -> usize {
-                    #p::index_count::<#entity, #key_ty, #probe_ty>(&self.0, #pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).count(&self.0, #pos, #probe)
                 }
             }
         };
@@ -160,13 +162,13 @@ pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> 
                     #[doc = #doc]
                     pub fn #range_by<'k>(&self, range: impl ::core::ops::RangeBounds<&'k str>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
                         let bounds = (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
-                        #p::index_range::<#entity, #key_ty, str>(&self.0, #pos, bounds)
+                        (&#p::KeyProbe::<#key_ty, str>::new()).range(&self.0, #pos, bounds)
                     }
                 },
                 _ => quote! {
                     #[doc = #doc]
                     pub fn #range_by(&self, range: impl ::core::ops::RangeBounds<#key_ty>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
-                        #p::index_range::<#entity, #key_ty, #key_ty>(&self.0, #pos, (range.start_bound(), range.end_bound()))
+                        (&#p::KeyProbe::<#key_ty, #key_ty>::new()).range(&self.0, #pos, (range.start_bound(), range.end_bound()))
                     }
                 },
             };

@@ -85,6 +85,9 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
         #fields_struct
 
         const _: () = {
+            #[allow(unused_imports)]
+            use #p::{IndexKeyProbe as _, NotAnIndexKey as _};
+
             #[automatically_derived]
             impl #p::Entity for #ident {
                 #id_assoc

@@ -1,12 +1,17 @@
 //! Support for the code `#[derive(Entity)]` generates for relationships, reached
 //! through `shelf::__private`: the compile-time check of a `has_many` key and the
-//! `has_many` / `has_one` accessors. Not a public API.
+//! `has_many` / `has_one` accessors, and the index probes. Not a public API.
 
+use std::borrow::Borrow;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::entity::{Entity, EntityInternals};
 use crate::error::{Error, Result};
-use crate::index::IndexKey;
+use crate::handle::{index_all, index_count, index_one, index_range, Collection};
+use crate::index::{Index, IndexKey, IndexKind, IndexMaint, KeysOf};
 use crate::relation::{ForeignKey, Reader};
 
 /// Whether `keys` (an entity's `(field, parent collection)` list) holds `field`
@@ -66,4 +71,93 @@ where
     P::Id: IndexKey,
 {
     Ok(has_many::<C, P>(reader, field, parent)?.into_iter().next())
+}
+
+/// Chooses, at compile time, how generated code builds and probes an index whose
+/// key type is `K` (probed with `&Q`): through [`IndexKeyProbe`] when `K` is an
+/// index key, else through [`NotAnIndexKey`] (autoref specialization). So a key
+/// type that is not an [`IndexKey`] is reported once, by the derive's assertion on
+/// the field, and not again at every generated use.
+pub struct KeyProbe<K, Q: ?Sized = K>(PhantomData<fn() -> K>, PhantomData<fn() -> PhantomData<Q>>);
+
+impl<K, Q: ?Sized> KeyProbe<K, Q> {
+    /// The probe.
+    pub const fn new() -> Self {
+        KeyProbe(PhantomData, PhantomData)
+    }
+}
+
+impl<K, Q: ?Sized> Default for KeyProbe<K, Q> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What generated code does with an index whose key type is an [`IndexKey`].
+pub trait IndexKeyProbe<T: Entity, K, Q: ?Sized> {
+    /// The index, boxed for `EntityInternals::__indices`.
+    fn index(&self, name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Box<dyn IndexMaint<T>>;
+    /// `by_<field>` of a unique index.
+    fn one(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Option<Arc<T>>;
+    /// `by_<field>` of a non-unique index.
+    fn all(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Vec<Arc<T>>;
+    /// `count_by_<field>`.
+    fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
+    /// `range_by_<field>`.
+    fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+}
+
+impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized> IndexKeyProbe<T, K, Q> for KeyProbe<K, Q> {
+    fn index(&self, name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Box<dyn IndexMaint<T>> {
+        Index::<T, K>::new(name, kind, keys_of).boxed()
+    }
+    fn one(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Option<Arc<T>> {
+        index_one::<T, K, Q>(collection, pos, key)
+    }
+    fn all(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Vec<Arc<T>> {
+        index_all::<T, K, Q>(collection, pos, key)
+    }
+    fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize {
+        index_count::<T, K, Q>(collection, pos, key)
+    }
+    fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
+        index_range::<T, K, Q>(collection, pos, bounds)
+    }
+}
+
+/// The fallback of [`IndexKeyProbe`] for a key type that is not an [`IndexKey`].
+/// A crate that selects it does not compile (the derive asserts `K: IndexKey` on
+/// the field), so its methods are never run.
+pub trait NotAnIndexKey<T: Entity, K, Q: ?Sized> {
+    /// Never run: see the trait.
+    fn index(&self, name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Box<dyn IndexMaint<T>>;
+    /// Never run: see the trait.
+    fn one(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Option<Arc<T>>;
+    /// Never run: see the trait.
+    fn all(&self, collection: &Collection<T>, pos: usize, key: &Q) -> Vec<Arc<T>>;
+    /// Never run: see the trait.
+    fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
+    /// Never run: see the trait.
+    fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+}
+
+const NEVER: &str =
+    "a key type that is not an IndexKey fails the derive's assertion; this code is never compiled into a program";
+
+impl<T: Entity, K, Q: ?Sized> NotAnIndexKey<T, K, Q> for &KeyProbe<K, Q> {
+    fn index(&self, _: &'static str, _: IndexKind, _: KeysOf<T, K>) -> Box<dyn IndexMaint<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn one(&self, _: &Collection<T>, _: usize, _: &Q) -> Option<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn all(&self, _: &Collection<T>, _: usize, _: &Q) -> Vec<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn count(&self, _: &Collection<T>, _: usize, _: &Q) -> usize {
+        unreachable!("{NEVER}")
+    }
+    fn range(&self, _: &Collection<T>, _: usize, _: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
 }

@@ -27,7 +27,7 @@ use crate::key::Key;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an index key",
     label = "index keys need `Eq + Ord + Hash + Clone + Serialize + Deserialize`",
-    note = "floats have no total order: store an integer instead (e.g. cents as i64), or a wrapper that implements Ord and Hash"
+    note = "derive `PartialEq, Eq, PartialOrd, Ord, Hash` (with `Clone, Debug, Serialize, Deserialize`) on your own key type; a float has no total order: store an integer instead (e.g. cents as i64)"
 )]
 pub trait IndexKey: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {}
 
@@ -277,7 +277,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0, content: 0 }
     }
 
-    /// Boxes the index for [`Entity::__indices`].
+    /// Boxes the index for `EntityInternals::__indices`.
     pub fn boxed(self) -> Box<dyn IndexMaint<T>> {
         Box::new(self)
     }

@@ -70,7 +70,7 @@ pub use watch::{Change, Event};
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::derived::{foreign_key, has_foreign_key, has_many, has_one};
+    pub use crate::derived::{foreign_key, has_foreign_key, has_many, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey};
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
