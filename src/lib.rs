@@ -42,11 +42,15 @@
 //! | `#[belongs_to(Parent)]`, options `on_delete = restrict / cascade / detach`, `check = false` | field | a foreign key: indexed, checked, with an accessor |
 //! | `#[has_many(items: Item, key = field)]` | struct | 1:N: `parent.items(&store)` |
 //! | `#[has_many(items: Item, through = Join)]` | struct | M:N through a join entity: `items`, `link_items`, `unlink_items` |
+//! | `#[has_one(item: Item, key = field)]` | struct | 1:1: `parent.item(&store)` returns the child, if any; on the child, `#[id] #[belongs_to(Parent)]` makes the id the key |
 //!
 //! The derive generates `<Type>Collection`, the typed handle that
 //! [`Store::collection`] returns (it dereferences to [`Collection<T>`] and adds the
 //! index lookups), and `<Type>Fields`, returned by `Type::fields()`, for typed
-//! [queries](Query). The README has a tour of everything, as doctests.
+//! [queries](Query). Everything else it generates sits inside an anonymous
+//! `const _: () = { ... }` block. A raw identifier is named without `r#`
+//! (`#[index] r#type` gives `by_type`). The README has a tour of everything, and
+//! the naming rules, as doctests.
 //!
 //! ### Names refined from the design
 //!

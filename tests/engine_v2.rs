@@ -84,8 +84,8 @@ fn a_write_inside_an_update_closure_is_an_error_not_a_deadlock() {
     assert!(matches!(inner_write, Err(Error::Reentrant { .. })), "{inner_write:?}");
     assert!(matches!(inner_flush, Err(Error::Reentrant { op: "flush", .. })), "{inner_flush:?}");
     let docs = store.collection::<Doc>().unwrap();
-    assert_eq!(docs.get(&"a".into()).unwrap().version, 1, "the update itself went through");
-    assert!(!docs.contains(&"b".into()));
+    assert_eq!(docs.get("a").unwrap().version, 1, "the update itself went through");
+    assert!(!docs.contains("b"));
     // The writer lock is free again.
     docs.insert(Doc { id: "c".into(), version: 0 }).unwrap();
 }
@@ -122,8 +122,8 @@ fn a_transaction_on_another_store_inside_a_transaction_then_a_write_does_not_han
         .unwrap()
     });
     assert!(matches!(handle_write, Err(Error::InTransaction { .. })), "{handle_write:?}");
-    assert!(a.collection::<Doc>().unwrap().contains(&"in-a".into()));
-    assert!(b.collection::<Doc>().unwrap().contains(&"in-b".into()));
+    assert!(a.collection::<Doc>().unwrap().contains("in-a"));
+    assert!(b.collection::<Doc>().unwrap().contains("in-b"));
     // And after both, writes on either store go through.
     watchdog("writes after nested transactions", move || {
         a.collection::<Doc>().unwrap().insert(Doc { id: "later".into(), version: 0 }).unwrap();
@@ -207,9 +207,9 @@ fn a_flush_beside_eight_writers_loses_no_version() {
         for (key, version) in map {
             let (kind, id) = key.split_once(':').unwrap();
             let found = match kind {
-                "0" => reopened.collection::<Doc>().unwrap().get(&id.into()).map(|d| d.version),
-                "1" => reopened.collection::<Line>().unwrap().get(&id.into()).map(|d| d.version),
-                _ => reopened.collection::<Logged>().unwrap().get(&id.into()).map(|d| d.version),
+                "0" => reopened.collection::<Doc>().unwrap().get(id).map(|d| d.version),
+                "1" => reopened.collection::<Line>().unwrap().get(id).map(|d| d.version),
+                _ => reopened.collection::<Logged>().unwrap().get(id).map(|d| d.version),
             };
             assert_eq!(found, Some(*version), "{key}: the record files do not hold the newest version");
         }

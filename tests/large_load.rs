@@ -147,7 +147,7 @@ fn many_record_files_load_whole_on_reader_threads_and_a_bad_one_is_named() {
     let all = store.collection::<Sample>().unwrap();
     assert_eq!(all.len(), FILES as usize);
     assert_eq!(all.by_sensor(3).len(), (0..FILES).filter(|i| i % 7 == 3).count());
-    assert_eq!(all.get(&"s02999".into()).unwrap().value, 2999);
+    assert_eq!(all.get("s02999").unwrap().value, 2999);
     store.close().unwrap();
     drop((all, store));
 

@@ -66,7 +66,7 @@ fn a_deleted_shelf_json_and_a_changed_declaration_migrate_from_the_files_found()
     let store = Store::builder(dir.path()).register::<Zst>().open().unwrap();
     let mig = store.collection::<Zst>().unwrap();
     assert_eq!(mig.len(), 5, "the old mig.jsonl was ignored");
-    assert_eq!(mig.get(&"r3".into()).unwrap().n, 3);
+    assert_eq!(mig.get("r3").unwrap().n, 3);
     store.close().unwrap();
     assert!(dir.path().join("mig.jsonl.zst").exists());
 }

@@ -227,8 +227,8 @@ fn assert_seeded_relationships(store: &Store) {
     let lines = store.collection::<OrderLine>().unwrap();
     let posts = store.collection::<Post>().unwrap();
     let tags = store.collection::<Tag>().unwrap();
-    let ada = users.get(&"ada".into()).unwrap();
-    let bob = users.get(&"bob".into()).unwrap();
+    let ada = users.get("ada").unwrap();
+    let bob = users.get("bob").unwrap();
 
     // 1:N, parent to children and back.
     assert_eq!(ids(ada.orders(store).unwrap()), [1, 2]);
@@ -255,8 +255,8 @@ fn assert_seeded_relationships(store: &Store) {
     // M:N from both sides, in id order.
     assert_eq!(ids(p10.tags(store).unwrap()), ["db", "rust"]);
     assert_eq!(ids(posts.get(&11).unwrap().tags(store).unwrap()), ["rust"]);
-    assert_eq!(ids(tags.get(&"rust".into()).unwrap().posts(store).unwrap()), [10, 11]);
-    assert_eq!(ids(tags.get(&"db".into()).unwrap().posts(store).unwrap()), [10]);
+    assert_eq!(ids(tags.get("rust").unwrap().posts(store).unwrap()), [10, 11]);
+    assert_eq!(ids(tags.get("db").unwrap().posts(store).unwrap()), [10]);
 }
 
 #[test]
@@ -269,12 +269,12 @@ fn accessors_in_both_directions() {
     // A parent without children, and a child record that is not linked.
     let users = store.collection::<User>().unwrap();
     users.insert(user("cy")).unwrap();
-    let cy = users.get(&"cy".into()).unwrap();
+    let cy = users.get("cy").unwrap();
     assert!(cy.orders(&store).unwrap().is_empty());
     assert!(cy.posts(&store).unwrap().is_empty());
     let tags = store.collection::<Tag>().unwrap();
     tags.insert(Tag { id: "empty".into() }).unwrap();
-    assert!(tags.get(&"empty".into()).unwrap().posts(&store).unwrap().is_empty());
+    assert!(tags.get("empty").unwrap().posts(&store).unwrap().is_empty());
 
     // The join entity keeps its own fields.
     let rows = store.collection::<PostTag>().unwrap().by_post_id(10);
@@ -282,7 +282,7 @@ fn accessors_in_both_directions() {
 
     // Moving a child moves it between parents.
     store.collection::<Order>().unwrap().update(&2, |o| o.user_id = "cy".into()).unwrap();
-    assert_eq!(ids(users.get(&"ada".into()).unwrap().orders(&store).unwrap()), [1]);
+    assert_eq!(ids(users.get("ada").unwrap().orders(&store).unwrap()), [1]);
     assert_eq!(ids(cy.orders(&store).unwrap()), [2]);
 }
 
@@ -297,7 +297,7 @@ fn restrict_refuses_the_removal_and_changes_nothing() {
     let before = snapshot(&store);
 
     // ada has orders (cascade) and post 10 (restrict): the cascade is undone too.
-    let err = users.remove(&"ada".into()).unwrap_err();
+    let err = users.remove("ada").unwrap_err();
     match &err {
         Error::ForeignKey { collection, id, child_collection, field, children } => {
             assert_eq!((collection.as_str(), id.as_str()), ("user", "ada"));
@@ -312,7 +312,7 @@ fn restrict_refuses_the_removal_and_changes_nothing() {
 
     // The count is the number of blocking children.
     store.collection::<Post>().unwrap().insert(post(12, "ada", None)).unwrap();
-    match users.remove(&"ada".into()) {
+    match users.remove("ada") {
         Err(Error::ForeignKey { children: 2, .. }) => {}
         other => panic!("expected ForeignKey with 2 children, got {other:?}"),
     }
@@ -321,7 +321,7 @@ fn restrict_refuses_the_removal_and_changes_nothing() {
     let before = snapshot(&store);
 
     // A tag still linked to two posts.
-    let err = tags.remove(&"rust".into()).unwrap_err();
+    let err = tags.remove("rust").unwrap_err();
     assert!(
         matches!(&err, Error::ForeignKey { child_collection, children: 2, .. } if child_collection == "post_tag"),
         "{err:?}"
@@ -343,7 +343,7 @@ fn restrict_refuses_the_removal_and_changes_nothing() {
             Ok::<_, Error>(())
         })
         .unwrap();
-    assert!(!users.contains(&"ada".into()));
+    assert!(!users.contains("ada"));
     assert_eq!(store.collection::<Order>().unwrap().count_by_user_id("ada"), 0);
     // Removing a parent and writing it again in one transaction keeps its children valid.
     store
@@ -353,7 +353,7 @@ fn restrict_refuses_the_removal_and_changes_nothing() {
             Ok::<_, Error>(())
         })
         .unwrap();
-    assert_eq!(ids(users.get(&"bob".into()).unwrap().posts(&store).unwrap()), [11]);
+    assert_eq!(ids(users.get("bob").unwrap().posts(&store).unwrap()), [11]);
     assert!(store.verify().is_empty());
 }
 
@@ -369,14 +369,14 @@ fn cascade_removes_children_two_levels_deep() {
     let orders = store.collection::<Order>().unwrap();
     let lines = store.collection::<OrderLine>().unwrap();
 
-    let removed = users.remove(&"ada".into()).unwrap();
+    let removed = users.remove("ada").unwrap();
     assert_eq!(removed.unwrap().id, "ada");
     // ada's orders 1 and 2 and their lines 1, 2, 3 went with her; bob's stayed.
     assert_eq!(ids(orders.all()), [3]);
     assert_eq!(ids(lines.all()), [4]);
     assert_eq!(orders.count_by_user_id("ada"), 0);
     assert_eq!(lines.count_by_order_id(1) + lines.count_by_order_id(2), 0);
-    assert_eq!(ids(users.get(&"bob".into()).unwrap().orders(&store).unwrap()), [3]);
+    assert_eq!(ids(users.get("bob").unwrap().orders(&store).unwrap()), [3]);
     assert!(store.verify().is_empty());
 
     // The cascade is persisted: the files are gone after a flush, and stay gone.
@@ -449,7 +449,7 @@ fn a_cascade_that_reaches_a_restricted_child_changes_nothing() {
     let before = snapshot(&store);
 
     // user -> order 2 (cascade) -> refund (restrict): the whole removal is refused.
-    let err = store.collection::<User>().unwrap().remove(&"ada".into()).unwrap_err();
+    let err = store.collection::<User>().unwrap().remove("ada").unwrap_err();
     match &err {
         Error::ForeignKey { collection, id, child_collection, field, children } => {
             assert_eq!((collection.as_str(), id.as_str()), ("order", "2"));
@@ -473,7 +473,7 @@ fn detach_sets_the_option_key_to_none() {
     posts.insert(post(13, "bob", Some("cy"))).unwrap();
     store.flush().unwrap();
 
-    users.remove(&"cy".into()).unwrap();
+    users.remove("cy").unwrap();
     for id in [12, 13] {
         let p = posts.get(&id).unwrap();
         assert_eq!(p.editor_id, None);
@@ -580,7 +580,7 @@ fn an_integrity_error_leaves_nothing_dirty() {
     assert!(matches!(orders.update(&1, |o| o.user_id = "nobody".into()), Err(Error::MissingParent { .. })));
     assert_eq!(dirty(&store), 0, "after a refused update");
     // Restrict, after cascading into ada's orders and lines.
-    assert!(matches!(store.collection::<User>().unwrap().remove(&"ada".into()), Err(Error::ForeignKey { .. })));
+    assert!(matches!(store.collection::<User>().unwrap().remove("ada"), Err(Error::ForeignKey { .. })));
     assert_eq!(dirty(&store), 0, "after a refused removal");
     assert_eq!(store.flush().unwrap().records, 0);
 }
@@ -620,7 +620,7 @@ fn a_parent_written_in_the_same_transaction_as_its_child() {
             Ok::<_, Error>(())
         })
         .unwrap();
-    let ada = store.collection::<User>().unwrap().get(&"ada".into()).unwrap();
+    let ada = store.collection::<User>().unwrap().get("ada").unwrap();
     assert_eq!(ids(ada.orders(&store).unwrap()), [1]);
     assert_eq!(ids(store.collection::<Order>().unwrap().get(&1).unwrap().lines(&store).unwrap()), [1]);
     assert_eq!(ids(store.collection::<Post>().unwrap().get(&10).unwrap().tags(&store).unwrap()), ["rust"]);
@@ -633,8 +633,8 @@ fn accessors_in_a_transaction_see_its_own_writes() {
     let store = open(dir.path());
     seed(&store);
     let users = store.collection::<User>().unwrap();
-    let ada = users.get(&"ada".into()).unwrap();
-    let bob = users.get(&"bob".into()).unwrap();
+    let ada = users.get("ada").unwrap();
+    let bob = users.get("bob").unwrap();
     let p11 = store.collection::<Post>().unwrap().get(&11).unwrap();
 
     let result: Result<(), Error> = store.transaction(|tx| {
@@ -671,7 +671,7 @@ fn accessors_in_a_transaction_see_its_own_writes() {
     });
     assert!(matches!(result, Err(Error::NotFound { .. })));
     assert_seeded_relationships(&store);
-    assert!(!users.contains(&"cy".into()));
+    assert!(!users.contains("cy"));
 }
 
 #[test]
@@ -696,7 +696,7 @@ fn relationships_survive_reopen() {
     assert_seeded_relationships(&store);
 
     // Integrity is enforced after reopen as before.
-    assert!(matches!(store.collection::<User>().unwrap().remove(&"ada".into()), Err(Error::ForeignKey { .. })));
+    assert!(matches!(store.collection::<User>().unwrap().remove("ada"), Err(Error::ForeignKey { .. })));
     assert!(matches!(
         store.collection::<Order>().unwrap().insert(order("nobody", 1)),
         Err(Error::MissingParent { .. })
@@ -705,7 +705,7 @@ fn relationships_survive_reopen() {
     assert!(!p10.link_tags(&store, post_tag(10, "rust", "sun")).unwrap());
     store.collection::<Post>().unwrap().remove(&10).unwrap();
     assert_eq!(store.collection::<PostTag>().unwrap().len(), 1, "post 10's join rows cascaded");
-    store.collection::<User>().unwrap().remove(&"ada".into()).unwrap();
+    store.collection::<User>().unwrap().remove("ada").unwrap();
     assert_eq!(ids(store.collection::<Order>().unwrap().all()), [3]);
     assert_eq!(ids(store.collection::<OrderLine>().unwrap().all()), [4]);
     assert!(store.verify().is_empty());
@@ -731,7 +731,7 @@ fn many_to_many_link_and_unlink_are_idempotent() {
     assert_eq!(pair.len(), 1);
     assert_eq!(pair[0].added_on, "mon");
     assert_eq!(ids(p11.tags(&store).unwrap()), ["new", "rust"]);
-    assert_eq!(ids(tags.get(&"new".into()).unwrap().posts(&store).unwrap()), [11]);
+    assert_eq!(ids(tags.get("new").unwrap().posts(&store).unwrap()), [11]);
 
     // A row that does not name this post is refused.
     let err = p11.link_tags(&store, post_tag(10, "new", "mon")).unwrap_err();
@@ -743,7 +743,7 @@ fn many_to_many_link_and_unlink_are_idempotent() {
     assert_eq!(p11.unlink_tags(&store, &"new".into()).unwrap(), 0);
     assert_eq!(post_tags.len(), rows - 1);
     assert_eq!(ids(p11.tags(&store).unwrap()), ["rust"]);
-    assert!(tags.get(&"new".into()).unwrap().posts(&store).unwrap().is_empty());
+    assert!(tags.get("new").unwrap().posts(&store).unwrap().is_empty());
     assert_eq!(ids(posts.get(&10).unwrap().tags(&store).unwrap()), ["db", "rust"]);
     // Unlinking a pair that was never linked, or a tag that does not exist.
     assert_eq!(p11.unlink_tags(&store, &"db".into()).unwrap(), 0);
@@ -754,14 +754,14 @@ fn many_to_many_link_and_unlink_are_idempotent() {
     post_tags.insert(post_tag(11, "db", "x")).unwrap();
     post_tags.insert(post_tag(11, "db", "y")).unwrap();
     assert_eq!(ids(p11.tags(&store).unwrap()), ["db", "rust"]);
-    assert_eq!(ids(tags.get(&"db".into()).unwrap().posts(&store).unwrap()), [10, 11]);
+    assert_eq!(ids(tags.get("db").unwrap().posts(&store).unwrap()), [10, 11]);
     assert_eq!(p11.unlink_tags(&store, &"db".into()).unwrap(), 2);
     assert_eq!(ids(p11.tags(&store).unwrap()), ["rust"]);
 
     // Once unlinked, the tag can be removed (restrict no longer applies).
-    assert!(matches!(tags.remove(&"db".into()), Err(Error::ForeignKey { children: 1, .. })));
+    assert!(matches!(tags.remove("db"), Err(Error::ForeignKey { children: 1, .. })));
     assert_eq!(posts.get(&10).unwrap().unlink_tags(&store, &"db".into()).unwrap(), 1);
-    tags.remove(&"db".into()).unwrap();
+    tags.remove("db").unwrap();
     assert!(store.verify().is_empty());
 }
 
@@ -813,7 +813,7 @@ fn verify_reports_dangling_references_made_on_disk() {
     // follows the edited file.
     let orders = store.collection::<Order>().unwrap();
     assert_eq!(orders.get(&3).unwrap().user(&store).unwrap(), None);
-    assert!(store.collection::<User>().unwrap().get(&"bob".into()).unwrap().orders(&store).unwrap().is_empty());
+    assert!(store.collection::<User>().unwrap().get("bob").unwrap().orders(&store).unwrap().is_empty());
     assert_eq!(ids(orders.by_user_id("ghost")), [3]);
     assert_eq!(ids(store.collection::<Post>().unwrap().get(&10).unwrap().tags(&store).unwrap()), ["rust"]);
 
@@ -920,12 +920,12 @@ fn relationships_in_wal_collections() {
     loans.insert(Loan { id: 0, book_id: b3 }).unwrap();
 
     // Accessors both ways.
-    let le_guin = authors.get(&"leguin".into()).unwrap();
+    let le_guin = authors.get("leguin").unwrap();
     assert_eq!(ids(le_guin.books(&store).unwrap()), [b1, b2]);
     assert_eq!(book1.author(&store).unwrap().unwrap().id, "leguin");
     assert_eq!(book1.translator(&store).unwrap().unwrap().id, "tr");
     assert_eq!(ids(book1.genres(&store).unwrap()), ["sf"]);
-    assert_eq!(ids(genres.get(&"sf".into()).unwrap().books(&store).unwrap()), [b1]);
+    assert_eq!(ids(genres.get("sf").unwrap().books(&store).unwrap()), [b1]);
 
     // Integrity: a missing parent and a restricted removal change nothing.
     assert!(matches!(
@@ -933,7 +933,7 @@ fn relationships_in_wal_collections() {
         Err(Error::MissingParent { .. })
     ));
     assert!(matches!(books.update(&b2, |b| b.translator_id = Some("nobody".into())), Err(Error::MissingParent { .. })));
-    let err = authors.remove(&"tr".into()).unwrap_err();
+    let err = authors.remove("tr").unwrap_err();
     match &err {
         Error::ForeignKey { collection, child_collection, children, .. } => {
             assert_eq!((collection.as_str(), child_collection.as_str(), *children), ("book", "loan", 1));
@@ -946,11 +946,11 @@ fn relationships_in_wal_collections() {
     // Cascade two levels (author -> book -> book_genre) and nothing is flushed: the
     // only record of the removals is the WAL. A crash now must replay them whole.
     store.flush().unwrap();
-    authors.remove(&"leguin".into()).unwrap();
+    authors.remove("leguin").unwrap();
     assert_eq!(ids(books.all()), [b3]);
     assert!(store.collection::<BookGenre>().unwrap().is_empty());
     loans.remove(&1).unwrap();
-    authors.remove(&"tr".into()).unwrap();
+    authors.remove("tr").unwrap();
     assert!(books.is_empty());
     let crashed = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), crashed.path());
@@ -974,7 +974,7 @@ fn wal_relationships_survive_reopen_and_detach() {
     authors.insert(Author { id: "a".into() }).unwrap();
     authors.insert(Author { id: "t".into() }).unwrap();
     let b = books.insert(Book { id: 0, author_id: "a".into(), translator_id: Some("t".into()) }).unwrap();
-    authors.remove(&"t".into()).unwrap();
+    authors.remove("t").unwrap();
     assert_eq!(books.get(&b).unwrap().translator_id, None);
     // Crash before any flush: the detach is replayed from the WAL.
     let crashed = tempfile::tempdir().unwrap();
@@ -983,7 +983,7 @@ fn wal_relationships_survive_reopen_and_detach() {
     let book = replayed.collection::<Book>().unwrap().get(&b).unwrap();
     assert_eq!(book.translator_id, None);
     assert_eq!(book.author(&replayed).unwrap().unwrap().id, "a");
-    assert_eq!(ids(replayed.collection::<Author>().unwrap().get(&"a".into()).unwrap().books(&replayed).unwrap()), [b]);
+    assert_eq!(ids(replayed.collection::<Author>().unwrap().get("a").unwrap().books(&replayed).unwrap()), [b]);
     assert!(replayed.verify().is_empty());
     drop(replayed);
 
@@ -991,9 +991,9 @@ fn wal_relationships_survive_reopen_and_detach() {
     store.close().unwrap();
     drop((authors, books, store));
     let store = open_library(dir.path());
-    let a = store.collection::<Author>().unwrap().get(&"a".into()).unwrap();
+    let a = store.collection::<Author>().unwrap().get("a").unwrap();
     assert_eq!(ids(a.books(&store).unwrap()), [b]);
-    assert!(matches!(store.collection::<Author>().unwrap().remove(&"nobody".into()), Ok(None)));
-    store.collection::<Author>().unwrap().remove(&"a".into()).unwrap();
+    assert!(matches!(store.collection::<Author>().unwrap().remove("nobody"), Ok(None)));
+    store.collection::<Author>().unwrap().remove("a").unwrap();
     assert!(store.collection::<Book>().unwrap().is_empty());
 }

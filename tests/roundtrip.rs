@@ -82,7 +82,7 @@ fn floats_come_back_bit_for_bit() {
     docs.insert(CollFile { id: "p".into(), x: price, v: serde_json::json!(0.1 + 0.2), m: BTreeMap::new() }).unwrap();
     store.close().unwrap();
     let store = builder(dir.path()).open().unwrap();
-    let back = store.collection::<CollFile>().unwrap().get(&"p".into()).unwrap();
+    let back = store.collection::<CollFile>().unwrap().get("p").unwrap();
     assert_eq!(back.x.to_bits(), price.to_bits(), "{} came back as {}", price, back.x);
     assert_eq!(back.v, serde_json::json!(0.1 + 0.2));
 }
@@ -131,7 +131,7 @@ fn values_nested_deeper_than_a_load_accepts_are_refused() {
     drop(docs);
     drop(store);
     let store = builder(dir.path()).open().unwrap();
-    assert_eq!(store.collection::<PerRecordWal>().unwrap().get(&"ok".into()).unwrap().v, nested(126));
+    assert_eq!(store.collection::<PerRecordWal>().unwrap().get("ok").unwrap().v, nested(126));
 }
 
 #[test]

@@ -88,7 +88,7 @@ fn acknowledged_writes_survive_an_abort() {
     for ack in acks.iter().filter(|a| a.starts_with('a')) {
         assert!(accounts.contains(ack), "acknowledged {ack} is missing");
     }
-    assert_eq!(accounts.get(&"a0".into()).unwrap().cents, 1000);
+    assert_eq!(accounts.get("a0").unwrap().cents, 1000);
     assert_eq!(accounts.by_owner("owner-a7").unwrap().id, "a7");
     // The transaction's write to the non-WAL collection was logged with it.
     assert_eq!(store.collection::<Note>().unwrap().len(), 1);
@@ -151,7 +151,7 @@ fn a_torn_tail_is_truncated_and_reported() {
     assert_eq!(report.wal_records_replayed, 2);
     assert!(report.wal_bytes_truncated > 0);
     let accounts = store.collection::<Account>().unwrap();
-    assert!(accounts.contains(&"a1".into()) && !accounts.contains(&"a2".into()));
+    assert!(accounts.contains("a1") && !accounts.contains("a2"));
 }
 
 #[test]
@@ -205,8 +205,8 @@ fn a_failed_transaction_applies_nothing() {
     }));
     assert!(panicked.is_err());
 
-    assert_eq!(accounts.get(&"a".into()).unwrap().cents, 10);
-    assert!(!accounts.contains(&"c".into()));
+    assert_eq!(accounts.get("a").unwrap().cents, 10);
+    assert!(!accounts.contains("c"));
     assert_eq!(accounts.by_owner("owner-b").unwrap().id, "b");
     // The store still takes writes (the writer lock was released by the panic).
     accounts.update(&"a".into(), |a| a.cents = 11).unwrap();
@@ -221,7 +221,7 @@ fn reads_inside_a_transaction_see_its_own_writes_and_handles_cannot_write() {
         .transaction(|tx| {
             tx.insert(account("x", 1))?;
             assert_eq!(tx.get::<Account>(&"x".into()).unwrap().cents, 1);
-            assert!(accounts.get(&"x".into()).is_none(), "other readers must not see an uncommitted write");
+            assert!(accounts.get("x").is_none(), "other readers must not see an uncommitted write");
             tx.update::<Account>(&"x".into(), |a| a.cents = 2)?;
             assert_eq!(tx.get::<Account>(&"x".into()).unwrap().cents, 2);
             assert!(matches!(accounts.insert(account("y", 1)), Err(Error::InTransaction { .. })));
@@ -231,6 +231,6 @@ fn reads_inside_a_transaction_see_its_own_writes_and_handles_cannot_write() {
             Ok::<_, Error>(())
         })
         .unwrap();
-    assert_eq!(accounts.get(&"x".into()).unwrap().cents, 3);
-    assert!(!accounts.contains(&"y".into()));
+    assert_eq!(accounts.get("x").unwrap().cents, 3);
+    assert!(!accounts.contains("y"));
 }

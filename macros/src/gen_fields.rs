@@ -11,7 +11,9 @@ use quote::{format_ident, quote};
 use crate::model::*;
 use crate::types::wrapped;
 
-pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenStream {
+/// The `<Type>Fields` struct (outside the `const _` block, so users can name it)
+/// and the `impl` with `fields()` (inside it).
+pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> (TokenStream, TokenStream) {
     let ident = &model.ident;
     let vis = &model.vis;
     let fields_ty = format_ident!("{}Fields", ident);
@@ -19,7 +21,7 @@ pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenSt
     let mut values = Vec::new();
     for field in &model.fields {
         let name = &field.ident;
-        let name_text = name.to_string();
+        let name_text = crate::names::unraw(name);
         let hint = indices
             .iter()
             .enumerate()
@@ -31,7 +33,7 @@ pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenSt
                 quote!(::core::option::Option::Some(#p::IndexHint { pos: #pos, name: #index_name, sorted: #sorted, unique: #unique }))
             })
             .unwrap_or_else(|| quote!(::core::option::Option::None));
-        let doc = format!("`{ident}.{name_text}`, for queries.");
+        let doc = format!("`{}.{name_text}`, for queries.", crate::names::unraw(ident));
         match wrapped(&field.ty, "Option") {
             Some(inner) => {
                 members.push(quote!(#[doc = #doc] pub #name: #p::OptField<#ident, #inner>));
@@ -46,18 +48,22 @@ pub fn fields(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenSt
     }
     let struct_doc = format!("The typed fields of `{ident}`, from `{ident}::fields()`, for queries.");
     let fn_doc = format!("The typed fields of `{ident}`: `{ident}::fields().<field>.eq(..)`, `.gt(..)`, `.asc()`, ...");
-    quote! {
-        #[doc = #struct_doc]
-        #[derive(Clone, Copy, Debug)]
-        #vis struct #fields_ty {
-            #(#members,)*
-        }
-
-        impl #ident {
-            #[doc = #fn_doc]
-            pub fn fields() -> #fields_ty {
-                #fields_ty { #(#values,)* }
+    (
+        quote! {
+            #[doc = #struct_doc]
+            #[derive(Clone, Copy, Debug)]
+            #vis struct #fields_ty {
+                #(#members,)*
             }
-        }
-    }
+        },
+        quote! {
+            #[automatically_derived]
+            impl #ident {
+                #[doc = #fn_doc]
+                pub fn fields() -> #fields_ty {
+                    #fields_ty { #(#values,)* }
+                }
+            }
+        },
+    )
 }

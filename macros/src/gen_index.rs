@@ -25,6 +25,15 @@ fn key_type(index: &IndexModel) -> TokenStream {
     }
 }
 
+/// Where errors about an index's key type belong: the field's type for a one-field
+/// index, the struct-level attribute for a composite.
+fn key_span(index: &IndexModel) -> proc_macro2::Span {
+    match index.parts.as_slice() {
+        [one] => one.key_ty.span(),
+        _ => index.span,
+    }
+}
+
 /// The body of `__indices()`: one boxed `Index` per declared index.
 pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
     let items = indices.iter().map(|index| {
@@ -50,12 +59,15 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
                 quote!(visit(&(#(::core::clone::Clone::clone(&entity.#fs),)*)))
             }
         };
-        quote! {
-            #p::Index::<Self, #key_ty>::new(
+        let span = key_span(index);
+        // Through the key probe: a key type that is not an `IndexKey` is reported
+        // once, by `key_assertions`, not here too.
+        quote_spanned! {span=>
+            (&#p::KeyProbe::<#key_ty>::new()).index(
                 #name,
                 #p::IndexKind { unique: #unique, sorted: #sorted },
                 |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&#key_ty)| { #visit },
-            ).boxed()
+            )
         }
     });
     quote!(::std::vec![#(#items),*])
@@ -77,7 +89,7 @@ pub fn key_assertions(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
 }
 
 /// The typed lookup methods for the handle's `impl` block.
-pub fn lookups(entity: &syn::Ident, indices: &[IndexModel]) -> TokenStream {
+pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> TokenStream {
     let methods = indices.iter().enumerate().filter(|(_, index)| !index.hidden).map(|(pos, index)| {
         let key_ty = key_type(index);
         let by = format_ident!("by_{}", index.name);
@@ -118,43 +130,45 @@ pub fn lookups(entity: &syn::Ident, indices: &[IndexModel]) -> TokenStream {
                 (quote!(&(#(#owned,)*)), key_ty.clone())
             }
         };
-        let field_list = index.parts.iter().map(|p| format!("`{}`", p.field)).collect::<Vec<_>>().join(" and ");
+        let field_list =
+            index.parts.iter().map(|p| format!("`{}`", crate::names::unraw(&p.field))).collect::<Vec<_>>().join(" and ");
+        let entity_name = crate::names::unraw(entity);
         let mut out = if index.unique {
-            let doc = format!("The `{entity}` whose {field_list} equals the given key (unique index `{}`).", index.name);
+            let doc = format!("The `{entity_name}` whose {field_list} equals the given key (unique index `{}`).", index.name);
             quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::core::option::Option<::std::sync::Arc<#entity>> {
-                    self.0.__index_one::<#key_ty, #probe_ty>(#pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).one(&self.0, #pos, #probe)
                 }
             }
         } else {
-            let doc = format!("Every `{entity}` whose {field_list} equals the given key, in id order (index `{}`).", index.name);
-            let count_doc = format!("How many `{entity}` records have this {field_list} (index `{}`).", index.name);
+            let doc = format!("Every `{entity_name}` whose {field_list} equals the given key, in id order (index `{}`).", index.name);
+            let count_doc = format!("How many `{entity_name}` records have this {field_list} (index `{}`).", index.name);
             quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
-                    self.0.__index_all::<#key_ty, #probe_ty>(#pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).all(&self.0, #pos, #probe)
                 }
                 #[doc = #count_doc]
                 pub fn #count_by(&self, #(#params),*) -> usize {
-                    self.0.__index_count::<#key_ty, #probe_ty>(#pos, #probe)
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).count(&self.0, #pos, #probe)
                 }
             }
         };
         if index.sorted {
-            let doc = format!("The `{entity}` records whose {field_list} falls in `range`, in key order (sorted index `{}`).", index.name);
+            let doc = format!("The `{entity_name}` records whose {field_list} falls in `range`, in key order (sorted index `{}`).", index.name);
             let method = match index.parts.as_slice() {
                 [one] if one.arg == ArgKind::Str => quote! {
                     #[doc = #doc]
                     pub fn #range_by<'k>(&self, range: impl ::core::ops::RangeBounds<&'k str>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
                         let bounds = (range.start_bound().map(|k| *k), range.end_bound().map(|k| *k));
-                        self.0.__index_range::<#key_ty, str>(#pos, bounds)
+                        (&#p::KeyProbe::<#key_ty, str>::new()).range(&self.0, #pos, bounds)
                     }
                 },
                 _ => quote! {
                     #[doc = #doc]
                     pub fn #range_by(&self, range: impl ::core::ops::RangeBounds<#key_ty>) -> ::std::vec::Vec<::std::sync::Arc<#entity>> {
-                        self.0.__index_range::<#key_ty, #key_ty>(#pos, (range.start_bound(), range.end_bound()))
+                        (&#p::KeyProbe::<#key_ty, #key_ty>::new()).range(&self.0, #pos, (range.start_bound(), range.end_bound()))
                     }
                 },
             };

@@ -1,27 +1,62 @@
-//! Generation for relationships: the foreign-key list of the `Entity` impl,
-//! `References` impls, accessors for `#[belongs_to]` and the methods of `#[has_many]`.
+//! Generation for relationships: the foreign keys of the `EntityInternals` impl,
+//! `References` impls, accessors for `#[belongs_to]` and the methods of
+//! `#[has_many]` / `#[has_one]`.
 //!
 //! Checks that need another entity are made by the compiler on generated items,
 //! each spanned on the user's token:
 //! - the key's type must be the parent's id type: a `SameType` bound (custom message);
-//! - `has_many(.., key = f)` calls `Target::__shelf_belongs_to_f()`, which exists only
-//!   if `f` is a `#[belongs_to]` field of `Target`, and must return
-//!   `ForeignKey<Target, Self>`, so `f` must reference this entity;
+//! - `has_many(.., key = f)` is checked by a constant: the child's list of
+//!   `#[belongs_to]` fields must hold `f` referencing this entity, else compilation
+//!   stops with the child's list of foreign keys;
 //! - `through = J` needs `J: References<Self> + References<Target>` (custom message).
+//!
+//! Nothing here adds a method to the user's type but the documented accessors.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use crate::model::*;
+use crate::names::unraw;
 
-/// Items inside `impl Entity`: `__foreign_keys` and `__clear_foreign_key`.
-pub fn entity_items(p: &TokenStream, belongs: &[BelongsModel]) -> TokenStream {
+/// The name of the free function (inside the derive's `const _` block) that builds
+/// the `ForeignKey` of a `#[belongs_to]` field.
+fn fk_fn(b: &BelongsModel) -> syn::Ident {
+    format_ident!("__foreign_key_{}", b.field)
+}
+
+/// Items inside `impl EntityInternals`: the foreign-key list, its help text,
+/// `__foreign_keys`, `__foreign_key_any` and `__clear_foreign_key`.
+pub fn internals_items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenStream {
+    let entity = unraw(&model.ident);
+    let listed: Vec<String> = belongs
+        .iter()
+        .map(|b| {
+            format!("`{}` (references `{}`)", unraw(&b.field), b.parent.to_token_stream().to_string().replace(' ', ""))
+        })
+        .collect();
+    let help = if listed.is_empty() {
+        format!("a has_many/has_one key must be a #[belongs_to] field of `{entity}` that references this entity, and `{entity}` has no #[belongs_to] field; mark the key field with #[belongs_to(Parent)]")
+    } else {
+        format!(
+            "a has_many/has_one key must be a #[belongs_to] field of `{entity}` that references this entity; the #[belongs_to] fields of `{entity}` are {}",
+            listed.join(", ")
+        )
+    };
+    let pairs = belongs.iter().map(|b| {
+        let field = unraw(&b.field);
+        let parent = &b.parent;
+        quote!((#field, <#parent as #p::Entity>::COLLECTION))
+    });
+    let common = quote! {
+        const BELONGS_TO: &'static [(&'static str, &'static str)] = &[#(#pairs),*];
+        const BELONGS_TO_HELP: &'static str = #help;
+    };
     if belongs.is_empty() {
-        return TokenStream::new();
+        return common;
     }
     let specs = belongs.iter().map(|b| {
-        let field = b.field.to_string();
+        let field = unraw(&b.field);
         let parent = &b.parent;
         let index = b.index;
         let check = b.check;
@@ -40,14 +75,26 @@ pub fn entity_items(p: &TokenStream, belongs: &[BelongsModel]) -> TokenStream {
             }
         }
     });
+    let anys = belongs.iter().map(|b| {
+        let name = unraw(&b.field);
+        let fk = fk_fn(b);
+        quote!(#name => ::core::option::Option::Some(::std::boxed::Box::new(#fk())),)
+    });
     let clears = belongs.iter().filter(|b| b.optional && b.on_delete == OnDelete::Detach).map(|b| {
         let field = &b.field;
-        let name = field.to_string();
+        let name = unraw(field);
         quote!(#name => self.#field = ::core::option::Option::None,)
     });
     quote! {
+        #common
         fn __foreign_keys() -> ::std::vec::Vec<#p::ForeignKeySpec> {
             ::std::vec![#(#specs),*]
+        }
+        fn __foreign_key_any(field: &str) -> ::core::option::Option<::std::boxed::Box<dyn ::core::any::Any>> {
+            match field {
+                #(#anys)*
+                _ => ::core::option::Option::None,
+            }
         }
         fn __clear_foreign_key(&mut self, field: &str) {
             match field {
@@ -58,47 +105,51 @@ pub fn entity_items(p: &TokenStream, belongs: &[BelongsModel]) -> TokenStream {
     }
 }
 
-/// Items outside the `Entity` impl.
+/// Items for the derive's `const _` block: foreign-key builders, accessors,
+/// `References` impls, has_many checks and methods.
 pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenStream {
     let ident = &model.ident;
     let Some(id) = &model.id else { return TokenStream::new() };
     let id_field = &id.ident;
     let mut methods = Vec::new();
-    let mut impls = Vec::new();
+    let mut items = Vec::new();
     for b in belongs {
         let field = &b.field;
         let parent = &b.parent;
         let key_ty = &b.key_ty;
         let accessor = &b.accessor;
-        let fk_fn = format_ident!("__shelf_belongs_to_{}", field);
+        let fk = fk_fn(b);
         let index = b.index;
         let parent_id = quote!(<#parent as #p::Entity>::Id);
         // Spanned on the field's type: a wrong key type is reported there.
         let same = quote_spanned!(b.ty_span=> <#key_ty as #p::SameType<#parent_id>>::same);
         let key_of = if b.optional {
-            quote!(|child: &Self| child.#field.as_ref().map(#same))
+            quote!(|child: &#ident| child.#field.as_ref().map(#same))
         } else {
-            quote!(|child: &Self| ::core::option::Option::Some(#same(&child.#field)))
+            quote!(|child: &#ident| ::core::option::Option::Some(#same(&child.#field)))
         };
         let doc = format!(
-            "The `{}` this record belongs to, through `{field}`; `None` if it references none.",
-            quote!(#parent)
+            "The `{}` this record belongs to, through `{}`; `None` if it references none.",
+            quote!(#parent),
+            unraw(field)
         );
-        methods.push(quote! {
-            #[doc = #doc]
-            pub fn #accessor(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#parent>>> {
-                Self::#fk_fn().parent(reader, self)
-            }
-            #[doc(hidden)]
-            pub fn #fk_fn() -> #p::ForeignKey<Self, #parent> {
+        items.push(quote! {
+            fn #fk() -> #p::ForeignKey<#ident, #parent> {
                 #p::ForeignKey::new(#index, #key_of)
             }
         });
+        methods.push(quote! {
+            #[doc = #doc]
+            pub fn #accessor(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#parent>>> {
+                #fk().parent(reader, self)
+            }
+        });
         if b.only_one_to_parent {
-            impls.push(quote! {
+            items.push(quote! {
+                #[automatically_derived]
                 impl #p::References<#parent> for #ident {
                     fn foreign_key() -> #p::ForeignKey<Self, #parent> {
-                        Self::#fk_fn()
+                        #fk()
                     }
                 }
             });
@@ -107,26 +158,48 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
     for has_many in &model.has_many {
         let name = &has_many.name;
         let target = &has_many.target;
-        let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>(););
         match &has_many.via {
             HasManyVia::Key(key) => {
-                let fk_fn = format_ident!("__shelf_belongs_to_{}", key);
-                let fk = quote_spanned!(key.span()=> #target::#fk_fn());
-                let doc =
-                    format!("The `{}` records whose `{key}` references this record, in id order.", quote!(#target));
-                methods.push(quote! {
-                    #[doc = #doc]
-                    pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
-                        #entity_check
-                        let key: #p::ForeignKey<#target, Self> = #fk;
-                        key.children(reader, &self.#id_field)
-                    }
+                let key_name = unraw(key);
+                // Spanned on the key: a key that is not a #[belongs_to] field of the
+                // target referencing this entity stops compilation there, with the
+                // target's list of foreign keys.
+                let internals = quote_spanned!(target.span()=> <#target as #p::EntityInternals>);
+                let panic = quote_spanned!(key.span()=> ::core::panic!("{}", #internals::BELONGS_TO_HELP));
+                items.push(quote! {
+                    const _: () = if !#p::has_foreign_key(#internals::BELONGS_TO, #key_name, <#ident as #p::Entity>::COLLECTION) {
+                        #panic
+                    };
                 });
+                if has_many.one {
+                    let doc = format!(
+                        "The `{}` record whose `{key_name}` references this record, if any (the lowest id if several do).",
+                        quote!(#target)
+                    );
+                    methods.push(quote! {
+                        #[doc = #doc]
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#target>>> {
+                            #p::has_one::<#target, #ident>(reader, #key_name, &self.#id_field)
+                        }
+                    });
+                } else {
+                    let doc = format!(
+                        "The `{}` records whose `{key_name}` references this record, in id order.",
+                        quote!(#target)
+                    );
+                    methods.push(quote! {
+                        #[doc = #doc]
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
+                            #p::has_many::<#target, #ident>(reader, #key_name, &self.#id_field)
+                        }
+                    });
+                }
             }
             HasManyVia::Through(join) => {
+                let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>(););
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
-                let join_types = quote_spanned!(join.span()=> Self, #join, #target);
+                let join_types = quote_spanned!(join.span()=> #ident, #join, #target);
                 let doc = format!(
                     "The `{}` records linked to this record through `{}`, in id order.",
                     quote!(#target),
@@ -156,13 +229,19 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
             }
         }
     }
-    if methods.is_empty() && impls.is_empty() {
+    if methods.is_empty() && items.is_empty() {
         return TokenStream::new();
     }
-    quote! {
-        impl #ident {
-            #(#methods)*
+    let methods = (!methods.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #ident {
+                #(#methods)*
+            }
         }
-        #(#impls)*
+    });
+    quote! {
+        #(#items)*
+        #methods
     }
 }

@@ -57,63 +57,85 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     };
     let index_list = gen_index::index_list(&p, indices);
     let key_assertions = gen_index::key_assertions(&p, indices);
-    let lookups = gen_index::lookups(ident, indices);
-    let relation_items = gen_relation::entity_items(&p, belongs);
-    let relation_impls = gen_relation::items(&p, model, belongs);
-    let fields = gen_fields::fields(&p, model, indices);
+    let lookups = gen_index::lookups(&p, ident, indices);
+    let relation_internals = gen_relation::internals_items(&p, model, belongs);
+    let relation_items = gen_relation::items(&p, model, belongs);
+    let (fields_struct, fields_impl) = gen_fields::fields(&p, model, indices);
+    let name = crate::names::unraw(ident);
     let handle_doc = format!(
-        "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
-         It dereferences to `shelf::Collection<{ident}>`."
+        "The typed handle of the `{collection}` collection, returned by `store.collection::<{name}>()`. \
+         It dereferences to `shelf::Collection<{name}>`."
     );
-
-    quote! {
-        impl #p::Entity for #ident {
-            #id_assoc
-            type Handle = #handle;
-            const COLLECTION: &'static str = #collection;
-            const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal, compress: #compress, shard: #shard };
-            const AUTO_ID: bool = #auto;
-            const ID_FIELD: &'static str = #id_name;
-
-            fn id(&self) -> &Self::Id {
-                &self.#id_field
+    let lookups = (!lookups.is_empty()).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #handle {
+                #lookups
             }
-
-            #auto_fns
-
-            fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
-                #index_list
-            }
-
-            #relation_items
         }
+    });
 
-        #relation_impls
-
-        #fields
-
-        #key_assertions
-
+    // The two types users name stay outside; everything else is inside an
+    // anonymous constant, so no helper item lands in the user's namespace.
+    quote! {
         #[doc = #handle_doc]
         #[derive(Clone, Debug)]
         #vis struct #handle(#p::Collection<#ident>);
 
-        impl ::core::convert::From<#p::Collection<#ident>> for #handle {
-            fn from(collection: #p::Collection<#ident>) -> Self {
-                #handle(collection)
-            }
-        }
+        #fields_struct
 
-        impl #handle {
+        const _: () = {
+            #[allow(unused_imports)]
+            use #p::{IndexKeyProbe as _, NotAnIndexKey as _};
+
+            #[automatically_derived]
+            impl #p::Entity for #ident {
+                #id_assoc
+                type Handle = #handle;
+                const COLLECTION: &'static str = #collection;
+                const STORAGE: #p::StorageSpec = #p::StorageSpec { kind: #kind, wal: #wal, compress: #compress, shard: #shard };
+                const AUTO_ID: bool = #auto;
+                const ID_FIELD: &'static str = #id_name;
+
+                fn id(&self) -> &Self::Id {
+                    &self.#id_field
+                }
+            }
+
+            #[automatically_derived]
+            impl #p::EntityInternals for #ident {
+                #auto_fns
+
+                fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
+                    #index_list
+                }
+
+                #relation_internals
+            }
+
+            #relation_items
+
+            #fields_impl
+
+            #key_assertions
+
+            #[automatically_derived]
+            impl ::core::convert::From<#p::Collection<#ident>> for #handle {
+                fn from(collection: #p::Collection<#ident>) -> Self {
+                    #handle(collection)
+                }
+            }
+
             #lookups
-        }
 
-        impl ::core::ops::Deref for #handle {
-            type Target = #p::Collection<#ident>;
-            fn deref(&self) -> &Self::Target {
-                &self.0
+            #[automatically_derived]
+            impl ::core::ops::Deref for #handle {
+                type Target = #p::Collection<#ident>;
+                fn deref(&self) -> &Self::Target {
+                    &self.0
+                }
             }
-        }
+        };
     }
 }
 

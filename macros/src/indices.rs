@@ -10,6 +10,7 @@ use proc_macro2::Span;
 
 use crate::ctx::Ctx;
 use crate::model::*;
+use crate::names::unraw;
 use crate::types::{is_copy_primitive, is_string, wrapped};
 
 pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
@@ -19,8 +20,23 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         // A #[belongs_to] field is indexed (non-unique unless it says otherwise), so
         // children are found in time proportional to their number.
         let implied;
+        let is_id = Some(&field.ident) == id_field;
         let index = match (&field.index, &field.belongs_to) {
             (Some(index), _) => index,
+            // One-to-one: the id is the foreign key. Its index is unique (ids are)
+            // and hidden: children are found through it, users use `get`.
+            (None, Some(belongs_to)) if is_id => {
+                out.push(IndexModel {
+                    name: unraw(&field.ident),
+                    hidden: true,
+                    unique: true,
+                    sorted: false,
+                    shape: KeyShape::Plain,
+                    parts: vec![part(field.ident.clone(), field.ty.clone())],
+                    span: belongs_to.span,
+                });
+                continue;
+            }
             (None, Some(belongs_to)) => {
                 implied = FieldIndex { unique: None, sorted: None, each: None, span: belongs_to.span };
                 &implied
@@ -31,7 +47,7 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
             ctx.error_at(each, "a #[belongs_to] key holds one parent id; `each` cannot be used on it");
             continue;
         }
-        if Some(&field.ident) == id_field {
+        if is_id {
             ctx.error_at(
                 index.span,
                 "the #[id] field needs no #[index]: records are already looked up by id with `get`",
@@ -55,11 +71,11 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
             (KeyShape::Plain, field.ty.clone())
         };
         if let Some(float) = float_name(&key_ty) {
-            ctx.error(&key_ty, format!("`{}` is an `{float}`, and a float cannot be an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`", field.ident));
+            ctx.error(&key_ty, format!("`{}` is an `{float}`, and a float cannot be an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`", unraw(&field.ident)));
             continue;
         }
         out.push(IndexModel {
-            name: field.ident.to_string(),
+            name: unraw(&field.ident),
             hidden: false,
             unique: index.unique.is_some(),
             sorted: index.sorted.is_some(),
@@ -71,22 +87,23 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
     for composite in &model.composites {
         let mut parts = Vec::new();
         for name in &composite.fields {
-            match model.fields.iter().find(|f| &f.ident == name) {
+            let text = unraw(name);
+            match model.fields.iter().find(|f| unraw(&f.ident) == text) {
                 None => ctx.error(
                     name,
                     format!(
-                        "composite index names `{name}`, but `{}` has no field `{name}`; its fields are {}",
-                        model.ident,
-                        model.fields.iter().map(|f| format!("`{}`", f.ident)).collect::<Vec<_>>().join(", ")
+                        "composite index names `{text}`, but `{}` has no field `{text}`; its fields are {}",
+                        unraw(&model.ident),
+                        model.fields.iter().map(|f| format!("`{}`", unraw(&f.ident))).collect::<Vec<_>>().join(", ")
                     ),
                 ),
                 Some(field) if float_name(&field.ty).is_some() => ctx.error(
                     name,
-                    format!("`{name}` is a float, and a float cannot be part of an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`"),
+                    format!("`{text}` is a float, and a float cannot be part of an index key: NaN breaks equality and order. Store an integer instead (e.g. cents as `i64`), or a newtype that implements `Eq`, `Ord` and `Hash`"),
                 ),
                 Some(field) if wrapped(&field.ty, "Option").is_some() || wrapped(&field.ty, "Vec").is_some() => ctx.error(
                     name,
-                    format!("`{name}` is an Option or a Vec; a composite index takes plain fields (index it on its own with #[index] or #[index(each)])"),
+                    format!("`{text}` is an Option or a Vec; a composite index takes plain fields (index it on its own with #[index] or #[index(each)])"),
                 ),
                 Some(field) => parts.push(part(field.ident.clone(), field.ty.clone())),
             }
@@ -94,7 +111,7 @@ pub fn indices(ctx: &Ctx, model: &Model) -> Vec<IndexModel> {
         if parts.len() != composite.fields.len() {
             continue;
         }
-        let name = composite.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("_and_");
+        let name = composite.fields.iter().map(unraw).collect::<Vec<_>>().join("_and_");
         // The composite serves an equality on its first field through an auxiliary
         // map on that field, unless the field has an index of its own.
         let first = parts[0].field.clone();

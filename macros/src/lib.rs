@@ -5,6 +5,7 @@
 //! `generate` writes the code. Errors from every stage are collected in one `ctx`
 //! and reported together, each spanned on the user's tokens. The macro never panics.
 
+mod attr;
 mod check;
 mod ctx;
 mod gen_fields;
@@ -13,24 +14,34 @@ mod gen_relation;
 mod generate;
 mod indices;
 mod model;
+mod names;
 mod parse;
 mod relations;
 mod types;
 
 use proc_macro::TokenStream;
-use syn::{parse_macro_input, DeriveInput};
+use syn::DeriveInput;
 
 /// Derives `shelf::Entity`: a typed, persisted collection for this struct.
 ///
 /// See the `shelf` crate's documentation for the attributes:
 /// `#[id]`, `#[id(auto)]`, `#[entity(collection = "...")]` and `#[storage(...)]`.
-#[proc_macro_derive(Entity, attributes(id, entity, storage, index, belongs_to, has_many))]
+#[proc_macro_derive(Entity, attributes(id, entity, storage, index, belongs_to, has_many, has_one))]
 pub fn derive_entity(input: TokenStream) -> TokenStream {
-    let input = parse_macro_input!(input as DeriveInput);
-    expand(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand(input.into()).into()
 }
 
-fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+/// The derive on `proc_macro2` tokens: the generated items, or `compile_error!`s
+/// spanned on the user's tokens. Never panics (`tests::expand_never_panics`
+/// checks it on generated definitions).
+fn expand(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    match syn::parse2::<DeriveInput>(input) {
+        Ok(input) => expand_input(&input).unwrap_or_else(syn::Error::into_compile_error),
+        Err(e) => e.into_compile_error(),
+    }
+}
+
+fn expand_input(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let ctx = ctx::Ctx::default();
     let Some(model) = parse::parse(&ctx, input) else {
         ctx.finish()?;
@@ -44,14 +55,4 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::parse::snake_case;
-
-    #[test]
-    fn snake_case_names() {
-        assert_eq!(snake_case("User"), "user");
-        assert_eq!(snake_case("AuditEntry"), "audit_entry");
-        assert_eq!(snake_case("HTTPLog"), "http_log");
-        assert_eq!(snake_case("Post2Tag"), "post2_tag");
-    }
-}
+mod tests;

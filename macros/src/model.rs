@@ -83,6 +83,8 @@ pub enum HasManyVia {
 }
 
 pub struct HasMany {
+    /// `#[has_one]`: the accessor returns the one child, if any.
+    pub one: bool,
     pub name: Ident,
     pub target: syn::Path,
     pub via: HasManyVia,

@@ -6,6 +6,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitBool, LitInt, LitStr, Meta, Token};
 
+use crate::attr::Attr;
 use crate::ctx::Ctx;
 use crate::model::*;
 
@@ -44,7 +45,7 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
     let mut model = Model {
         ident: input.ident.clone(),
         vis: input.vis.clone(),
-        collection: snake_case(&input.ident.to_string()),
+        collection: snake_case(&crate::names::unraw(&input.ident)),
         collection_span: input.ident.span(),
         storage: Storage { kind: StorageKind::PerRecord, kind_span: None, wal: None, compress: None, shard: None },
         id: None,
@@ -73,9 +74,14 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
             if let Some(index) = parse_composite(ctx, attr) {
                 model.composites.push(index);
             }
-        } else if path.is_ident("has_many") {
+        } else if path.is_ident("has_many") || path.is_ident("has_one") {
+            let one = path.is_ident("has_one");
             match attr.parse_args::<HasManyArgs>() {
-                Ok(args) => model.has_many.push(HasMany { name: args.name, target: args.target, via: args.via }),
+                Ok(HasManyArgs { via: HasManyVia::Through(join), .. }) if one => ctx.error(
+                    join,
+                    "#[has_one] follows a key: #[has_one(profile: Profile, key = user_id)]; a `through` relationship is #[has_many]",
+                ),
+                Ok(args) => model.has_many.push(HasMany { one, name: args.name, target: args.target, via: args.via }),
                 Err(e) => ctx.syn(e),
             }
         } else if path.is_ident("id") || path.is_ident("belongs_to") {
@@ -126,7 +132,11 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
                     ctx.error(attr, "duplicate #[belongs_to] on this field");
                 }
                 parsed.belongs_to = parse_belongs_to(ctx, attr);
-            } else if path.is_ident("entity") || path.is_ident("storage") || path.is_ident("has_many") {
+            } else if path.is_ident("entity")
+                || path.is_ident("storage")
+                || path.is_ident("has_many")
+                || path.is_ident("has_one")
+            {
                 ctx.error(
                     attr,
                     format!(
@@ -143,11 +153,11 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
 }
 
 fn parse_entity(ctx: &Ctx, attr: &Attribute, model: &mut Model) {
+    let mut collection = Attr::none("collection");
     let result = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("collection") {
             let name: LitStr = meta.value()?.parse()?;
-            model.collection = name.value();
-            model.collection_span = name.span();
+            collection.set(ctx, name.span(), name.value());
             Ok(())
         } else {
             Err(meta.error("unknown #[entity] option; the supported option is `collection = \"name\"`"))
@@ -156,45 +166,60 @@ fn parse_entity(ctx: &Ctx, attr: &Attribute, model: &mut Model) {
     if let Err(e) = result {
         ctx.syn(e);
     }
+    if let Some((span, name)) = collection.get() {
+        model.collection = name;
+        model.collection_span = span;
+    }
 }
 
 fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
+    let mut kind = Attr::none("storage strategy");
+    let mut wal = Attr::none("wal");
+    let mut compress = Attr::none("compress");
+    let mut shard = Attr::none("shard");
     let result = attr.parse_nested_meta(|meta| {
         let span = meta.path.span();
-        let mut kind = |k: StorageKind| {
-            if storage.kind_span.is_some() {
+        let strategy = if meta.path.is_ident("per_record") {
+            Some(StorageKind::PerRecord)
+        } else if meta.path.is_ident("collection_file") {
+            Some(StorageKind::CollectionFile)
+        } else if meta.path.is_ident("memory") {
+            Some(StorageKind::Memory)
+        } else {
+            None
+        };
+        if let Some(strategy) = strategy {
+            if kind.is_set() {
                 return Err(meta.error(
                     "an entity has one storage strategy, and this is the second; keep one of per_record, collection_file or memory",
                 ));
             }
-            storage.kind = k;
-            storage.kind_span = Some(span);
-            Ok(())
-        };
-        if meta.path.is_ident("per_record") {
-            kind(StorageKind::PerRecord)
-        } else if meta.path.is_ident("collection_file") {
-            kind(StorageKind::CollectionFile)
-        } else if meta.path.is_ident("memory") {
-            kind(StorageKind::Memory)
+            kind.set(ctx, span, strategy);
         } else if meta.path.is_ident("wal") {
-            storage.wal = Some(span);
-            Ok(())
+            wal.set(ctx, span, ());
         } else if meta.path.is_ident("compress") {
-            storage.compress = Some(span);
-            Ok(())
+            compress.set(ctx, span, ());
         } else if meta.path.is_ident("shard") {
             let n: LitInt = meta.value()?.parse()?;
-            storage.shard = Some((n.base10_parse()?, span));
-            Ok(())
+            shard.set(ctx, span, n.base10_parse::<u32>()?);
         } else {
-            Err(meta.error(
+            return Err(meta.error(
                 "unknown storage option; expected one of per_record, collection_file, memory (the strategy) and wal, compress, shard = N (modifiers)",
-            ))
+            ));
         }
+        Ok(())
     });
     if let Err(e) = result {
         ctx.syn(e);
+    }
+    if let Some((span, k)) = kind.get() {
+        storage.kind = k;
+        storage.kind_span = Some(span);
+    }
+    storage.wal = wal.span().or(storage.wal);
+    storage.compress = compress.span().or(storage.compress);
+    if let Some((span, n)) = shard.get() {
+        storage.shard = Some((n, span));
     }
 }
 
@@ -203,10 +228,10 @@ fn parse_id(ctx: &Ctx, attr: &Attribute) -> Option<Span> {
     if matches!(attr.meta, Meta::Path(_)) {
         return None;
     }
-    let mut auto = None;
+    let mut auto = Attr::none("auto");
     let result = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("auto") {
-            auto = Some(meta.path.span());
+            auto.set(ctx, meta.path.span(), ());
             Ok(())
         } else {
             Err(meta.error("unknown #[id] option; write #[id] or #[id(auto)]"))
@@ -215,29 +240,36 @@ fn parse_id(ctx: &Ctx, attr: &Attribute) -> Option<Span> {
     if let Err(e) = result {
         ctx.syn(e);
     }
-    auto
+    auto.span()
 }
 
 fn parse_field_index(ctx: &Ctx, attr: &Attribute) -> Option<FieldIndex> {
-    let mut index = FieldIndex { unique: None, sorted: None, each: None, span: attr.path().span() };
     if matches!(attr.meta, Meta::Path(_)) {
-        return Some(index);
+        return Some(FieldIndex { unique: None, sorted: None, each: None, span: attr.path().span() });
     }
+    let mut unique = Attr::none("unique");
+    let mut sorted = Attr::none("sorted");
+    let mut each = Attr::none("each");
     let result = attr.parse_nested_meta(|meta| {
         let span = meta.path.span();
         if meta.path.is_ident("unique") {
-            index.unique = Some(span);
+            unique.set(ctx, span, ());
         } else if meta.path.is_ident("sorted") {
-            index.sorted = Some(span);
+            sorted.set(ctx, span, ());
         } else if meta.path.is_ident("each") {
-            index.each = Some(span);
+            each.set(ctx, span, ());
         } else {
             return Err(meta.error("unknown index option; expected `unique`, `sorted` or `each`, e.g. #[index(unique)] (a composite index goes on the struct: #[index((a, b))])"));
         }
         Ok(())
     });
     match result {
-        Ok(()) => Some(index),
+        Ok(()) => Some(FieldIndex {
+            unique: unique.span(),
+            sorted: sorted.span(),
+            each: each.span(),
+            span: attr.path().span(),
+        }),
         Err(e) => {
             ctx.syn(e);
             None
@@ -255,6 +287,8 @@ const SHAPE: &str = "a composite index lists its fields as a tuple, e.g. #[index
 /// indices share a field, so it is refused with a hint.
 fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
     let mut index = CompositeIndex { fields: Vec::new(), unique: None, sorted: None, span: attr.path().span() };
+    let mut unique = Attr::none("unique");
+    let mut sorted = Attr::none("sorted");
     if matches!(attr.meta, Meta::Path(_)) {
         ctx.error(attr, SHAPE);
         return None;
@@ -273,8 +307,8 @@ fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
             }
             let option: Ident = input.parse()?;
             match option.to_string().as_str() {
-                "unique" => index.unique = Some(option.span()),
-                "sorted" => index.sorted = Some(option.span()),
+                "unique" => unique.set(ctx, option.span(), ()),
+                "sorted" => sorted.set(ctx, option.span(), ()),
                 _ => {
                     return Err(syn::Error::new(
                         option.span(),
@@ -292,6 +326,8 @@ fn parse_composite(ctx: &Ctx, attr: &Attribute) -> Option<CompositeIndex> {
         ctx.syn(e);
         return None;
     }
+    index.unique = unique.span();
+    index.sorted = sorted.span();
     if index.fields.len() < 2 {
         ctx.error(attr, "a composite index names two or more fields, e.g. #[index((country, age))]; to index one field, put #[index] on the field");
         return None;
@@ -355,17 +391,14 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
             return None;
         }
     };
-    let mut out = BelongsTo {
-        parent: args.parent,
-        check: true,
-        on_delete: OnDelete::Restrict,
-        on_delete_span: None,
-        span: attr.path().span(),
-    };
+    let mut check = Attr::none("check");
+    let mut on_delete = Attr::none("on_delete");
     for (name, value) in args.options {
         match name.to_string().as_str() {
             "check" => match &value {
-                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(LitBool { value, .. }), .. }) => out.check = *value,
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(LitBool { value, .. }), .. }) => {
+                    check.set(ctx, name.span(), *value)
+                }
                 _ => ctx.error(&value, "`check` takes `true` or `false`"),
             },
             "on_delete" => {
@@ -373,16 +406,16 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
                     syn::Expr::Path(p) => p.path.get_ident().map(Ident::to_string),
                     _ => None,
                 };
-                out.on_delete_span = Some(value.span());
-                out.on_delete = match word.as_deref() {
+                let rule = match word.as_deref() {
                     Some("restrict") => OnDelete::Restrict,
                     Some("cascade") => OnDelete::Cascade,
                     Some("detach") => OnDelete::Detach,
                     _ => {
                         ctx.error(&value, "`on_delete` is one of `restrict` (the default), `cascade` or `detach`");
-                        OnDelete::Restrict
+                        continue;
                     }
                 };
+                on_delete.set(ctx, value.span(), rule);
             }
             _ => ctx.error(
                 &name,
@@ -390,7 +423,14 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
             ),
         }
     }
-    Some(out)
+    let on_delete = on_delete.get();
+    Some(BelongsTo {
+        parent: args.parent,
+        check: check.get().is_none_or(|(_, check)| check),
+        on_delete: on_delete.map_or(OnDelete::Restrict, |(_, rule)| rule),
+        on_delete_span: on_delete.map(|(span, _)| span),
+        span: attr.path().span(),
+    })
 }
 
 /// `orders: Order, key = user_id` or `tags: Tag, through = PostTag`.

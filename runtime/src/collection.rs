@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::backend::{Quarantine, RawRecord, RecordChange, Source, Stage, StoredIndex};
 use crate::encode;
-use crate::entity::Entity;
+use crate::entity::{Entity, EntityInternals};
 use crate::error::{show_id, Error, Result};
 use crate::index::{Index, IndexKey, IndexMaint};
 use crate::index_file;
@@ -504,7 +504,10 @@ impl<T: Entity> Core<T> {
     }
 
     /// Whether a committed record has this id.
-    pub(crate) fn contains(&self, id: &T::Id) -> bool {
+    pub(crate) fn contains<Q: std::hash::Hash + Eq + ?Sized>(&self, id: &Q) -> bool
+    where
+        T::Id: std::borrow::Borrow<Q>,
+    {
         self.state.read().records.contains_key(id)
     }
 
@@ -526,7 +529,10 @@ impl<T: Entity> Core<T> {
     }
 
     /// The committed record with this id.
-    pub(crate) fn get(&self, id: &T::Id) -> Option<Arc<T>> {
+    pub(crate) fn get<Q: std::hash::Hash + Eq + ?Sized>(&self, id: &Q) -> Option<Arc<T>>
+    where
+        T::Id: std::borrow::Borrow<Q>,
+    {
         self.state.read().records.get(id).cloned()
     }
 
@@ -840,7 +846,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         if parent && state.records.contains_key(&id) {
             return Ok(());
         }
-        if let Some(n) = value.as_ref().and_then(Entity::__id_counter) {
+        if let Some(n) = value.as_ref().and_then(EntityInternals::__id_counter) {
             state.next_auto = state.next_auto.max(n.saturating_add(1));
         }
         state.put(&id, value.map(Arc::new), self.persisted());

@@ -1,5 +1,6 @@
 //! The [`Entity`] trait that `#[derive(Entity)]` implements.
 
+use std::any::Any;
 use std::ops::Deref;
 
 use serde::de::DeserializeOwned;
@@ -65,7 +66,7 @@ impl StorageSpec {
     label = "this type does not derive `Entity`",
     note = "add `#[derive(Entity)]` (with `Serialize, Deserialize, Clone`) and an `#[id]` field to `{Self}`"
 )]
-pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+pub trait Entity: EntityInternals + Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The type of the `#[id]` field.
     type Id: Key;
     /// The typed handle `store.collection::<Self>()` returns. The derive generates
@@ -84,29 +85,49 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
 
     /// The record's id.
     fn id(&self) -> &Self::Id;
+}
+
+/// What `#[derive(Entity)]` generates for the runtime beside [`Entity`]: auto ids,
+/// indices and foreign keys. Not a public API (it is reached only through
+/// `shelf::__private` and may change in any release); implement it with the derive.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Shelf entity",
+    label = "this type does not derive `Entity`",
+    note = "add `#[derive(Entity)]` (with `Serialize, Deserialize, Clone`) and an `#[id]` field to `{Self}`"
+)]
+pub trait EntityInternals: Sized + 'static {
+    /// The `#[belongs_to]` fields as `(field, parent collection)`, for the
+    /// compile-time check of `has_many(.., key = field)`.
+    const BELONGS_TO: &'static [(&'static str, &'static str)] = &[];
+    /// The message of that check when it fails: the `#[belongs_to]` fields there are.
+    const BELONGS_TO_HELP: &'static str = "";
 
     /// Sets the id from the auto-id counter. Returns `false` when the counter does not
     /// fit the id type (or the entity has no `#[id(auto)]`).
-    #[doc(hidden)]
     fn __set_auto_id(&mut self, counter: u64) -> bool;
 
     /// The counter value of this record's id, for `#[id(auto)]` entities.
-    #[doc(hidden)]
     fn __id_counter(&self) -> Option<u64>;
 
     /// The secondary indices declared with `#[index]`, empty and in declaration order.
-    #[doc(hidden)]
-    fn __indices() -> Vec<Box<dyn IndexMaint<Self>>> {
+    fn __indices() -> Vec<Box<dyn IndexMaint<Self>>>
+    where
+        Self: Entity,
+    {
         Vec::new()
     }
 
     /// The `#[belongs_to]` fields.
-    #[doc(hidden)]
     fn __foreign_keys() -> Vec<ForeignKeySpec> {
         Vec::new()
     }
 
+    /// The `ForeignKey<Self, Parent>` of a `#[belongs_to]` field, boxed.
+    fn __foreign_key_any(_field: &str) -> Option<Box<dyn Any>> {
+        None
+    }
+
     /// Sets an `Option` foreign key to `None` (`on_delete = detach`).
-    #[doc(hidden)]
     fn __clear_foreign_key(&mut self, _field: &str) {}
 }

@@ -98,50 +98,63 @@ impl<T: Entity> Collection<T> {
     }
 
     /// Removes the record with this id and returns it; `Ok(None)` when there was none.
-    pub fn remove(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
+    /// Takes borrowed forms like [`get`](Self::get).
+    pub fn remove<Q>(&self, id: &Q) -> Result<Option<Arc<T>>>
+    where
+        T::Id: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.store.inner_checked()?.write(|| {
             let old = self.get(id);
-            let ops =
-                if old.is_some() { vec![Op::new(self.pos, TypedOp::<T>::Remove(id.clone()))] } else { Vec::new() };
+            let ops = match &old {
+                Some(old) => vec![Op::new(self.pos, TypedOp::<T>::Remove(old.id().clone()))],
+                None => Vec::new(),
+            };
             Ok((ops, old))
         })
     }
 
-    /// Generated `by_<field>` of a unique index.
-    #[doc(hidden)]
-    pub fn __index_one<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Option<Arc<T>> {
-        self.core.index_one::<K, Q>(pos, key)
-    }
-
-    /// Generated `by_<field>` of a non-unique index, in id order.
-    #[doc(hidden)]
-    pub fn __index_all<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> Vec<Arc<T>> {
-        self.core.index_all::<K, Q>(pos, key)
-    }
-
-    /// Generated `count_by_<field>`.
-    #[doc(hidden)]
-    pub fn __index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
-        self.core.index_count::<K, Q>(pos, key)
-    }
-
-    /// Generated `range_by_<field>` of a sorted index, in key order.
-    #[doc(hidden)]
-    pub fn __index_range<K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
-        &self,
-        pos: usize,
-        bounds: (Bound<&Q>, Bound<&Q>),
-    ) -> Vec<Arc<T>> {
-        self.core.index_range::<K, Q>(pos, bounds)
-    }
-
-    /// The record with this id, from memory.
-    pub fn get(&self, id: &T::Id) -> Option<Arc<T>> {
+    /// The record with this id, from memory. Takes any borrowed form of the id:
+    /// `&str` for a `String` id.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// # #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// # struct User { #[id] id: String }
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::builder(dir.path()).register::<User>().open()?;
+    /// let users = store.collection::<User>()?;
+    /// users.insert(User { id: "ada".into() })?;
+    /// assert!(users.get("ada").is_some());
+    /// assert!(users.contains("ada"));
+    /// # Ok(()) }
+    /// ```
+    pub fn get<Q>(&self, id: &Q) -> Option<Arc<T>>
+    where
+        T::Id: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.core.get(id)
     }
 
-    /// Whether a record with this id exists.
-    pub fn contains(&self, id: &T::Id) -> bool {
+    /// The records with these ids, in the order given: `None` for an id with no
+    /// record. Takes borrowed forms like [`get`](Self::get).
+    pub fn get_many<'q, Q>(&self, ids: impl IntoIterator<Item = &'q Q>) -> Vec<Option<Arc<T>>>
+    where
+        T::Id: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + 'q,
+    {
+        ids.into_iter().map(|id| self.core.get(id)).collect()
+    }
+
+    /// Whether a record with this id exists. Takes borrowed forms like [`get`](Self::get).
+    pub fn contains<Q>(&self, id: &Q) -> bool
+    where
+        T::Id: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.core.contains(id)
     }
 
@@ -199,4 +212,44 @@ impl<T: Entity> Collection<T> {
     pub fn path(&self) -> Option<PathBuf> {
         self.store.inner().backend.path(self.pos)
     }
+}
+
+/// Generated `by_<field>` of a unique index.
+#[doc(hidden)]
+pub fn index_one<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    key: &Q,
+) -> Option<Arc<T>> {
+    collection.core.index_one::<K, Q>(pos, key)
+}
+
+/// Generated `by_<field>` of a non-unique index, in id order.
+#[doc(hidden)]
+pub fn index_all<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    key: &Q,
+) -> Vec<Arc<T>> {
+    collection.core.index_all::<K, Q>(pos, key)
+}
+
+/// Generated `count_by_<field>`.
+#[doc(hidden)]
+pub fn index_count<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    key: &Q,
+) -> usize {
+    collection.core.index_count::<K, Q>(pos, key)
+}
+
+/// Generated `range_by_<field>` of a sorted index, in key order.
+#[doc(hidden)]
+pub fn index_range<T: Entity, K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    bounds: (Bound<&Q>, Bound<&Q>),
+) -> Vec<Arc<T>> {
+    collection.core.index_range::<K, Q>(pos, bounds)
 }

@@ -27,10 +27,12 @@ use crate::key::Key;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an index key",
     label = "index keys need `Eq + Ord + Hash + Clone + Serialize + Deserialize`",
-    note = "floats have no total order: store an integer instead (e.g. cents as i64), or a wrapper that implements Ord and Hash"
+    note = "derive `PartialEq, Eq, PartialOrd, Ord, Hash` (with `Clone, Debug, Serialize, Deserialize`) on your own key type; a float has no total order: store an integer instead (e.g. cents as i64)"
 )]
 pub trait IndexKey: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static {}
 
+// Reported as "`K` cannot be an index key", once, rather than once per missing trait.
+#[diagnostic::do_not_recommend]
 impl<K: Clone + Eq + Ord + Hash + Debug + Send + Sync + Serialize + DeserializeOwned + 'static> IndexKey for K {}
 
 /// What kind of index, as declared with `#[index(...)]`.
@@ -275,7 +277,7 @@ impl<T: Entity, K: IndexKey> Index<T, K> {
         Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0, content: 0 }
     }
 
-    /// Boxes the index for [`Entity::__indices`].
+    /// Boxes the index for `EntityInternals::__indices`.
     pub fn boxed(self) -> Box<dyn IndexMaint<T>> {
         Box::new(self)
     }

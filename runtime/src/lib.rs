@@ -29,6 +29,7 @@ mod backend;
 mod batch;
 mod collection;
 mod commit;
+mod derived;
 pub mod encode;
 mod entity;
 mod error;
@@ -59,12 +60,12 @@ pub(crate) type Records<I, T> = std::collections::HashMap<I, std::sync::Arc<T>, 
 pub use entity::{Entity, StorageKind, StorageSpec};
 pub use error::{Error, Result};
 pub use flush::{FlushStats, Health};
-pub use index::{Index, IndexKey, IndexKind, IndexMaint};
+pub use index::{IndexKey, IndexKind};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use query::{Field, Nullable, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value};
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
-pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
+pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use tx::Transaction;
@@ -74,9 +75,10 @@ pub use watch::{Change, Event};
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entity::{Entity, StorageKind, StorageSpec};
+    pub use crate::derived::{foreign_key, has_foreign_key, has_many, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey};
+    pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
-    pub use crate::handle::Collection;
+    pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
     pub use crate::query::{Field, IndexHint, OptField};

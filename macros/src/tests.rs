@@ -1,0 +1,266 @@
+//! Tests of the expansion function itself, on `proc_macro2` tokens: it never
+//! panics, whatever the definition, and raw identifiers become the names a user
+//! means. (What the generated code does is tested through the `shelf` crate.)
+
+use proc_macro2::TokenStream;
+use proptest::prelude::*;
+
+use super::expand;
+use super::parse::snake_case;
+
+#[test]
+fn snake_case_names() {
+    assert_eq!(snake_case("User"), "user");
+    assert_eq!(snake_case("AuditEntry"), "audit_entry");
+    assert_eq!(snake_case("HTTPLog"), "http_log");
+    assert_eq!(snake_case("Post2Tag"), "post2_tag");
+}
+
+fn tokens(source: &str) -> TokenStream {
+    match source.parse() {
+        Ok(tokens) => tokens,
+        Err(e) => panic!("test input does not lex: {e}: {source}"),
+    }
+}
+
+/// The expansion as text, and whether it is only errors.
+fn expand_text(source: &str) -> (String, bool) {
+    let out = expand(tokens(source));
+    // Tokens or errors, it is always a list of items.
+    let file: syn::File = match syn::parse2(out.clone()) {
+        Ok(file) => file,
+        Err(e) => panic!("the expansion is not a list of items ({e}): {out}"),
+    };
+    let errors_only = !file.items.is_empty()
+        && file.items.iter().all(|item| matches!(item, syn::Item::Macro(m) if m.mac.path.segments.last().is_some_and(|s| s.ident == "compile_error")));
+    (out.to_string(), errors_only)
+}
+
+#[test]
+fn raw_identifiers_become_plain_names() {
+    let (out, errors) = expand_text(
+        r#"
+        #[index((r#type, size))]
+        struct File {
+            #[id] id: String,
+            #[index] r#type: String,
+            size: u64,
+            #[belongs_to(Kind)] r#match: String,
+        }
+        "#,
+    );
+    assert!(!errors, "{out}");
+    for name in ["by_type", "count_by_type", "by_type_and_size", "fn r#match", "\"type\"", "\"match\""] {
+        assert!(out.contains(name), "`{name}` missing from {out}");
+    }
+    assert!(!out.contains("r#type\""), "a printed name keeps `r#`: {out}");
+}
+
+#[test]
+fn a_repeated_option_is_a_spanned_error() {
+    for source in [
+        "#[storage(wal, wal)] struct A { #[id] id: String }",
+        "#[entity(collection = \"a\", collection = \"b\")] struct A { #[id] id: String }",
+        "struct A { #[id] id: String, #[belongs_to(B, on_delete = cascade, on_delete = restrict)] b: String }",
+        "struct A { #[id] id: String, #[index(unique, unique)] b: String }",
+    ] {
+        let (out, errors) = expand_text(source);
+        assert!(errors, "{source} expanded without error: {out}");
+        assert!(out.contains("is given twice"), "{source}: {out}");
+    }
+}
+
+#[test]
+fn a_valid_definition_expands_without_errors() {
+    let (out, errors) = expand_text(
+        r#"
+        #[storage(per_record, wal, shard = 2)]
+        #[has_many(orders: Order, key = user_id)]
+        #[has_one(profile: Profile, key = user_id)]
+        struct User { #[id] id: String, #[index(unique)] email: String, tags: Vec<String> }
+        "#,
+    );
+    assert!(!errors, "{out}");
+    assert!(out.contains("const _ : ()"), "the impls are not in an anonymous const: {out}");
+    assert!(!out.contains("__shelf_"), "a helper leaks onto the user's type: {out}");
+}
+
+const NAMES: &[&str] = &["id", "a", "b", "r#type", "r#match", "user_id", "self_id", "crate_id", "type_id", "_id", "x"];
+const TYPES: &[&str] = &[
+    "String",
+    "u64",
+    "i32",
+    "bool",
+    "Option<String>",
+    "Option<u64>",
+    "Vec<String>",
+    "std::option::Option<String>",
+    "(u8, String)",
+];
+const BAD_TYPES: &[&str] = &[
+    "f64",
+    "Vec<f64>",
+    "Option<Vec<u8>>",
+    "[u8; 4]",
+    "&'static str",
+    "Box<dyn Fn()>",
+    "Option<>",
+    "Vec<String, u8>",
+    "<T as Tr>::Out",
+    "r#type",
+];
+const FIELD_ATTRS: &[&str] = &[
+    "#[index]",
+    "#[index(unique)]",
+    "#[belongs_to(User)]",
+    "#[belongs_to(User, on_delete = cascade)]",
+    "#[serde(rename = \"z\")]",
+];
+const BAD_FIELD_ATTRS: &[&str] = &[
+    "#[id]",
+    "#[id(auto)]",
+    "#[id(auto, auto)]",
+    "#[id(manual)]",
+    "#[id = 1]",
+    "#[index(unique, unique)]",
+    "#[index(each)]",
+    "#[index(sorted, each)]",
+    "#[index(bogus)]",
+    "#[index((a, b))]",
+    "#[index = \"x\"]",
+    "#[belongs_to(r#type)]",
+    "#[belongs_to(User, on_delete = detach)]",
+    "#[belongs_to(User, on_delete = detach, on_delete = cascade)]",
+    "#[belongs_to(User, check = false, check = true)]",
+    "#[belongs_to(User, on_delete = 3)]",
+    "#[belongs_to(User, bogus = 1)]",
+    "#[belongs_to()]",
+    "#[belongs_to]",
+    "#[entity(collection = \"x\")]",
+    "#[storage(wal)]",
+    "#[has_many(xs: X, key = a)]",
+];
+const STRUCT_ATTRS: &[&str] = &[
+    "#[entity(collection = \"things\")]",
+    "#[storage(per_record, shard = 2)]",
+    "#[index((a, r#type))]",
+    "#[has_many(xs: X, key = a)]",
+    "#[has_many(xs: X, key = r#type)]",
+    "#[has_many(xs: X, through = J)]",
+    "#[has_one(x: X, key = user_id)]",
+    "#[has_many(r#type: X, through = J)]",
+    "#[derive(Clone)]",
+];
+const BAD_STRUCT_ATTRS: &[&str] = &[
+    "#[entity(collection = \"a\", collection = \"b\")]",
+    "#[entity(collection = \"Bad Name\")]",
+    "#[entity(collection = \"wal\")]",
+    "#[entity(collection = 3)]",
+    "#[entity(bogus)]",
+    "#[storage(wal, wal)]",
+    "#[storage(memory, wal, compress)]",
+    "#[storage(collection_file, shard = 9)]",
+    "#[storage(shard = 99999999999)]",
+    "#[storage(memory, per_record)]",
+    "#[storage(bogus)]",
+    "#[storage = 3]",
+    "#[index((a, b), unique, unique)]",
+    "#[index((a, missing))]",
+    "#[index((a))]",
+    "#[index(a, b)]",
+    "#[index]",
+    "#[index(())]",
+    "#[has_one(x: X, through = J)]",
+    "#[has_many(xs: X)]",
+    "#[has_many]",
+    "#[id]",
+    "#[belongs_to(User)]",
+];
+const STRUCT_NAMES: &[&str] = &["User", "r#type", "HTTPLog", "r#match", "A"];
+
+fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(pool)
+}
+
+/// Mostly valid choices, sometimes an invalid one.
+fn mostly(good: &'static [&'static str], bad: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+    prop_oneof![6 => pick(good), 1 => pick(bad)]
+}
+
+fn field() -> impl Strategy<Value = String> {
+    (pick(NAMES), mostly(TYPES, BAD_TYPES), proptest::collection::vec(mostly(FIELD_ATTRS, BAD_FIELD_ATTRS), 0..2))
+        .prop_map(|(name, ty, attrs)| format!("{} {name}: {ty}", attrs.join(" ")))
+}
+
+/// A random entity definition: struct, tuple struct, unit struct, enum or generic
+/// struct, with random attributes and fields, valid or not.
+fn definition() -> impl Strategy<Value = String> {
+    (
+        0..16u8,
+        pick(STRUCT_NAMES),
+        proptest::collection::vec(mostly(STRUCT_ATTRS, BAD_STRUCT_ATTRS), 0..3),
+        proptest::sample::select(&["#[id] id: String", "#[id(auto)] id: u64", "#[id] r#type: String", ""][..]),
+        proptest::collection::vec(field(), 0..5),
+    )
+        .prop_map(|(shape, name, attrs, id, fields)| {
+            let attrs = attrs.join(" ");
+            let fields = std::iter::once(id.to_owned()).chain(fields).collect::<Vec<_>>().join(", ");
+            match shape {
+                0 => format!(
+                    "{attrs} struct {name}({});",
+                    fields.split(", ").map(|_| "String").collect::<Vec<_>>().join(", ")
+                ),
+                1 => format!("{attrs} struct {name};"),
+                2 => format!("{attrs} enum {name} {{ A, B }}"),
+                3 => format!("{attrs} struct {name}<T> {{ {fields} }}"),
+                _ => format!("{attrs} pub struct {name} {{ {fields} }}"),
+            }
+        })
+}
+
+fn cases() -> u32 {
+    std::env::var("SHELF_MACRO_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any definition expands to items or to spanned errors, never a panic.
+    #[test]
+    fn expand_never_panics(source in definition()) {
+        let Ok(input) = source.parse::<TokenStream>() else { return Ok(()) };
+        let out = expand(input);
+        prop_assert!(syn::parse2::<syn::File>(out.clone()).is_ok(), "not a list of items: {}", out);
+    }
+
+    /// Random tokens (mostly not a struct at all) are errors, never a panic.
+    #[test]
+    fn expand_never_panics_on_token_soup(source in "[a-z#\\[\\]()<>{}:,;= \"0-9_]{0,60}") {
+        let Ok(input) = source.parse::<TokenStream>() else { return Ok(()) };
+        let out = expand(input);
+        prop_assert!(syn::parse2::<syn::File>(out.clone()).is_ok(), "not a list of items: {}", out);
+    }
+}
+
+/// The generator reaches both sides: definitions that expand to code and
+/// definitions that expand to errors (else the property above proves little).
+#[test]
+fn the_generator_makes_valid_and_invalid_definitions() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut valid, mut invalid) = (0, 0);
+    for _ in 0..2000 {
+        let source = match definition().new_tree(&mut runner) {
+            Ok(tree) => tree.current(),
+            Err(e) => panic!("the generator failed: {e}"),
+        };
+        let Ok(input) = source.parse::<TokenStream>() else { continue };
+        let out = expand(input).to_string();
+        if out.contains("compile_error") {
+            invalid += 1;
+        } else {
+            valid += 1;
+        }
+    }
+    assert!(valid >= 20 && invalid >= 20, "valid {valid}, invalid {invalid}");
+}
