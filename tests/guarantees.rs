@@ -9,7 +9,6 @@ mod common_wal;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -202,10 +201,17 @@ struct Measure {
     x: f64,
     v: serde_json::Value,
     m: BTreeMap<(u8, u8), u8>,
+    /// Loads back lowercased: a value that deserializes to a different value.
+    #[serde(deserialize_with = "lowercase")]
+    s: String,
+}
+
+fn lowercase<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.to_lowercase())
 }
 
 fn measure(id: &str, x: f64) -> Measure {
-    Measure { id: id.into(), x, v: serde_json::Value::Null, m: BTreeMap::new() }
+    Measure { id: id.into(), x, v: serde_json::Value::Null, m: BTreeMap::new(), s: "low".into() }
 }
 
 fn nested(depth: usize) -> serde_json::Value {
@@ -215,7 +221,8 @@ fn nested(depth: usize) -> serde_json::Value {
 /// "Acknowledged means loadable, exactly": floats come back bit for bit after a
 /// flush and reopen; NaN, infinity, JSON nested deeper than 128 levels and a map
 /// whose keys are not strings are refused with `Error::Unloadable` or
-/// `Error::Serde` naming the collection and id; nothing else changes and the next
+/// `Error::Serde` naming the collection and id, and so is a value that would load
+/// back as another value; nothing else changes and the next
 /// flush succeeds. Deeper: `tests/roundtrip.rs` (every layout, property test).
 #[test]
 fn acknowledged_means_loadable_exactly() {
@@ -233,6 +240,7 @@ fn acknowledged_means_loadable_exactly() {
         measure("kept", f64::INFINITY),
         Measure { v: nested(200), ..measure("kept", 2.0) },
         Measure { m: BTreeMap::from([((1, 2), 3)]), ..measure("kept", 2.0) },
+        Measure { s: "Upper".into(), ..measure("kept", 2.0) },
     ];
     for bad in refused {
         let what = format!("{bad:?}").chars().take(80).collect::<String>();
@@ -260,31 +268,77 @@ fn acknowledged_means_loadable_exactly() {
 // ---------------------------------------------------------------------------------
 // Bullet 4: writers never wait for the disk
 
-/// A file system that parks the first file creation after it is armed (a flush's
-/// first temp file) until released: a flush held in its I/O phase.
+/// A file system that parks the first operation of the armed kind until released:
+/// a flush held in its I/O phase. `Create` parks a flush's first temp file (its
+/// values are read by then); `Sync` parks the WAL sync a flush makes before it reads
+/// its snapshot's values (with `WalSync::Every`, the log is not synced yet).
 #[derive(Clone, Debug, Default)]
 struct ParkFs {
     faults: Arc<FaultFs>,
     park: Arc<Park>,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Point {
+    #[default]
+    Off,
+    Create,
+    Sync,
+}
+
 #[derive(Debug, Default)]
 struct Park {
-    armed: AtomicBool,
+    armed: Mutex<Point>,
     /// (parked, released)
     state: Mutex<(bool, bool)>,
     changed: Condvar,
 }
 
 impl Park {
+    fn arm(&self, point: Point) {
+        *self.armed.lock().unwrap() = point;
+    }
+    /// Parks the calling thread if the gate is armed at `point` (once).
+    fn pass(&self, point: Point) {
+        {
+            let mut armed = self.armed.lock().unwrap();
+            if *armed != point {
+                return;
+            }
+            *armed = Point::Off;
+        }
+        let mut state = self.state.lock().unwrap();
+        state.0 = true;
+        self.changed.notify_all();
+        let _state = self.changed.wait_while(state, |s| !s.1).unwrap();
+    }
     fn wait_parked(&self) -> bool {
         let state = self.state.lock().unwrap();
         self.changed.wait_timeout_while(state, DEADLINE, |s| !s.0).unwrap().0 .0
     }
     fn release(&self) {
-        self.armed.store(false, Ordering::SeqCst);
+        self.arm(Point::Off);
         self.state.lock().unwrap().1 = true;
         self.changed.notify_all();
+    }
+}
+
+/// A WAL segment whose syncs pass the park first.
+struct ParkAppend {
+    inner: Box<dyn VfsAppend>,
+    park: Arc<Park>,
+}
+
+impl VfsAppend for ParkAppend {
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        self.inner.append(buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.park.pass(Point::Sync);
+        self.inner.sync_data()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
     }
 }
 
@@ -293,16 +347,12 @@ impl Vfs for ParkFs {
         self.faults.read(path)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
-        if self.park.armed.swap(false, Ordering::SeqCst) {
-            let mut state = self.park.state.lock().unwrap();
-            state.0 = true;
-            self.park.changed.notify_all();
-            let _state = self.park.changed.wait_while(state, |s| !s.1).unwrap();
-        }
+        self.park.pass(Point::Create);
         self.faults.create_new(path)
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsAppend>> {
-        self.faults.open_append(path)
+        let inner = self.faults.open_append(path)?;
+        Ok(Box::new(ParkAppend { inner, park: Arc::clone(&self.park) }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.faults.rename(from, to)
@@ -340,7 +390,7 @@ fn writers_never_wait_for_the_disk() {
         users.insert(user(name, name, 1)).unwrap();
     }
 
-    park.armed.store(true, Ordering::SeqCst);
+    park.arm(Point::Create);
     let flush = {
         let store = store.clone();
         std::thread::spawn(move || store.flush())
@@ -374,6 +424,55 @@ fn writers_never_wait_for_the_disk() {
     store.flush().unwrap();
     assert_eq!(read_record::<User>(&record_path(dir.path(), "user", "ada")), Some(user("ada", "ada", 2)));
     assert!(!record_path(dir.path(), "user", "dee").exists());
+}
+
+/// The second half of "Writers never wait for the disk": "A write during the flush
+/// saves the value it replaces, so the flush writes the snapshot's values exactly."
+/// The flush is held after its snapshot and before it reads the values (at the WAL
+/// sync it makes first); writes then change every record of the snapshot.
+#[test]
+fn a_write_during_a_flush_saves_the_value_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = ParkFs::default();
+    let park = Arc::clone(&fs.park);
+    let store = Store::builder(dir.path())
+        .register::<Logged>()
+        .vfs(fs)
+        .flush_interval(NEVER)
+        .wal_sync(shelf::WalSync::Every(NEVER))
+        .open()
+        .unwrap();
+    let items = store.collection::<Logged>().unwrap();
+    for id in ["a", "b", "c"] {
+        items.insert(logged(id, 1)).unwrap();
+    }
+    park.arm(Point::Sync);
+    let flush = {
+        let store = store.clone();
+        std::thread::spawn(move || store.flush())
+    };
+    assert!(park.wait_parked(), "the flush never synced the WAL");
+    let writes = {
+        let store = store.clone();
+        watchdog("writes during a parked flush", move || {
+            let items = store.collection::<Logged>().unwrap();
+            items.update(&"a".to_string(), |r| r.n = 2)?;
+            items.remove(&"b".to_string())?;
+            items.insert(logged("d", 2))?;
+            Ok::<_, Error>(())
+        })
+    };
+    park.release();
+    writes.unwrap();
+    assert_eq!(flush.join().unwrap().unwrap().records, 3, "the flush wrote its snapshot");
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            read_record::<Logged>(&record_path(dir.path(), "logged", id)),
+            Some(logged(id, 1)),
+            "{id}: the flush did not write its snapshot's value"
+        );
+    }
+    assert!(!record_path(dir.path(), "logged", "d").exists(), "the flush wrote a record newer than its snapshot");
 }
 
 // ---------------------------------------------------------------------------------
