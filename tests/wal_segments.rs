@@ -200,3 +200,74 @@ fn a_directory_named_like_a_segment_is_reported() {
     std::fs::create_dir(&dir).unwrap();
     expect_wal_segment(image.path(), &wal, &dir, "directory");
 }
+
+/// A WAL record built by hand: `len`, `lsn`, CRC32C of both and the payload.
+fn record(lsn: u64, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut crc = crc32c::crc32c(&len);
+    crc = crc32c::crc32c_append(crc, &lsn.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    [&len[..], &lsn.to_le_bytes(), &crc.to_le_bytes(), payload].concat()
+}
+
+/// Every record `(lsn, payload)` of the WAL directory, in segment order.
+fn wal_records(wal: &Path) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (_, bytes) in wal_files(wal) {
+        let mut offset = 0;
+        while offset + HEADER_LEN <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            let lsn = u64::from_le_bytes(bytes[offset + 4..offset + 12].try_into().unwrap());
+            out.push((lsn, bytes[offset + HEADER_LEN..offset + HEADER_LEN + len].to_vec()));
+            offset += HEADER_LEN + len;
+        }
+    }
+    out
+}
+
+/// After a torn append, the bytes that follow may hold an older record (a reused
+/// buffer): a valid record whose sequence number is not above the last one does
+/// not prove corruption, so the tail is cut as torn.
+#[test]
+fn a_stale_copy_of_an_older_record_after_a_torn_one_is_a_torn_tail() {
+    let (image, wal, records) = crashed(3);
+    let torn = &records[2].1[..records[2].1.len() - 3];
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1, torn, &records[1].1]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+    assert_eq!(store.recovery_report().wal_bytes_truncated, (torn.len() + records[1].1.len()) as u64);
+}
+
+/// A valid record after a bad one is found wherever it starts, up to the last
+/// header-sized window of the segment: here a record with an empty payload that
+/// ends the segment.
+#[test]
+fn a_valid_record_ending_the_segment_after_a_bad_one_is_corruption() {
+    let (image, wal, records) = crashed(2);
+    let mut bad = records[1].1.clone();
+    bad[HEADER_LEN] ^= 0x20;
+    let last = record(records[1].0 + 1, b"");
+    let segment = write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &bad, &last]);
+    match builder(image.path()).open() {
+        Err(Error::WalCorrupt { segment: s, offset }) => {
+            assert_eq!((s, offset), (segment, records[0].1.len() as u64));
+        }
+        Err(other) => panic!("expected Error::WalCorrupt, got {other}"),
+        Ok(store) => panic!("expected Error::WalCorrupt, got a store with ids {:?}", ids(&store)),
+    }
+}
+
+/// A segment is named for its first record: with only an empty segment left, the
+/// next commit takes the sequence number the name gives, not one already used.
+#[test]
+fn the_next_record_after_an_empty_segment_takes_the_number_in_its_name() {
+    let (image, wal, records) = crashed(2);
+    let next = records[1].0 + 10;
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    write_segment(&wal, &segment_name(next), &[]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+    store.collection::<Entry>().unwrap().insert(entry(3)).unwrap();
+    let lsns: Vec<u64> = wal_records(&wal).into_iter().map(|(lsn, _)| lsn).collect();
+    assert_eq!(lsns.last(), Some(&next), "sequence numbers in the WAL: {lsns:?}");
+}
