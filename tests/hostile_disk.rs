@@ -196,6 +196,26 @@ fn a_record_file_larger_than_the_bound_is_refused() {
     assert_names(open_within(dir.path()), &path, "larger than");
 }
 
+/// Issue 19, 9: a directory where an index file belongs. A rewrite can never
+/// replace it (a rename onto a directory fails), so an open that went on would make
+/// every close fail; open refuses, naming it, and leaves it alone.
+#[test]
+fn a_directory_in_place_of_an_index_file_fails_open_naming_it() {
+    let dir = populated();
+    let indices = dir.path().join("user").join("indices");
+    let index = std::fs::read_dir(&indices).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_file(&index).unwrap();
+    std::fs::create_dir(&index).unwrap();
+    assert_names(open_within(dir.path()), &index, "directory");
+    assert!(index.is_dir(), "the directory was touched");
+    // Moved away, the store opens and close writes the index file again.
+    std::fs::remove_dir(&index).unwrap();
+    let store = open_within(dir.path()).unwrap();
+    assert_eq!(store.collection::<User>().unwrap().get(&"ada".to_owned()).as_deref(), Some(&user("ada")));
+    store.close().unwrap();
+    assert!(std::fs::metadata(&index).unwrap().is_file(), "the index file was not rewritten");
+}
+
 #[test]
 fn a_directory_in_place_of_a_record_file_fails_open_naming_it() {
     let dir = populated();

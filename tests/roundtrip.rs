@@ -96,22 +96,21 @@ fn non_finite_floats_are_refused_at_the_write() {
         let err = wal.insert(PerRecordWal { id: "n".into(), x, v: serde_json::json!(null), m: BTreeMap::new() });
         let err = err.unwrap_err();
         assert!(
-            matches!(&err, Error::Unloadable { collection, id, .. } if collection == "per_record_wal" && id == "n"),
+            matches!(&err, Error::Unloadable { collection, id, field, .. }
+                if collection == "per_record_wal" && id == "n" && field == "x"),
             "{err:?}"
         );
         assert!(err.to_string().contains("NaN or infinity"), "{err}");
+        assert!(err.to_string().contains("field `x`"), "the message names the field: {err}");
     }
     assert!(wal.is_empty());
     let m = BTreeMap::from([("k".to_string(), f32::NAN)]);
-    assert!(matches!(
-        store.collection::<PerRecord>().unwrap().insert(PerRecord {
-            id: "m".into(),
-            x: 0.0,
-            v: serde_json::json!(0),
-            m
-        }),
-        Err(Error::Unloadable { .. })
-    ));
+    let err = store
+        .collection::<PerRecord>()
+        .unwrap()
+        .insert(PerRecord { id: "m".into(), x: 0.0, v: serde_json::json!(0), m })
+        .unwrap_err();
+    assert!(matches!(&err, Error::Unloadable { field, .. } if field == "m.k"), "the path into the map: {err:?}");
     // Nothing poisoned: flush and close work, and reopen finds nothing.
     store.close().unwrap();
     let store = builder(dir.path()).open().unwrap();
@@ -126,7 +125,7 @@ fn values_nested_deeper_than_a_load_accepts_are_refused() {
     // 126 levels inside the record's own object load; 200 do not.
     docs.insert(PerRecordWal { id: "ok".into(), x: 0.0, v: nested(126), m: BTreeMap::new() }).unwrap();
     let err = docs.insert(PerRecordWal { id: "deep".into(), x: 0.0, v: nested(200), m: BTreeMap::new() }).unwrap_err();
-    assert!(matches!(err, Error::Unloadable { .. }), "{err:?}");
+    assert!(matches!(&err, Error::Unloadable { field, .. } if field.starts_with("v")), "{err:?}");
     assert!(err.to_string().contains("128 levels"), "{err}");
     // The accepted one replays from the WAL after a crash-like drop of the files...
     drop(docs);
@@ -141,7 +140,11 @@ fn unserializable_values_are_refused_and_never_block_a_flush() {
     let store = builder(dir.path()).open().unwrap();
     let bad = store.collection::<TupleKeys>().unwrap();
     let err = bad.insert(TupleKeys { id: "t".into(), m: BTreeMap::from([((1, 2), 3)]) }).unwrap_err();
-    assert!(matches!(&err, Error::Serde { collection, id, .. } if collection == "tuple_keys" && id == "t"), "{err:?}");
+    assert!(
+        matches!(&err, Error::Unloadable { collection, id, field, .. }
+            if collection == "tuple_keys" && id == "t" && field == "m"),
+        "refused at the write, naming the field: {err:?}"
+    );
     assert!(bad.is_empty());
     store
         .collection::<PerRecord>()

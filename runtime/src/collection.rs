@@ -4,26 +4,24 @@ use std::any::Any;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::batch::WriteBatch;
-
+use crate::backend::{Quarantine, RawRecord, RecordChange, Source, Stage, StoredIndex};
 use crate::encode;
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
 use crate::index::{fnv1a, Index, IndexKey, IndexMaint};
-use crate::index_file::{self, INDEX_DIR};
+use crate::index_file;
 use crate::key::Key;
 use crate::recover::{LoadCtx, UniqueConflict};
 use crate::relation::{Dangling, ForeignKeySpec};
-use crate::storage::{strategy_for, FileChange, Quarantine, RawRecord, Strategy};
 use crate::watch::{Change, Watchers};
 
 mod flush;
 mod load;
+mod roundtrip;
 pub(crate) use flush::FlushPart;
 use load::Loader;
 
@@ -107,12 +105,16 @@ fn id_hash<I: Key>(id: &I) -> u64 {
     fnv1a(id.encode_key().as_bytes())
 }
 
-/// One collection's records and its storage strategy.
+/// One collection's records, indices and dirty marks. It names no file: what it
+/// stages, its backend keeps.
 pub(crate) struct Core<T: Entity> {
     name: &'static str,
-    strategy: Box<dyn Strategy>,
-    /// `<dir>/<collection>/indices`, for persisted collections.
-    index_dir: Option<PathBuf>,
+    /// Whether the layout keeps the collection as one document of lines
+    /// (`collection_file`): then the core keeps every record's line.
+    whole_file: bool,
+    /// Whether the backend keeps the indices too (persisted collections with
+    /// indices).
+    index_files: bool,
     state: RwLock<State<T>>,
     /// Change subscribers.
     watchers: Watchers<T>,
@@ -358,14 +360,12 @@ fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>) -> Result<V
 }
 
 impl<T: Entity> Core<T> {
-    pub fn new(dir: &std::path::Path, level: i32) -> Self {
+    pub fn new() -> Self {
         let indices = T::__indices();
-        let index_dir =
-            (T::STORAGE.is_persisted() && !indices.is_empty()).then(|| dir.join(T::COLLECTION).join(INDEX_DIR));
         Core {
             name: T::COLLECTION,
-            strategy: strategy_for(T::STORAGE, dir, T::COLLECTION, level),
-            index_dir,
+            whole_file: T::STORAGE.kind == crate::entity::StorageKind::CollectionFile,
+            index_files: T::STORAGE.is_persisted() && !indices.is_empty(),
             state: RwLock::new(State {
                 records: crate::Records::default(),
                 index_versions: vec![(0, 0); indices.len()],
@@ -388,39 +388,7 @@ impl<T: Entity> Core<T> {
     /// and the loaded value serializes to the same bytes (floats bit for bit). A
     /// value that fails is refused before anything changes; see [`Error::Unloadable`].
     fn loadable(&self, id: &T::Id, value: &T) -> Result<Vec<u8>> {
-        let bytes = serde_json::to_vec(value).map_err(|source| Error::Serde {
-            collection: self.name.to_owned(),
-            id: show_id(&id.encode_key()),
-            source: Arc::new(source),
-        })?;
-        let refuse = |message: String| Error::Unloadable {
-            collection: self.name.to_owned(),
-            id: show_id(&id.encode_key()),
-            message,
-        };
-        let back: T = serde_json::from_slice(&bytes).map_err(|e| {
-            let hint = if e.to_string().contains("null") {
-                " (JSON has no NaN or infinity: serde_json writes them as null)"
-            } else if e.to_string().contains("recursion limit") {
-                " (it is nested deeper than the 128 levels a load accepts)"
-            } else {
-                ""
-            };
-            refuse(format!("its JSON does not load back: {e}{hint}"))
-        })?;
-        let again =
-            serde_json::to_vec(&back).map_err(|e| refuse(format!("its loaded copy does not serialize: {e}")))?;
-        if again != bytes {
-            let at = bytes.iter().zip(&again).position(|(a, b)| a != b).unwrap_or(bytes.len().min(again.len()));
-            let show =
-                |b: &[u8]| String::from_utf8_lossy(&b[at.saturating_sub(20)..(at + 20).min(b.len())]).into_owned();
-            return Err(refuse(format!(
-                "it would load back as a different value (at byte {at}: written `{}`, loaded `{}`)",
-                show(&bytes),
-                show(&again)
-            )));
-        }
-        Ok(bytes)
+        roundtrip::loadable(self.name, id, value)
     }
 
     fn persisted(&self) -> bool {
@@ -528,11 +496,6 @@ impl<T: Entity> Core<T> {
         state.dirty.len() + state.in_flight
     }
 
-    /// The first directory of the strategy, for persisted collections.
-    pub(crate) fn path(&self) -> Option<PathBuf> {
-        self.strategy.dirs().into_iter().next()
-    }
-
     /// The committed record with this id.
     pub(crate) fn get(&self, id: &T::Id) -> Option<Arc<T>> {
         self.state.read().records.get(id).cloned()
@@ -592,13 +555,9 @@ impl<T: Entity> Core<T> {
         Ok(value)
     }
 
-    fn index_path(&self, name: &str) -> Option<PathBuf> {
-        self.index_dir.as_ref().map(|dir| dir.join(format!("{name}.jsonl")))
-    }
-
     /// Compares each index file with the index rebuilt from the records. A file that
     /// is missing, unreadable or stale is marked for rewriting, with a warning.
-    fn verify_index_files(&self, ctx: &LoadCtx, state: &mut State<T>) {
+    fn verify_index_files(&self, ctx: &LoadCtx, state: &mut State<T>, stored: &IndexReader<'_>) -> Result<()> {
         for (pos, index) in state.indices.iter().enumerate() {
             for (key, ids) in index.duplicates() {
                 tracing::warn!(
@@ -615,24 +574,29 @@ impl<T: Entity> Core<T> {
                     ids,
                 });
             }
-            let Some(path) = self.index_path(index.name()) else { continue };
-            let problem = match ctx.fs().read(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_owned()),
-                Err(e) => Some(format!("unreadable: {e}")),
-                Ok(bytes) => index_file::verify(&bytes, index.as_ref(), state.fingerprint, state.records.len()).err(),
+            let problem = match stored(index.name())? {
+                StoredIndex::NotKept => continue,
+                StoredIndex::Unusable(problem) => Some(problem),
+                StoredIndex::Found(bytes) => {
+                    index_file::verify(&bytes, index.as_ref(), state.fingerprint, state.records.len()).err()
+                }
             };
             match problem {
                 None => state.index_versions[pos] = (0, 0),
                 // `u64::MAX` is never a write's sequence number: the file is written
                 // by the next flush whatever happens before it.
                 Some(reason) => {
-                    tracing::warn!(collection = self.name, index = index.name(), file = %path.display(), %reason, "rebuilding index file from the records");
+                    tracing::warn!(collection = self.name, index = index.name(), %reason, "rebuilding index file from the records");
                     state.index_versions[pos] = (state.seq, u64::MAX);
                 }
             }
         }
+        Ok(())
     }
 }
+
+/// Reads the stored form of an index by name; see [`Backend::read_index`](crate::backend::Backend::read_index).
+pub(crate) type IndexReader<'a> = dyn Fn(&str) -> Result<StoredIndex> + 'a;
 
 /// The type-erased face of a collection, for the store and the flusher.
 pub(crate) trait ErasedCollection: Send + Sync {
@@ -643,15 +607,14 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn persisted(&self) -> bool;
     fn spec(&self) -> crate::entity::StorageSpec;
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    /// Directories to create on open: the strategy's, and the index directory.
-    fn dirs(&self) -> Vec<PathBuf>;
-    /// The declared strategy.
-    fn strategy(&self) -> &dyn Strategy;
-    /// Loads the records stored by `from` (the declared strategy, or the one of the
-    /// last run when migrating), rebuilds the indices and checks the index files.
-    fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()>;
-    /// Stages every record in the declared form (a migration's first step).
-    fn stage_all_records(&self, batch: &mut WriteBatch) -> Result<()>;
+    /// Whether the collection has indices.
+    fn has_indices(&self) -> bool;
+    /// Loads the records of `from` (the declared layout, or the one of the last run
+    /// when migrating), rebuilds the indices and checks them against their stored
+    /// forms, read through `stored`.
+    fn load(&self, ctx: &LoadCtx, from: &dyn Source, stored: &IndexReader<'_>) -> Result<()>;
+    /// Stages every record (a migration's first step).
+    fn stage_all_records(&self, out: &mut dyn Stage) -> Result<()>;
     /// Takes the snapshot of a flush: the dirty marks, as they are now. Called under
     /// the writer lock; costs no more than moving a map. `None` when there is
     /// nothing to write. With `index_files`, the index files that changed are
@@ -697,34 +660,29 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
-    fn strategy(&self) -> &dyn Strategy {
-        self.strategy.as_ref()
-    }
-    fn dirs(&self) -> Vec<PathBuf> {
-        let mut dirs = self.strategy.dirs();
-        dirs.extend(self.index_dir.clone());
-        dirs
+    fn has_indices(&self) -> bool {
+        !self.state.read().indices.is_empty()
     }
 
-    fn load(&self, ctx: &LoadCtx, from: &dyn Strategy) -> Result<()> {
+    fn load(&self, ctx: &LoadCtx, from: &dyn Source, stored: &IndexReader<'_>) -> Result<()> {
         let mut max_counter = 0;
         let mut skipped = false;
         let mut state = self.state.write();
         let mut lines = self.lines.lock();
-        let cache = self.strategy.whole_file();
+        let cache = self.whole_file;
         // Parsing (here) and indexing (`Loader`) overlap on two threads once the
         // collection proves large; records arrive in file order either way, so a
         // later line with the same id wins, as it always did.
         std::thread::scope(|scope| {
             let mut loader = Loader::new(scope, &mut state);
-            let loaded = from.load(ctx.fs(), &mut |raw| {
+            let loaded = from.load(&mut |raw| {
                 match self.parse(&raw) {
                     Ok(value) => {
                         if let Some(n) = value.__id_counter() {
                             max_counter = max_counter.max(n.saturating_add(1));
                         }
                         if cache {
-                            lines.insert(value.id().clone(), flush::line_of(&value, &raw, from.whole_file())?);
+                            lines.insert(value.id().clone(), flush::line_of(&value, &raw, from.whole())?);
                         }
                         loader.push(value);
                     }
@@ -753,23 +711,22 @@ impl<T: Entity> ErasedCollection for Core<T> {
             state.seq += 1;
             state.rewrite = Some(state.seq);
         }
-        self.verify_index_files(ctx, &mut state);
-        Ok(())
+        self.verify_index_files(ctx, &mut state, stored)
     }
 
-    fn stage_all_records(&self, batch: &mut WriteBatch) -> Result<()> {
+    fn stage_all_records(&self, out: &mut dyn Stage) -> Result<()> {
         let records: Vec<(T::Id, Arc<T>)> = {
             let state = self.state.read();
             state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect()
         };
-        if self.strategy.whole_file() {
-            return self.strategy.stage_all(flush::jsonl(&self.lines.lock()), batch);
+        if self.whole_file {
+            return out.whole(flush::jsonl(&self.lines.lock()));
         }
         let mut changes = Vec::with_capacity(records.len());
         for (id, value) in records {
-            changes.push(FileChange { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
+            changes.push(RecordChange { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
         }
-        self.strategy.stage(changes, batch)
+        out.records(changes)
     }
 
     fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>> {

@@ -20,11 +20,11 @@ use std::collections::VecDeque;
 
 use parking_lot::MutexGuard;
 
+use crate::backend::Announcement;
 use crate::collection::{Applied, Locked};
 use crate::error::{Error, Result};
 use crate::relation::OnDelete;
 use crate::store::Inner;
-use crate::wal::{Incoming, WalSync};
 
 /// One write of a commit: the collection's position and its `TypedOp<T>`.
 pub(crate) struct Op {
@@ -132,7 +132,7 @@ impl Inner {
 
     /// [`Error::Poisoned`] once a WAL write or sync has failed.
     pub(crate) fn check_poisoned(&self) -> Result<()> {
-        match self.wal.as_ref().and_then(|wal| wal.poisoned()) {
+        match self.backend.poisoned() {
             Some(cause) => Err(Error::Poisoned { dir: self.dir.clone(), cause: Box::new(cause) }),
             None => Ok(()),
         }
@@ -165,7 +165,7 @@ impl Inner {
         let mut touched: Vec<usize> = ops.iter().map(|op| op.coll).collect();
         touched.sort_unstable();
         touched.dedup();
-        let logged = self.wal.is_some() && touched.iter().any(|&c| self.collections[c].spec().wal);
+        let logged = self.backend.logs() && touched.iter().any(|&c| self.collections[c].spec().wal);
         let mut to_lock: Vec<usize> = touched.iter().flat_map(|&c| self.related[c].iter().copied()).collect();
         to_lock.extend(&touched);
         to_lock.sort_unstable();
@@ -180,10 +180,10 @@ impl Inner {
             run.revert();
             return Err(e);
         }
-        let lsn = match (&self.wal, run.payload.is_empty()) {
-            (Some(wal), false) => {
+        let lsn = match run.payload.is_empty() {
+            false => {
                 run.payload.push(b']');
-                match wal.append(&run.payload) {
+                match self.backend.log(&run.payload) {
                     Ok(lsn) => Some(lsn),
                     Err(e) => {
                         // Nothing was acknowledged or published: memory goes back.
@@ -192,13 +192,13 @@ impl Inner {
                     }
                 }
             }
-            _ => None,
+            true => None,
         };
         // Committed. The changes are published in commit order: now, unless they
         // must wait for this commit's WAL record (`Always`) or for an earlier
         // commit's, still queued.
         let seq = self.commit_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        let wait_for = lsn.filter(|_| self.wal.as_ref().is_some_and(|wal| wal.policy == WalSync::Always));
+        let wait_for = lsn.filter(|_| self.backend.waits());
         let mut outbox = self.outbox.lock();
         let now = wait_for.is_none() && outbox.is_empty();
         let colls: Vec<usize> =
@@ -212,12 +212,14 @@ impl Inner {
     /// Publishes the queued changes whose commits are durable, in commit order. Once
     /// the store is poisoned, the queued changes that were never durable are dropped.
     pub(crate) fn drain_events(&self) {
-        let Some(wal) = &self.wal else { return };
+        if !self.backend.logs() {
+            return;
+        }
         let mut outbox = self.outbox.lock();
-        let durable = wal.durable_lsn();
+        let durable = self.backend.durable_lsn();
         while let Some(front) = outbox.front() {
             if front.lsn.is_some_and(|lsn| lsn > durable) {
-                if wal.poisoned().is_some() {
+                if self.backend.poisoned().is_some() {
                     outbox.clear();
                     for collection in &self.collections {
                         collection.discard_queued();
@@ -301,9 +303,9 @@ impl Inner {
     }
 
     /// Announces a writer to the WAL's group commit (policy `Always` only); keep the
-    /// guard until the commit is appended. See [`Wal::incoming`](crate::wal::Wal::incoming).
-    pub(crate) fn announce(&self) -> Option<Incoming<'_>> {
-        self.wal.as_ref().filter(|wal| wal.policy == WalSync::Always).map(|wal| wal.incoming())
+    /// guard until the commit is appended. See [`Backend::announce`](crate::backend::Backend::announce).
+    pub(crate) fn announce(&self) -> Option<Announcement<'_>> {
+        self.backend.announce()
     }
 
     /// Waits until the WAL record `lsn` is durable (policy `Always`), then publishes
@@ -311,12 +313,9 @@ impl Inner {
     /// it durable and this returns at once.
     ///
     /// `incoming` is the writer's announcement ([`Inner::announce`]); it ends here.
-    pub(crate) fn wait_durable(&self, lsn: Option<u64>, incoming: Option<Incoming<'_>>) -> Result<()> {
-        let (Some(lsn), Some(wal)) = (lsn, &self.wal) else { return Ok(()) };
-        if wal.policy != WalSync::Always {
-            return Ok(());
-        }
-        let outcome = wal.sync_to(lsn, incoming).map_err(|e| self.poisoned_or(e));
+    pub(crate) fn wait_durable(&self, lsn: Option<u64>, incoming: Option<Announcement<'_>>) -> Result<()> {
+        let Some(lsn) = lsn.filter(|_| self.backend.waits()) else { return Ok(()) };
+        let outcome = self.backend.wait_logged(lsn, incoming).map_err(|e| self.poisoned_or(e));
         self.drain_events();
         outcome
     }

@@ -265,16 +265,23 @@ pub enum Error {
         inside: &'static str,
     },
 
-    /// A value was refused at the write because it would not load back exactly:
-    /// its JSON does not deserialize (a NaN or infinite float is written as `null`,
+    /// A value was refused at the write because it would not load back exactly: it
+    /// does not serialize to JSON (a map whose keys are not strings), its JSON does
+    /// not deserialize (a NaN or infinite float is written as `null`,
     /// nesting deeper than 128 levels is not read back), or it deserializes to a
     /// different value. Nothing changed.
-    #[error("collection `{collection}`, id `{id}`: write refused, the value would not load back exactly: {message}")]
+    #[error(
+        "collection `{collection}`, id `{id}`{}: write refused, the value would not load back exactly: {message}",
+        if field.is_empty() { String::new() } else { format!(", field `{field}`") }
+    )]
     Unloadable {
         /// The collection.
         collection: String,
         /// The record's id.
         id: String,
+        /// Where in the record, as a path (`price`, `tags[2]`, `meta.size`); empty
+        /// when it is the record as a whole.
+        field: String,
         /// What went wrong, with the JSON around the difference.
         message: String,
     },

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::batch::WriteBatch;
+use crate::backend::Staged;
 use crate::error::{Error, Result};
 use crate::meta::Meta;
 use crate::store::Inner;
@@ -137,7 +137,7 @@ impl Inner {
         let (mut parts, cut, seq) = {
             let _writer = self.writer.lock();
             let seq = self.commit_seq.load(std::sync::atomic::Ordering::SeqCst);
-            let cut = self.wal.as_ref().map(|wal| wal.last_lsn());
+            let cut = self.backend.cut();
             let parts: Vec<_> = self
                 .collections
                 .iter()
@@ -146,37 +146,33 @@ impl Inner {
                 .collect();
             (parts, cut, seq)
         };
-        if let (Some(wal), Some(cut)) = (&self.wal, cut) {
-            wal.sync_to(cut, None).map_err(|e| self.poisoned_or(e))?;
+        if let Some(cut) = cut {
+            self.backend.sync_log(cut).map_err(|e| self.poisoned_or(e))?;
             self.drain_events();
-        }
-        let mut per_collection = vec![(0, 0); self.collections.len()];
-        let mut batch = WriteBatch::default();
-        for (pos, part) in &mut parts {
-            let (files, bytes) = (batch.len(), batch.bytes());
-            part.stage(&mut batch)?;
-            per_collection[*pos] = (batch.len() - files, batch.bytes() - bytes);
         }
         // Store-wide numbers count the collections' files, like the per-collection
         // ones; a rewrite of `shelf.json` is bookkeeping and not counted.
-        let (records, bytes) = (batch.len(), batch.bytes());
         let new_meta = self.meta_with_counters();
         let meta_changed = new_meta != *self.meta.lock();
-        if meta_changed {
-            batch.write(Meta::path(&self.dir), new_meta.to_bytes(&self.dir)?);
+        let counts = {
+            let mut staged: Vec<(usize, &mut dyn Staged)> =
+                parts.iter_mut().map(|(pos, part)| (*pos, &mut **part as &mut dyn Staged)).collect();
+            self.backend.persist(&mut staged, meta_changed.then_some(&new_meta))?
+        };
+        let mut per_collection = vec![(0, 0); self.collections.len()];
+        for ((pos, _), count) in parts.iter().zip(&counts) {
+            per_collection[*pos] = *count;
         }
-        if !batch.is_empty() {
-            batch.commit(self.fs.as_ref(), self.sync_mode)?;
-        }
+        let records = counts.iter().map(|c| c.0).sum();
+        let bytes = counts.iter().map(|c| c.1).sum();
         for (_, part) in parts {
             part.durable();
         }
         if meta_changed {
             *self.meta.lock() = new_meta;
         }
-        if let (Some(wal), Some(cut)) = (&self.wal, cut) {
-            wal.prepare_rotation()?;
-            wal.checkpoint(cut)?;
+        if let Some(cut) = cut {
+            self.backend.checkpoint(cut)?;
         }
         self.flush_watchers.lock().retain(|tx| tx.send(seq).is_ok());
         Ok((FlushStats { records, bytes, duration: Duration::ZERO }, per_collection))
@@ -206,6 +202,7 @@ impl Flusher {
     pub fn spawn(name: &str, inner: Arc<Inner>, interval: Duration, tick: fn(&Inner)) -> Result<Self> {
         let signal = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_signal = Arc::clone(&signal);
+        let dir = inner.dir.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || loop {
@@ -221,7 +218,7 @@ impl Flusher {
                 }
                 tick(&inner);
             })
-            .map_err(|e| Error::io("start flusher thread", std::path::PathBuf::new(), e))?;
+            .map_err(|e| Error::io("start flusher thread", dir, e))?;
         Ok(Flusher { signal, thread: Some(thread) })
     }
 

@@ -197,6 +197,6 @@ impl<T: Entity> Collection<T> {
 
     /// Where this collection's files are: `Some(dir)` for persisted collections.
     pub fn path(&self) -> Option<PathBuf> {
-        self.core.path()
+        self.store.inner().backend.path(self.pos)
     }
 }

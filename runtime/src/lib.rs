@@ -6,21 +6,26 @@
 //! # Layers
 //!
 //! The runtime reads bottom-up; no module imports one above it (`tests/layers.rs`
-//! checks the rule for everything below the collection core):
+//! checks the rule for everything below the collection core, and that the core,
+//! commit and flush never name a file):
 //!
 //! 1. `fs`: every byte read or written ([`fs::Vfs`], `RealFs`, `FaultFs`, `CrashFs`).
 //! 2. `batch`, `encode`: atomic multi-file writes; ids as file names.
 //! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`: the on-disk forms
 //!    of records, the write-ahead log, indices and `shelf.json`.
-//! 4. `collection`: one collection's records, indices and dirty marks in memory
+//! 4. `backend`: the persistence seam. One internal trait says how records become
+//!    durable (load everything, log a commit, make a snapshot durable, checkpoint);
+//!    `backend::files` implements it with the modules of layer 3.
+//! 5. `collection`: one collection's records, indices and dirty marks in memory
 //!    (`Core`), its commit-time lock (`Locked`) and its part of a flush. It never
-//!    names a file: its strategy does.
-//! 5. `commit`, `flush`: the writer lock, group commit and poisoning; the snapshot
+//!    names a file: it stages changes into its backend.
+//! 6. `commit`, `flush`: the writer lock, group commit and poisoning; the snapshot
 //!    under the writer lock and the I/O after it.
-//! 6. `store`, `tx`, `handle`, `query`, `watch`: what users call.
+//! 7. `store`, `tx`, `handle`, `query`, `watch`: what users call.
 
 #![warn(missing_docs)]
 
+mod backend;
 mod batch;
 mod collection;
 mod commit;

@@ -21,6 +21,8 @@
 
 use std::path::Path;
 
+use crate::backend::files::{stage_into, CollectionFiles};
+use crate::backend::{Stage, Staged};
 use crate::batch::{write_atomic, SyncMode, WriteBatch};
 use crate::collection::ErasedCollection;
 use crate::entity::StorageKind;
@@ -86,6 +88,7 @@ pub(crate) fn migrate(
     dir: &Path,
     meta: &mut Meta,
     collection: &dyn ErasedCollection,
+    files: &CollectionFiles,
     from: Layout,
     level: i32,
 ) -> Result<()> {
@@ -99,7 +102,7 @@ pub(crate) fn migrate(
     write_atomic(fs, Meta::path(dir), meta.to_bytes(dir)?)?;
     // 1. The new layout, complete and durable.
     let mut batch = WriteBatch::default();
-    collection.stage_all_records(&mut batch)?;
+    stage_into(files, &mut batch, &mut AllRecords(collection))?;
     batch.commit(fs, SyncMode::Batched)?;
     // 2. Recorded, with the old layout marked for cleanup.
     let entry = meta.collections.get_mut(name).ok_or_else(missing)?;
@@ -234,5 +237,14 @@ impl Vfs for ListedOnce<'_> {
     }
     fn try_lock(&self, _: &Path) -> std::io::Result<Box<dyn crate::fs::VfsLock>> {
         Err(Self::refuse())
+    }
+}
+
+/// Every record of a collection, as one flush part: a migration's new layout.
+struct AllRecords<'a>(&'a dyn ErasedCollection);
+
+impl Staged for AllRecords<'_> {
+    fn stage(&mut self, out: &mut dyn Stage) -> Result<()> {
+        self.0.stage_all_records(out)
     }
 }

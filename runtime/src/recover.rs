@@ -72,10 +72,6 @@ impl<'a> LoadCtx<'a> {
         LoadCtx { fs, dir, quarantine, report: Mutex::new(RecoveryReport::default()) }
     }
 
-    pub fn fs(&self) -> &dyn Vfs {
-        self.fs
-    }
-
     pub fn quarantine(&self) -> bool {
         self.quarantine
     }

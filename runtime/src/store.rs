@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::backend::files::{CollectionFiles, Files};
+use crate::backend::Backend;
 use crate::batch::{write_atomic, SyncMode};
 use crate::collection::{Core, ErasedCollection};
 use crate::entity::{Entity, StorageKind};
@@ -21,7 +23,6 @@ use crate::meta::{CollectionMeta, ForeignKeyMeta, Layout, Meta};
 use crate::migrate;
 use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
-use crate::storage::strategy_for;
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 /// The name of the lock file in the data directory.
@@ -32,11 +33,11 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Registration {
     type_id: TypeId,
-    make: fn(&Path, i32) -> Arc<dyn ErasedCollection>,
+    make: fn() -> Arc<dyn ErasedCollection>,
 }
 
-fn make_core<T: Entity>(dir: &Path, level: i32) -> Arc<dyn ErasedCollection> {
-    Arc::new(Core::<T>::new(dir, level))
+fn make_core<T: Entity>() -> Arc<dyn ErasedCollection> {
+    Arc::new(Core::<T>::new())
 }
 
 /// The default zstd level for `compress`.
@@ -156,7 +157,7 @@ impl StoreBuilder {
         let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
         let mut by_type = HashMap::new();
         for registration in &self.registrations {
-            let collection = (registration.make)(&dir, self.compression_level);
+            let collection = (registration.make)();
             if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
                 return Err(Error::DuplicateCollection {
                     collection: collection.name().to_owned(),
@@ -174,9 +175,21 @@ impl StoreBuilder {
 
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
+        let files = Files::new(
+            dir.clone(),
+            Arc::clone(&fs),
+            self.sync_mode,
+            collections
+                .iter()
+                .map(|c| {
+                    let (name, spec, level) = (c.name(), c.spec(), self.compression_level);
+                    CollectionFiles::new(Arc::clone(&fs), &dir, name, spec, c.has_indices(), level)
+                })
+                .collect(),
+        );
         let mut migrations = Vec::new();
-        for collection in &collections {
-            for sub in collection.dirs() {
+        for (pos, collection) in collections.iter().enumerate() {
+            for sub in files.collection(pos).dirs() {
                 ctx.sweep_temps(&sub)?;
                 create_dir_durable(fs.as_ref(), &sub).map_err(|e| Error::io("create directory", &sub, e))?;
             }
@@ -203,8 +216,9 @@ impl StoreBuilder {
                     entry.layout = stored;
                 }
             }
+            let stored_indices = |name: &str| files.read_index(pos, name);
             if stored == declared {
-                collection.load(&ctx, collection.strategy())?;
+                collection.load(&ctx, files.source(pos), &stored_indices)?;
                 continue;
             }
             if migrate::needs_opt_in(stored, declared) && !self.allow_migration_to_memory {
@@ -217,16 +231,25 @@ impl StoreBuilder {
                     ),
                 });
             }
-            let from = strategy_for(stored.spec(), &dir, collection.name(), self.compression_level);
+            let from = CollectionFiles::new(
+                Arc::clone(&fs),
+                &dir,
+                collection.name(),
+                stored.spec(),
+                false,
+                self.compression_level,
+            );
             for sub in from.dirs() {
                 ctx.sweep_temps(&sub)?;
             }
-            collection.load(&ctx, from.as_ref())?;
-            migrations.push((Arc::clone(collection), stored));
+            collection.load(&ctx, &from, &stored_indices)?;
+            migrations.push((pos, stored));
         }
         let wal = open_wal(&fs, &dir, &collections, &self, &ctx)?;
-        for (collection, stored) in migrations {
-            migrate::migrate(fs.as_ref(), &dir, &mut meta, collection.as_ref(), stored, self.compression_level)?;
+        for (pos, stored) in migrations {
+            let collection = collections[pos].as_ref();
+            let declared = files.collection(pos);
+            migrate::migrate(fs.as_ref(), &dir, &mut meta, collection, declared, stored, self.compression_level)?;
         }
         if meta != old_meta {
             write_atomic(fs.as_ref(), Meta::path(&dir), meta.to_bytes(&dir)?)?;
@@ -234,8 +257,8 @@ impl StoreBuilder {
         let report = ctx.into_report();
 
         let inner = Arc::new(Inner {
+            backend: Box::new(files.with_wal(wal)),
             dir,
-            fs,
             lock: Mutex::new(Some(lock)),
             collections,
             by_type,
@@ -245,12 +268,10 @@ impl StoreBuilder {
             commit_seq: std::sync::atomic::AtomicU64::new(0),
             flush_watchers: Mutex::new(Vec::new()),
             outbox: Default::default(),
-            wal,
             related: relations.related,
             fk_children: relations.fk_children,
             by_name: relations.by_name,
             closed: AtomicBool::new(false),
-            sync_mode: self.sync_mode,
             report,
             flusher: Mutex::new(Vec::new()),
         });
@@ -258,10 +279,10 @@ impl StoreBuilder {
             // Errors are recorded in Health and logged by `flush`.
             let _ = inner.flush();
         })?];
-        if let (WalSync::Every(interval), Some(_)) = (self.wal_sync, &inner.wal) {
+        if let (WalSync::Every(interval), true) = (self.wal_sync, inner.backend.logs()) {
             threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, |inner| {
                 // A failure poisons the store; writers and `health` report it.
-                if let Some(Err(e)) = inner.wal.as_ref().map(|wal| wal.sync_to(wal.last_lsn(), None)) {
+                if let Some(Err(e)) = inner.backend.cut().map(|cut| inner.backend.sync_log(cut)) {
                     inner.flush_state.record_failure(inner.poisoned_or(e));
                 }
             })?);
@@ -433,14 +454,14 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
 /// The shared state behind every [`Store`] handle.
 pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
-    pub(crate) fs: Arc<dyn Vfs>,
+    /// How records become durable: the seam every commit and flush goes through.
+    pub(crate) backend: Box<dyn Backend>,
     lock: Mutex<Option<Box<dyn VfsLock>>>,
     pub(crate) collections: Vec<Arc<dyn ErasedCollection>>,
     by_type: HashMap<TypeId, usize>,
     pub(crate) meta: Mutex<Meta>,
     pub(crate) flush_state: FlushState,
     closed: AtomicBool,
-    pub(crate) sync_mode: SyncMode,
     report: RecoveryReport,
     /// Serializes writers; see [`crate::commit`].
     pub(crate) writer: Mutex<()>,
@@ -450,8 +471,6 @@ pub(crate) struct Inner {
     pub(crate) flush_watchers: Mutex<Vec<std::sync::mpsc::Sender<u64>>>,
     /// Changes waiting for their commit (or an earlier one) to be durable.
     pub(crate) outbox: crate::commit::Outbox,
-    /// The WAL, when a registered collection has `wal` or the log holds records.
-    pub(crate) wal: Option<Wal>,
     /// Per collection: every collection connected to it by foreign keys, which a
     /// commit touching it locks too.
     pub(crate) related: Vec<Vec<usize>>,
@@ -690,7 +709,7 @@ impl Store {
             collections,
             last_flush: last.map(|(report, _)| report),
             last_error: self.inner.flush_state.health().last_error,
-            wal: self.inner.wal.as_ref().map(|w| w.stats()),
+            wal: self.inner.backend.log_stats(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Modules below the collection core: files, formats, durability and indices.
 const LOWER: &[&str] = &[
+    "backend",
     "fs",
     "batch.rs",
     "encode.rs",
@@ -54,4 +55,31 @@ fn no_lower_module_imports_the_core_or_above() {
         }
     }
     assert!(broken.is_empty(), "lower modules import upper ones:\n{}", broken.join("\n"));
+}
+
+/// The collection core and the commit and flush paths go through the backend seam
+/// (`backend::Backend`): they never name a file, the file layouts, the batch writer
+/// or the WAL.
+#[test]
+fn the_core_and_the_commit_path_never_name_a_file() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("collection.rs"), src.join("commit.rs"), src.join("flush.rs")];
+    rust_files(&src.join("collection"), &mut files);
+    assert!(files.len() > 3, "the collection core was not found under {}", src.display());
+    let forbidden = ["crate::storage", "crate::batch", "crate::wal", "crate::fs", "PathBuf", "std::path"];
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for name in forbidden {
+                if line.contains(name) {
+                    broken.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "the core names files instead of going through the backend:\n{}", broken.join("\n"));
 }

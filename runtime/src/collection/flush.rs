@@ -15,18 +15,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{to_json, Core};
-use crate::batch::WriteBatch;
+use crate::backend::{RawRecord, RecordChange, Stage, Staged};
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
 use crate::index_file;
 use crate::key::Key;
-use crate::storage::{FileChange, RawRecord};
 
 /// One collection's part of a flush in progress; see the module docs.
-pub(crate) trait FlushPart: Send {
-    /// Reads the snapshot's values and stages their files into `batch`. Call
-    /// without the writer lock.
-    fn stage(&mut self, batch: &mut WriteBatch) -> Result<()>;
+/// Its [`Staged::stage`] reads the snapshot's values and stages them; call it
+/// without the writer lock.
+pub(crate) trait FlushPart: Staged + Send {
     /// Ends the part once the batch is durable. Dropping a part without this puts
     /// its dirty marks back (the flush failed).
     fn durable(self: Box<Self>);
@@ -52,9 +50,8 @@ impl<'a, T: Entity> Snapshot<'a, T> {
     /// Takes the dirty marks; `None` when nothing is due. Under the writer lock.
     pub fn take(core: &'a Core<T>, index_files: bool) -> Option<Self> {
         let mut state = core.state.write();
-        let index_due = index_files
-            && core.index_dir.is_some()
-            && state.index_versions.iter().any(|(version, written)| version != written);
+        let index_due =
+            index_files && core.index_files && state.index_versions.iter().any(|(version, written)| version != written);
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
             return None;
         }
@@ -89,25 +86,32 @@ impl<'a, T: Entity> Snapshot<'a, T> {
 
     /// Stages the index files whose index changed since they were written. Only the
     /// final flush of `close` asks, when no writer is left to wait for the read lock.
-    fn stage_index_files(&mut self, batch: &mut WriteBatch) -> Result<()> {
+    fn stage_index_files(&mut self, out: &mut dyn Stage) -> Result<()> {
         let state = self.core.state.read();
         for (pos, index) in state.indices.iter().enumerate() {
             let (version, written) = state.index_versions[pos];
-            let Some(path) = self.core.index_path(index.name()).filter(|_| version != written) else { continue };
-            let bytes = index_file::write(index.as_ref(), state.fingerprint, state.records.len())
-                .map_err(|e| Error::Meta { path: path.clone(), message: format!("cannot serialize index: {e}") })?;
-            batch.write(path, bytes);
+            if !self.core.index_files || version == written {
+                continue;
+            }
+            let bytes = index_file::write(index.as_ref(), state.fingerprint, state.records.len()).map_err(|e| {
+                Error::Serde {
+                    collection: self.core.name.to_owned(),
+                    id: format!("index {}", index.name()),
+                    source: Arc::new(e),
+                }
+            })?;
+            out.index(index.name(), bytes)?;
             self.indices.push((pos, version));
         }
         Ok(())
     }
 }
 
-impl<T: Entity> FlushPart for Snapshot<'_, T> {
-    fn stage(&mut self, batch: &mut WriteBatch) -> Result<()> {
+impl<T: Entity> Staged for Snapshot<'_, T> {
+    fn stage(&mut self, out: &mut dyn Stage) -> Result<()> {
         let core = self.core;
         let values = self.values();
-        if core.strategy.whole_file() {
+        if core.whole_file {
             let mut lines = core.lines.lock();
             for (id, value) in &values {
                 match value {
@@ -116,7 +120,7 @@ impl<T: Entity> FlushPart for Snapshot<'_, T> {
                 };
             }
             if !values.is_empty() || self.rewrite.is_some() {
-                core.strategy.stage_all(jsonl(&lines), batch)?;
+                out.whole(jsonl(&lines))?;
             }
         } else {
             let mut changes = Vec::with_capacity(values.len());
@@ -125,18 +129,20 @@ impl<T: Entity> FlushPart for Snapshot<'_, T> {
                     Some(value) => Some(to_json(core.name, id, &*value)?),
                     None => None,
                 };
-                changes.push(FileChange { stem: core.stem(id)?, bytes });
+                changes.push(RecordChange { stem: core.stem(id)?, bytes });
             }
             if !changes.is_empty() {
-                core.strategy.stage(changes, batch)?;
+                out.records(changes)?;
             }
         }
         if self.index_files {
-            self.stage_index_files(batch)?;
+            self.stage_index_files(out)?;
         }
         Ok(())
     }
+}
 
+impl<T: Entity> FlushPart for Snapshot<'_, T> {
     fn durable(mut self: Box<Self>) {
         self.durable = true;
     }

@@ -36,16 +36,22 @@ impl Codec {
     /// Decodes a whole file. Decompressed content is bounded like a file read, by
     /// [`DEFAULT_MAX_FILE_SIZE`]: a small file that expands past it is refused.
     pub fn decode(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.decode_at_most(bytes, DEFAULT_MAX_FILE_SIZE)
+    }
+
+    /// [`Codec::decode`] with the bound `max`: a decompression bomb stops at
+    /// `max + 1` bytes, whatever it would expand to.
+    fn decode_at_most(&self, bytes: Vec<u8>, max: u64) -> io::Result<Vec<u8>> {
         if !self.compress {
             return Ok(bytes);
         }
         let decoder = zstd::stream::read::Decoder::new(bytes.as_slice())?;
         let mut out = Vec::new();
-        decoder.take(DEFAULT_MAX_FILE_SIZE.saturating_add(1)).read_to_end(&mut out)?;
-        if out.len() as u64 > DEFAULT_MAX_FILE_SIZE {
+        decoder.take(max.saturating_add(1)).read_to_end(&mut out)?;
+        if out.len() as u64 > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("decompresses to more than the {DEFAULT_MAX_FILE_SIZE} bytes Shelf reads whole"),
+                format!("decompresses to more than the {max} bytes Shelf reads whole"),
             ));
         }
         Ok(out)
@@ -58,5 +64,24 @@ impl Codec {
         } else {
             Ok(file)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19: a small compressed file that expands without bound (a zstd bomb)
+    /// is refused once it passes the bound, not read until memory runs out.
+    #[test]
+    fn a_decompression_bomb_is_refused_at_the_bound() {
+        let codec = Codec::new(true, 3);
+        let bomb = codec.encode(vec![0u8; 64 << 20]).unwrap();
+        assert!(bomb.len() < 64 << 10, "the bomb is small on disk: {} bytes", bomb.len());
+        let err = codec.decode_at_most(bomb.clone(), 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("more than the 1048576 bytes"), "{err}");
+        // Within the bound it decodes whole.
+        assert_eq!(codec.decode_at_most(bomb, 64 << 20).unwrap().len(), 64 << 20);
     }
 }
