@@ -271,3 +271,58 @@ fn the_next_record_after_an_empty_segment_takes_the_number_in_its_name() {
     let lsns: Vec<u64> = wal_records(&wal).into_iter().map(|(lsn, _)| lsn).collect();
     assert_eq!(lsns.last(), Some(&next), "sequence numbers in the WAL: {lsns:?}");
 }
+
+/// The real file system, except that listing the WAL directory fails with EIO.
+#[derive(Debug)]
+struct UnlistableWal;
+
+impl shelf::fs::Vfs for UnlistableWal {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        shelf::fs::RealFs.read(path)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsFile>> {
+        shelf::fs::RealFs.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsAppend>> {
+        shelf::fs::RealFs.open_append(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.sync_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<shelf::fs::DirEntry>> {
+        if path.ends_with(shelf::WAL_DIR) {
+            return Err(std::io::Error::other("EIO listing the WAL directory (injected)"));
+        }
+        shelf::fs::RealFs.read_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsLock>> {
+        shelf::fs::RealFs.try_lock(path)
+    }
+}
+
+/// A WAL directory that cannot be listed fails open, naming it: only a missing one
+/// means an empty log. Opening as if it were empty would lose acknowledged commits.
+#[test]
+fn a_wal_directory_that_cannot_be_listed_fails_open() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    match builder(image.path()).vfs(UnlistableWal).open() {
+        Err(e) => assert!(
+            e.to_string().contains(&wal.display().to_string()),
+            "the error does not name {}: {e}",
+            wal.display()
+        ),
+        Ok(store) => panic!("an unlistable WAL was taken as empty: opened with ids {:?}", ids(&store)),
+    }
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+}
