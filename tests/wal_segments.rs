@@ -133,9 +133,11 @@ fn a_bad_record_at_the_end_of_a_segment_with_a_valid_one_in_the_next_is_corrupti
     }
     assert_eq!(wal_files(&wal), before, "a refused open changed the WAL");
 
-    // Repair cuts the log at the bad record, dropping what follows.
+    // Repair cuts the log at the bad record, dropping what follows, and reports the
+    // bytes dropped from both segments.
     let store = builder(image.path()).repair_wal(true).open().unwrap();
     assert_eq!(ids(&store), [1]);
+    assert_eq!(store.recovery_report().wal_bytes_truncated, (bad.len() + records[2].1.len()) as u64);
 }
 
 #[test]
@@ -323,6 +325,18 @@ fn a_wal_directory_that_cannot_be_listed_fails_open() {
         ),
         Ok(store) => panic!("an unlistable WAL was taken as empty: opened with ids {:?}", ids(&store)),
     }
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+}
+
+/// The bound is inclusive: a segment named exactly 2^63 (the highest sequence number
+/// Shelf writes) is a segment; the one above it is refused
+/// (`a_segment_named_at_the_end_of_the_sequence_space_is_refused`).
+#[test]
+fn a_segment_named_at_the_bound_of_the_sequence_space_is_accepted() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    write_segment(&wal, &segment_name(1 << 63), &[]);
     let store = builder(image.path()).open().unwrap();
     assert_eq!(ids(&store), [1, 2]);
 }
