@@ -133,9 +133,11 @@ fn a_bad_record_at_the_end_of_a_segment_with_a_valid_one_in_the_next_is_corrupti
     }
     assert_eq!(wal_files(&wal), before, "a refused open changed the WAL");
 
-    // Repair cuts the log at the bad record, dropping what follows.
+    // Repair cuts the log at the bad record, dropping what follows, and reports the
+    // bytes dropped from both segments.
     let store = builder(image.path()).repair_wal(true).open().unwrap();
     assert_eq!(ids(&store), [1]);
+    assert_eq!(store.recovery_report().wal_bytes_truncated, (bad.len() + records[2].1.len()) as u64);
 }
 
 #[test]
@@ -199,4 +201,142 @@ fn a_directory_named_like_a_segment_is_reported() {
     let dir = wal.join(segment_name(records[1].0 + 1));
     std::fs::create_dir(&dir).unwrap();
     expect_wal_segment(image.path(), &wal, &dir, "directory");
+}
+
+/// A WAL record built by hand: `len`, `lsn`, CRC32C of both and the payload.
+fn record(lsn: u64, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut crc = crc32c::crc32c(&len);
+    crc = crc32c::crc32c_append(crc, &lsn.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    [&len[..], &lsn.to_le_bytes(), &crc.to_le_bytes(), payload].concat()
+}
+
+/// Every record `(lsn, payload)` of the WAL directory, in segment order.
+fn wal_records(wal: &Path) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (_, bytes) in wal_files(wal) {
+        let mut offset = 0;
+        while offset + HEADER_LEN <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            let lsn = u64::from_le_bytes(bytes[offset + 4..offset + 12].try_into().unwrap());
+            out.push((lsn, bytes[offset + HEADER_LEN..offset + HEADER_LEN + len].to_vec()));
+            offset += HEADER_LEN + len;
+        }
+    }
+    out
+}
+
+/// After a torn append, the bytes that follow may hold an older record (a reused
+/// buffer): a valid record whose sequence number is not above the last one does
+/// not prove corruption, so the tail is cut as torn.
+#[test]
+fn a_stale_copy_of_an_older_record_after_a_torn_one_is_a_torn_tail() {
+    let (image, wal, records) = crashed(3);
+    let torn = &records[2].1[..records[2].1.len() - 3];
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1, torn, &records[1].1]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+    assert_eq!(store.recovery_report().wal_bytes_truncated, (torn.len() + records[1].1.len()) as u64);
+}
+
+/// A valid record after a bad one is found wherever it starts, up to the last
+/// header-sized window of the segment: here a record with an empty payload that
+/// ends the segment.
+#[test]
+fn a_valid_record_ending_the_segment_after_a_bad_one_is_corruption() {
+    let (image, wal, records) = crashed(2);
+    let mut bad = records[1].1.clone();
+    bad[HEADER_LEN] ^= 0x20;
+    let last = record(records[1].0 + 1, b"");
+    let segment = write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &bad, &last]);
+    match builder(image.path()).open() {
+        Err(Error::WalCorrupt { segment: s, offset }) => {
+            assert_eq!((s, offset), (segment, records[0].1.len() as u64));
+        }
+        Err(other) => panic!("expected Error::WalCorrupt, got {other}"),
+        Ok(store) => panic!("expected Error::WalCorrupt, got a store with ids {:?}", ids(&store)),
+    }
+}
+
+/// A segment is named for its first record: with only an empty segment left, the
+/// next commit takes the sequence number the name gives, not one already used.
+#[test]
+fn the_next_record_after_an_empty_segment_takes_the_number_in_its_name() {
+    let (image, wal, records) = crashed(2);
+    let next = records[1].0 + 10;
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    write_segment(&wal, &segment_name(next), &[]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+    store.collection::<Entry>().unwrap().insert(entry(3)).unwrap();
+    let lsns: Vec<u64> = wal_records(&wal).into_iter().map(|(lsn, _)| lsn).collect();
+    assert_eq!(lsns.last(), Some(&next), "sequence numbers in the WAL: {lsns:?}");
+}
+
+/// The real file system, except that listing the WAL directory fails with EIO.
+#[derive(Debug)]
+struct UnlistableWal;
+
+impl shelf::fs::Vfs for UnlistableWal {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        shelf::fs::RealFs.read(path)
+    }
+    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsFile>> {
+        shelf::fs::RealFs.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsAppend>> {
+        shelf::fs::RealFs.open_append(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.sync_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        shelf::fs::RealFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<shelf::fs::DirEntry>> {
+        if path.ends_with(shelf::WAL_DIR) {
+            return Err(std::io::Error::other("EIO listing the WAL directory (injected)"));
+        }
+        shelf::fs::RealFs.read_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Box<dyn shelf::fs::VfsLock>> {
+        shelf::fs::RealFs.try_lock(path)
+    }
+}
+
+/// A WAL directory that cannot be listed fails open, naming it: only a missing one
+/// means an empty log. Opening as if it were empty would lose acknowledged commits.
+#[test]
+fn a_wal_directory_that_cannot_be_listed_fails_open() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    match builder(image.path()).vfs(UnlistableWal).open() {
+        Err(e) => assert!(
+            e.to_string().contains(&wal.display().to_string()),
+            "the error does not name {}: {e}",
+            wal.display()
+        ),
+        Ok(store) => panic!("an unlistable WAL was taken as empty: opened with ids {:?}", ids(&store)),
+    }
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
+}
+
+/// The bound is inclusive: a segment named exactly 2^63 (the highest sequence number
+/// Shelf writes) is a segment; the one above it is refused
+/// (`a_segment_named_at_the_end_of_the_sequence_space_is_refused`).
+#[test]
+fn a_segment_named_at_the_bound_of_the_sequence_space_is_accepted() {
+    let (image, wal, records) = crashed(2);
+    write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1]);
+    write_segment(&wal, &segment_name(1 << 63), &[]);
+    let store = builder(image.path()).open().unwrap();
+    assert_eq!(ids(&store), [1, 2]);
 }
