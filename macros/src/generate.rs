@@ -61,6 +61,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let relation_items = gen_relation::entity_items(&p, belongs);
     let relation_impls = gen_relation::items(&p, model, belongs);
     let fields = gen_fields::fields(&p, model, indices);
+    let relation_queries = crate::gen_query::relation_queries(&p, model);
     let handle_doc = format!(
         "The typed handle of the `{collection}` collection, returned by `store.collection::<{ident}>()`. \
          It dereferences to `shelf::Collection<{ident}>`."
@@ -89,6 +90,8 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
         }
 
         #relation_impls
+
+        #relation_queries
 
         #fields
 

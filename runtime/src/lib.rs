@@ -42,6 +42,7 @@ mod relation;
 mod stats;
 mod storage;
 mod store;
+mod traverse;
 mod tx;
 mod wal;
 pub mod watch;
@@ -57,11 +58,14 @@ pub use flush::{FlushStats, Health};
 pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
-pub use query::{Field, Nullable, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value};
+pub use query::{
+    Column, Field, GroupBy, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value,
+};
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use traverse::closure;
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};
 pub use watch::{Change, Event};
@@ -74,7 +78,7 @@ pub mod __private {
     pub use crate::handle::Collection;
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
-    pub use crate::query::{Field, IndexHint, OptField};
+    pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
         assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };

@@ -12,14 +12,26 @@ pub struct OrderBy<E> {
     pub(super) desc: bool,
     pub(super) hint: Option<IndexHint>,
     pub(super) cmp: Compare<E>,
+    /// For an `Option` field: whether a record has `None` there (such records are
+    /// not in the field's index, so an ordered walk looks for them apart).
+    pub(super) absent: Option<Absent<E>>,
 }
+
+/// Tells whether a record has no value in an `Option` ordering field.
+type Absent<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
 /// Compares two records by one ordering key.
 type Compare<E> = Arc<dyn Fn(&E, &E) -> Ordering + Send + Sync>;
 
 impl<E> Clone for OrderBy<E> {
     fn clone(&self) -> Self {
-        OrderBy { name: self.name, desc: self.desc, hint: self.hint, cmp: Arc::clone(&self.cmp) }
+        OrderBy {
+            name: self.name,
+            desc: self.desc,
+            hint: self.hint,
+            cmp: Arc::clone(&self.cmp),
+            absent: self.absent.clone(),
+        }
     }
 }
 
@@ -44,6 +56,18 @@ impl<E: 'static> OrderBy<E> {
                 order
             }
         };
-        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp) }
+        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp), absent: None }
+    }
+
+    /// An ordering by an `Option` field: `None` first ascending, last descending.
+    pub(crate) fn new_opt<T: Ord + 'static>(
+        name: &'static str,
+        get: fn(&E) -> &Option<T>,
+        desc: bool,
+        hint: Option<IndexHint>,
+    ) -> Self {
+        let mut order = OrderBy::new(name, get, desc, hint);
+        order.absent = Some(Arc::new(move |e: &E| get(e).is_none()));
+        order
     }
 }

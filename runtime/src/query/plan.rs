@@ -17,7 +17,7 @@ pub struct Plan {
     pub(crate) access: Option<Access>,
     /// `(index position, descending)` of an ordered walk.
     pub(crate) walk: Option<(usize, bool)>,
-    index: Option<&'static str>,
+    pub(crate) index: Option<&'static str>,
     source: String,
     filters: Vec<String>,
     sort: Option<String>,
@@ -44,6 +44,13 @@ impl fmt::Debug for Access {
 }
 
 impl Plan {
+    /// The same plan, described as `source` and naming `index`.
+    pub(crate) fn with_source(mut self, source: String, index: Option<&'static str>) -> Plan {
+        self.source = source;
+        self.index = index;
+        self
+    }
+
     /// The index the plan uses, if any.
     pub fn index(&self) -> Option<&str> {
         self.index
@@ -112,8 +119,16 @@ pub(crate) fn choose<E>(
         if let Some(hint) = only.hint {
             plan.index = Some(hint.name);
             plan.walk = Some((hint.pos, only.desc));
-            plan.source =
-                format!("walk sorted index `{}` {}", hint.name, if only.desc { "descending" } else { "ascending" });
+            let absent = match (only.absent.is_some(), only.desc) {
+                (false, _) => "",
+                (true, false) => " (None first)",
+                (true, true) => " (None last)",
+            };
+            plan.source = format!(
+                "walk sorted index `{}` {}{absent}",
+                hint.name,
+                if only.desc { "descending" } else { "ascending" }
+            );
             plan.sort = None;
         }
     }

@@ -35,12 +35,20 @@ impl Access {
 pub struct Predicate<E> {
     pub(crate) test: Arc<dyn Fn(&E) -> bool + Send + Sync>,
     pub(crate) access: Access,
+    /// Whether `access` finds exactly the matching records (not a superset), so an
+    /// index count answers `count()` for this predicate alone.
+    pub(crate) exact: bool,
     pub(crate) text: String,
 }
 
 impl<E> Clone for Predicate<E> {
     fn clone(&self) -> Self {
-        Predicate { test: Arc::clone(&self.test), access: self.access.clone(), text: self.text.clone() }
+        Predicate {
+            test: Arc::clone(&self.test),
+            access: self.access.clone(),
+            exact: self.exact,
+            text: self.text.clone(),
+        }
     }
 }
 
@@ -51,8 +59,11 @@ impl<E> fmt::Debug for Predicate<E> {
 }
 
 impl<E: 'static> Predicate<E> {
+    /// A predicate; an `access` other than `None` must find exactly the records that
+    /// `test` accepts (combinators that only narrow it clear `exact`).
     pub(crate) fn leaf(text: String, access: Access, test: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        Predicate { test: Arc::new(test), access, text }
+        let exact = !matches!(access, Access::None);
+        Predicate { test: Arc::new(test), access, exact, text }
     }
 
     /// Whether a record matches.
@@ -64,7 +75,10 @@ impl<E: 'static> Predicate<E> {
     pub fn and(self, other: Predicate<E>) -> Predicate<E> {
         let (a, b) = (self.test, other.test);
         let access = if self.access.rank() <= other.access.rank() { self.access } else { other.access };
-        Predicate::leaf(format!("({} and {})", self.text, other.text), access, move |e: &E| a(e) && b(e))
+        let mut both =
+            Predicate::leaf(format!("({} and {})", self.text, other.text), access, move |e: &E| a(e) && b(e));
+        both.exact = false;
+        both
     }
 
     /// Either condition.
