@@ -37,6 +37,9 @@ struct Task {
     #[index(sorted)]
     owner: String,
     size: u64,
+    #[index(each)]
+    tags: Vec<String>,
+    tags_plain: Vec<String>,
 }
 
 /// A directed edge for traversals.
@@ -63,11 +66,23 @@ struct Values {
     priority: u8,
     owner: &'static str,
     size: u64,
+    tags: Vec<&'static str>,
 }
 
+const TAGS: [&str; 3] = ["x", "y", "z"];
+
 fn values() -> impl Strategy<Value = Values> {
-    (0..PROJECTS, proptest::option::of(0u32..8), 0u8..3, 0..OWNERS.len(), 0u64..1000)
-        .prop_map(|(project, due, priority, owner, size)| Values { project, due, priority, owner: OWNERS[owner], size })
+    let tags = proptest::collection::vec(0..TAGS.len(), 0..4);
+    (0..PROJECTS, proptest::option::of(0u32..8), 0u8..3, 0..OWNERS.len(), 0u64..1000, tags).prop_map(
+        |(project, due, priority, owner, size, tags)| Values {
+            project,
+            due,
+            priority,
+            owner: OWNERS[owner],
+            size,
+            tags: tags.into_iter().map(|t| TAGS[t]).collect(),
+        },
+    )
 }
 
 fn task(id: u32, v: &Values) -> Task {
@@ -80,6 +95,8 @@ fn task(id: u32, v: &Values) -> Task {
         priority_plain: v.priority,
         owner: v.owner.to_owned(),
         size: v.size,
+        tags: v.tags.iter().map(|t| t.to_string()).collect(),
+        tags_plain: v.tags.iter().map(|t| t.to_string()).collect(),
     }
 }
 
@@ -237,6 +254,43 @@ fn check(store: &Store, oracle: &BTreeMap<u32, Task>, range: (u8, u32, u32), lim
     let want: Vec<(String, u64)> =
         by_owner.iter().take(limit).map(|id| (oracle[id].owner.clone(), oracle[id].size)).collect();
     assert_eq!(tasks.query().order_by(f.owner.asc()).limit(limit).select((f.owner, f.size)), want);
+
+    // Vec element predicate: the `each` index serves it exactly; the twin scans.
+    for tag in TAGS {
+        let want: Vec<u32> = oracle.values().filter(|t| t.tags.iter().any(|x| x == tag)).map(|t| t.id).collect();
+        let query = tasks.query().filter(f.tags.includes(tag));
+        assert_eq!(query.ids(), want, "tags include {tag}");
+        assert_eq!(query.count(), want.len());
+        assert_eq!(query.explain().index(), Some("tags"), "{}", query.explain());
+        let twin = tasks.query().filter(f.tags_plain.includes(tag));
+        assert_eq!(twin.ids(), want);
+        assert!(twin.explain().is_scan());
+    }
+
+    // Keyset pagination through an ordered walk (Option field, both directions) and
+    // through a sort: the pages concatenate to the whole ordered list.
+    let page = limit.max(1);
+    for (indexed, descending) in [(true, true), (true, false), (false, true)] {
+        let field = if indexed { f.due } else { f.due_plain };
+        let order = || if descending { field.desc() } else { field.asc() };
+        let mut seen = Vec::new();
+        let mut last = None;
+        loop {
+            let query = tasks.query().order_by(order()).limit(page);
+            let query = match &last {
+                Some(last) => query.after(last),
+                None => query,
+            };
+            assert_eq!(query.explain().to_string().starts_with("walk sorted index `due`"), indexed);
+            let got = query.collect();
+            seen.extend(got.iter().map(|t| t.id));
+            match got.last() {
+                Some(l) if seen.len() <= oracle.len() => last = Some(std::sync::Arc::clone(l)),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, if descending { desc.clone() } else { asc.clone() }, "keyset pages desc={descending}");
+    }
 
     // Relationship query: filter, order and limit over one project's tasks.
     let parent = Project { id: project };

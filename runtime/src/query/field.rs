@@ -295,6 +295,19 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
     }
 }
 
+impl<E: 'static, T: PartialEq + Debug + Clone + Send + Sync + 'static> Field<E, Vec<T>> {
+    /// The `Vec` holds an element equal to `value` (not the whole-vector equality of
+    /// `eq`). Served by an `#[index(each)]` on the field, exactly.
+    pub fn includes(self, value: impl Value<T>) -> Predicate<E> {
+        let value = value.into_value();
+        let get = self.get;
+        let text = format!("{} includes {value:?}", self.name);
+        let access =
+            Access::Element { field: self.name, key: shared(value.clone()), key_type: std::any::TypeId::of::<T>() };
+        Predicate::leaf(text, access, move |e: &E| get(e).contains(&value))
+    }
+}
+
 /// An `Option<T>` field of entity `E`, from the generated `E::fields()`.
 ///
 /// Comparisons take a `T` and, like SQL's `NULL`, never match `None`:

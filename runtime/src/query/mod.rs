@@ -9,6 +9,7 @@ pub(crate) mod predicate;
 mod relation;
 mod text;
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 pub use aggregate::GroupBy;
@@ -88,19 +89,54 @@ pub struct Query<E: Entity> {
     order: Vec<OrderBy<E>>,
     offset: usize,
     limit: Option<usize>,
+    /// A keyset page's start: only records after this one in result order.
+    after: Option<Arc<E>>,
 }
 
 impl<E: Entity> Query<E> {
     pub(crate) fn over_collection(core: Arc<crate::collection::Core<E>>) -> Self {
-        Query { source: Source::Collection(core), filters: Vec::new(), order: Vec::new(), offset: 0, limit: None }
+        Query {
+            source: Source::Collection(core),
+            filters: Vec::new(),
+            order: Vec::new(),
+            offset: 0,
+            limit: None,
+            after: None,
+        }
     }
 
     pub(crate) fn over_snapshot(records: Vec<Arc<E>>) -> Self {
-        Query { source: Source::Snapshot(records), filters: Vec::new(), order: Vec::new(), offset: 0, limit: None }
+        Query {
+            source: Source::Snapshot(records),
+            filters: Vec::new(),
+            order: Vec::new(),
+            offset: 0,
+            limit: None,
+            after: None,
+        }
     }
 
     /// Keeps only records that match; several filters must all match.
-    pub fn filter(mut self, predicate: Predicate<E>) -> Self {
+    pub fn filter(mut self, mut predicate: Predicate<E>) -> Self {
+        if let (Access::Element { field, key, key_type }, Source::Collection(core)) = (&predicate.access, &self.source)
+        {
+            // `includes` on a Vec field: served by the field's `each` index, found by
+            // name and key type (an index on the whole Vec has another key type).
+            let found = core.with_records(|_, indices| {
+                indices.iter().enumerate().find_map(|(pos, index)| {
+                    (index.name() == *field && index.key_type() == *key_type).then(|| IndexHint {
+                        pos,
+                        name: index.name(),
+                        sorted: index.kind().sorted,
+                        unique: index.kind().unique,
+                    })
+                })
+            });
+            predicate.access = match found {
+                Some(hint) => Access::Eq { hint, key: Arc::clone(key) },
+                None => Access::None,
+            };
+        }
         self.filters.push(predicate);
         self
     }
@@ -123,6 +159,37 @@ impl<E: Entity> Query<E> {
         self
     }
 
+    /// Keyset pagination: only records that come after `last` in result order (the
+    /// `order_by` keys, then the id). Pass the last record of the previous page;
+    /// unlike [`offset`](Query::offset), a page costs the same however deep it is
+    /// (an ordered walk of a sorted index starts at `last`'s key), and writes between
+    /// pages neither repeat nor skip a record that stays in place.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct Event { #[id] id: u32, #[index(sorted)] at: u64 }
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Event>().open()?;
+    /// let events = store.collection::<Event>()?;
+    /// for id in 0..10 { events.insert(Event { id, at: u64::from(id % 4) })?; }
+    /// let f = Event::fields();
+    /// let page = |after: Option<&std::sync::Arc<Event>>| {
+    ///     let q = events.query().order_by(f.at.desc()).limit(4);
+    ///     match after { Some(last) => q.after(last), None => q }.collect()
+    /// };
+    /// let first = page(None);
+    /// let second = page(first.last());
+    /// assert_eq!(first.iter().chain(&second).map(|e| e.id).collect::<Vec<_>>(), [3, 7, 2, 6, 0, 4, 8, 1]);
+    /// # Ok(()) }
+    /// ```
+    pub fn after(mut self, last: &Arc<E>) -> Self {
+        self.after = Some(Arc::clone(last));
+        self
+    }
+
     /// Returns at most `n` results.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
@@ -133,6 +200,7 @@ impl<E: Entity> Query<E> {
     pub fn explain(&self) -> Plan {
         let indexed = matches!(self.source, Source::Collection(_));
         plan::choose(indexed, &self.filters, &self.order, self.offset, self.limit)
+            .with_after(self.after.as_ref().map(|last| crate::Key::encode_key(last.id())))
     }
 
     /// The matching records.
@@ -221,7 +289,7 @@ impl<E: Entity> Query<E> {
                 let hi = hi.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
                 Some(index.range_count_any(lo, hi))
             }
-            Access::None => None,
+            Access::None | Access::Element { .. } => None,
         }
     }
 
@@ -237,6 +305,7 @@ impl<E: Entity> Query<E> {
             order: self.order.clone(),
             offset: self.offset,
             limit: self.limit,
+            after: self.after.clone(),
         }
     }
 
@@ -249,6 +318,7 @@ impl<E: Entity> Query<E> {
 
     fn matches(&self, record: &E) -> bool {
         self.filters.iter().all(|f| f.matches(record))
+            && self.after.as_ref().is_none_or(|last| self.compare(record, last).is_gt())
     }
 
     fn sort(&self, results: &mut [Arc<E>]) {
@@ -315,7 +385,14 @@ impl<E: Entity> Query<E> {
             if !desc {
                 add_absent(&mut out);
             }
-            for id in index.walk(desc) {
+            // A keyset page starts its walk at the last record's key.
+            let start = self.after.as_ref().zip(self.order.first()).and_then(|(last, order)| (order.seek)(last));
+            let walk = match &start {
+                Some(key) if desc => index.walk_range_any(Bound::Unbounded, Bound::Included(key.as_ref()), true),
+                Some(key) => index.walk_range_any(Bound::Included(key.as_ref()), Bound::Unbounded, false),
+                None => index.walk(desc),
+            };
+            for id in walk {
                 if out.len() >= want {
                     break;
                 }
@@ -373,6 +450,6 @@ fn candidates<E: Entity>(
 fn access_pos(access: &Access) -> usize {
     match access {
         Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => hint.pos,
-        Access::None => usize::MAX,
+        Access::None | Access::Element { .. } => usize::MAX,
     }
 }

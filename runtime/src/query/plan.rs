@@ -23,6 +23,7 @@ pub struct Plan {
     sort: Option<String>,
     offset: usize,
     limit: Option<usize>,
+    after: Option<String>,
 }
 
 impl PartialEq for Access {
@@ -39,6 +40,7 @@ impl fmt::Debug for Access {
             Access::Eq { hint, .. } => write!(f, "eq({})", hint.name),
             Access::In { hint, .. } => write!(f, "in({})", hint.name),
             Access::Range { hint, .. } => write!(f, "range({})", hint.name),
+            Access::Element { field, .. } => write!(f, "element({field})"),
         }
     }
 }
@@ -48,6 +50,12 @@ impl Plan {
     pub(crate) fn with_source(mut self, source: String, index: Option<&'static str>) -> Plan {
         self.source = source;
         self.index = index;
+        self
+    }
+
+    /// The same plan, for a keyset page after the record with this id.
+    pub(crate) fn with_after(mut self, after: Option<String>) -> Plan {
+        self.after = after;
         self
     }
 
@@ -70,6 +78,9 @@ impl fmt::Display for Plan {
         }
         if let Some(sort) = &self.sort {
             write!(f, "\nsort: {sort}")?;
+        }
+        if let Some(after) = &self.after {
+            write!(f, "\nafter: {after}")?;
         }
         if self.offset > 0 {
             write!(f, "\noffset: {}", self.offset)?;
@@ -100,15 +111,19 @@ pub(crate) fn choose<E>(
             .then(|| format!("{}, then id", order.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", "))),
         offset,
         limit,
+        after: None,
     };
     if !indexed {
         return plan;
     }
-    let best = filters.iter().filter(|f| !matches!(f.access, Access::None)).min_by_key(|f| f.access.rank());
+    let best = filters
+        .iter()
+        .filter(|f| !matches!(f.access, Access::None | Access::Element { .. }))
+        .min_by_key(|f| f.access.rank());
     if let Some(best) = best {
         let hint = match &best.access {
             Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => *hint,
-            Access::None => return plan,
+            Access::None | Access::Element { .. } => return plan,
         };
         plan.index = Some(hint.name);
         plan.source = format!("index `{}`: {}", hint.name, best.text);

@@ -11,9 +11,26 @@ use super::field::IndexHint;
 #[derive(Clone)]
 pub(crate) enum Access {
     None,
-    Eq { hint: IndexHint, key: Arc<dyn Any + Send + Sync> },
-    In { hint: IndexHint, keys: Vec<Arc<dyn Any + Send + Sync>> },
-    Range { hint: IndexHint, lo: Bound<Arc<dyn Any + Send + Sync>>, hi: Bound<Arc<dyn Any + Send + Sync>> },
+    Eq {
+        hint: IndexHint,
+        key: Arc<dyn Any + Send + Sync>,
+    },
+    In {
+        hint: IndexHint,
+        keys: Vec<Arc<dyn Any + Send + Sync>>,
+    },
+    Range {
+        hint: IndexHint,
+        lo: Bound<Arc<dyn Any + Send + Sync>>,
+        hi: Bound<Arc<dyn Any + Send + Sync>>,
+    },
+    /// An element of a `Vec` field, answered by an `#[index(each)]` on the field if
+    /// the collection has one (the query resolves it into `Eq` when filtering).
+    Element {
+        field: &'static str,
+        key: Arc<dyn Any + Send + Sync>,
+        key_type: std::any::TypeId,
+    },
 }
 
 impl Access {
@@ -21,7 +38,7 @@ impl Access {
     pub fn rank(&self) -> u8 {
         match self {
             Access::Eq { hint, .. } if hint.unique => 0,
-            Access::Eq { .. } => 1,
+            Access::Eq { .. } | Access::Element { .. } => 1,
             Access::In { .. } => 2,
             Access::Range { .. } => 3,
             Access::None => 4,
