@@ -59,7 +59,8 @@ pub use index::{Index, IndexKey, IndexKind, IndexMaint};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
 pub use query::{
-    Column, Field, GroupBy, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value,
+    Column, Field, GroupBy, Groupable, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text,
+    Value,
 };
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, ForeignKeySpec, OnDelete, Reader, References};

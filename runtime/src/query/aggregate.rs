@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::column::{Column, Numeric};
+use super::column::{Column, Groupable, Numeric};
 use super::plan::Plan;
 use super::{Query, Source};
 use crate::entity::Entity;
@@ -33,7 +33,7 @@ impl<E: Entity> Query<E> {
     /// no filter and an index on the field, the index's keys are listed.
     pub fn distinct<C: Column<E>>(&self, column: C) -> Vec<C::Value>
     where
-        C::Value: Ord,
+        C::Value: Groupable,
     {
         if let Some(counts) = self.indexed_counts(&column) {
             return counts.into_iter().map(|(k, _)| k).collect();
@@ -48,7 +48,7 @@ impl<E: Entity> Query<E> {
     /// Groups the matching records by `column`; see [`GroupBy`].
     pub fn group_by<C: Column<E>>(self, column: C) -> GroupBy<E, C>
     where
-        C::Value: Ord,
+        C::Value: Groupable,
     {
         GroupBy { query: self, key: column }
     }
@@ -67,7 +67,7 @@ impl<E: Entity> Query<E> {
     /// field `None` is the smallest value; filter with `is_some()` to skip it.
     pub fn min<C: Column<E>>(&self, column: C) -> Option<C::Value>
     where
-        C::Value: Ord,
+        C::Value: Groupable,
     {
         let mut min: Option<C::Value> = None;
         self.visit_matches(&mut |r| {
@@ -82,7 +82,7 @@ impl<E: Entity> Query<E> {
     /// The largest value of `column` among the matching records.
     pub fn max<C: Column<E>>(&self, column: C) -> Option<C::Value>
     where
-        C::Value: Ord,
+        C::Value: Groupable,
     {
         let mut max: Option<C::Value> = None;
         self.visit_matches(&mut |r| {
@@ -179,7 +179,7 @@ where
     /// The smallest value of `field` per key (see [`Query::min`] on `None`).
     pub fn min<S: Column<E>>(&self, field: S) -> Vec<(C::Value, S::Value)>
     where
-        S::Value: Ord,
+        S::Value: Groupable,
     {
         self.best(field, |new, old| new < old)
     }
@@ -187,7 +187,7 @@ where
     /// The largest value of `field` per key: "the latest per group" with a time field.
     pub fn max<S: Column<E>>(&self, field: S) -> Vec<(C::Value, S::Value)>
     where
-        S::Value: Ord,
+        S::Value: Groupable,
     {
         self.best(field, |new, old| new > old)
     }
@@ -195,7 +195,7 @@ where
     /// The record with the largest `field` per key (ties: the smallest id).
     pub fn max_by<S: Column<E>>(&self, field: S) -> Vec<(C::Value, Arc<E>)>
     where
-        S::Value: Ord,
+        S::Value: Groupable,
     {
         let mut groups: BTreeMap<C::Value, (S::Value, Arc<E>)> = BTreeMap::new();
         self.query.visit_matches(&mut |r| {

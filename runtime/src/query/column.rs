@@ -108,6 +108,16 @@ impl<E, A: Column<E>, B: Column<E>, C: Column<E>> Column<E> for (A, B, C) {
     }
 }
 
+/// A value type `group_by`, `distinct`, `min` and `max` can use: one with a total
+/// order (`Ord`), so groups and distinct values come in key order.
+#[diagnostic::on_unimplemented(
+    message = "cannot group by, take distinct values of, or take min/max of `{Self}`: it has no total order (`Ord`)",
+    label = "`{Self}` does not implement `Ord`",
+    note = "group_by/distinct/min/max need an Ord field; for f64 store an integer (e.g. cents) or a wrapper that implements Ord"
+)]
+pub trait Groupable: Ord {}
+impl<T: Ord> Groupable for T {}
+
 /// A field type `sum` adds up: integers (summed as `i128`/`u128`, so no sum of
 /// `u64`s overflows), floats (as `f64`) and `Option`s of them (`None` adds nothing,
 /// as SQL's `SUM` skips `NULL`).

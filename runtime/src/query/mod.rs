@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 pub use aggregate::GroupBy;
-pub use column::{Column, Numeric};
+pub use column::{Column, Groupable, Numeric};
 pub use field::{Field, IndexHint, Nullable, OptField, Orderable, Text, Value};
 pub use order::OrderBy;
 pub use plan::Plan;
