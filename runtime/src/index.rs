@@ -111,6 +111,11 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// sorted index, in no order otherwise.
     #[doc(hidden)]
     fn key_counts_any(&self, visit: &mut dyn FnMut(&dyn Any, usize));
+    /// Visits every key (as a `&K`) with the records under it, in id order: the
+    /// records grouped by key without a lookup per record. Keys come in key order
+    /// for a sorted index, in no order otherwise.
+    #[doc(hidden)]
+    fn visit_groups(&self, visit: &mut dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>));
     /// The ids whose keys fall between the bounds (each a `&K`), in key order
     /// (descending keys if `desc`, ids ascending within a key), lazily; empty for an
     /// index that is not sorted.
@@ -583,6 +588,13 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         match &self.map {
             Map::Hash(m) => m.iter().for_each(|(k, ids)| visit(k, ids.len())),
             Map::Sorted(m) => m.iter().for_each(|(k, ids)| visit(k, ids.len())),
+        }
+    }
+
+    fn visit_groups(&self, visit: &mut dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>)) {
+        match &self.map {
+            Map::Hash(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),
+            Map::Sorted(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),
         }
     }
 

@@ -4,7 +4,8 @@
 //! Aggregates read the query's filters and ignore its `order_by`, `offset` and
 //! `limit` (those shape a list of records, not groups). Results come in key order.
 //! With no filter, an index on the grouping field answers `count` per key and
-//! `distinct` by listing its keys, without reading a record.
+//! `distinct` by listing its keys, without reading a record; `sum`, `min` and `max`
+//! per key then read each key's records from the index (no lookup per record).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -215,7 +216,45 @@ where
         groups.into_iter().map(|(k, (_, r))| (k, r)).collect()
     }
 
+    /// With no filter and an index on a plain grouping field, the index's groups:
+    /// `fold` runs over each key's records, with no lookup per record.
+    fn indexed_groups<A>(
+        &self,
+        mut fold: impl FnMut(&mut dyn Iterator<Item = &Arc<E>>) -> Option<A>,
+    ) -> Option<Vec<(C::Value, A)>> {
+        let Source::Collection(core) = &self.query.source else { return None };
+        if !self.query.filters.is_empty() || self.key.unindexed_value().is_some() {
+            return None;
+        }
+        let hint = self.key.index_hint()?;
+        core.with_records(|_, indices| {
+            let index: &dyn IndexMaint<E> = indices.get(hint.pos)?.as_ref();
+            if Some(index.key_type()) != self.key.key_type() {
+                return None;
+            }
+            let mut out = Vec::new();
+            let mut typed = true;
+            index.visit_groups(&mut |key, records| match self.key.from_key(key) {
+                Some(k) => out.extend(fold(records).map(|a| (k, a))),
+                None => typed = false,
+            });
+            if !typed {
+                return None;
+            }
+            if !index.kind().sorted {
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            Some(out)
+        })
+    }
+
     fn best<S: Column<E>>(&self, field: S, better: fn(&S::Value, &S::Value) -> bool) -> Vec<(C::Value, S::Value)> {
+        let indexed = self.indexed_groups(|records| {
+            records.map(|r| field.value(r)).reduce(|best, v| if better(&v, &best) { v } else { best })
+        });
+        if let Some(groups) = indexed {
+            return groups;
+        }
         let mut groups: BTreeMap<C::Value, S::Value> = BTreeMap::new();
         self.query.visit_matches(&mut |r| {
             let v = field.value(r);
@@ -234,6 +273,14 @@ where
     }
 
     fn fold<A: Clone>(&self, init: A, mut step: impl FnMut(&mut A, &E)) -> Vec<(C::Value, A)> {
+        let indexed = self.indexed_groups(|records| {
+            let mut acc = init.clone();
+            records.for_each(|r| step(&mut acc, r));
+            Some(acc)
+        });
+        if let Some(groups) = indexed {
+            return groups;
+        }
         let mut groups: BTreeMap<C::Value, A> = BTreeMap::new();
         self.query.visit_matches(&mut |r| step(groups.entry(self.key.value(r)).or_insert_with(|| init.clone()), r));
         groups.into_iter().collect()
