@@ -115,7 +115,7 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// records grouped by key without a lookup per record. Keys come in key order
     /// for a sorted index, in no order otherwise.
     #[doc(hidden)]
-    fn visit_groups(&self, visit: &mut dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>));
+    fn visit_groups(&self, visit: &mut GroupVisitor<'_, T>);
     /// The ids whose keys fall between the bounds (each a `&K`), in key order
     /// (descending keys if `desc`, ids ascending within a key), lazily; empty for an
     /// index that is not sorted.
@@ -127,6 +127,9 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
         desc: bool,
     ) -> Box<dyn Iterator<Item = T::Id> + 'a>;
 }
+
+/// Visits one key (a `&K`) with the records under it, for [`IndexMaint::visit_groups`].
+pub type GroupVisitor<'a, T> = dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>) + 'a;
 
 /// Bounds given as `&dyn Any` as bounds on `K`; `None` if one is another type.
 fn typed_bound<K: 'static>(bound: Bound<&dyn Any>) -> Option<Bound<&K>> {
@@ -591,7 +594,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         }
     }
 
-    fn visit_groups(&self, visit: &mut dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>)) {
+    fn visit_groups(&self, visit: &mut GroupVisitor<'_, T>) {
         match &self.map {
             Map::Hash(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),
             Map::Sorted(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),

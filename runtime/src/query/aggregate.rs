@@ -113,7 +113,7 @@ impl<E: Entity> Query<E> {
             }
             let mut out = Vec::new();
             let mut typed = true;
-            index.key_counts_any(&mut |key, n| match column.from_key(key) {
+            index.key_counts_any(&mut |key, n| match column.value_of_key(key) {
                 Some(v) => out.push((v, n)),
                 None => typed = false,
             });
@@ -234,7 +234,7 @@ where
             }
             let mut out = Vec::new();
             let mut typed = true;
-            index.visit_groups(&mut |key, records| match self.key.from_key(key) {
+            index.visit_groups(&mut |key, records| match self.key.value_of_key(key) {
                 Some(k) => out.extend(fold(records).map(|a| (k, a))),
                 None => typed = false,
             });

@@ -31,7 +31,7 @@ pub trait Column<E> {
     /// The value of records whose index key is `key` (a `&K`, the index key type);
     /// `None` when the key is of another type.
     #[doc(hidden)]
-    fn from_key(&self, _key: &dyn Any) -> Option<Self::Value> {
+    fn value_of_key(&self, _key: &dyn Any) -> Option<Self::Value> {
         None
     }
     /// The value of records the index does not hold (`None` for an `Option`
@@ -58,7 +58,7 @@ impl<E, T: Clone + Send + Sync + 'static> Column<E> for Field<E, T> {
     fn index_hint(&self) -> Option<IndexHint> {
         self.hint()
     }
-    fn from_key(&self, key: &dyn Any) -> Option<T> {
+    fn value_of_key(&self, key: &dyn Any) -> Option<T> {
         key.downcast_ref::<T>().cloned()
     }
     fn key_type(&self) -> Option<std::any::TypeId> {
@@ -77,7 +77,7 @@ impl<E, T: Clone + Send + Sync + 'static> Column<E> for OptField<E, T> {
     fn index_hint(&self) -> Option<IndexHint> {
         self.hint()
     }
-    fn from_key(&self, key: &dyn Any) -> Option<Option<T>> {
+    fn value_of_key(&self, key: &dyn Any) -> Option<Option<T>> {
         key.downcast_ref::<T>().cloned().map(Some)
     }
     fn unindexed_value(&self) -> Option<Option<T>> {
