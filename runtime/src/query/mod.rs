@@ -182,7 +182,7 @@ impl<E: Entity> Query<E> {
     /// };
     /// let first = page(None);
     /// let second = page(first.last());
-    /// assert_eq!(first.iter().chain(&second).map(|e| e.id).collect::<Vec<_>>(), [3, 7, 2, 6, 0, 4, 8, 1]);
+    /// assert_eq!(first.iter().chain(&second).map(|e| e.id).collect::<Vec<_>>(), [3, 7, 2, 6, 1, 5, 9, 0]);
     /// # Ok(()) }
     /// ```
     pub fn after(mut self, last: &Arc<E>) -> Self {
