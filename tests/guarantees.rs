@@ -171,8 +171,8 @@ fn with_wal_an_acknowledged_write_survives_a_crash_and_a_transaction_is_all_or_n
         let store = open_crash(&fs).unwrap_or_else(|e| panic!("crash point {k}: open failed: {e}"));
         let logged = store.collection::<Logged>().unwrap();
         let receipts = store.collection::<Receipt>().unwrap();
-        assert_eq!(logged.get(&"first".into()).map(|r| r.n), Some(1), "crash point {k}: an acknowledged write is lost");
-        let (l, r) = (logged.get(&"x".into()), receipts.get(&"x".into()));
+        assert_eq!(logged.get("first").map(|r| r.n), Some(1), "crash point {k}: an acknowledged write is lost");
+        let (l, r) = (logged.get("x"), receipts.get("x"));
         assert_eq!(l.is_some(), r.is_some(), "crash point {k}: half a transaction survived: {l:?} / {r:?}");
         if committed.is_ok() {
             assert!(l.is_some(), "crash point {k}: a transaction that returned Ok is lost");
@@ -250,7 +250,7 @@ fn acknowledged_means_loadable_exactly() {
             }
             other => panic!("{what}: expected Unloadable or Serde, got {other:?}"),
         }
-        assert_eq!(measures.get(&"kept".into()).map(|m| m.x.to_bits()), Some(1.5f64.to_bits()), "{what}");
+        assert_eq!(measures.get("kept").map(|m| m.x.to_bits()), Some(1.5f64.to_bits()), "{what}");
     }
     store.flush().unwrap();
     store.close().unwrap();
@@ -262,7 +262,7 @@ fn acknowledged_means_loadable_exactly() {
         let got = measures.get(&format!("f{i}")).unwrap().x;
         assert_eq!(got.to_bits(), x.to_bits(), "f{i}: {x:e} came back as {got:e}");
     }
-    assert_eq!(measures.get(&"kept".into()).unwrap().x.to_bits(), 1.5f64.to_bits());
+    assert_eq!(measures.get("kept").unwrap().x.to_bits(), 1.5f64.to_bits());
 }
 
 // ---------------------------------------------------------------------------------
@@ -579,7 +579,7 @@ fn a_failed_wal_write_or_sync_stops_the_store() {
         assert!(matches!(later, Err(Error::Poisoned { .. })), "operation {k}: a later write: {later:?}");
         let flush = store.flush();
         assert!(matches!(flush, Err(Error::Poisoned { .. })), "operation {k}: a flush: {flush:?}");
-        assert_eq!(items.get(&"acked".into()).map(|r| r.n), Some(1), "operation {k}: reads go on");
+        assert_eq!(items.get("acked").map(|r| r.n), Some(1), "operation {k}: reads go on");
         let _ = store.close();
         drop((items, store));
         let published: Vec<String> = events.iter().map(|e| e.record().id.clone()).collect();
@@ -587,8 +587,8 @@ fn a_failed_wal_write_or_sync_stops_the_store() {
 
         let store = build().open().unwrap_or_else(|e| panic!("operation {k}: reopen: {e}"));
         let items = store.collection::<Logged>().unwrap();
-        assert_eq!(items.get(&"acked".into()).map(|r| r.n), Some(1), "operation {k}: an acknowledged write is lost");
-        assert!(items.get(&"later".into()).is_none(), "operation {k}");
+        assert_eq!(items.get("acked").map(|r| r.n), Some(1), "operation {k}: an acknowledged write is lost");
+        assert!(items.get("later").is_none(), "operation {k}");
         items.upsert(logged("after", 4)).unwrap();
     }
 }
@@ -638,8 +638,8 @@ fn a_write_flush_or_close_inside_a_closure_of_the_same_store_is_an_error_not_a_d
     }
     assert_eq!(results.len(), 6);
     let users = store.collection::<User>().unwrap();
-    assert_eq!(users.get(&"ada".into()).map(|u| u.age), Some(3), "the outer writes went through");
-    assert!(users.get(&"bob".into()).is_none() && users.get(&"cy".into()).is_none());
+    assert_eq!(users.get("ada").map(|u| u.age), Some(3), "the outer writes went through");
+    assert!(users.get("bob").is_none() && users.get("cy").is_none());
     store.flush().unwrap();
 }
 
@@ -679,8 +679,8 @@ fn a_file_that_cannot_be_parsed_fails_open_naming_it_or_is_quarantined_never_ove
     assert_eq!(std::fs::read(&q.to).unwrap(), garbage, "the quarantined file lost its content");
     assert!(!path.exists());
     let users = store.collection::<User>().unwrap();
-    assert!(users.get(&"ada".into()).is_none());
-    assert_eq!(users.get(&"bob".into()).map(|u| u.age), Some(1));
+    assert!(users.get("ada").is_none());
+    assert_eq!(users.get("bob").map(|u| u.age), Some(1));
     store.flush().unwrap();
     assert_eq!(std::fs::read(&q.to).unwrap(), garbage);
 }

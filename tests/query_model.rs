@@ -649,8 +649,9 @@ fn leaf_access(leaf: &Leaf, plain: bool) -> Access {
         Leaf::Active(c) => cmp_rank(c, unique, sorted)?,
         Leaf::StrEqRef(..) => eq_rank(unique),
         Leaf::StartsWith(..) | Leaf::Contains(..) => return None,
-        // Only equality on an Option field uses its index.
+        // Equality and ranges on an Option field use its (sorted) index.
         Leaf::Score(OptCmp::Eq(_)) => eq_rank(unique),
+        Leaf::Score(OptCmp::Lt(_) | OptCmp::Le(_) | OptCmp::Gt(_) | OptCmp::Ge(_)) if sorted => 3,
         Leaf::Score(_) => return None,
     };
     Some((rank, BTreeSet::from([name])))
@@ -694,7 +695,8 @@ fn expected_indices(spec: &Spec, mode: Mode) -> BTreeSet<&'static str> {
                 KeyF::Age => return BTreeSet::from(["age"]),
                 KeyF::Rank => return BTreeSet::from(["rank"]),
                 KeyF::Name => return BTreeSet::from(["name"]),
-                // Option fields order without their index; the rest are not sorted.
+                KeyF::Score => return BTreeSet::from(["score"]),
+                // The rest are not sorted.
                 _ => {}
             }
         }
@@ -962,7 +964,7 @@ fn indexed_fields_and_their_twins_plan_differently_and_agree() {
         [4]
     );
     // Option comparisons never match None; ordering puts None first ascending.
-    assert_eq!(twins(&store, |q| q.filter(f.score.lt(3)), |q| q.filter(f.score_plain.lt(3)), None), [1, 4, 6]);
+    assert_eq!(twins(&store, |q| q.filter(f.score.lt(3)), |q| q.filter(f.score_plain.lt(3)), Some("score")), [1, 4, 6]);
     assert_eq!(twins(&store, |q| q.filter(f.score.ne(1)), |q| q.filter(f.score_plain.ne(1)), None), [3, 6]);
     assert_eq!(
         twins(&store, |q| q.order_by(f.score.asc()), |q| q.order_by(f.score_plain.asc()), None),
@@ -971,6 +973,26 @@ fn indexed_fields_and_their_twins_plan_differently_and_agree() {
     assert_eq!(
         twins(&store, |q| q.order_by(f.score.desc()), |q| q.order_by(f.score_plain.desc()), None),
         [3, 6, 1, 4, 2, 5]
+    );
+    // With a limit, the Option field's sorted index is walked: None first ascending
+    // (records 2 and 5, found apart from the index), None last descending.
+    assert_eq!(
+        twins(
+            &store,
+            |q| q.order_by(f.score.asc()).limit(3),
+            |q| q.order_by(f.score_plain.asc()).limit(3),
+            Some("score")
+        ),
+        [2, 5, 1]
+    );
+    assert_eq!(
+        twins(
+            &store,
+            |q| q.order_by(f.score.desc()).limit(5),
+            |q| q.order_by(f.score_plain.desc()).limit(5),
+            Some("score")
+        ),
+        [3, 6, 1, 4, 2]
     );
     // Empty and inverted ranges answer nothing rather than panicking.
     assert_eq!(

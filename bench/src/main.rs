@@ -45,6 +45,7 @@ mod rng;
 mod targets;
 mod w_commit;
 mod w_load;
+mod w_query;
 mod w_read;
 mod w_stall;
 
@@ -117,6 +118,8 @@ enum Workload {
     W8,
     /// Update latency with the background flusher on and off (100,000 users, or --n).
     W9,
+    /// Query power (issues 20, 17): count per key, top 10 by an Option field, latest per parent, keyset pages.
+    Query,
 }
 
 /// What every workload gets: sizes and where to put its data.
@@ -247,6 +250,9 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
         flush::run(&config, &mut report)?;
     }
     w_load::run(&config, &mut report, [on(Workload::W1), on(Workload::W7), on(Workload::W8)])?;
+    if on(Workload::Query) {
+        w_query::run(&config, &mut report)?;
+    }
     // Last: its flushes replace many files.
     if on(Workload::W9) {
         w_stall::run(&config, &mut report)?;

@@ -62,6 +62,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let relation_items = gen_relation::items(&p, model, belongs);
     let (fields_struct, fields_impl) = gen_fields::fields(&p, model, indices);
     let name = crate::names::unraw(ident);
+    let relation_queries = crate::gen_query::relation_queries(&p, model);
     let handle_doc = format!(
         "The typed handle of the `{collection}` collection, returned by `store.collection::<{name}>()`. \
          It dereferences to `shelf::Collection<{name}>`."
@@ -114,6 +115,8 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
             }
 
             #relation_items
+
+            #relation_queries
 
             #fields_impl
 

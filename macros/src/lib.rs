@@ -10,6 +10,7 @@ mod check;
 mod ctx;
 mod gen_fields;
 mod gen_index;
+mod gen_query;
 mod gen_relation;
 mod generate;
 mod indices;

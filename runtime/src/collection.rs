@@ -385,7 +385,7 @@ fn wal_entry<I: Key>(collection: &str, id: &I, value: Option<&[u8]>, parent: boo
         id: show_id(&id.encode_key()),
         source: Arc::new(source),
     };
-    crate::wal::record::encode_write(collection, id, value, parent).map_err(error)
+    crate::backend::log_entry(collection, id, value, parent).map_err(error)
 }
 
 impl<T: Entity> Core<T> {

@@ -64,6 +64,19 @@ where
     key_or_error::<C, P>(field)?.children(reader, parent)
 }
 
+/// `#[has_many(name: C, key = field)]` on `P`, as a query: `parent.<name>_query(&store)`,
+/// pre-filtered by the key and served by its index.
+pub fn has_many_query<C: Entity, P: Entity>(
+    store: &crate::Store,
+    field: &str,
+    parent: &P::Id,
+) -> Result<crate::query::Query<C>>
+where
+    P::Id: IndexKey,
+{
+    crate::query::children_query(store, key_or_error::<C, P>(field)?, parent)
+}
+
 /// `#[has_one(name: C, key = field)]` on `P`: the child of `parent` (the lowest id
 /// if several reference it).
 pub fn has_one<C: Entity, P: Entity>(reader: &impl Reader, field: &str, parent: &P::Id) -> Result<Option<Arc<C>>>

@@ -98,6 +98,58 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     fn walk(&self, desc: bool) -> Box<dyn Iterator<Item = T::Id> + '_>;
     #[doc(hidden)]
     fn as_any(&self) -> &dyn Any;
+    /// The `TypeId` of the key type `K`, so queries use the index only for keys of
+    /// the type they hold.
+    #[doc(hidden)]
+    fn key_type(&self) -> std::any::TypeId;
+    /// How many records a key given as `&dyn Any` (a `&K`) has; 0 for another type.
+    #[doc(hidden)]
+    fn count_any(&self, key: &dyn Any) -> usize;
+    /// How many entries have keys between the bounds (each a `&K`), without listing
+    /// them; 0 for an index that is not sorted.
+    #[doc(hidden)]
+    fn range_count_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> usize;
+    /// Visits every key (as a `&K`) with its number of records: in key order for a
+    /// sorted index, in no order otherwise.
+    #[doc(hidden)]
+    fn key_counts_any(&self, visit: &mut dyn FnMut(&dyn Any, usize));
+    /// Visits every key (as a `&K`) with the records under it, in id order: the
+    /// records grouped by key without a lookup per record. Keys come in key order
+    /// for a sorted index, in no order otherwise.
+    #[doc(hidden)]
+    fn visit_groups(&self, visit: &mut GroupVisitor<'_, T>);
+    /// The ids whose keys fall between the bounds (each a `&K`), in key order
+    /// (descending keys if `desc`, ids ascending within a key), lazily; empty for an
+    /// index that is not sorted.
+    #[doc(hidden)]
+    fn walk_range_any<'a>(
+        &'a self,
+        lo: Bound<&dyn Any>,
+        hi: Bound<&dyn Any>,
+        desc: bool,
+    ) -> Box<dyn Iterator<Item = T::Id> + 'a>;
+}
+
+/// Visits one key (a `&K`) with the records under it, for [`IndexMaint::visit_groups`].
+pub type GroupVisitor<'a, T> = dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>) + 'a;
+
+/// Bounds given as `&dyn Any` as bounds on `K`; `None` if one is another type.
+fn typed_bound<K: 'static>(bound: Bound<&dyn Any>) -> Option<Bound<&K>> {
+    match bound {
+        Bound::Included(k) => k.downcast_ref().map(Bound::Included),
+        Bound::Excluded(k) => k.downcast_ref().map(Bound::Excluded),
+        Bound::Unbounded => Some(Bound::Unbounded),
+    }
+}
+
+/// Whether `BTreeMap::range` would panic on these bounds (inverted, or equal and
+/// both excluded): such a range is empty.
+fn empty_bounds<Q: Ord + ?Sized>(bounds: (Bound<&Q>, Bound<&Q>)) -> bool {
+    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = bounds {
+        let both_excluded = matches!(bounds, (Bound::Excluded(_), Bound::Excluded(_)));
+        return s > e || (s == e && both_excluded);
+    }
+    false
 }
 
 /// The key map: a hash map, or a B-tree for sorted indices.
@@ -519,6 +571,58 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+
+    fn key_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<K>()
+    }
+
+    fn count_any(&self, key: &dyn Any) -> usize {
+        key.downcast_ref::<K>().map_or(0, |key| self.count(key))
+    }
+
+    fn range_count_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> usize {
+        let (Some(lo), Some(hi)) = (typed_bound::<K>(lo), typed_bound::<K>(hi)) else { return 0 };
+        match &self.map {
+            Map::Sorted(m) if !empty_bounds((lo, hi)) => m.range::<K, _>((lo, hi)).map(|(_, ids)| ids.len()).sum(),
+            _ => 0,
+        }
+    }
+
+    fn key_counts_any(&self, visit: &mut dyn FnMut(&dyn Any, usize)) {
+        match &self.map {
+            Map::Hash(m) => m.iter().for_each(|(k, ids)| visit(k, ids.len())),
+            Map::Sorted(m) => m.iter().for_each(|(k, ids)| visit(k, ids.len())),
+        }
+    }
+
+    fn visit_groups(&self, visit: &mut GroupVisitor<'_, T>) {
+        match &self.map {
+            Map::Hash(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),
+            Map::Sorted(m) => m.iter().for_each(|(k, ids)| visit(k, &mut ids.recs())),
+        }
+    }
+
+    fn walk_range_any<'a>(
+        &'a self,
+        lo: Bound<&dyn Any>,
+        hi: Bound<&dyn Any>,
+        desc: bool,
+    ) -> Box<dyn Iterator<Item = T::Id> + 'a> {
+        let (Some(lo), Some(hi)) = (typed_bound::<K>(lo), typed_bound::<K>(hi)) else {
+            return Box::new(std::iter::empty());
+        };
+        match &self.map {
+            Map::Sorted(m) if !empty_bounds((lo, hi)) => {
+                let range = m.range::<K, _>((lo, hi));
+                if desc {
+                    Box::new(range.rev().flat_map(|(_, ids)| ids.iter().cloned()))
+                } else {
+                    Box::new(range.flat_map(|(_, ids)| ids.iter().cloned()))
+                }
+            }
+            _ => Box::new(std::iter::empty()),
+        }
     }
 }
 

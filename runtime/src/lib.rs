@@ -48,6 +48,7 @@ mod relation;
 mod stats;
 mod storage;
 mod store;
+mod traverse;
 mod tx;
 mod wal;
 pub mod watch;
@@ -63,11 +64,15 @@ pub use flush::{FlushStats, Health};
 pub use index::{IndexKey, IndexKind};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
-pub use query::{Field, Nullable, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text, Value};
+pub use query::{
+    Column, Field, GroupBy, Groupable, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text,
+    Value,
+};
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use traverse::closure;
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};
 pub use watch::{Change, Event};
@@ -75,13 +80,15 @@ pub use watch::{Change, Event};
 /// Items the generated code uses. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::derived::{foreign_key, has_foreign_key, has_many, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey};
+    pub use crate::derived::{
+        foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey,
+    };
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
-    pub use crate::query::{Field, IndexHint, OptField};
+    pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
         assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };

@@ -68,6 +68,16 @@ impl<C: Entity, P: Entity> ForeignKey<C, P> {
         ForeignKey { index, key_of, _types: PhantomData }
     }
 
+    /// The position of the key's index among the child's indices.
+    pub(crate) fn index_pos(&self) -> usize {
+        self.index
+    }
+
+    /// Reads the key from a child.
+    pub(crate) fn key_of(&self) -> fn(&C) -> Option<&P::Id> {
+        self.key_of
+    }
+
     /// The parent id a child holds, if any.
     pub fn parent_id<'c>(&self, child: &'c C) -> Option<&'c P::Id> {
         (self.key_of)(child)

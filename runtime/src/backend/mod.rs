@@ -24,6 +24,9 @@ use crate::stats::WalStats;
 /// A loaded record, with where it came from; and what quarantine does with one
 /// that cannot be parsed.
 pub(crate) use crate::storage::{Quarantine, RawRecord};
+/// The log entry of one write (the WAL payload codec): what a collection hands to
+/// [`Backend::log`] for each write of a commit.
+pub(crate) use crate::wal::record::encode_write as log_entry;
 /// A writer's announcement to group commit; see [`Backend::announce`].
 pub(crate) use crate::wal::Incoming as Announcement;
 

@@ -119,7 +119,7 @@ impl<E, T> Debug for Field<E, T> {
 }
 
 /// Whether `v` lies within the bounds.
-fn within<T: PartialOrd>(v: &T, lo: &Bound<T>, hi: &Bound<T>) -> bool {
+pub(super) fn within<T: PartialOrd>(v: &T, lo: &Bound<T>, hi: &Bound<T>) -> bool {
     let above = match lo {
         Bound::Included(lo) => v >= lo,
         Bound::Excluded(lo) => v > lo,
@@ -134,7 +134,7 @@ fn within<T: PartialOrd>(v: &T, lo: &Bound<T>, hi: &Bound<T>) -> bool {
 }
 
 /// Where field predicates test values: everything they need is `'static` and shareable.
-fn shared<V: Send + Sync + 'static>(v: V) -> Arc<dyn Any + Send + Sync> {
+pub(super) fn shared<V: Send + Sync + 'static>(v: V) -> Arc<dyn Any + Send + Sync> {
     Arc::new(v)
 }
 
@@ -147,6 +147,14 @@ impl<E, T> Field<E, T> {
     /// The field name (the Rust name, whatever serde calls it).
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    pub(super) fn getter(&self) -> fn(&E) -> &T {
+        self.get
+    }
+
+    pub(super) fn hint(&self) -> Option<IndexHint> {
+        self.index
     }
 }
 
@@ -287,6 +295,19 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
     }
 }
 
+impl<E: 'static, T: PartialEq + Debug + Clone + Send + Sync + 'static> Field<E, Vec<T>> {
+    /// The `Vec` holds an element equal to `value` (not the whole-vector equality of
+    /// `eq`). Served by an `#[index(each)]` on the field, exactly.
+    pub fn includes(self, value: impl Value<T>) -> Predicate<E> {
+        let value = value.into_value();
+        let get = self.get;
+        let text = format!("{} includes {value:?}", self.name);
+        let access =
+            Access::Element { field: self.name, key: shared(value.clone()), key_type: std::any::TypeId::of::<T>() };
+        Predicate::leaf(text, access, move |e: &E| get(e).contains(&value))
+    }
+}
+
 /// An `Option<T>` field of entity `E`, from the generated `E::fields()`.
 ///
 /// Comparisons take a `T` and, like SQL's `NULL`, never match `None`:
@@ -322,6 +343,14 @@ impl<E, T> OptField<E, T> {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    pub(super) fn getter(&self) -> fn(&E) -> &Option<T> {
+        self.get
+    }
+
+    pub(super) fn hint(&self) -> Option<IndexHint> {
+        self.index
+    }
 }
 
 impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField<E, T> {
@@ -331,6 +360,13 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         Predicate::leaf(text, access, move |e: &E| {
             get(e).as_ref().and_then(|v| v.partial_cmp(&value)).is_some_and(keep)
         })
+    }
+
+    fn range_access(&self, lo: Bound<T>, hi: Bound<T>) -> Access {
+        match self.index {
+            Some(hint) if hint.sorted => Access::Range { hint, lo: lo.map(shared), hi: hi.map(shared) },
+            _ => Access::None,
+        }
     }
 
     /// The field is `Some`.
@@ -357,33 +393,42 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         self.compare("!=", value.into_value(), Ordering::is_ne, Access::None)
     }
 
-    /// `field` is `Some(v)` with `v < value`.
+    /// `field` is `Some(v)` with `v < value`. Served by a sorted index.
     pub fn lt(self, value: impl Value<T>) -> Predicate<E> {
-        self.compare("<", value.into_value(), Ordering::is_lt, Access::None)
+        let value = value.into_value();
+        let access = self.range_access(Bound::Unbounded, Bound::Excluded(value.clone()));
+        self.compare("<", value, Ordering::is_lt, access)
     }
 
-    /// `field` is `Some(v)` with `v <= value`.
+    /// `field` is `Some(v)` with `v <= value`. Served by a sorted index.
     pub fn le(self, value: impl Value<T>) -> Predicate<E> {
-        self.compare("<=", value.into_value(), Ordering::is_le, Access::None)
+        let value = value.into_value();
+        let access = self.range_access(Bound::Unbounded, Bound::Included(value.clone()));
+        self.compare("<=", value, Ordering::is_le, access)
     }
 
-    /// `field` is `Some(v)` with `v > value`.
+    /// `field` is `Some(v)` with `v > value`. Served by a sorted index.
     pub fn gt(self, value: impl Value<T>) -> Predicate<E> {
-        self.compare(">", value.into_value(), Ordering::is_gt, Access::None)
+        let value = value.into_value();
+        let access = self.range_access(Bound::Excluded(value.clone()), Bound::Unbounded);
+        self.compare(">", value, Ordering::is_gt, access)
     }
 
-    /// `field` is `Some(v)` with `v >= value`.
+    /// `field` is `Some(v)` with `v >= value`. Served by a sorted index.
     pub fn ge(self, value: impl Value<T>) -> Predicate<E> {
-        self.compare(">=", value.into_value(), Ordering::is_ge, Access::None)
+        let value = value.into_value();
+        let access = self.range_access(Bound::Included(value.clone()), Bound::Unbounded);
+        self.compare(">=", value, Ordering::is_ge, access)
     }
 
-    /// `field` is `Some(v)` with `v` in `range`.
+    /// `field` is `Some(v)` with `v` in `range`. Served by a sorted index.
     pub fn between<V: Value<T> + Clone>(self, range: impl RangeBounds<V>) -> Predicate<E> {
         let lo = range.start_bound().cloned().map(Value::into_value);
         let hi = range.end_bound().cloned().map(Value::into_value);
         let get = self.get;
         let text = format!("{} in {:?}..{:?}", self.name, lo, hi);
-        Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| within(v, &lo, &hi)))
+        let access = self.range_access(lo.clone(), hi.clone());
+        Predicate::leaf(text, access, move |e: &E| get(e).as_ref().is_some_and(|v| within(v, &lo, &hi)))
     }
 
     /// `field` is `Some(v)` with `v` one of `values`. Served by an index on the field.
@@ -422,19 +467,22 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> OptField
         Predicate::leaf(text, Access::None, move |e: &E| get(e).as_ref().is_some_and(|v| v.text().contains(&part)))
     }
 
-    /// Ascending order by this field, `None` first (then by id).
+    /// Ascending order by this field, `None` first (then by id). With a `limit`, a
+    /// sorted index on the field is walked in order (records without a value, which
+    /// the index does not hold, are looked for only when some exist).
     pub fn asc(self) -> OrderBy<E>
     where
         T: Orderable,
     {
-        OrderBy::new(self.name, self.get, false, None)
+        OrderBy::new_opt(self.name, self.get, false, self.index)
     }
 
-    /// Descending order by this field, `None` last (then by id, ascending).
+    /// Descending order by this field, `None` last (then by id, ascending). With a
+    /// `limit`, a sorted index on the field is walked backwards and stops early.
     pub fn desc(self) -> OrderBy<E>
     where
         T: Orderable,
     {
-        OrderBy::new(self.name, self.get, true, None)
+        OrderBy::new_opt(self.name, self.get, true, self.index)
     }
 }

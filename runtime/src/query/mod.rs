@@ -1,16 +1,25 @@
 //! Typed queries: `collection.query().filter(..).order_by(..).limit(..).collect()`.
 
+mod aggregate;
+mod column;
 mod field;
 mod order;
 mod plan;
 pub(crate) mod predicate;
+mod relation;
+mod text;
 
+use std::ops::Bound;
 use std::sync::Arc;
 
+pub use aggregate::GroupBy;
+pub use column::{Column, Groupable, Numeric};
 pub use field::{Field, IndexHint, Nullable, OptField, Orderable, Text, Value};
 pub use order::OrderBy;
 pub use plan::Plan;
 pub use predicate::Predicate;
+#[doc(hidden)]
+pub use relation::children_query;
 
 use crate::entity::Entity;
 use crate::index::IndexMaint;
@@ -80,19 +89,54 @@ pub struct Query<E: Entity> {
     order: Vec<OrderBy<E>>,
     offset: usize,
     limit: Option<usize>,
+    /// A keyset page's start: only records after this one in result order.
+    after: Option<Arc<E>>,
 }
 
 impl<E: Entity> Query<E> {
     pub(crate) fn over_collection(core: Arc<crate::collection::Core<E>>) -> Self {
-        Query { source: Source::Collection(core), filters: Vec::new(), order: Vec::new(), offset: 0, limit: None }
+        Query {
+            source: Source::Collection(core),
+            filters: Vec::new(),
+            order: Vec::new(),
+            offset: 0,
+            limit: None,
+            after: None,
+        }
     }
 
     pub(crate) fn over_snapshot(records: Vec<Arc<E>>) -> Self {
-        Query { source: Source::Snapshot(records), filters: Vec::new(), order: Vec::new(), offset: 0, limit: None }
+        Query {
+            source: Source::Snapshot(records),
+            filters: Vec::new(),
+            order: Vec::new(),
+            offset: 0,
+            limit: None,
+            after: None,
+        }
     }
 
     /// Keeps only records that match; several filters must all match.
-    pub fn filter(mut self, predicate: Predicate<E>) -> Self {
+    pub fn filter(mut self, mut predicate: Predicate<E>) -> Self {
+        if let (Access::Element { field, key, key_type }, Source::Collection(core)) = (&predicate.access, &self.source)
+        {
+            // `includes` on a Vec field: served by the field's `each` index, found by
+            // name and key type (an index on the whole Vec has another key type).
+            let found = core.with_records(|_, indices| {
+                indices.iter().enumerate().find_map(|(pos, index)| {
+                    (index.name() == *field && index.key_type() == *key_type).then(|| IndexHint {
+                        pos,
+                        name: index.name(),
+                        sorted: index.kind().sorted,
+                        unique: index.kind().unique,
+                    })
+                })
+            });
+            predicate.access = match found {
+                Some(hint) => Access::Eq { hint, key: Arc::clone(key) },
+                None => Access::None,
+            };
+        }
         self.filters.push(predicate);
         self
     }
@@ -115,6 +159,37 @@ impl<E: Entity> Query<E> {
         self
     }
 
+    /// Keyset pagination: only records that come after `last` in result order (the
+    /// `order_by` keys, then the id). Pass the last record of the previous page;
+    /// unlike [`offset`](Query::offset), a page costs the same however deep it is
+    /// (an ordered walk of a sorted index starts at `last`'s key), and writes between
+    /// pages neither repeat nor skip a record that stays in place.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct Event { #[id] id: u32, #[index(sorted)] at: u64 }
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Event>().open()?;
+    /// let events = store.collection::<Event>()?;
+    /// for id in 0..10 { events.insert(Event { id, at: u64::from(id % 4) })?; }
+    /// let f = Event::fields();
+    /// let page = |after: Option<&std::sync::Arc<Event>>| {
+    ///     let q = events.query().order_by(f.at.desc()).limit(4);
+    ///     match after { Some(last) => q.after(last), None => q }.collect()
+    /// };
+    /// let first = page(None);
+    /// let second = page(first.last());
+    /// assert_eq!(first.iter().chain(&second).map(|e| e.id).collect::<Vec<_>>(), [3, 7, 2, 6, 1, 5, 9, 0]);
+    /// # Ok(()) }
+    /// ```
+    pub fn after(mut self, last: &Arc<E>) -> Self {
+        self.after = Some(Arc::clone(last));
+        self
+    }
+
     /// Returns at most `n` results.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
@@ -125,6 +200,7 @@ impl<E: Entity> Query<E> {
     pub fn explain(&self) -> Plan {
         let indexed = matches!(self.source, Source::Collection(_));
         plan::choose(indexed, &self.filters, &self.order, self.offset, self.limit)
+            .with_after(self.after.as_ref().map(|last| crate::Key::encode_key(last.id())))
     }
 
     /// The matching records.
@@ -133,8 +209,9 @@ impl<E: Entity> Query<E> {
         match &self.source {
             Source::Collection(core) => core.with_records(|records, indices| self.run(&plan, records, indices)),
             Source::Snapshot(records) => {
-                let map: crate::Records<E::Id, E> = records.iter().map(|r| (r.id().clone(), Arc::clone(r))).collect();
-                self.run(&plan, &map, &[])
+                let mut results: Vec<Arc<E>> = records.iter().filter(|r| self.matches(r)).cloned().collect();
+                self.sort(&mut results);
+                self.page(results)
             }
         }
     }
@@ -146,10 +223,74 @@ impl<E: Entity> Query<E> {
         query.collect().into_iter().next()
     }
 
-    /// How many records match (ignoring `offset` and `limit`).
+    /// How many records match (ignoring `offset` and `limit`), without building a
+    /// result list: with no filter, the collection's length; with one filter that an
+    /// index answers exactly (an equality or a range on an indexed field), the index's
+    /// count; otherwise a pass over the candidates that counts matches.
+    /// [`explain_count`](Query::explain_count) shows which.
     pub fn count(&self) -> usize {
-        let query = Query { source: self.clone_source(), order: Vec::new(), offset: 0, limit: None, ..self.shallow() };
-        query.collect().len()
+        match &self.source {
+            Source::Collection(core) => core.with_records(|records, indices| {
+                if self.filters.is_empty() {
+                    return records.len();
+                }
+                if let Some(n) = self.index_count(indices) {
+                    return n;
+                }
+                let mut n = 0;
+                self.visit_in(records, indices, &mut |_| n += 1);
+                n
+            }),
+            Source::Snapshot(records) => records.iter().filter(|r| self.matches(r)).count(),
+        }
+    }
+
+    /// How [`count`](Query::count) runs: `count: records` (the collection's
+    /// length), `count: index `x`` (an index count) or the plan of the streaming pass.
+    pub fn explain_count(&self) -> Plan {
+        let indexed = matches!(self.source, Source::Collection(_));
+        let plan = plan::choose(indexed, &self.filters, &[], 0, None);
+        if !indexed {
+            return plan;
+        }
+        if self.filters.is_empty() {
+            return plan.with_source("count: records".to_owned(), None);
+        }
+        match (&self.filters[..], &plan.access) {
+            ([only], Some(access)) if only.exact => {
+                let name = plan.index().unwrap_or_default().to_owned();
+                let how = match access {
+                    Access::In { .. } => "ids",
+                    _ => "entries",
+                };
+                plan.clone().with_source(format!("count {how} of index `{name}`: {}", only.text), plan.index)
+            }
+            _ => plan,
+        }
+    }
+
+    /// The count from an index alone, when one filter is answered exactly by it.
+    fn index_count(&self, indices: &[Box<dyn IndexMaint<E>>]) -> Option<usize> {
+        let [only] = &self.filters[..] else { return None };
+        if !only.exact {
+            return None;
+        }
+        let index = indices.get(access_pos(&only.access))?;
+        match &only.access {
+            Access::Eq { key, .. } => Some(index.count_any(key.as_ref())),
+            Access::In { keys, .. } => {
+                let mut ids: Vec<E::Id> = keys.iter().flat_map(|k| index.ids_for_any(k.as_ref())).collect();
+                ids.sort();
+                ids.dedup();
+                Some(ids.len())
+            }
+            Access::Range { lo, hi, .. } => {
+                let lo = lo.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
+                let hi = hi.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
+                Some(index.range_count_any(lo, hi))
+            }
+            Access::None | Access::Element { .. } => None,
+        }
     }
 
     /// The ids of the matching records, in result order.
@@ -164,6 +305,7 @@ impl<E: Entity> Query<E> {
             order: self.order.clone(),
             offset: self.offset,
             limit: self.limit,
+            after: self.after.clone(),
         }
     }
 
@@ -176,12 +318,16 @@ impl<E: Entity> Query<E> {
 
     fn matches(&self, record: &E) -> bool {
         self.filters.iter().all(|f| f.matches(record))
+            && self.after.as_ref().is_none_or(|last| self.compare(record, last).is_gt())
     }
 
     fn sort(&self, results: &mut [Arc<E>]) {
-        results.sort_by(|a, b| {
-            self.order.iter().map(|o| (o.cmp)(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| a.id().cmp(b.id()))
-        });
+        results.sort_by(|a, b| self.compare(a, b));
+    }
+
+    /// The result order: the order keys, then the id.
+    fn compare(&self, a: &E, b: &E) -> std::cmp::Ordering {
+        self.order.iter().map(|o| (o.cmp)(a, b)).find(|o| o.is_ne()).unwrap_or_else(|| a.id().cmp(b.id()))
     }
 
     fn page(&self, results: Vec<Arc<E>>) -> Vec<Arc<E>> {
@@ -192,54 +338,118 @@ impl<E: Entity> Query<E> {
         }
     }
 
+    /// Visits every matching record once, in no particular order, under one read
+    /// lock: through the index that serves a filter, else over every record.
+    fn visit_matches(&self, f: &mut dyn FnMut(&Arc<E>)) {
+        match &self.source {
+            Source::Collection(core) => core.with_records(|records, indices| self.visit_in(records, indices, f)),
+            Source::Snapshot(records) => records.iter().filter(|r| self.matches(r)).for_each(f),
+        }
+    }
+
+    fn visit_in(
+        &self,
+        records: &crate::Records<E::Id, E>,
+        indices: &[Box<dyn IndexMaint<E>>],
+        f: &mut dyn FnMut(&Arc<E>),
+    ) {
+        let plan = plan::choose(true, &self.filters, &[], 0, None);
+        candidates(&plan, records, indices, &mut |r| {
+            if self.matches(r) {
+                f(r)
+            }
+        });
+    }
+
     /// Runs `plan` over the records and indices.
     fn run(&self, plan: &Plan, records: &crate::Records<E::Id, E>, indices: &[Box<dyn IndexMaint<E>>]) -> Vec<Arc<E>> {
-        let fetch = |ids: Vec<E::Id>| -> Vec<Arc<E>> { ids.iter().filter_map(|id| records.get(id).cloned()).collect() };
-        let mut results: Vec<Arc<E>> = match (&plan.access, plan.walk) {
-            (Some(access), _) => match (access, indices.get(access_pos(access))) {
-                (Access::Eq { key, .. }, Some(index)) => fetch(index.ids_for_any(key.as_ref())),
-                (Access::In { keys, .. }, Some(index)) => {
-                    let mut ids: Vec<E::Id> = keys.iter().flat_map(|k| index.ids_for_any(k.as_ref())).collect();
-                    ids.sort();
-                    ids.dedup();
-                    fetch(ids)
-                }
-                (Access::Range { lo, hi, .. }, Some(index)) => {
-                    let lo = lo.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
-                    let hi = hi.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
-                    fetch(index.range_any(lo, hi))
-                }
-                _ => records.values().cloned().collect(),
-            },
-            (None, Some((pos, desc))) => {
-                // Walk the sorted index in order, stopping once the page is full.
-                let want = self.limit.map_or(usize::MAX, |limit| self.offset.saturating_add(limit));
-                let mut out = Vec::new();
-                if let Some(index) = indices.get(pos) {
-                    for id in index.walk(desc) {
-                        if out.len() >= want {
-                            break;
-                        }
-                        if let Some(record) = records.get(&id).filter(|r| self.matches(r)) {
-                            out.push(Arc::clone(record));
-                        }
+        if let (None, Some((pos, desc))) = (&plan.access, plan.walk) {
+            // Walk the sorted index in order, stopping once the page is full.
+            let want = self.limit.map_or(usize::MAX, |limit| self.offset.saturating_add(limit));
+            let mut out = Vec::new();
+            let Some(index) = indices.get(pos) else { return out };
+            // An Option field's records with `None` are not in its index: they come
+            // first ascending and last descending, in id order. They exist only if
+            // the index holds fewer entries than there are records.
+            let absent = self.order.first().and_then(|o| o.absent.clone());
+            let add_absent = |out: &mut Vec<Arc<E>>| {
+                if let Some(absent) = &absent {
+                    if index.entries() < records.len() && out.len() < want {
+                        let mut missing: Vec<Arc<E>> =
+                            records.values().filter(|r| absent(r) && self.matches(r)).cloned().collect();
+                        missing.sort_by(|a, b| a.id().cmp(b.id()));
+                        out.extend(missing);
                     }
                 }
-                // Records without a key in the index (none for a plain field) never
-                // match an ordering walk; `walk` covers every record of the index.
-                return self.page(out);
+            };
+            if !desc {
+                add_absent(&mut out);
             }
-            (None, None) => records.values().cloned().collect(),
-        };
-        results.retain(|r| self.matches(r));
+            // A keyset page starts its walk at the last record's key.
+            let start = self.after.as_ref().zip(self.order.first()).and_then(|(last, order)| (order.seek)(last));
+            let walk = match &start {
+                Some(key) if desc => index.walk_range_any(Bound::Unbounded, Bound::Included(key.as_ref()), true),
+                Some(key) => index.walk_range_any(Bound::Included(key.as_ref()), Bound::Unbounded, false),
+                None => index.walk(desc),
+            };
+            for id in walk {
+                if out.len() >= want {
+                    break;
+                }
+                if let Some(record) = records.get(&id).filter(|r| self.matches(r)) {
+                    out.push(Arc::clone(record));
+                }
+            }
+            if desc {
+                add_absent(&mut out);
+            }
+            return self.page(out);
+        }
+        let mut results = Vec::new();
+        candidates(plan, records, indices, &mut |r| {
+            if self.matches(r) {
+                results.push(Arc::clone(r))
+            }
+        });
         self.sort(&mut results);
         self.page(results)
+    }
+}
+
+/// Visits the candidates of a plan's index access (a superset of the matches), or
+/// every record when it has none.
+fn candidates<E: Entity>(
+    plan: &Plan,
+    records: &crate::Records<E::Id, E>,
+    indices: &[Box<dyn IndexMaint<E>>],
+    f: &mut dyn FnMut(&Arc<E>),
+) {
+    let access = plan.access.as_ref().and_then(|a| indices.get(access_pos(a)).map(|index| (a, index)));
+    let mut by_id = |id: E::Id| {
+        if let Some(r) = records.get(&id) {
+            f(r)
+        }
+    };
+    match access {
+        Some((Access::Eq { key, .. }, index)) => index.ids_for_any(key.as_ref()).into_iter().for_each(&mut by_id),
+        Some((Access::In { keys, .. }, index)) => {
+            let mut ids: Vec<E::Id> = keys.iter().flat_map(|k| index.ids_for_any(k.as_ref())).collect();
+            ids.sort();
+            ids.dedup();
+            ids.into_iter().for_each(&mut by_id)
+        }
+        Some((Access::Range { lo, hi, .. }, index)) => {
+            let lo = lo.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
+            let hi = hi.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
+            index.walk_range_any(lo, hi, false).for_each(&mut by_id)
+        }
+        _ => records.values().for_each(f),
     }
 }
 
 fn access_pos(access: &Access) -> usize {
     match access {
         Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => hint.pos,
-        Access::None => usize::MAX,
+        Access::None | Access::Element { .. } => usize::MAX,
     }
 }

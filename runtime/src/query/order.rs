@@ -12,14 +12,33 @@ pub struct OrderBy<E> {
     pub(super) desc: bool,
     pub(super) hint: Option<IndexHint>,
     pub(super) cmp: Compare<E>,
+    /// For an `Option` field: whether a record has `None` there (such records are
+    /// not in the field's index, so an ordered walk looks for them apart).
+    pub(super) absent: Option<Absent<E>>,
+    /// The record's key in the field's index (`None` for an Option field's `None`),
+    /// where a keyset page's walk starts.
+    pub(super) seek: Seek<E>,
 }
+
+/// Reads a record's index key for [`OrderBy::seek`].
+type Seek<E> = Arc<dyn Fn(&E) -> Option<Arc<dyn std::any::Any + Send + Sync>> + Send + Sync>;
+
+/// Tells whether a record has no value in an `Option` ordering field.
+type Absent<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
 /// Compares two records by one ordering key.
 type Compare<E> = Arc<dyn Fn(&E, &E) -> Ordering + Send + Sync>;
 
 impl<E> Clone for OrderBy<E> {
     fn clone(&self) -> Self {
-        OrderBy { name: self.name, desc: self.desc, hint: self.hint, cmp: Arc::clone(&self.cmp) }
+        OrderBy {
+            name: self.name,
+            desc: self.desc,
+            hint: self.hint,
+            cmp: Arc::clone(&self.cmp),
+            absent: self.absent.clone(),
+            seek: Arc::clone(&self.seek),
+        }
     }
 }
 
@@ -30,7 +49,7 @@ impl<E> fmt::Debug for OrderBy<E> {
 }
 
 impl<E: 'static> OrderBy<E> {
-    pub(crate) fn new<T: Ord + 'static>(
+    pub(crate) fn new<T: Ord + Clone + Send + Sync + 'static>(
         name: &'static str,
         get: fn(&E) -> &T,
         desc: bool,
@@ -44,6 +63,20 @@ impl<E: 'static> OrderBy<E> {
                 order
             }
         };
-        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp) }
+        let seek = move |e: &E| Some(Arc::new(get(e).clone()) as Arc<dyn std::any::Any + Send + Sync>);
+        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp), absent: None, seek: Arc::new(seek) }
+    }
+
+    /// An ordering by an `Option` field: `None` first ascending, last descending.
+    pub(crate) fn new_opt<T: Ord + Clone + Send + Sync + 'static>(
+        name: &'static str,
+        get: fn(&E) -> &Option<T>,
+        desc: bool,
+        hint: Option<IndexHint>,
+    ) -> Self {
+        let mut order = OrderBy::new(name, get, desc, hint);
+        order.absent = Some(Arc::new(move |e: &E| get(e).is_none()));
+        order.seek = Arc::new(move |e: &E| get(e).clone().map(|v| Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>));
+        order
     }
 }

@@ -17,12 +17,13 @@ pub struct Plan {
     pub(crate) access: Option<Access>,
     /// `(index position, descending)` of an ordered walk.
     pub(crate) walk: Option<(usize, bool)>,
-    index: Option<&'static str>,
+    pub(crate) index: Option<&'static str>,
     source: String,
     filters: Vec<String>,
     sort: Option<String>,
     offset: usize,
     limit: Option<usize>,
+    after: Option<String>,
 }
 
 impl PartialEq for Access {
@@ -39,11 +40,25 @@ impl fmt::Debug for Access {
             Access::Eq { hint, .. } => write!(f, "eq({})", hint.name),
             Access::In { hint, .. } => write!(f, "in({})", hint.name),
             Access::Range { hint, .. } => write!(f, "range({})", hint.name),
+            Access::Element { field, .. } => write!(f, "element({field})"),
         }
     }
 }
 
 impl Plan {
+    /// The same plan, described as `source` and naming `index`.
+    pub(crate) fn with_source(mut self, source: String, index: Option<&'static str>) -> Plan {
+        self.source = source;
+        self.index = index;
+        self
+    }
+
+    /// The same plan, for a keyset page after the record with this id.
+    pub(crate) fn with_after(mut self, after: Option<String>) -> Plan {
+        self.after = after;
+        self
+    }
+
     /// The index the plan uses, if any.
     pub fn index(&self) -> Option<&str> {
         self.index
@@ -63,6 +78,9 @@ impl fmt::Display for Plan {
         }
         if let Some(sort) = &self.sort {
             write!(f, "\nsort: {sort}")?;
+        }
+        if let Some(after) = &self.after {
+            write!(f, "\nafter: {after}")?;
         }
         if self.offset > 0 {
             write!(f, "\noffset: {}", self.offset)?;
@@ -93,15 +111,19 @@ pub(crate) fn choose<E>(
             .then(|| format!("{}, then id", order.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", "))),
         offset,
         limit,
+        after: None,
     };
     if !indexed {
         return plan;
     }
-    let best = filters.iter().filter(|f| !matches!(f.access, Access::None)).min_by_key(|f| f.access.rank());
+    let best = filters
+        .iter()
+        .filter(|f| !matches!(f.access, Access::None | Access::Element { .. }))
+        .min_by_key(|f| f.access.rank());
     if let Some(best) = best {
         let hint = match &best.access {
             Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => *hint,
-            Access::None => return plan,
+            Access::None | Access::Element { .. } => return plan,
         };
         plan.index = Some(hint.name);
         plan.source = format!("index `{}`: {}", hint.name, best.text);
@@ -112,8 +134,16 @@ pub(crate) fn choose<E>(
         if let Some(hint) = only.hint {
             plan.index = Some(hint.name);
             plan.walk = Some((hint.pos, only.desc));
-            plan.source =
-                format!("walk sorted index `{}` {}", hint.name, if only.desc { "descending" } else { "ascending" });
+            let absent = match (only.absent.is_some(), only.desc) {
+                (false, _) => "",
+                (true, false) => " (None first)",
+                (true, true) => " (None last)",
+            };
+            plan.source = format!(
+                "walk sorted index `{}` {}{absent}",
+                hint.name,
+                if only.desc { "descending" } else { "ascending" }
+            );
             plan.sort = None;
         }
     }

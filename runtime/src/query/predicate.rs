@@ -11,9 +11,26 @@ use super::field::IndexHint;
 #[derive(Clone)]
 pub(crate) enum Access {
     None,
-    Eq { hint: IndexHint, key: Arc<dyn Any + Send + Sync> },
-    In { hint: IndexHint, keys: Vec<Arc<dyn Any + Send + Sync>> },
-    Range { hint: IndexHint, lo: Bound<Arc<dyn Any + Send + Sync>>, hi: Bound<Arc<dyn Any + Send + Sync>> },
+    Eq {
+        hint: IndexHint,
+        key: Arc<dyn Any + Send + Sync>,
+    },
+    In {
+        hint: IndexHint,
+        keys: Vec<Arc<dyn Any + Send + Sync>>,
+    },
+    Range {
+        hint: IndexHint,
+        lo: Bound<Arc<dyn Any + Send + Sync>>,
+        hi: Bound<Arc<dyn Any + Send + Sync>>,
+    },
+    /// An element of a `Vec` field, answered by an `#[index(each)]` on the field if
+    /// the collection has one (the query resolves it into `Eq` when filtering).
+    Element {
+        field: &'static str,
+        key: Arc<dyn Any + Send + Sync>,
+        key_type: std::any::TypeId,
+    },
 }
 
 impl Access {
@@ -21,7 +38,7 @@ impl Access {
     pub fn rank(&self) -> u8 {
         match self {
             Access::Eq { hint, .. } if hint.unique => 0,
-            Access::Eq { .. } => 1,
+            Access::Eq { .. } | Access::Element { .. } => 1,
             Access::In { .. } => 2,
             Access::Range { .. } => 3,
             Access::None => 4,
@@ -35,12 +52,20 @@ impl Access {
 pub struct Predicate<E> {
     pub(crate) test: Arc<dyn Fn(&E) -> bool + Send + Sync>,
     pub(crate) access: Access,
+    /// Whether `access` finds exactly the matching records (not a superset), so an
+    /// index count answers `count()` for this predicate alone.
+    pub(crate) exact: bool,
     pub(crate) text: String,
 }
 
 impl<E> Clone for Predicate<E> {
     fn clone(&self) -> Self {
-        Predicate { test: Arc::clone(&self.test), access: self.access.clone(), text: self.text.clone() }
+        Predicate {
+            test: Arc::clone(&self.test),
+            access: self.access.clone(),
+            exact: self.exact,
+            text: self.text.clone(),
+        }
     }
 }
 
@@ -51,8 +76,11 @@ impl<E> fmt::Debug for Predicate<E> {
 }
 
 impl<E: 'static> Predicate<E> {
+    /// A predicate; an `access` other than `None` must find exactly the records that
+    /// `test` accepts (combinators that only narrow it clear `exact`).
     pub(crate) fn leaf(text: String, access: Access, test: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        Predicate { test: Arc::new(test), access, text }
+        let exact = !matches!(access, Access::None);
+        Predicate { test: Arc::new(test), access, exact, text }
     }
 
     /// Whether a record matches.
@@ -64,7 +92,10 @@ impl<E: 'static> Predicate<E> {
     pub fn and(self, other: Predicate<E>) -> Predicate<E> {
         let (a, b) = (self.test, other.test);
         let access = if self.access.rank() <= other.access.rank() { self.access } else { other.access };
-        Predicate::leaf(format!("({} and {})", self.text, other.text), access, move |e: &E| a(e) && b(e))
+        let mut both =
+            Predicate::leaf(format!("({} and {})", self.text, other.text), access, move |e: &E| a(e) && b(e));
+        both.exact = false;
+        both
     }
 
     /// Either condition.
