@@ -39,7 +39,7 @@
 //! | `#[storage(.., wal)]`, `#[storage(.., compress)]` | struct | log commits before they return; zstd-compress files |
 //! | `#[index]`, `#[index(unique)]`, `#[index(sorted)]`, `#[index(each)]` | field | a secondary index and its typed lookups |
 //! | `#[index((a, b))]`, `#[index((a, b), unique)]` | struct | a composite index: `by_a_and_b(..)` |
-//! | `#[belongs_to(Parent)]`, options `on_delete = restrict / cascade / detach`, `check = false` | field | a foreign key: indexed, checked, with an accessor |
+//! | `#[belongs_to(Parent)]`, options `on_delete = restrict / cascade / detach / ignore`, `check = false` (then `ignore` by default) | field | a foreign key: indexed, checked, with an accessor |
 //! | `#[has_many(items: Item, key = field)]` | struct | 1:N: `parent.items(&store)` |
 //! | `#[has_many(items: Item, through = Join)]` | struct | M:N through a join entity: `items`, `link_items`, `unlink_items` |
 //! | `#[has_one(item: Item, key = field)]` | struct | 1:1: `parent.item(&store)` returns the child, if any; on the child, `#[id] #[belongs_to(Parent)]` makes the id the key |

@@ -604,6 +604,22 @@ fn check_false_allows_a_missing_parent() {
     assert!(store.verify().is_empty(), "{:?}", store.verify());
 }
 
+/// Issue 20: a `check = false` key does not hold its parent either. Its default
+/// `on_delete` is `ignore`: removing the parent leaves the children as they are.
+#[test]
+fn check_false_keys_do_not_block_removing_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let users = store.collection::<User>().unwrap();
+    let visits = store.collection::<Visit>().unwrap();
+    users.insert(user("ada")).unwrap();
+    let id = visits.insert(Visit { id: 0, user_id: "ada".into() }).unwrap();
+    assert!(users.remove("ada").unwrap().is_some(), "the removal was refused");
+    let visit = visits.get(&id).expect("the child is left alone");
+    assert_eq!(visit.user_id, "ada");
+    assert_eq!(visit.user(&store).unwrap(), None);
+}
+
 #[test]
 fn a_parent_written_in_the_same_transaction_as_its_child() {
     let dir = tempfile::tempdir().unwrap();

@@ -64,6 +64,7 @@ pub fn internals_items(p: &TokenStream, model: &Model, belongs: &[BelongsModel])
             OnDelete::Restrict => quote!(Restrict),
             OnDelete::Cascade => quote!(Cascade),
             OnDelete::Detach => quote!(Detach),
+            OnDelete::Ignore => quote!(Ignore),
         };
         quote! {
             #p::ForeignKeySpec {

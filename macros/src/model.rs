@@ -67,6 +67,7 @@ pub enum OnDelete {
     Restrict,
     Cascade,
     Detach,
+    Ignore,
 }
 
 pub struct BelongsTo {

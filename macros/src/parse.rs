@@ -410,8 +410,12 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
                     Some("restrict") => OnDelete::Restrict,
                     Some("cascade") => OnDelete::Cascade,
                     Some("detach") => OnDelete::Detach,
+                    Some("ignore") => OnDelete::Ignore,
                     _ => {
-                        ctx.error(&value, "`on_delete` is one of `restrict` (the default), `cascade` or `detach`");
+                        ctx.error(
+                            &value,
+                            "`on_delete` is one of `restrict` (the default), `cascade`, `detach` or `ignore` (the default with `check = false`)",
+                        );
                         continue;
                     }
                 };
@@ -419,15 +423,19 @@ fn parse_belongs_to(ctx: &Ctx, attr: &Attribute) -> Option<BelongsTo> {
             }
             _ => ctx.error(
                 &name,
-                "unknown #[belongs_to] option; expected `on_delete = restrict | cascade | detach` or `check = false`",
+                "unknown #[belongs_to] option; expected `on_delete = restrict | cascade | detach | ignore` or `check = false`",
             ),
         }
     }
     let on_delete = on_delete.get();
+    let check = check.get().is_none_or(|(_, check)| check);
+    // A key that may name a missing parent does not hold its parent either: with
+    // `check = false`, removing the parent leaves the children as they are.
+    let default = if check { OnDelete::Restrict } else { OnDelete::Ignore };
     Some(BelongsTo {
         parent: args.parent,
-        check: check.get().is_none_or(|(_, check)| check),
-        on_delete: on_delete.map_or(OnDelete::Restrict, |(_, rule)| rule),
+        check,
+        on_delete: on_delete.map_or(default, |(_, rule)| rule),
         on_delete_span: on_delete.map(|(span, _)| span),
         span: attr.path().span(),
     })

@@ -251,7 +251,7 @@ impl Inner {
             let (coll, removed) = (run.changed[i].0, run.changed[i].2);
             if removed {
                 for &(child, spec) in &self.fk_children[coll] {
-                    if spec.on_delete == OnDelete::Restrict {
+                    if matches!(spec.on_delete, OnDelete::Restrict | OnDelete::Ignore) {
                         continue;
                     }
                     let id = std::mem::replace(&mut run.changed[i].1, Box::new(()));

@@ -19,6 +19,9 @@ pub enum OnDelete {
     Cascade,
     /// Set the children's `Option` key to `None`.
     Detach,
+    /// No action: the children keep referencing a parent that is gone. The default
+    /// for `check = false` keys, which may name a missing parent anyway.
+    Ignore,
 }
 
 /// A `#[belongs_to]` field as the runtime sees it.
