@@ -600,8 +600,12 @@ fn check_false_allows_a_missing_parent() {
     assert_eq!(visits.get(&id).unwrap().user(&store).unwrap().unwrap().id, "ada");
     let second = visits.insert(Visit { id: 0, user_id: "ghost".into() }).unwrap();
     assert_eq!(ids(visits.by_user_id("ghost")), [second]);
-    // A reference the schema opted out of checking is not reported as dangling.
+    // A reference the schema opted out of checking is not reported as dangling,
+    // unless asked for.
     assert!(store.verify().is_empty(), "{:?}", store.verify());
+    let all = store.verify_all();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].collection, "visit");
 }
 
 /// Issue 20: a `check = false` key does not hold its parent either. Its default

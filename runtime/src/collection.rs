@@ -668,7 +668,8 @@ pub(crate) trait ErasedCollection: Send + Sync {
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains_id(&self, id: &dyn Any) -> bool;
     /// References (with `check`) to parents for which `exists` says no.
-    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling>;
+    /// With `unchecked`, the `check = false` keys are looked at too.
+    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool, unchecked: bool) -> Vec<Dangling>;
     /// Applies one logged write during WAL replay: the record's JSON, or `None` for
     /// a removal. The record is marked dirty, for the next flush to write.
     /// With `parent` (a parent entry, see [`Log::Removals`]), the record is inserted
@@ -804,8 +805,8 @@ impl<T: Entity> ErasedCollection for Core<T> {
         self.state.read().records.contains_key(id)
     }
 
-    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool) -> Vec<Dangling> {
-        let specs: Vec<ForeignKeySpec> = T::__foreign_keys().into_iter().filter(|s| s.check).collect();
+    fn dangling(&self, exists: &dyn Fn(&str, &dyn Any) -> bool, unchecked: bool) -> Vec<Dangling> {
+        let specs: Vec<ForeignKeySpec> = T::__foreign_keys().into_iter().filter(|s| s.check || unchecked).collect();
         if specs.is_empty() {
             return Vec::new();
         }

@@ -290,7 +290,7 @@ impl StoreBuilder {
             })?);
         }
         *inner.flusher.lock() = threads;
-        for dangling in inner.dangling() {
+        for dangling in inner.dangling(false) {
             tracing::warn!(?dangling, "a record references a parent that does not exist");
         }
         // Records replayed from the WAL are dirty: the background flusher writes them,
@@ -497,11 +497,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn dangling(&self) -> Vec<Dangling> {
+    fn dangling(&self, unchecked: bool) -> Vec<Dangling> {
         let exists = |parent: &str, id: &dyn std::any::Any| {
             self.by_name.get(parent).is_some_and(|&p| self.collections[p].contains_id(id))
         };
-        self.collections.iter().flat_map(|c| c.dangling(&exists)).collect()
+        self.collections.iter().flat_map(|c| c.dangling(&exists, unchecked)).collect()
     }
 
     /// Stops the background threads, waiting for a flush in progress to end.
@@ -742,7 +742,36 @@ impl Store {
     /// dangling one comes from files changed outside Shelf or written with
     /// `check = false` on the other side. Open reports them as warnings.
     pub fn verify(&self) -> Vec<Dangling> {
-        self.inner.dangling()
+        self.inner.dangling(false)
+    }
+
+    /// [`verify`](Self::verify), and the references of `check = false` keys too:
+    /// those may name a missing parent by design, so `verify` leaves them out, and
+    /// this lists them on request.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct User { #[id] id: String }
+    ///
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct Visit {
+    ///     #[id(auto)] id: u64,
+    ///     #[belongs_to(User, check = false)] user_id: String,
+    /// }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<User>().register::<Visit>().open()?;
+    /// store.collection::<Visit>()?.insert(Visit { id: 0, user_id: "ghost".into() })?;
+    /// assert!(store.verify().is_empty());
+    /// assert_eq!(store.verify_all().len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn verify_all(&self) -> Vec<Dangling> {
+        self.inner.dangling(true)
     }
 
     /// The data directory.
