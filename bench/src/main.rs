@@ -43,6 +43,7 @@ mod report;
 #[allow(dead_code)]
 mod rng;
 mod targets;
+mod w_async;
 mod w_commit;
 mod w_load;
 mod w_read;
@@ -117,6 +118,8 @@ enum Workload {
     W8,
     /// Update latency with the background flusher on and off (100,000 users, or --n).
     W9,
+    /// Durable writes from 16 tokio tasks on 2 workers: the async API vs spawn_blocking.
+    WAsync,
 }
 
 /// What every workload gets: sizes and where to put its data.
@@ -242,6 +245,9 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
     }
     if on(Workload::W3) {
         w_commit::run_w3(&config, &mut report)?;
+    }
+    if on(Workload::WAsync) {
+        w_async::run(&config, &mut report)?;
     }
     if on(Workload::Flush) {
         flush::run(&config, &mut report)?;

@@ -14,6 +14,7 @@ use crate::batch::{write_atomic, SyncMode};
 use crate::collection::{Core, ErasedCollection};
 use crate::entity::{Entity, StorageKind};
 use crate::error::{Error, Result};
+use crate::feed::FeedRetention;
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
 use crate::handle::Collection;
@@ -32,11 +33,13 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Registration {
     type_id: TypeId,
-    make: fn(&Path, i32) -> Arc<dyn ErasedCollection>,
+    make: fn(&Path, i32, FeedRetention) -> Arc<dyn ErasedCollection>,
 }
 
-fn make_core<T: Entity>(dir: &Path, level: i32) -> Arc<dyn ErasedCollection> {
-    Arc::new(Core::<T>::new(dir, level))
+fn make_core<T: Entity>(dir: &Path, level: i32, feed: FeedRetention) -> Arc<dyn ErasedCollection> {
+    let core = Core::<T>::new(dir, level);
+    core.watchers().set_retention(feed);
+    Arc::new(core)
 }
 
 /// The default zstd level for `compress`.
@@ -55,6 +58,7 @@ pub struct StoreBuilder {
     repair_wal: bool,
     compression_level: i32,
     allow_migration_to_memory: bool,
+    feed_retention: FeedRetention,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -129,6 +133,14 @@ impl StoreBuilder {
         self
     }
 
+    /// How many events each collection keeps for a subscriber that resumes with
+    /// [`Collection::watch_from`]; none by default (the feed is off). The feed
+    /// lives in memory and does not survive a reopen.
+    pub fn feed_retention(mut self, retention: FeedRetention) -> Self {
+        self.feed_retention = retention;
+        self
+    }
+
     /// How flushes sync files. Only for measuring: the default is the fast one.
     #[doc(hidden)]
     pub fn sync_mode(mut self, mode: SyncMode) -> Self {
@@ -156,7 +168,7 @@ impl StoreBuilder {
         let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
         let mut by_type = HashMap::new();
         for registration in &self.registrations {
-            let collection = (registration.make)(&dir, self.compression_level);
+            let collection = (registration.make)(&dir, self.compression_level, self.feed_retention);
             if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
                 return Err(Error::DuplicateCollection {
                     collection: collection.name().to_owned(),
@@ -253,6 +265,7 @@ impl StoreBuilder {
             sync_mode: self.sync_mode,
             report,
             flusher: Mutex::new(Vec::new()),
+            background: Default::default(),
         });
         let mut threads = vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
             // Errors are recorded in Health and logged by `flush`.
@@ -447,7 +460,7 @@ pub(crate) struct Inner {
     /// The sequence number of the last commit (for events and flush notifications).
     pub(crate) commit_seq: std::sync::atomic::AtomicU64,
     /// Subscribers of [`Store::watch_flushes`].
-    pub(crate) flush_watchers: Mutex<Vec<std::sync::mpsc::Sender<u64>>>,
+    pub(crate) flush_watchers: Mutex<Vec<crate::stream::Notify<u64>>>,
     /// Changes waiting for their commit (or an earlier one) to be durable.
     pub(crate) outbox: crate::commit::Outbox,
     /// The WAL, when a registered collection has `wal` or the log holds records.
@@ -461,6 +474,8 @@ pub(crate) struct Inner {
     pub(crate) by_name: HashMap<&'static str, usize>,
     /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
     flusher: Mutex<Vec<Flusher>>,
+    /// The thread that syncs for async writers and runs `flush_async`.
+    pub(crate) background: crate::nonblocking::Background,
 }
 
 impl Inner {
@@ -477,6 +492,7 @@ impl Inner {
         for mut thread in threads {
             thread.stop();
         }
+        self.background.stop(&self.dir);
     }
 
     /// Whether `close` has completed.
@@ -597,6 +613,7 @@ impl Store {
             repair_wal: false,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             allow_migration_to_memory: false,
+            feed_retention: FeedRetention::default(),
         }
     }
 
@@ -624,6 +641,11 @@ impl Store {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// The shared state, for the async writes' background thread.
+    pub(crate) fn inner_arc(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner.inner)
     }
 
     /// The shared state, or [`Error::Closed`].
@@ -699,7 +721,13 @@ impl Store {
     /// commit sequence numbers; see [`watch`](crate::watch)). Dropping the receiver
     /// unsubscribes.
     pub fn watch_flushes(&self) -> std::sync::mpsc::Receiver<u64> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        self.watch_flushes_stream().into_receiver()
+    }
+
+    /// [`watch_flushes`](Store::watch_flushes) as a
+    /// [`Subscription`](crate::stream::Subscription): a `Stream` for any executor.
+    pub fn watch_flushes_stream(&self) -> crate::stream::Subscription<u64> {
+        let (tx, rx) = crate::stream::Notify::pair();
         self.inner.flush_watchers.lock().push(tx);
         rx
     }

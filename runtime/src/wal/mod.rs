@@ -180,6 +180,9 @@ pub(crate) struct Wal {
     durable: AtomicU64,
     /// Signalled when the last announced writer has appended or given up.
     arrived: Condvar,
+    /// Futures waiting for a sequence number to be durable (see
+    /// [`Wal::register_waker`]); woken by the sync that covers them, or fails.
+    wakers: std::sync::Mutex<Vec<(u64, std::task::Waker)>>,
 }
 
 /// The longest a sync leader waits for announced writers.
@@ -245,6 +248,7 @@ impl Wal {
             bell: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             durable: AtomicU64::new(last_lsn),
             arrived: Condvar::new(),
+            wakers: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -431,7 +435,44 @@ impl Wal {
         // Woken after the state is unlocked: the woken writers' next appends need it.
         drop(st);
         self.wake_all();
+        self.wake_futures(outcome.is_err());
         outcome
+    }
+
+    /// Registers a future waiting until `lsn` is durable: the sync that makes it
+    /// durable (or fails, poisoning the log) wakes it. Returns `false`, registering
+    /// nothing, when `lsn` is durable already or the log is poisoned: the caller
+    /// looks again instead of waiting. Registering does not start a sync.
+    pub fn register_waker(&self, lsn: u64, waker: &std::task::Waker) -> bool {
+        let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked under the waker list's lock: a sync that ends after this check
+        // wakes from the list after `durable` moved, so it sees this entry.
+        if self.durable_lsn() >= lsn || self.state.lock().poisoned.is_some() {
+            return false;
+        }
+        match wakers.iter_mut().find(|(l, w)| *l == lsn && w.will_wake(waker)) {
+            Some(_) => {}
+            None => wakers.push((lsn, waker.clone())),
+        }
+        true
+    }
+
+    /// Wakes the registered futures that the last sync covered (every one, when it
+    /// failed).
+    fn wake_futures(&self, failed: bool) {
+        let durable = self.durable_lsn();
+        let ready: Vec<std::task::Waker> = {
+            let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if wakers.is_empty() {
+                return;
+            }
+            let (ready, waiting) = std::mem::take(&mut *wakers).into_iter().partition(|(l, _)| failed || *l <= durable);
+            *wakers = waiting;
+            ready.into_iter().map(|(_, w)| w).collect()
+        };
+        for waker in ready {
+            waker.wake();
+        }
     }
 
     /// Unlocks the state and sleeps until the next [`Wal::wake_all`].
