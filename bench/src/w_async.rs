@@ -89,6 +89,11 @@ fn round(config: &Config, mode: Mode, per_task: u64) -> Result<(Duration, Vec<Du
         Ok::<_, BoxError>((started.elapsed(), all))
     })?;
     drop(events);
+    if let Some(wal) = store.stats().wal {
+        let label = mode.label();
+        let mean = wal.sync_time.as_secs_f64() * 1e6 / wal.syncs.max(1) as f64;
+        eprintln!("  {label}: {} WAL syncs for {} writes, {mean:.0} us per sync", wal.syncs, wal.records);
+    }
     store.close()?;
     Ok((elapsed, latencies))
 }
