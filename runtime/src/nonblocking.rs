@@ -240,19 +240,18 @@ impl<R, E: From<Error>> Future for WriteFuture<R, E> {
             let outcome = inner.wait_durable(Some(lsn), None).map_err(E::from);
             return Poll::Ready(outcome.and_then(|()| take(value)));
         }
-        loop {
-            if wal.durable_lsn() >= lsn {
-                inner.drain_events();
-                return Poll::Ready(take(value));
-            }
-            if let Some(cause) = wal.poisoned() {
-                inner.drain_events();
-                return Poll::Ready(Err(E::from(inner.poisoned_or(cause))));
-            }
-            if wal.register_waker(lsn, cx.waker()) {
-                return Poll::Pending;
-            }
-            // Durable or poisoned since the look above: look again.
+        if wal.durable_lsn() < lsn && wal.register_waker(lsn, cx.waker()) {
+            return Poll::Pending;
+        }
+        // Not registered: durable, or a sync failed (the log is poisoned).
+        inner.drain_events();
+        if wal.durable_lsn() >= lsn {
+            return Poll::Ready(take(value));
+        }
+        match wal.poisoned() {
+            Some(cause) => Poll::Ready(Err(E::from(inner.poisoned_or(cause)))),
+            // Unreachable: a refused registration means durable or failed.
+            None => Poll::Ready(Err(E::from(already_resolved()))),
         }
     }
 }

@@ -182,7 +182,8 @@ pub(crate) struct Wal {
     arrived: Condvar,
     /// Futures waiting for a sequence number to be durable (see
     /// [`Wal::register_waker`]); woken by the sync that covers them, or fails.
-    wakers: std::sync::Mutex<Vec<(u64, std::task::Waker)>>,
+    /// `true` once a failed sync woke them all: later ones are not registered.
+    wakers: std::sync::Mutex<(Vec<(u64, std::task::Waker)>, bool)>,
 }
 
 /// The longest a sync leader waits for announced writers.
@@ -248,7 +249,7 @@ impl Wal {
             bell: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             durable: AtomicU64::new(last_lsn),
             arrived: Condvar::new(),
-            wakers: std::sync::Mutex::new(Vec::new()),
+            wakers: std::sync::Mutex::new((Vec::new(), false)),
         })
     }
 
@@ -446,13 +447,13 @@ impl Wal {
     pub fn register_waker(&self, lsn: u64, waker: &std::task::Waker) -> bool {
         let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Checked under the waker list's lock: a sync that ends after this check
-        // wakes from the list after `durable` moved, so it sees this entry.
-        if self.durable_lsn() >= lsn || self.state.lock().poisoned.is_some() {
+        // wakes from the list after `durable` moved (or the failure was noted),
+        // so it sees this entry. The state lock is not taken.
+        if self.durable_lsn() >= lsn || wakers.1 {
             return false;
         }
-        match wakers.iter_mut().find(|(l, w)| *l == lsn && w.will_wake(waker)) {
-            Some(_) => {}
-            None => wakers.push((lsn, waker.clone())),
+        if !wakers.0.iter().any(|(l, w)| *l == lsn && w.will_wake(waker)) {
+            wakers.0.push((lsn, waker.clone()));
         }
         true
     }
@@ -463,11 +464,13 @@ impl Wal {
         let durable = self.durable_lsn();
         let ready: Vec<std::task::Waker> = {
             let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if wakers.is_empty() {
+            wakers.1 |= failed;
+            if wakers.0.is_empty() {
                 return;
             }
-            let (ready, waiting) = std::mem::take(&mut *wakers).into_iter().partition(|(l, _)| failed || *l <= durable);
-            *wakers = waiting;
+            let (ready, waiting) =
+                std::mem::take(&mut wakers.0).into_iter().partition(|(l, _)| failed || *l <= durable);
+            wakers.0 = waiting;
             ready.into_iter().map(|(_, w)| w).collect()
         };
         for waker in ready {
