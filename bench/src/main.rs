@@ -43,6 +43,7 @@ mod report;
 #[allow(dead_code)]
 mod rng;
 mod targets;
+mod w_async;
 mod w_commit;
 mod w_load;
 mod w_query;
@@ -120,6 +121,8 @@ enum Workload {
     W9,
     /// Query power (issues 20, 17): count per key, top 10 by an Option field, latest per parent, keyset pages.
     Query,
+    /// Durable writes from 16 tokio tasks on 2 workers: the async API vs spawn_blocking.
+    WAsync,
 }
 
 /// What every workload gets: sizes and where to put its data.
@@ -245,6 +248,9 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
     }
     if on(Workload::W3) {
         w_commit::run_w3(&config, &mut report)?;
+    }
+    if on(Workload::WAsync) {
+        w_async::run(&config, &mut report)?;
     }
     if on(Workload::Flush) {
         flush::run(&config, &mut report)?;

@@ -292,6 +292,34 @@ pub enum Error {
         /// The data directory.
         dir: PathBuf,
     },
+
+    /// `watch_from(cursor)` asked for events the change feed no longer retains:
+    /// events after `cursor` were dropped by the retention set with
+    /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention). Resuming
+    /// would skip them, so nothing is delivered: reload the state and subscribe anew.
+    #[error("collection `{collection}`: change feed cursor {cursor} is older than the feed's retention (it keeps the events after sequence number {retained_after}); reload the collection and subscribe again")]
+    FeedExpired {
+        /// The collection.
+        collection: String,
+        /// The cursor asked for.
+        cursor: u64,
+        /// The feed holds every event with a larger sequence number than this.
+        retained_after: u64,
+    },
+
+    /// `watch_from(cursor)` cannot resume from this cursor: the feed is off (no
+    /// retention set on the builder), or the cursor is ahead of the store's last
+    /// commit (sequence numbers restart at every open: such a cursor is from an
+    /// earlier open, whose feed is gone).
+    #[error("collection `{collection}`: cannot resume the change feed from cursor {cursor}: {reason}")]
+    FeedCursor {
+        /// The collection.
+        collection: String,
+        /// The cursor asked for.
+        cursor: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -46,6 +46,16 @@ impl<T: Entity> Collection<T> {
         Collection { core, pos, store }
     }
 
+    /// The collection core (for the async writes and streams in `handle_async`).
+    pub(crate) fn core(&self) -> &Arc<Core<T>> {
+        &self.core
+    }
+
+    /// The collection's position in the store, for commits.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// The collection's name, as used for its directory and in `shelf.json`.
     pub fn name(&self) -> &'static str {
         self.core.name()

@@ -21,7 +21,8 @@
 //!    names a file: it stages changes into its backend.
 //! 6. `commit`, `flush`: the writer lock, group commit and poisoning; the snapshot
 //!    under the writer lock and the I/O after it.
-//! 7. `store`, `tx`, `handle`, `query`, `watch`: what users call.
+//! 7. `store`, `tx`, `handle`, `query`, `watch`: what users call; `nonblocking`,
+//!    `handle_async`, `stream`, `feed`: their async forms and the change feed.
 
 #![warn(missing_docs)]
 
@@ -33,21 +34,25 @@ mod derived;
 pub mod encode;
 mod entity;
 mod error;
+mod feed;
 mod flush;
 pub mod fs;
 mod handle;
+mod handle_async;
 mod index;
 mod index_file;
 pub mod inspect;
 mod key;
 mod meta;
 mod migrate;
+pub mod nonblocking;
 mod query;
 mod recover;
 mod relation;
 mod stats;
 mod storage;
 mod store;
+pub mod stream;
 mod traverse;
 mod tx;
 mod wal;
@@ -60,10 +65,12 @@ pub use handle::Collection;
 pub(crate) type Records<I, T> = std::collections::HashMap<I, std::sync::Arc<T>, foldhash::fast::RandomState>;
 pub use entity::{Entity, StorageKind, StorageSpec};
 pub use error::{Error, Result};
+pub use feed::FeedRetention;
 pub use flush::{FlushStats, Health};
 pub use index::{IndexKey, IndexKind};
 pub use key::{AutoKey, Key};
 pub use meta::FORMAT_VERSION;
+pub use nonblocking::{FlushFuture, WriteFuture};
 pub use query::{
     Column, Field, GroupBy, Groupable, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text,
     Value,
@@ -72,6 +79,7 @@ pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use stream::Subscription;
 pub use traverse::closure;
 pub use tx::Transaction;
 pub use wal::{WalSync, WAL_DIR};

@@ -16,6 +16,7 @@ use crate::batch::{write_atomic, SyncMode};
 use crate::collection::{Core, ErasedCollection, Log};
 use crate::entity::{Entity, StorageKind};
 use crate::error::{Error, Result};
+use crate::feed::FeedRetention;
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
 use crate::handle::Collection;
@@ -33,11 +34,13 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 struct Registration {
     type_id: TypeId,
-    make: fn() -> Arc<dyn ErasedCollection>,
+    make: fn(FeedRetention) -> Arc<dyn ErasedCollection>,
 }
 
-fn make_core<T: Entity>() -> Arc<dyn ErasedCollection> {
-    Arc::new(Core::<T>::new())
+fn make_core<T: Entity>(feed: FeedRetention) -> Arc<dyn ErasedCollection> {
+    let core = Core::<T>::new();
+    core.watchers().set_retention(feed);
+    Arc::new(core)
 }
 
 /// The default zstd level for `compress`.
@@ -56,6 +59,7 @@ pub struct StoreBuilder {
     repair_wal: bool,
     compression_level: i32,
     allow_migration_to_memory: bool,
+    feed_retention: FeedRetention,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -130,6 +134,14 @@ impl StoreBuilder {
         self
     }
 
+    /// How many events each collection keeps for a subscriber that resumes with
+    /// [`Collection::watch_from`]; none by default (the feed is off). The feed
+    /// lives in memory and does not survive a reopen.
+    pub fn feed_retention(mut self, retention: FeedRetention) -> Self {
+        self.feed_retention = retention;
+        self
+    }
+
     /// How flushes sync files. Only for measuring: the default is the fast one.
     #[doc(hidden)]
     pub fn sync_mode(mut self, mode: SyncMode) -> Self {
@@ -157,7 +169,7 @@ impl StoreBuilder {
         let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
         let mut by_type = HashMap::new();
         for registration in &self.registrations {
-            let collection = (registration.make)();
+            let collection = (registration.make)(self.feed_retention);
             if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
                 return Err(Error::DuplicateCollection {
                     collection: collection.name().to_owned(),
@@ -276,6 +288,7 @@ impl StoreBuilder {
             closed: AtomicBool::new(false),
             report,
             flusher: Mutex::new(Vec::new()),
+            background: Default::default(),
         });
         let mut threads = vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
             // Errors are recorded in Health and logged by `flush`.
@@ -479,7 +492,7 @@ pub(crate) struct Inner {
     /// The sequence number of the last commit (for events and flush notifications).
     pub(crate) commit_seq: std::sync::atomic::AtomicU64,
     /// Subscribers of [`Store::watch_flushes`].
-    pub(crate) flush_watchers: Mutex<Vec<std::sync::mpsc::Sender<u64>>>,
+    pub(crate) flush_watchers: Mutex<Vec<crate::stream::Notify<u64>>>,
     /// Changes waiting for their commit (or an earlier one) to be durable.
     pub(crate) outbox: crate::commit::Outbox,
     /// Per collection: every collection connected to it by foreign keys, which a
@@ -494,6 +507,8 @@ pub(crate) struct Inner {
     pub(crate) log: Vec<Log>,
     /// The background threads: the flusher, and the WAL syncer for `WalSync::Every`.
     flusher: Mutex<Vec<Flusher>>,
+    /// The thread that syncs for async writers and runs `flush_async`.
+    pub(crate) background: crate::nonblocking::Background,
 }
 
 impl Inner {
@@ -510,6 +525,7 @@ impl Inner {
         for mut thread in threads {
             thread.stop();
         }
+        self.background.stop(&self.dir);
     }
 
     /// Whether `close` has completed.
@@ -630,6 +646,7 @@ impl Store {
             repair_wal: false,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             allow_migration_to_memory: false,
+            feed_retention: FeedRetention::default(),
         }
     }
 
@@ -657,6 +674,11 @@ impl Store {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    /// The shared state, for the async writes' background thread.
+    pub(crate) fn inner_arc(&self) -> Arc<Inner> {
+        Arc::clone(&self.inner.inner)
     }
 
     /// The shared state, or [`Error::Closed`].
@@ -732,7 +754,13 @@ impl Store {
     /// commit sequence numbers; see [`watch`](crate::watch)). Dropping the receiver
     /// unsubscribes.
     pub fn watch_flushes(&self) -> std::sync::mpsc::Receiver<u64> {
-        let (tx, rx) = std::sync::mpsc::channel();
+        self.watch_flushes_stream().into_receiver()
+    }
+
+    /// [`watch_flushes`](Store::watch_flushes) as a
+    /// [`Subscription`](crate::stream::Subscription): a `Stream` for any executor.
+    pub fn watch_flushes_stream(&self) -> crate::stream::Subscription<u64> {
+        let (tx, rx) = crate::stream::Notify::pair();
         self.inner.flush_watchers.lock().push(tx);
         rx
     }

@@ -159,6 +159,19 @@ impl Store {
         self.check_open()?;
         let inner = self.inner();
         let incoming = inner.announce();
+        let (result, lsn) = self.run_transaction(body)?;
+        inner.wait_durable(lsn, incoming)?;
+        Ok(result)
+    }
+
+    /// Runs `body` and commits its writes under the writer lock; returns its result
+    /// and the WAL record to wait for. Shared by `transaction` and
+    /// `transaction_async`, which announce the writer first.
+    pub(crate) fn run_transaction<R, E: From<Error>>(
+        &self,
+        body: impl FnOnce(&mut Transaction<'_>) -> Result<R, E>,
+    ) -> Result<(R, Option<u64>), E> {
+        let inner = self.inner();
         let guard = inner.lock_writer()?;
         let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
         guard.doing(Holding::Transaction);
@@ -166,9 +179,7 @@ impl Store {
         guard.doing(Holding::Write);
         let result = result?;
         let lsn = inner.commit_locked(&guard, tx.ops)?;
-        drop(guard);
-        inner.wait_durable(lsn, incoming)?;
-        Ok(result)
+        Ok((result, lsn))
     }
 }
 

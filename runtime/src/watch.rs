@@ -16,14 +16,32 @@
 //! Channels are unbounded (`std::sync::mpsc`): a slow subscriber never blocks a
 //! writer; its events queue in memory until it reads them. Dropping the receiver
 //! unsubscribes (the sender is removed at the next event).
+//!
+//! # Streams and the resumable feed
+//!
+//! Every subscription is also available as a [`Subscription`], which reads
+//! blocking or as a `futures_core::Stream` from any executor, with the same
+//! ordering and no-drop guarantees: `watch_stream`, `watch_id_stream`,
+//! `watch_where_stream` on a collection, and
+//! [`Store::watch_flushes_stream`](crate::Store::watch_flushes_stream).
+//!
+//! [`Collection::watch_from`](crate::Collection::watch_from) resumes from a
+//! sequence number: it delivers every event after it that the feed retains (see
+//! [`FeedRetention`](crate::FeedRetention)), then the live events, with no gap and
+//! no duplicate between the two (both are handed over under the lock that
+//! publishes). A cursor older than the retention fails with
+//! [`Error::FeedExpired`](crate::Error::FeedExpired). The feed lives in memory and
+//! does not survive a reopen.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::entity::Entity;
+use crate::feed::{FeedRetention, Refused, Retained};
 use crate::query::predicate::Predicate;
+use crate::stream::{Notify, Subscription};
 
 /// What happened to a record.
 #[derive(Debug)]
@@ -99,48 +117,92 @@ impl<T: Entity> Filter<T> {
     }
 }
 
-/// The subscribers of one collection.
+/// The subscribers of one collection, and its retained feed.
 pub(crate) struct Watchers<T: Entity> {
-    subscribers: Mutex<Vec<Subscriber<T>>>,
+    state: Mutex<Subscribers<T>>,
+}
+
+/// What [`Watchers`] guards with one lock: publishing, subscribing and resuming
+/// are serialized, so a resumed subscriber's history and live events meet exactly.
+struct Subscribers<T: Entity> {
+    subscribers: Vec<Subscriber<T>>,
+    feed: Retained<T>,
 }
 
 /// A subscriber: what it wants, and where to send it.
-type Subscriber<T> = (Filter<T>, Sender<Event<T>>);
+type Subscriber<T> = (Filter<T>, Notify<Event<T>>);
 
 impl<T: Entity> Default for Watchers<T> {
     fn default() -> Self {
-        Watchers { subscribers: Mutex::new(Vec::new()) }
+        Watchers { state: Mutex::new(Subscribers { subscribers: Vec::new(), feed: Retained::default() }) }
     }
 }
 
 impl<T: Entity> Watchers<T> {
-    fn add(&self, filter: Filter<T>) -> Receiver<Event<T>> {
-        let (tx, rx) = channel();
-        self.subscribers.lock().push((filter, tx));
+    fn add(&self, filter: Filter<T>) -> Subscription<Event<T>> {
+        let (tx, rx) = Notify::pair();
+        self.state.lock().subscribers.push((filter, tx));
         rx
     }
 
     pub fn all(&self) -> Receiver<Event<T>> {
-        self.add(Filter::All)
+        self.add(Filter::All).into_receiver()
     }
 
     pub fn id(&self, id: T::Id) -> Receiver<Event<T>> {
-        self.add(Filter::Id(id))
+        self.add(Filter::Id(id)).into_receiver()
     }
 
     pub fn matching(&self, predicate: Predicate<T>) -> Receiver<Event<T>> {
+        self.add(Filter::Where(predicate)).into_receiver()
+    }
+
+    /// [`Watchers::all`] as a stream.
+    pub fn all_stream(&self) -> Subscription<Event<T>> {
+        self.add(Filter::All)
+    }
+
+    /// [`Watchers::id`] as a stream.
+    pub fn id_stream(&self, id: T::Id) -> Subscription<Event<T>> {
+        self.add(Filter::Id(id))
+    }
+
+    /// [`Watchers::matching`] as a stream.
+    pub fn matching_stream(&self, predicate: Predicate<T>) -> Subscription<Event<T>> {
         self.add(Filter::Where(predicate))
     }
 
+    /// Subscribes to every event after `cursor`: the retained ones first, then the
+    /// live ones, handed over under the publishing lock.
+    pub(crate) fn from(&self, cursor: u64) -> Result<Subscription<Event<T>>, Refused> {
+        let mut state = self.state.lock();
+        let (tx, rx) = Notify::pair();
+        for event in state.feed.after(cursor)? {
+            // The receiver is in hand: this send cannot fail.
+            let _ = tx.send(event.clone());
+        }
+        state.subscribers.push((Filter::All, tx));
+        Ok(rx)
+    }
+
+    /// Sets how many events the feed keeps (at open).
+    pub(crate) fn set_retention(&self, retention: FeedRetention) {
+        self.state.lock().feed.retention = retention;
+    }
+
+    /// Whether no one wants this collection's events: no subscriber, and no feed.
     pub fn is_empty(&self) -> bool {
-        self.subscribers.lock().is_empty()
+        let state = self.state.lock();
+        state.subscribers.is_empty() && !state.feed.retention.enabled()
     }
 
     /// Sends one change to every subscriber that wants it, dropping those whose
-    /// receiver is gone.
+    /// receiver is gone, and keeps it in the feed.
     pub fn send(&self, seq: u64, change: &Change<T>) {
-        let mut subscribers = self.subscribers.lock();
-        subscribers
+        let mut state = self.state.lock();
+        state
+            .subscribers
             .retain(|(filter, tx)| !filter.wants(change) || tx.send(Event { seq, change: change.clone() }).is_ok());
+        state.feed.push(Event { seq, change: change.clone() });
     }
 }

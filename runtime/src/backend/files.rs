@@ -187,6 +187,10 @@ impl Backend for Files {
         }
     }
 
+    fn register_waker(&self, lsn: u64, waker: &std::task::Waker) -> bool {
+        self.wal.as_ref().is_some_and(|wal| wal.register_waker(lsn, waker))
+    }
+
     fn durable_lsn(&self) -> u64 {
         self.wal.as_ref().map_or(0, Wal::durable_lsn)
     }

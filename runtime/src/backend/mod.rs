@@ -94,6 +94,11 @@ pub(crate) trait Backend: Send + Sync {
     fn log(&self, payload: &[u8]) -> Result<u64>;
     /// Waits until the log record `lsn` is durable.
     fn wait_logged(&self, lsn: u64, incoming: Option<Announcement<'_>>) -> Result<()>;
+    /// Registers `waker` to be woken once the log record `lsn` is durable or the
+    /// log fails: the async form of [`Backend::wait_logged`], woken by the sync
+    /// that covers it. `false` when there is nothing to wait for (already durable,
+    /// or failed): check [`Backend::durable_lsn`] and [`Backend::poisoned`].
+    fn register_waker(&self, lsn: u64, waker: &std::task::Waker) -> bool;
     /// The last durable log record.
     fn durable_lsn(&self) -> u64;
     /// The failure that stopped the backend, if one did.

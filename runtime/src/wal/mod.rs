@@ -180,6 +180,10 @@ pub(crate) struct Wal {
     durable: AtomicU64,
     /// Signalled when the last announced writer has appended or given up.
     arrived: Condvar,
+    /// Futures waiting for a sequence number to be durable (see
+    /// [`Wal::register_waker`]); woken by the sync that covers them, or fails.
+    /// `true` once a failed sync woke them all: later ones are not registered.
+    wakers: std::sync::Mutex<(Vec<(u64, std::task::Waker)>, bool)>,
 }
 
 /// The longest a sync leader waits for announced writers.
@@ -245,6 +249,7 @@ impl Wal {
             bell: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             durable: AtomicU64::new(last_lsn),
             arrived: Condvar::new(),
+            wakers: std::sync::Mutex::new((Vec::new(), false)),
         })
     }
 
@@ -431,7 +436,46 @@ impl Wal {
         // Woken after the state is unlocked: the woken writers' next appends need it.
         drop(st);
         self.wake_all();
+        self.wake_futures(outcome.is_err());
         outcome
+    }
+
+    /// Registers a future waiting until `lsn` is durable: the sync that makes it
+    /// durable (or fails, poisoning the log) wakes it. Returns `false`, registering
+    /// nothing, when `lsn` is durable already or the log is poisoned: the caller
+    /// looks again instead of waiting. Registering does not start a sync.
+    pub fn register_waker(&self, lsn: u64, waker: &std::task::Waker) -> bool {
+        let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked under the waker list's lock: a sync that ends after this check
+        // wakes from the list after `durable` moved (or the failure was noted),
+        // so it sees this entry. The state lock is not taken.
+        if self.durable_lsn() >= lsn || wakers.1 {
+            return false;
+        }
+        if !wakers.0.iter().any(|(l, w)| *l == lsn && w.will_wake(waker)) {
+            wakers.0.push((lsn, waker.clone()));
+        }
+        true
+    }
+
+    /// Wakes the registered futures that the last sync covered (every one, when it
+    /// failed).
+    fn wake_futures(&self, failed: bool) {
+        let durable = self.durable_lsn();
+        let ready: Vec<std::task::Waker> = {
+            let mut wakers = self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            wakers.1 |= failed;
+            if wakers.0.is_empty() {
+                return;
+            }
+            let (ready, waiting) =
+                std::mem::take(&mut wakers.0).into_iter().partition(|(l, _)| failed || *l <= durable);
+            wakers.0 = waiting;
+            ready.into_iter().map(|(_, w)| w).collect()
+        };
+        for waker in ready {
+            waker.wake();
+        }
     }
 
     /// Unlocks the state and sleeps until the next [`Wal::wake_all`].

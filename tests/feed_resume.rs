@@ -1,0 +1,215 @@
+//! The resumable change feed (issue 16): `watch_from(cursor)` gives exactly the
+//! events after the cursor, retained ones then live ones, with no gap and no
+//! duplicate; a cursor the retention no longer covers gets `FeedExpired`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shelf::{Change, Entity, Error, Event, FeedRetention, Store};
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Doc {
+    #[id]
+    id: String,
+    v: u64,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(memory)]
+struct Other {
+    #[id]
+    id: u64,
+}
+
+const NEVER: Duration = Duration::from_secs(3600);
+
+fn open(dir: &std::path::Path, retention: FeedRetention) -> Store {
+    Store::builder(dir)
+        .register::<Doc>()
+        .register::<Other>()
+        .flush_interval(NEVER)
+        .feed_retention(retention)
+        .open()
+        .unwrap()
+}
+
+/// An event as comparable data: (seq, kind, id, value after or removed value).
+fn key(e: &Event<Doc>) -> (u64, &'static str, String, u64) {
+    let kind = match &e.change {
+        Change::Insert(_) => "insert",
+        Change::Update { .. } => "update",
+        Change::Remove(_) => "remove",
+    };
+    (e.seq, kind, e.record().id.clone(), e.record().v)
+}
+
+/// A scripted history: single writes, a multi-record transaction, a rolled-back
+/// transaction, and commits to another collection between them (gaps in `seq`).
+fn script(store: &Store) {
+    let docs = store.collection::<Doc>().unwrap();
+    let other = store.collection::<Other>().unwrap();
+    docs.insert(Doc { id: "a".into(), v: 1 }).unwrap();
+    docs.insert(Doc { id: "b".into(), v: 1 }).unwrap();
+    other.insert(Other { id: 1 }).unwrap();
+    docs.update(&"a".to_owned(), |d| d.v = 2).unwrap();
+    store
+        .transaction(|tx| {
+            tx.insert(Doc { id: "c".into(), v: 1 })?;
+            tx.update::<Doc>(&"b".to_owned(), |d| d.v = 2)?;
+            tx.remove::<Doc>(&"a".to_owned())?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    let rolled_back: Result<(), Error> = store.transaction(|tx| {
+        tx.insert(Doc { id: "never".into(), v: 0 })?;
+        Err(Error::NotRegistered { type_name: "rollback" })
+    });
+    assert!(rolled_back.is_err());
+    other.insert(Other { id: 2 }).unwrap();
+    docs.upsert(Doc { id: "a".into(), v: 3 }).unwrap();
+    docs.remove(&"c".to_owned()).unwrap();
+}
+
+#[test]
+fn resuming_from_every_cursor_gives_exactly_the_missing_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::events(1000));
+    let docs = store.collection::<Doc>().unwrap();
+    let all = docs.watch();
+    script(&store);
+    let history: Vec<_> = all.try_iter().collect();
+    let history: Vec<_> = history.iter().map(key).collect();
+    assert_eq!(history.len(), 8, "the script makes eight events: {history:?}");
+    let last = history.last().unwrap().0;
+    let mut resumed = Vec::new();
+    for cursor in 0..=last {
+        let feed = docs.watch_from(cursor).unwrap();
+        let got: Vec<_> = feed.try_iter().collect();
+        let got: Vec<_> = got.iter().map(key).collect();
+        let want: Vec<_> = history.iter().filter(|e| e.0 > cursor).cloned().collect();
+        assert_eq!(got, want, "resumed from cursor {cursor}");
+        resumed.push(feed);
+    }
+    // Then live events, exactly once each, after the retained ones.
+    docs.insert(Doc { id: "live".into(), v: 9 }).unwrap();
+    for (cursor, feed) in resumed.iter().enumerate() {
+        let got: Vec<_> = feed.try_iter().collect();
+        let got: Vec<_> = got.iter().map(key).collect();
+        assert_eq!(got.len(), 1, "cursor {cursor}: {got:?}");
+        assert_eq!((got[0].1, got[0].2.as_str()), ("insert", "live"), "cursor {cursor}");
+        assert!(got[0].0 > last);
+    }
+    // A cursor ahead of the last commit is refused.
+    let ahead = docs.watch_from(last + 100).unwrap_err();
+    assert!(matches!(ahead, Error::FeedCursor { .. }), "{ahead}");
+}
+
+#[test]
+fn a_cursor_past_retention_gets_feed_expired_and_later_ones_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::events(4));
+    let docs = store.collection::<Doc>().unwrap();
+    let all = docs.watch();
+    for k in 0..10u64 {
+        docs.insert(Doc { id: format!("d{k}"), v: k }).unwrap();
+    }
+    let history: Vec<_> = all.try_iter().collect();
+    let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    // Four events retained: those after the sixth.
+    let retained_after = seqs[5];
+    for cursor in 0..retained_after {
+        match docs.watch_from(cursor) {
+            Err(Error::FeedExpired { cursor: c, retained_after: r, collection }) => {
+                assert_eq!((c, r, collection.as_str()), (cursor, retained_after, "doc"));
+            }
+            other => panic!("cursor {cursor}: expected FeedExpired, got {:?}", other.map(|_| ())),
+        }
+    }
+    for cursor in retained_after..=*seqs.last().unwrap() {
+        let got: Vec<u64> = docs.watch_from(cursor).unwrap().try_iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = seqs.iter().copied().filter(|&s| s > cursor).collect();
+        assert_eq!(got, want, "cursor {cursor}");
+    }
+}
+
+#[test]
+fn a_commit_is_retained_or_dropped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::events(3));
+    let docs = store.collection::<Doc>().unwrap();
+    docs.insert(Doc { id: "x".into(), v: 0 }).unwrap();
+    store
+        .transaction(|tx| {
+            tx.insert(Doc { id: "y".into(), v: 0 })?;
+            tx.insert(Doc { id: "z".into(), v: 0 })?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    // Three events kept (x, y, z). One more drops x's commit only.
+    docs.insert(Doc { id: "w".into(), v: 0 }).unwrap();
+    let got: Vec<String> = docs.watch_from(1).unwrap().try_iter().map(|e| e.record().id.clone()).collect();
+    assert_eq!(got, ["y", "z", "w"]);
+    // One more: the transaction's two events go together.
+    docs.insert(Doc { id: "v".into(), v: 0 }).unwrap();
+    assert!(matches!(docs.watch_from(1), Err(Error::FeedExpired { retained_after: 2, .. })));
+    let got: Vec<String> = docs.watch_from(2).unwrap().try_iter().map(|e| e.record().id.clone()).collect();
+    assert_eq!(got, ["w", "v"]);
+}
+
+#[test]
+fn events_older_than_the_age_limit_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::events(100).max_age(Duration::from_millis(1)));
+    let docs = store.collection::<Doc>().unwrap();
+    docs.insert(Doc { id: "old".into(), v: 0 }).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let expired = docs.watch_from(0).map(|_| ()).unwrap_err();
+    assert!(matches!(expired, Error::FeedExpired { retained_after: 1, .. }), "{expired}");
+    assert_eq!(docs.watch_from(1).unwrap().try_iter().count(), 0);
+}
+
+#[test]
+fn without_retention_resuming_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::default());
+    let docs = store.collection::<Doc>().unwrap();
+    docs.insert(Doc { id: "a".into(), v: 0 }).unwrap();
+    let refused = docs.watch_from(0).map(|_| ()).unwrap_err();
+    assert!(matches!(refused, Error::FeedCursor { .. }), "{refused}");
+    assert!(refused.to_string().contains("feed_retention"), "{refused}");
+}
+
+#[test]
+fn subscribing_while_writers_commit_has_no_gap_and_no_duplicate_at_the_seam() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FeedRetention::events(100_000));
+    let docs = store.collection::<Doc>().unwrap();
+    let reference = docs.watch();
+    const WRITES: u64 = 400;
+    let writer = {
+        let docs = docs.clone();
+        std::thread::spawn(move || {
+            for k in 0..WRITES {
+                docs.upsert(Doc { id: format!("k{}", k % 17), v: k }).unwrap();
+            }
+        })
+    };
+    // Subscribe at many points while the writer runs, each from the last seq seen.
+    let mut feeds = Vec::new();
+    let mut seen = 0;
+    while feeds.len() < 40 {
+        if let Ok(event) = reference.recv_timeout(Duration::from_secs(60)) {
+            seen = event.seq;
+        }
+        feeds.push((seen.saturating_sub(3), docs.watch_from(seen.saturating_sub(3)).unwrap()));
+    }
+    writer.join().unwrap();
+    let history: Vec<u64> = docs.watch_from(0).unwrap().try_iter().map(|e| e.seq).collect();
+    assert_eq!(history.len() as u64, WRITES);
+    for (cursor, feed) in feeds {
+        let got: Vec<u64> = feed.try_iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = history.iter().copied().filter(|&s| s > cursor).collect();
+        assert_eq!(got, want, "feed resumed from {cursor}");
+    }
+}
