@@ -3,6 +3,9 @@
 //! collection files (plain and compressed), index files, WAL segments (a live log,
 //! and a torn one), and `shelf.json` with its schema.
 
+mod common_wal;
+
+use common_wal::copy_dir;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -245,17 +248,4 @@ fn a_torn_wal_tail_is_measured_by_the_tools_as_open_drops_it() {
     assert_eq!(store.recovery_report().wal_bytes_truncated, torn, "the tools and open count the same bytes");
     assert_eq!(store.collection::<Logged>().unwrap().len(), 3);
     store.close().unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

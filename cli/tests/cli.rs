@@ -10,6 +10,9 @@
 //! `shelf import`) of the same directory would be refused. [`FORK_GUARD`] keeps
 //! spawns and closes apart.
 
+mod common;
+
+use common::snapshot;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::RwLock;
@@ -213,23 +216,6 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         }
         Err(_) => Vec::new(),
     };
-    out.sort();
-    out
-}
-
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap() != "LOCK" {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
     out.sort();
     out
 }

@@ -2,8 +2,11 @@
 //! wrong-type field, a missing parent and a duplicate unique key are each refused
 //! with a message naming the line, and nothing is written.
 
+mod common;
+
+use common::snapshot;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -53,24 +56,6 @@ fn import(dir: &Path, collection: &str, input: &str) -> Output {
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
-}
-
-/// Every file under `dir` but `LOCK`, with its bytes.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap() != "LOCK" {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Imports `input`, expects a refusal naming `line` and containing `words`, and
