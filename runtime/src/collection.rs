@@ -332,8 +332,9 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         if !self.core.persisted() || (self.state.in_flight == 0 && !self.state.dirty.contains_key(id)) {
             return Ok(None);
         }
-        // Checked loadable when it was written; serialized again, not re-checked.
-        let bytes = to_json(self.core.name, id, &**record)?;
+        // Checked loadable when it was written; serialized again (compact, as every
+        // logged value), not re-checked.
+        let bytes = flush::compact::<T>(self.core.name, id, record)?;
         wal_entry(self.core.name, id, Some(&bytes), true).map(Some)
     }
 

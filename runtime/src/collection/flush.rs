@@ -170,7 +170,7 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
 }
 
 /// A record's line in a collection file: compact JSON.
-fn compact<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Box<[u8]>> {
+pub(super) fn compact<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Box<[u8]>> {
     serde_json::to_vec(value).map(Vec::into_boxed_slice).map_err(|source| Error::Serde {
         collection: collection.to_owned(),
         id: show_id(&id.encode_key()),
