@@ -374,6 +374,52 @@ impl Vfs for ParkFs {
     }
 }
 
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Owner {
+    #[id]
+    id: String,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Bookmark {
+    #[id]
+    id: String,
+    #[belongs_to(Owner, on_delete = cascade)]
+    owner_id: String,
+}
+
+/// The owner is acknowledged without touching the disk; its bookmark's commit is
+/// durable. A crash right after must not leave the bookmark without its owner, and a
+/// removed owner must not come back. Deeper: `tests/orphans.rs` (a SIGKILL loop).
+#[test]
+fn no_child_outlives_its_parent_after_a_crash() {
+    let live = tempfile::tempdir().unwrap();
+    let open = |dir: &Path| {
+        Store::builder(dir)
+            .register::<Owner>()
+            .register::<Bookmark>()
+            .flush_interval(Duration::from_secs(3600))
+            .open()
+            .unwrap()
+    };
+    let store = open(live.path());
+    let (owners, bookmarks) = (store.collection::<Owner>().unwrap(), store.collection::<Bookmark>().unwrap());
+    owners.insert(Owner { id: "ada".into() }).unwrap();
+    bookmarks.insert(Bookmark { id: "b1".into(), owner_id: "ada".into() }).unwrap();
+    owners.insert(Owner { id: "bob".into() }).unwrap();
+    bookmarks.insert(Bookmark { id: "b2".into(), owner_id: "bob".into() }).unwrap();
+    owners.remove("bob").unwrap();
+    bookmarks.insert(Bookmark { id: "b3".into(), owner_id: "ada".into() }).unwrap();
+    let image = tempfile::tempdir().unwrap();
+    common_wal::copy_dir(live.path(), image.path());
+    let crashed = open(image.path());
+    let (owners, bookmarks) = (crashed.collection::<Owner>().unwrap(), crashed.collection::<Bookmark>().unwrap());
+    assert!(owners.contains("ada"), "a bookmark outlived its owner");
+    assert!(bookmarks.contains("b1") && bookmarks.contains("b3"), "an acknowledged bookmark is lost");
+    assert!(!owners.contains("bob") && !bookmarks.contains("b2"), "a removed owner or its bookmark came back");
+}
+
 /// "Writers never wait for the disk": with a flush held at its first file
 /// creation (after its snapshot), updates, inserts and removes of the records it is
 /// writing return (under a watchdog), and the flush writes the snapshot's values,
