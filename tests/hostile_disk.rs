@@ -196,6 +196,34 @@ fn a_record_file_larger_than_the_bound_is_refused() {
     assert_names(open_within(dir.path()), &path, "larger than");
 }
 
+/// Issue 19, 2: files in a collection's directory that Shelf did not write are
+/// reported by open (the recovery report) and by `verify`, and left alone; the
+/// index directory and the records are not reported.
+#[test]
+fn stray_files_in_a_collection_directory_are_reported_and_left_alone() {
+    let dir = populated();
+    let stray = dir.path().join("user").join("notes.txt");
+    let stray_dir = dir.path().join("user").join("backup");
+    std::fs::write(&stray, b"mine").unwrap();
+    std::fs::create_dir(&stray_dir).unwrap();
+    let store = open_within(dir.path()).unwrap();
+    let mut reported = store.recovery_report().stray_files.clone();
+    reported.sort();
+    assert_eq!(reported, vec![stray_dir.clone(), stray.clone()]);
+    assert_eq!(store.collection::<User>().unwrap().get("ada").as_deref(), Some(&user("ada")));
+    store.close().unwrap();
+    assert_eq!(std::fs::read(&stray).unwrap(), b"mine");
+    assert!(stray_dir.is_dir());
+    let report = DataDir::open(dir.path()).unwrap().verify(&Quiet).unwrap();
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("notes.txt") && notes.contains("backup"), "verify does not name the strays: {notes}");
+    // A clean directory reports none.
+    std::fs::remove_file(&stray).unwrap();
+    std::fs::remove_dir(&stray_dir).unwrap();
+    let store = open_within(dir.path()).unwrap();
+    assert_eq!(store.recovery_report().stray_files, Vec::<PathBuf>::new());
+}
+
 /// Issue 19, 9: a directory where an index file belongs. A rewrite can never
 /// replace it (a rename onto a directory fails), so an open that went on would make
 /// every close fail; open refuses, naming it, and leaves it alone.

@@ -57,6 +57,9 @@ pub struct RecoveryReport {
     pub wal_bytes_truncated: u64,
     /// Keys of unique indices held by several records on disk.
     pub unique_conflicts: Vec<UniqueConflict>,
+    /// Files and directories in a collection's directory that Shelf did not write
+    /// (no record file, no temp file, no index directory). Left where they are.
+    pub stray_files: Vec<std::path::PathBuf>,
 }
 
 /// What loading a collection needs from the store.
@@ -80,6 +83,10 @@ impl<'a> LoadCtx<'a> {
         let mut report = self.report.lock();
         report.wal_records_replayed = replayed;
         report.wal_bytes_truncated = truncated;
+    }
+
+    pub fn note_strays(&self, strays: Vec<std::path::PathBuf>) {
+        self.report.lock().stray_files.extend(strays);
     }
 
     pub fn note_unique_conflict(&self, conflict: UniqueConflict) {

@@ -231,6 +231,11 @@ impl StoreBuilder {
             let stored_indices = |name: &str| files.read_index(pos, name);
             if stored == declared {
                 collection.load(&ctx, files.source(pos), &stored_indices)?;
+                let strays = files.collection(pos).strays()?;
+                for stray in &strays {
+                    tracing::warn!(collection = collection.name(), file = %stray.display(), "a file Shelf did not write is in the collection's directory; it is left alone");
+                }
+                ctx.note_strays(strays);
                 continue;
             }
             if migrate::needs_opt_in(stored, declared) && !self.allow_migration_to_memory {

@@ -40,6 +40,12 @@ impl CollectionFiles {
         dirs
     }
 
+    /// Entries of the collection's directories that Shelf did not write; see
+    /// `Strategy::strays`.
+    pub fn strays(&self) -> Result<Vec<PathBuf>> {
+        self.strategy.strays(self.fs.as_ref())
+    }
+
     fn index_path(&self, name: &str) -> Option<PathBuf> {
         self.index_dir.as_ref().map(|dir| dir.join(format!("{name}.jsonl")))
     }

@@ -92,6 +92,13 @@ impl DataDir {
         let parents: HashSet<&str> = self.checked_foreign_keys().map(|(_, fk)| fk.parent.as_str()).collect();
         let mut refs = RefScan::default();
         for info in self.collections.iter().filter(|c| c.is_persisted()) {
+            for stray in strategy(&self.dir, info).strays(&RealFs)? {
+                report.notes.push(format!(
+                    "collection `{}`: {} is not a file Shelf wrote (no record file, temp file or index directory); it is left alone",
+                    info.name,
+                    self.relative(&stray)
+                ));
+            }
             if let Some((parsed, id_field)) = self.verify_collection(info, &scan, &mut report, progress)? {
                 refs.read(info, &parsed, id_field.as_deref(), parents.contains(info.name.as_str()));
             }

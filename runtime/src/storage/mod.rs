@@ -81,6 +81,12 @@ pub(crate) trait Strategy: Send + Sync + Debug {
     fn stage_all(&self, _jsonl: Vec<u8>, _batch: &mut WriteBatch) -> Result<()> {
         Ok(())
     }
+    /// Entries of this layout's directories that Shelf did not write: no record
+    /// file, no temp file, no index directory. Reported at open and by `shelf
+    /// verify`, never touched. Only layouts with directories of their own have any.
+    fn strays(&self, _fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
     /// Every file this strategy's layout holds, for removal after a migration.
     fn files(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>>;
     /// What quarantine does with an unparsable record.

@@ -12,6 +12,7 @@ use crate::batch::{is_temp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
 use crate::index::fnv1a;
+use crate::index_file::INDEX_DIR;
 
 /// The extension of a record file (before a codec's extension).
 pub(crate) const EXT: &str = ".json";
@@ -90,9 +91,17 @@ impl PerRecord {
     /// file's name is an error naming it, with or without quarantine: Shelf did not
     /// create it, so it is left for a person to look at.
     fn record_files(&self, fs: &dyn Vfs) -> Result<Vec<(PathBuf, String)>> {
+        self.listing(fs).map(|(records, _)| records)
+    }
+
+    /// The record files, and the strays: entries of the record directories that
+    /// are no record file, no temp file and (unsharded) not the index directory.
+    #[allow(clippy::type_complexity)]
+    fn listing(&self, fs: &dyn Vfs) -> Result<(Vec<(PathBuf, String)>, Vec<PathBuf>)> {
         let dirs = if self.shard == 0 { vec![self.dir.clone()] } else { self.shard_dirs() };
         let ext = self.ext();
         let mut out = Vec::new();
+        let mut strays = Vec::new();
         for dir in dirs {
             let entries = match fs.read_dir(&dir) {
                 Ok(entries) => entries,
@@ -117,11 +126,12 @@ impl PerRecord {
                         return Err(Error::io("read", path, e));
                     }
                     Some(stem) if !stem.contains('.') => out.push((dir.join(&entry.name), stem.to_owned())),
-                    _ => {}
+                    _ if self.shard == 0 && entry.is_dir && entry.name == INDEX_DIR => {}
+                    _ => strays.push(dir.join(&entry.name)),
                 }
             }
         }
-        Ok(out)
+        Ok((out, strays))
     }
 }
 
@@ -131,6 +141,10 @@ const READ_CHUNK: usize = 256;
 const MAX_READERS: usize = 4;
 
 impl Strategy for PerRecord {
+    fn strays(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
+        self.listing(fs).map(|(_, strays)| strays)
+    }
+
     fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.dir.clone()];
         dirs.extend(self.shard_dirs());
