@@ -179,7 +179,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 type Accepted = (usize, String, f64, serde_json::Value, BTreeMap<String, f32>);
 
 fn cases() -> u32 {
-    std::env::var("SHELF_ROUNDTRIP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    std::env::var("SHELF_ROUNDTRIP_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
 }
 
 proptest! {
