@@ -696,6 +696,11 @@ impl Store {
     ///
     /// On error the data stays dirty, [`health`](Store::health) reports the error,
     /// and the next flush (explicit or in the background) tries again.
+    ///
+    /// **Blocking:** for the whole flush: serializing the dirty records, writing and
+    /// syncing their files (`cargo run --release -p shelf-bench -- w8` measures it
+    /// against the disk's batched-sync line). Writers are not held up meanwhile.
+    /// From async code use [`flush_async`](Store::flush_async).
     pub fn flush(&self) -> Result<FlushStats> {
         self.check_open()?;
         self.inner.flush()
