@@ -320,3 +320,29 @@ fn a_close_whose_final_flush_fails_loses_nothing() {
     let ids: Vec<String> = store.collection::<User>().unwrap().all().iter().map(|u| u.id.clone()).collect();
     assert_eq!(ids, ["ada", "after", "late"]);
 }
+
+/// The one-file-at-a-time sync mode (`SyncMode::PerFile`, kept for measuring) makes
+/// a flush durable like the default: written records and removals are on disk, and a
+/// removal of a record that never reached a file is no error.
+#[test]
+fn the_per_file_sync_mode_writes_and_removes_like_the_batched_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = builder(dir.path()).sync_mode(shelf::SyncMode::PerFile).open().unwrap();
+    let users = store.collection::<User>().unwrap();
+    users.insert(user("ada", "Ada", 36)).unwrap();
+    users.insert(user("bob", "Bob", 41)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(read_record::<User>(&record_path(dir.path(), "user", "ada")), Some(user("ada", "Ada", 36)));
+    users.remove("bob").unwrap();
+    // Inserted and removed between two flushes: its removal finds no file.
+    users.insert(user("eve", "Eve", 29)).unwrap();
+    users.remove("eve").unwrap();
+    store.flush().unwrap();
+    assert!(!record_path(dir.path(), "user", "bob").exists(), "the removal was not made");
+    assert!(!record_path(dir.path(), "user", "eve").exists());
+    store.close().unwrap();
+    let reopened = open(dir.path());
+    let users = reopened.collection::<User>().unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users.get("ada").as_deref(), Some(&user("ada", "Ada", 36)));
+}
