@@ -55,6 +55,14 @@ impl CollectionFiles {
     /// close would fail.
     pub fn read_index(&self, name: &str) -> Result<StoredIndex> {
         let (Some(dir), Some(path)) = (&self.index_dir, self.index_path(name)) else { return Ok(StoredIndex::NotKept) };
+        let error = match self.fs.read(&path) {
+            Ok(bytes) => return Ok(StoredIndex::Found(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StoredIndex::Unusable(format!("{} is missing", path.display())))
+            }
+            Err(e) => e,
+        };
+        // Only a failed read lists the directory: a directory in the file's place.
         let file_name = format!("{name}.jsonl");
         let listed = self.fs.read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
         if listed.iter().any(|entry| entry.is_dir && entry.name == file_name) {
@@ -67,13 +75,7 @@ impl CollectionFiles {
                 ),
             ));
         }
-        Ok(match self.fs.read(&path) {
-            Ok(bytes) => StoredIndex::Found(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                StoredIndex::Unusable(format!("{} is missing", path.display()))
-            }
-            Err(e) => StoredIndex::Unusable(format!("{} is unreadable: {e}", path.display())),
-        })
+        Ok(StoredIndex::Unusable(format!("{} is unreadable: {error}", path.display())))
     }
 }
 
