@@ -137,7 +137,7 @@ fn run_workload(fs: &Arc<CrashFs>, model: &mut Model) -> bool {
                         let new = counters
                             .update(&id.to_owned(), |c| {
                                 c.counter = seq;
-                                c.note = note;
+                                c.note = note.clone();
                             })
                             .unwrap();
                         assert_eq!(*new, value);

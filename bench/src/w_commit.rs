@@ -220,10 +220,11 @@ fn shelf_batches<K: ShelfKind>(
         let values: Vec<Vec<K::U>> = batches.iter().map(|b| b.iter().map(K::user).collect()).collect();
         physical::settle();
         let started = Instant::now();
-        for batch in values {
+        for mut batch in values {
             match how {
+                // The body runs once on a file store: taking the batch moves it.
                 Durable::Transaction => store.transaction(|tx| {
-                    for v in batch {
+                    for v in std::mem::take(&mut batch) {
                         tx.insert(v)?;
                     }
                     Ok::<_, shelf::Error>(())

@@ -22,8 +22,12 @@ use crate::watch::{Change, Watchers};
 mod flush;
 mod load;
 mod roundtrip;
+#[cfg(feature = "postgres")]
+mod shared;
 pub(crate) use flush::FlushPart;
 use load::Loader;
+#[cfg(feature = "postgres")]
+pub(crate) use shared::{enforced, SharedWrite};
 
 /// The state behind a lock: records, indices, auto-id counter and dirty marks.
 struct State<T: Entity> {
@@ -194,6 +198,16 @@ pub(crate) trait Locked {
     fn remove_id(&mut self, id: &dyn Any, log: Log) -> Result<Applied>;
     /// Sets the `Option` foreign key `field` of record `id` to `None` (detach).
     fn detach(&mut self, id: &dyn Any, field: &str, log: Log) -> Result<Applied>;
+
+    /// The record `id` (a `&T::Id`) as this commit left it, for a shared backend.
+    #[cfg(feature = "postgres")]
+    fn shared_write(&self, id: &dyn Any) -> Result<SharedWrite>;
+    /// Applies writes made by [`Locked::shared_write`], once committed.
+    #[cfg(feature = "postgres")]
+    fn put_typed(&mut self, writes: Vec<Box<dyn Any + Send>>);
+    /// Applies writes given as JSON `(id, record or None)`: another instance's commit.
+    #[cfg(feature = "postgres")]
+    fn put_json(&mut self, writes: &[(&str, Option<&str>)]) -> std::result::Result<(), String>;
 }
 
 struct LockedCore<'a, T: Entity> {
@@ -349,6 +363,22 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         let mut value = T::clone(&current);
         value.__clear_foreign_key(field);
         self.apply(Box::new(TypedOp::Update(Arc::new(value))), log)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn shared_write(&self, id: &dyn Any) -> Result<SharedWrite> {
+        let Some(id) = id.downcast_ref::<T::Id>() else { mismatch::<T>("an id") };
+        self.shared_write_typed(id)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn put_typed(&mut self, writes: Vec<Box<dyn Any + Send>>) {
+        LockedCore::put_typed(self, writes)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn put_json(&mut self, writes: &[(&str, Option<&str>)]) -> std::result::Result<(), String> {
+        LockedCore::put_json(self, writes)
     }
 }
 

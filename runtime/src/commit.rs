@@ -38,6 +38,25 @@ impl Op {
     }
 }
 
+/// A value a write's stage consumes: moved out the first time; cloned each time
+/// where the stage may run again (a shared backend re-runs it on a conflict).
+pub(crate) struct Reusable<T: Clone> {
+    value: Option<T>,
+    keep: bool,
+}
+
+impl<T: Clone> Reusable<T> {
+    pub fn new(value: T, inner: &Inner) -> Self {
+        Reusable { value: Some(value), keep: inner.retries() }
+    }
+
+    /// The value, for one run of the stage.
+    pub fn get(&mut self) -> T {
+        let value = if self.keep { self.value.clone() } else { self.value.take() };
+        value.unwrap_or_else(|| unreachable!("a stage runs more than once only where its inputs are kept"))
+    }
+}
+
 /// What a thread is doing while it holds a store's writer lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Holding {
@@ -130,6 +149,16 @@ impl Inner {
         Ok(WriterGuard { _guard: guard, inner })
     }
 
+    /// Whether a write's stage may run more than once (a shared backend re-runs it
+    /// on a conflict).
+    pub(crate) fn retries(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if self.backend.shared().is_some() {
+            return true;
+        }
+        false
+    }
+
     /// [`Error::Poisoned`] once a WAL write or sync has failed.
     pub(crate) fn check_poisoned(&self) -> Result<()> {
         match self.backend.poisoned() {
@@ -140,7 +169,11 @@ impl Inner {
 
     /// Runs `stage` under the writer lock, commits the ops it returns, and waits
     /// until they are durable as the WAL policy says.
-    pub(crate) fn write<R>(&self, stage: impl FnOnce() -> Result<(Vec<Op>, R)>) -> Result<R> {
+    pub(crate) fn write<R>(&self, mut stage: impl FnMut() -> Result<(Vec<Op>, R)>) -> Result<R> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.backend.shared() {
+            return self.write_shared(pg, |_| stage());
+        }
         let incoming = self.announce();
         let guard = self.lock_writer()?;
         let (ops, result) = stage()?;
@@ -242,7 +275,7 @@ impl Inner {
     }
 
     /// The user's ops, then cascades and detaches, then the foreign key checks.
-    fn apply_all(&self, run: &mut Run<'_>, ops: Vec<Op>) -> Result<()> {
+    pub(crate) fn apply_all(&self, run: &mut Run<'_>, ops: Vec<Op>) -> Result<()> {
         for op in ops {
             run.apply(op.coll, |lock, log| lock.apply(op.op, log))?;
         }
@@ -353,16 +386,16 @@ impl Inner {
 }
 
 /// The state of one commit in progress.
-struct Run<'a> {
-    locks: Vec<(usize, Box<dyn Locked + 'a>)>,
-    payload: Vec<u8>,
+pub(crate) struct Run<'a> {
+    pub(crate) locks: Vec<(usize, Box<dyn Locked + 'a>)>,
+    pub(crate) payload: Vec<u8>,
     /// `(collection, Box<T::Id>, removed)` of every record the commit changed.
-    changed: Vec<(usize, Box<dyn Any + Send>, bool)>,
+    pub(crate) changed: Vec<(usize, Box<dyn Any + Send>, bool)>,
     /// Whether the commit touches a `wal` collection: then it waits for its WAL
     /// record.
-    logged: bool,
+    pub(crate) logged: bool,
     /// Per collection: which of its writes the WAL record carries.
-    log: &'a [Log],
+    pub(crate) log: &'a [Log],
 }
 
 impl<'a> Run<'a> {
@@ -386,7 +419,7 @@ impl<'a> Run<'a> {
     }
 
     /// Reverts every applied op: the commit failed before it was acknowledged.
-    fn revert(&mut self) {
+    pub(crate) fn revert(&mut self) {
         for (_, lock) in &mut self.locks {
             lock.revert();
         }

@@ -320,6 +320,29 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+
+    /// PostgreSQL refused or failed an operation of a store opened with
+    /// [`StoreBuilder::postgres`](crate::StoreBuilder). If the connection broke
+    /// during a commit, the commit's outcome is unknown: it may have committed, and
+    /// then the change feed brings it.
+    #[error("PostgreSQL: {op}: {message}")]
+    Postgres {
+        /// What was being done.
+        op: &'static str,
+        /// The server's message with its SQLSTATE, or the client's.
+        message: String,
+    },
+
+    /// A write or transaction on PostgreSQL kept conflicting with other instances'
+    /// commits: it was run again against their changes `attempts` times, and
+    /// failed each time. Nothing was applied.
+    #[error("commit conflicted with other instances {attempts} times in a row; nothing was applied: {last}")]
+    Conflict {
+        /// How many times it ran.
+        attempts: u32,
+        /// The last conflict, as PostgreSQL reported it.
+        last: String,
+    },
 }
 
 impl Error {

@@ -10,7 +10,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use crate::collection::{Core, TypedOp};
-use crate::commit::Op;
+use crate::commit::{Op, Reusable};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::index::IndexKey;
@@ -83,8 +83,10 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn insert(&self, value: T) -> Result<T::Id> {
-        self.store.inner_checked()?.write(|| {
-            let value = self.core.prepare_insert(value)?;
+        let inner = self.store.inner_checked()?;
+        let mut value = Reusable::new(value, inner);
+        inner.write(|| {
+            let value = self.core.prepare_insert(value.get())?;
             let id = value.id().clone();
             Ok((vec![Op::new(self.pos, TypedOp::Insert(Arc::new(value)))], id))
         })
@@ -100,7 +102,10 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
-        self.store.inner_checked()?.write(|| {
+        let inner = self.store.inner_checked()?;
+        let mut value = Reusable::new(value, inner);
+        inner.write(|| {
+            let value = value.get();
             let old = self.get(value.id());
             Ok((vec![Op::new(self.pos, TypedOp::Upsert(Arc::new(value)))], old))
         })
@@ -108,7 +113,9 @@ impl<T: Entity> Collection<T> {
 
     /// Changes the record with this id in place and returns the new version.
     ///
-    /// The closure gets a copy; if it panics, or the change is refused (a changed id:
+    /// The closure gets a copy. On a PostgreSQL store it may run more than once:
+    /// again after another instance changed the record first (see
+    /// [`StoreBuilder::postgres`](crate::StoreBuilder)). If it panics, or the change is refused (a changed id:
     /// [`Error::IdChanged`]; a taken unique key: [`Error::UniqueViolation`]), the
     /// stored record, its index entries and its dirty mark are unchanged.
     ///
@@ -117,10 +124,10 @@ impl<T: Entity> Collection<T> {
     /// group `fdatasync` that covers the commit (one sync; about 0.2 ms on a quiet
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
-    pub fn update(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
+    pub fn update(&self, id: &T::Id, mut change: impl FnMut(&mut T)) -> Result<Arc<T>> {
         self.store.inner_checked()?.write(|| {
             let current = self.get(id).ok_or_else(|| self.not_found(id))?;
-            let value = Arc::new(self.core.changed(id, &current, change)?);
+            let value = Arc::new(self.core.changed(id, &current, &mut change)?);
             Ok((vec![Op::new(self.pos, TypedOp::Update(Arc::clone(&value)))], value))
         })
     }

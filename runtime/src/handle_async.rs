@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::collection::TypedOp;
-use crate::commit::Op;
+use crate::commit::{Op, Reusable};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::handle::Collection;
@@ -14,7 +14,7 @@ use crate::watch::Event;
 
 impl<T: Entity> Collection<T> {
     /// Commits `stage`'s ops at the call; the future waits for durability.
-    fn write_async<R>(&self, stage: impl FnOnce() -> Result<(Vec<Op>, R)>) -> WriteFuture<R> {
+    fn write_async<R>(&self, stage: impl FnMut() -> Result<(Vec<Op>, R)>) -> WriteFuture<R> {
         let committed = self.store().inner_checked().and_then(|inner| inner.write_nowait(stage));
         WriteFuture::after(self.store(), committed)
     }
@@ -41,8 +41,9 @@ impl<T: Entity> Collection<T> {
     /// ```
     pub fn insert_async(&self, value: T) -> WriteFuture<T::Id> {
         let core = self.core();
+        let mut value = Reusable::new(value, self.store().inner());
         self.write_async(|| {
-            let value = core.prepare_insert(value)?;
+            let value = core.prepare_insert(value.get())?;
             let id = value.id().clone();
             Ok((vec![Op::new(self.pos(), TypedOp::Insert(Arc::new(value)))], id))
         })
@@ -51,7 +52,9 @@ impl<T: Entity> Collection<T> {
     /// [`upsert`](Collection::upsert), applied at the call; the future resolves with
     /// the old record once the write is durable.
     pub fn upsert_async(&self, value: T) -> WriteFuture<Option<Arc<T>>> {
+        let mut value = Reusable::new(value, self.store().inner());
         self.write_async(|| {
+            let value = value.get();
             let old = self.get(value.id());
             Ok((vec![Op::new(self.pos(), TypedOp::Upsert(Arc::new(value)))], old))
         })
@@ -60,11 +63,11 @@ impl<T: Entity> Collection<T> {
     /// [`update`](Collection::update), applied at the call (the closure runs
     /// there, under the writer lock); the future resolves with the new version once
     /// it is durable.
-    pub fn update_async(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> WriteFuture<Arc<T>> {
+    pub fn update_async(&self, id: &T::Id, mut change: impl FnMut(&mut T)) -> WriteFuture<Arc<T>> {
         let core = self.core();
         self.write_async(|| {
             let current = self.get(id).ok_or_else(|| core.not_found(id))?;
-            let value = Arc::new(core.changed(id, &current, change)?);
+            let value = Arc::new(core.changed(id, &current, &mut change)?);
             Ok((vec![Op::new(self.pos(), TypedOp::Update(Arc::clone(&value)))], value))
         })
     }

@@ -88,6 +88,10 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
     /// The record's first key under this index as JSON, for messages.
     #[doc(hidden)]
     fn key_json_any(&self, value: &T) -> String;
+    /// Every key the record has under this index, as JSON (the PostgreSQL backend
+    /// keeps unique keys as rows).
+    #[doc(hidden)]
+    fn keys_json(&self, value: &T) -> Vec<String>;
     /// The ids whose keys fall between bounds given as `&dyn Any` (each a `&K`),
     /// in key order; empty for an index that is not sorted.
     #[doc(hidden)]
@@ -545,6 +549,10 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
 
     fn key_json_any(&self, value: &T) -> String {
         self.keys(value).first().map(key_text).unwrap_or_default()
+    }
+
+    fn keys_json(&self, value: &T) -> Vec<String> {
+        self.keys(value).iter().map(key_text).collect()
     }
 
     fn range_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> Vec<T::Id> {

@@ -30,6 +30,8 @@ mod backend;
 mod batch;
 mod collection;
 mod commit;
+#[cfg(feature = "postgres")]
+mod commit_shared;
 mod derived;
 pub mod encode;
 mod entity;

@@ -328,7 +328,12 @@ impl Inner {
     /// The commit half of [`Inner::write`]: stages and commits under the writer
     /// lock, and returns the result with the WAL record to wait for (policy
     /// `Always` only) instead of waiting.
-    pub(crate) fn write_nowait<R>(&self, stage: impl FnOnce() -> Result<(Vec<Op>, R)>) -> Result<(R, Option<u64>)> {
+    pub(crate) fn write_nowait<R>(&self, mut stage: impl FnMut() -> Result<(Vec<Op>, R)>) -> Result<(R, Option<u64>)> {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.backend.shared() {
+            // PostgreSQL's commit is the durability: it is done at the call.
+            return self.write_shared(pg, |_| stage()).map(|r| (r, None));
+        }
         let incoming = self.announce();
         let guard = self.lock_writer()?;
         let (ops, result) = stage()?;
@@ -391,7 +396,7 @@ impl Store {
     /// ```
     pub fn transaction_async<R, E: From<Error>>(
         &self,
-        body: impl FnOnce(&mut crate::tx::Transaction<'_>) -> Result<R, E>,
+        body: impl FnMut(&mut crate::tx::Transaction<'_>) -> Result<R, E>,
     ) -> WriteFuture<R, E> {
         let committed = match self.check_open() {
             Ok(()) => {

@@ -216,7 +216,7 @@ where
         if rows.iter().any(|r| to_target.parent_id(r) == Some(&target)) {
             return Ok(false);
         }
-        tx.insert(row)?;
+        tx.insert(row.clone())?;
         Ok(true)
     })
 }

@@ -26,6 +26,9 @@ use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 /// The name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
@@ -60,6 +63,8 @@ pub struct StoreBuilder {
     compression_level: i32,
     allow_migration_to_memory: bool,
     feed_retention: FeedRetention,
+    #[cfg(feature = "postgres")]
+    postgres: Option<crate::backend::postgres::PgOptions>,
 }
 
 impl fmt::Debug for StoreBuilder {
@@ -158,7 +163,11 @@ impl StoreBuilder {
     /// [`Error::Meta`] when `shelf.json` is unreadable or from a newer Shelf,
     /// [`Error::CorruptRecord`] for an unparsable record file (unless
     /// [`quarantine_corrupt`](Self::quarantine_corrupt)), [`Error::Io`] otherwise.
-    pub fn open(self) -> Result<Store> {
+    pub fn open(mut self) -> Result<Store> {
+        #[cfg(feature = "postgres")]
+        if let Some(options) = self.postgres.take() {
+            return self.open_postgres(options);
+        }
         let _span = tracing::info_span!("open", dir = %self.dir.display()).entered();
         let fs = Arc::clone(&self.fs);
         let dir = self.dir.clone();
@@ -294,6 +303,8 @@ impl StoreBuilder {
             report,
             flusher: Mutex::new(Vec::new()),
             background: Default::default(),
+            #[cfg(feature = "postgres")]
+            shared: crate::commit_shared::SharedState::default(),
         });
         let mut threads = vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
             // Errors are recorded in Health and logged by `flush`.
@@ -514,6 +525,9 @@ pub(crate) struct Inner {
     flusher: Mutex<Vec<Flusher>>,
     /// The thread that syncs for async writers and runs `flush_async`.
     pub(crate) background: crate::nonblocking::Background,
+    /// Which PostgreSQL commits are applied to memory.
+    #[cfg(feature = "postgres")]
+    pub(crate) shared: crate::commit_shared::SharedState,
 }
 
 impl Inner {
@@ -531,6 +545,10 @@ impl Inner {
             thread.stop();
         }
         self.background.stop(&self.dir);
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.backend.shared() {
+            pg.stop();
+        }
     }
 
     /// Whether `close` has completed.
@@ -652,6 +670,8 @@ impl Store {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             allow_migration_to_memory: false,
             feed_retention: FeedRetention::default(),
+            #[cfg(feature = "postgres")]
+            postgres: None,
         }
     }
 

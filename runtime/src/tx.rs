@@ -126,6 +126,11 @@ impl Store {
     ///   replaced atomically, but a crash in the middle of a flush can persist some of
     ///   the transaction's records and not others.
     ///
+    /// On a PostgreSQL store (see [`StoreBuilder::postgres`](crate::StoreBuilder))
+    /// the transaction is one PostgreSQL transaction, and `body` may run more than
+    /// once: again, against the newer state, when another instance changed a
+    /// record the transaction writes. Keep side effects out of `body`.
+    ///
     /// Writing through a collection handle inside `body` is an error
     /// ([`Error::InTransaction`]): use the [`Transaction`].
     ///
@@ -154,7 +159,7 @@ impl Store {
     /// ```
     pub fn transaction<R, E: From<Error>>(
         &self,
-        body: impl FnOnce(&mut Transaction<'_>) -> Result<R, E>,
+        body: impl FnMut(&mut Transaction<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
         self.check_open()?;
         let inner = self.inner();
@@ -169,9 +174,20 @@ impl Store {
     /// `transaction_async`, which announce the writer first.
     pub(crate) fn run_transaction<R, E: From<Error>>(
         &self,
-        body: impl FnOnce(&mut Transaction<'_>) -> Result<R, E>,
+        mut body: impl FnMut(&mut Transaction<'_>) -> Result<R, E>,
     ) -> Result<(R, Option<u64>), E> {
         let inner = self.inner();
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = inner.backend.shared() {
+            let run = inner.write_shared(pg, |guard| {
+                let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
+                guard.doing(Holding::Transaction);
+                let result = body(&mut tx);
+                guard.doing(Holding::Write);
+                result.map(|r| (tx.ops, r))
+            });
+            return run.map(|r| (r, None));
+        }
         let guard = inner.lock_writer()?;
         let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
         guard.doing(Holding::Transaction);

@@ -11,12 +11,16 @@
 //! 4. **checkpoint** ([`Backend::checkpoint`]): forget the log a persisted snapshot
 //!    covers.
 //!
-//! [`files::Files`] (record files, collection files, index files and the WAL) is
-//! the one backend today. A failed sync of the log poisons the backend: it never
+//! [`files::Files`] (record files, collection files, index files and the WAL) keeps
+//! records on this machine; `postgres::Postgres` (feature `postgres`) keeps them in
+//! PostgreSQL, shared by several instances, and commits there before a commit is
+//! applied in memory. A failed sync of the log poisons the backend: it never
 //! retries it, and every later commit fails with the cause
 //! ([`Backend::poisoned`]).
 
 pub(crate) mod files;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 
 use crate::error::Result;
 use crate::meta::Meta;
@@ -119,6 +123,13 @@ pub(crate) trait Backend: Send + Sync {
     fn checkpoint(&self, cut: u64) -> Result<()>;
     /// Figures about the log, if there is one.
     fn log_stats(&self) -> Option<WalStats>;
+
+    /// The shared source of truth, when the backend is one: then commits go to it
+    /// before they are applied (see `commit_shared`).
+    #[cfg(feature = "postgres")]
+    fn shared(&self) -> Option<&postgres::Postgres> {
+        None
+    }
 }
 
 /// A collection's part of a flush, as the backend sees it: something that stages

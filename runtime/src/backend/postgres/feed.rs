@@ -1,0 +1,307 @@
+//! The change feed: how an instance learns of other instances' commits.
+//!
+//! Every commit appends one row to `shelf_changes` with a global sequence number,
+//! taken at the end of its transaction, after its row locks. A reader thread
+//! (woken by `NOTIFY`, and polling as a fallback) reads the rows after the last one
+//! it delivered and hands them to the store in sequence order.
+//!
+//! A sequence number can be taken by a transaction that has not committed yet, or
+//! that aborted: a gap. The reader holds later rows back until the gap resolves.
+//! A commit holds an advisory lock, shared, from taking its number to its end. A
+//! gap that stays more than a moment makes the reader *fence*: take that lock
+//! exclusively for an instant, which waits for every commit holding a number, and
+//! read the last number taken. Every number up to it is then committed, and visible
+//! to the next snapshot, or aborted: one still missing is skipped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, IsolationLevel};
+
+use super::pool::{pg_error, Pool};
+use crate::error::{Error, Result};
+
+/// One commit read from the change log.
+#[derive(Debug)]
+pub(crate) struct ChangeRow {
+    /// Its global sequence number.
+    pub seq: u64,
+    /// The version its records got.
+    pub version: i64,
+    /// Its writes: a JSON array of `{"c","id","v",...}`.
+    pub payload: String,
+}
+
+/// Applies delivered commits to the store, in sequence order.
+pub(crate) type Apply = dyn Fn(&[ChangeRow]) -> Result<()> + Send + Sync;
+
+/// What the reader knows.
+struct State {
+    /// Every commit up to here is delivered (or aborted).
+    floor: u64,
+    /// Rows seen above `floor`, waiting for a gap below them.
+    waiting: BTreeMap<u64, ChangeRow>,
+    /// Gaps above `floor`, with when they were first seen.
+    gaps: BTreeMap<u64, Instant>,
+    /// Every number up to here that no snapshot since the last fence shows was
+    /// taken by a transaction that aborted.
+    dead_upto: u64,
+    /// Why the feed stopped, if it did (the change log no longer holds what this
+    /// instance needs).
+    failed: Option<String>,
+}
+
+/// The reader's shared state; see the module docs.
+pub(crate) struct Feed {
+    channel: String,
+    state: Mutex<State>,
+    delivered: Condvar,
+    apply: Mutex<Option<Arc<Apply>>>,
+    stop: AtomicBool,
+    /// A commit was made that other instances have not been told of.
+    pending_notify: Mutex<bool>,
+    notify: Condvar,
+}
+
+/// How long a gap may stay before the reader fences (see [`fence`]).
+const FENCE_AFTER: Duration = Duration::from_millis(20);
+
+/// The advisory lock a commit holds (shared) from taking its sequence number to
+/// its end; see `shelf_commit`.
+pub(super) const SEQ_LOCK: i64 = 0x5348_454c_4601;
+
+/// Waits until every commit that holds a sequence number has ended, and returns
+/// the last number taken: every number up to it is now committed (and visible to
+/// any later snapshot) or aborted. New commits wait meanwhile, for as long as the
+/// ones in flight take to end.
+fn fence(client: &mut Client) -> Result<u64> {
+    let row = client
+        .query_one(
+            "SELECT pg_advisory_lock($1), (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq), pg_advisory_unlock($1)",
+            &[&SEQ_LOCK],
+        )
+        .map_err(|e| pg_error("read the change log", &e))?;
+    Ok(row.get::<_, i64>(1).max(0) as u64)
+}
+
+/// The most change-log rows one poll reads.
+const BATCH: i64 = 5000;
+
+/// How often the reader polls without a notification: the bound on how late a
+/// commit whose `NOTIFY` was lost is seen.
+const POLL: Duration = Duration::from_millis(250);
+
+impl Feed {
+    pub(super) fn new(channel: String, floor: u64) -> Self {
+        Feed {
+            channel,
+            state: Mutex::new(State {
+                floor,
+                waiting: BTreeMap::new(),
+                gaps: BTreeMap::new(),
+                dead_upto: floor,
+                failed: None,
+            }),
+            delivered: Condvar::new(),
+            apply: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            pending_notify: Mutex::new(false),
+            notify: Condvar::new(),
+        }
+    }
+
+    /// The sequence number up to which every commit is applied.
+    pub(super) fn floor(&self) -> u64 {
+        self.state.lock().floor
+    }
+
+    pub(super) fn set_apply(&self, apply: Arc<Apply>) {
+        *self.apply.lock() = Some(apply);
+    }
+
+    /// Reads the change log once and delivers what can be delivered. `want`: a
+    /// number known to be taken (by a commit before a `sync`), to be judged even if
+    /// no row above it is visible yet.
+    pub(super) fn poll(&self, client: &mut Client, want: u64) -> Result<()> {
+        let mut state = self.state.lock();
+        if let Some(why) = &state.failed {
+            return Err(Error::Postgres { op: "follow the change log", message: why.clone() });
+        }
+        // A gap that outlived a short while: fence, and judge every number taken
+        // before the fence by what the next snapshot shows.
+        if state.gaps.values().next().is_some_and(|seen| seen.elapsed() >= FENCE_AFTER) {
+            state.dead_upto = state.dead_upto.max(fence(client)?);
+        }
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| pg_error("read the change log", &e))?;
+        let pruned: i64 =
+            tx.query_one("SELECT upto FROM shelf_pruned", &[]).map_err(|e| pg_error("read the change log", &e))?.get(0);
+        let floor = state.floor as i64;
+        if pruned > floor {
+            let why = format!(
+                "this instance has applied the commits up to sequence number {floor}, but the change log was pruned up to {pruned}; reopen the store to reload"
+            );
+            state.failed = Some(why.clone());
+            self.delivered.notify_all();
+            return Err(Error::Postgres { op: "follow the change log", message: why });
+        }
+        let rows = tx
+            .query(
+                "SELECT seq, version, payload::text FROM shelf_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&floor, &BATCH],
+            )
+            .map_err(|e| pg_error("read the change log", &e))?;
+        tx.commit().map_err(|e| pg_error("read the change log", &e))?;
+        for row in rows {
+            let seq: i64 = row.get(0);
+            let seq = seq as u64;
+            state.gaps.remove(&seq);
+            let change = ChangeRow { seq, version: row.get(1), payload: row.get(2) };
+            state.waiting.entry(seq).or_insert(change);
+        }
+        let top = state.waiting.keys().next_back().copied().unwrap_or(state.floor).max(state.dead_upto).max(want);
+        let mut deliver = Vec::new();
+        let mut next = state.floor + 1;
+        while next <= top {
+            if let Some(row) = state.waiting.remove(&next) {
+                deliver.push(row);
+            } else if next > state.dead_upto {
+                state.gaps.entry(next).or_insert_with(Instant::now);
+                break; // its transaction may still commit
+            }
+            state.gaps.remove(&next);
+            next += 1;
+        }
+        let new_floor = next - 1;
+        if new_floor == state.floor {
+            return Ok(());
+        }
+        if !deliver.is_empty() {
+            let apply = self.apply.lock().clone();
+            if let Some(apply) = apply {
+                if let Err(e) = apply(&deliver) {
+                    // Delivered rows are gone from `waiting`: the feed cannot go on.
+                    state.failed = Some(e.to_string());
+                    self.delivered.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+        state.floor = new_floor;
+        self.delivered.notify_all();
+        Ok(())
+    }
+
+    /// Waits until every commit up to `target` is applied, polling with `client`.
+    pub(super) fn wait_for(&self, target: u64, pool: &Pool) -> Result<()> {
+        let mut client = pool.get()?;
+        while self.floor() < target {
+            self.poll(&mut client, target)?;
+            if self.floor() < target {
+                // A commit with a smaller number is still running: let it finish.
+                let mut state = self.state.lock();
+                if state.floor < target && state.failed.is_none() {
+                    self.delivered.wait_for(&mut state, Duration::from_millis(2));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the notifier that a commit was made.
+    pub(super) fn committed(&self) {
+        *self.pending_notify.lock() = true;
+        self.notify.notify_one();
+    }
+
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.notify.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The reader thread: listens, polls, delivers, until the store closes.
+    pub(super) fn run_reader(self: Arc<Self>, pool: Arc<Pool>) {
+        let mut client: Option<Client> = None;
+        while !self.stopped() {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = match pool.connect().and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {}", super::sql::ident(&self.channel)))
+                        .map_err(|e| pg_error("listen", &e))?;
+                    Ok(c)
+                }) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the change feed cannot connect; retrying");
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
+                };
+            }
+            let Some(c) = client.as_mut() else { continue };
+            if let Err(e) = self.poll(c, 0) {
+                tracing::warn!(error = %e, "reading the change log failed");
+                if self.state.lock().failed.is_some() {
+                    return;
+                }
+            }
+            // Wait for a notification (or poll again after POLL); drain the others.
+            let started = Instant::now();
+            let mut notifications = c.notifications();
+            let mut iter = notifications.timeout_iter(POLL);
+            if let Ok(Some(_)) = iter.next() {
+                while started.elapsed() < Duration::from_millis(1) {
+                    if !matches!(iter.next(), Ok(Some(_))) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The notifier thread: one `NOTIFY` for every burst of commits, on its own
+    /// connection, outside the commits' transactions (a `NOTIFY` inside a commit
+    /// would serialize every commit of the database behind one lock).
+    pub(super) fn run_notifier(self: Arc<Self>, pool: Arc<Pool>) {
+        let mut client: Option<Client> = None;
+        let statement = format!("NOTIFY {}", super::sql::ident(&self.channel));
+        loop {
+            {
+                let mut pending = self.pending_notify.lock();
+                while !*pending && !self.stopped() {
+                    self.notify.wait_for(&mut pending, POLL);
+                }
+                if self.stopped() {
+                    return;
+                }
+                *pending = false;
+            }
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = pool
+                    .connect()
+                    .and_then(|mut c| {
+                        c.batch_execute("SET synchronous_commit = off").map_err(|e| pg_error("notify", &e))?;
+                        Ok(c)
+                    })
+                    .map_err(|e| tracing::warn!(error = %e, "the notifier cannot connect; others will poll"))
+                    .ok();
+            }
+            if let Some(c) = client.as_mut() {
+                if let Err(e) = c.batch_execute(&statement) {
+                    tracing::warn!(error = %e, "NOTIFY failed; other instances will poll");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The SQL the PostgreSQL backend runs: the shared tables and the commit function.
+//! One place for every statement, so the schema is read in one file
+//! (docs/FORMAT.md, "PostgreSQL", describes it).
+
+/// The tables and the function every store on a database shares. Idempotent: run
+/// under an advisory lock by every open.
+pub(super) const SHARED: &str = r#"
+CREATE TABLE IF NOT EXISTS shelf_meta (
+    collection text PRIMARY KEY,
+    schema jsonb NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS shelf_seq;
+CREATE TABLE IF NOT EXISTS shelf_changes (
+    seq bigint PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    origin text NOT NULL,
+    version bigint NOT NULL,
+    payload jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shelf_unique (
+    collection text NOT NULL,
+    index_name text NOT NULL,
+    key jsonb NOT NULL,
+    id jsonb NOT NULL,
+    CONSTRAINT shelf_unique_key PRIMARY KEY (collection, index_name, key) DEFERRABLE INITIALLY DEFERRED
+);
+CREATE INDEX IF NOT EXISTS shelf_unique_by_id ON shelf_unique (collection, id);
+CREATE TABLE IF NOT EXISTS shelf_pruned (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    upto bigint NOT NULL
+);
+INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
+
+-- One commit: `writes` is a JSON array of
+--   {"c": table, "id": id, "v": record or null, "e": expected version or null,
+--    "u": [[unique index, key], ...], "f": {"fk column": parent id or null, ...}}
+-- and `reads` of {"c": table, "id": id, "e": expected version or null}.
+-- Every expected version is checked (optimistic concurrency); a record that changed
+-- since the caller read it raises serialization_failure (40001). Unique keys and
+-- foreign keys are deferred constraints, checked at commit. The change goes to
+-- shelf_changes with the next global sequence number, taken last, after every row
+-- lock: two commits that touch one record are numbered in the order they commit.
+CREATE OR REPLACE FUNCTION shelf_commit(writes jsonb, reads jsonb, origin text) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    w jsonb;
+    n bigint;
+    found_version bigint;
+    -- Taken first: it assigns the transaction id before the sequence number, which
+    -- the change feed relies on to tell an aborted commit from a running one.
+    ver bigint := pg_current_xact_id()::text::bigint;
+    cols text;
+    vals text;
+    sets text;
+    fk record;
+    s bigint;
+BEGIN
+    FOR w IN SELECT value FROM jsonb_array_elements(reads) LOOP
+        EXECUTE format('SELECT version FROM %I WHERE id = $1 FOR SHARE', w->>'c') INTO found_version USING w->'id';
+        IF found_version IS DISTINCT FROM (w->>'e')::bigint THEN
+            RAISE EXCEPTION USING ERRCODE = '40001',
+                MESSAGE = format('shelf: record %s of %s changed since it was read', w->'id', w->>'c');
+        END IF;
+    END LOOP;
+    FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
+        IF jsonb_typeof(w->'v') = 'null' AND jsonb_typeof(w->'e') = 'null' THEN
+            CONTINUE; -- removing a record the caller did not have
+        END IF;
+        IF jsonb_typeof(w->'v') = 'null' THEN
+            EXECUTE format('DELETE FROM %I WHERE id = $1 AND version = $2', w->>'c') USING w->'id', (w->>'e')::bigint;
+        ELSE
+            cols := 'id, doc, version';
+            vals := '$1, $2, $3';
+            sets := 'doc = $2, version = $3';
+            FOR fk IN SELECT key, value FROM jsonb_each(COALESCE(w->'f', '{}'::jsonb)) LOOP
+                cols := cols || ', ' || quote_ident(fk.key);
+                vals := vals || ', ' || CASE WHEN jsonb_typeof(fk.value) = 'null' THEN 'NULL' ELSE quote_literal(fk.value::text) || '::jsonb' END;
+                sets := sets || ', ' || quote_ident(fk.key) || ' = ' || CASE WHEN jsonb_typeof(fk.value) = 'null' THEN 'NULL' ELSE quote_literal(fk.value::text) || '::jsonb' END;
+            END LOOP;
+            IF jsonb_typeof(w->'e') = 'null' THEN
+                EXECUTE format('INSERT INTO %I (%s) VALUES (%s) ON CONFLICT (id) DO NOTHING', w->>'c', cols, vals)
+                    USING w->'id', w->'v', ver;
+            ELSE
+                EXECUTE format('UPDATE %I SET %s WHERE id = $1 AND version = $4', w->>'c', sets)
+                    USING w->'id', w->'v', ver, (w->>'e')::bigint;
+            END IF;
+        END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> 1 THEN
+            RAISE EXCEPTION USING ERRCODE = '40001',
+                MESSAGE = format('shelf: record %s of %s changed since it was read', w->'id', w->>'c');
+        END IF;
+        DELETE FROM shelf_unique WHERE collection = w->>'c' AND id = w->'id';
+        IF jsonb_typeof(w->'v') <> 'null' THEN
+            INSERT INTO shelf_unique (collection, index_name, key, id)
+                SELECT w->>'c', u->>0, u->1, w->'id' FROM jsonb_array_elements(COALESCE(w->'u', '[]'::jsonb)) AS u;
+        END IF;
+    END LOOP;
+    -- Held until the end of the transaction; the change feed's fence waits for it.
+    PERFORM pg_advisory_xact_lock_shared(91569865377281); -- feed::SEQ_LOCK
+    s := nextval('shelf_seq');
+    INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (s, origin, ver, writes);
+    RETURN ARRAY[s, ver];
+END
+$fn$;
+"#;
+
+/// The table of one persisted collection, and its foreign key columns.
+pub(super) fn table(name: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (id jsonb PRIMARY KEY, doc jsonb NOT NULL, version bigint NOT NULL)",
+        ident(name)
+    )
+}
+
+/// The column that holds a record's parent id for one `#[belongs_to]` field.
+pub(super) fn fk_column(field: &str) -> String {
+    format!("fk_{field}")
+}
+
+/// Adds the column and the deferred foreign key for one `#[belongs_to]` field. The
+/// key is `NO ACTION`: Shelf carries out `on_delete` itself, in the same
+/// transaction and in the change log, so a child this instance has not seen yet
+/// makes the commit retry instead of vanishing from other instances' caches.
+pub(super) fn foreign_key(child: &str, field: &str, parent: &str) -> String {
+    let column = fk_column(field);
+    let constraint = format!("{child}_{column}_fkey");
+    format!(
+        "ALTER TABLE {child_t} ADD COLUMN IF NOT EXISTS {col} jsonb;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = {con_lit} AND connamespace = current_schema()::regnamespace) THEN
+             ALTER TABLE {child_t} ADD CONSTRAINT {con} FOREIGN KEY ({col}) REFERENCES {parent_t} (id) DEFERRABLE INITIALLY DEFERRED;
+           END IF;
+         END $$;
+         CREATE INDEX IF NOT EXISTS {idx} ON {child_t} ({col});",
+        child_t = ident(child),
+        col = ident(&column),
+        con = ident(&constraint),
+        con_lit = literal(&constraint),
+        parent_t = ident(parent),
+        idx = ident(&format!("{child}_{column}_idx")),
+    )
+}
+
+/// A quoted SQL identifier.
+pub(super) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A quoted SQL string literal.
+pub(super) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_commit_function_takes_the_lock_the_feed_fences_on() {
+        let lock = format!("pg_advisory_xact_lock_shared({})", super::super::feed::SEQ_LOCK);
+        assert!(super::SHARED.contains(&lock), "shelf_commit must hold {lock}");
+    }
+}

@@ -1,0 +1,314 @@
+//! The commit path when PostgreSQL is the source of truth (DESIGN §5).
+//!
+//! A commit is validated in memory under the writer lock, as every commit is
+//! (ids, unique keys, foreign keys, cascades), and then *reverted*: memory does not
+//! change yet. Outside the lock it goes to PostgreSQL as one `shelf_commit` call,
+//! with the version of every record it writes as the cache knew it. Only when
+//! PostgreSQL has committed is it applied to memory, with the same code that
+//! applies other instances' commits, and published to subscribers.
+//!
+//! If PostgreSQL refuses it because another instance changed what it read, or
+//! holds a unique key or a child the cache did not know of yet, this instance
+//! catches up with the change log and runs the commit again (its `stage`: the
+//! transaction body or the `update` closure) against the new state, up to
+//! [`ATTEMPTS`] times. The second run then fails with the usual typed error
+//! (`UniqueViolation`, `ForeignKey`, `DuplicateId`), or succeeds.
+//!
+//! Commits are applied to memory exactly once, whichever comes first: the thread
+//! that committed, or the change feed ([`Applied`]).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use parking_lot::{Condvar, Mutex};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::backend::postgres::{ChangeRow, Postgres, Refusal};
+use crate::collection::{Locked, SharedWrite};
+use crate::commit::{Op, Run, WriterGuard};
+use crate::error::{show_id, Error, Result};
+use crate::store::Inner;
+
+/// How many times a commit runs before it fails with [`Error::Conflict`].
+pub const ATTEMPTS: u32 = 30;
+
+/// Which commits this instance has applied: every one up to `floor` (delivered
+/// by the change feed in order), and its own commits above it, applied by the
+/// committing thread ahead of the feed. Changed only under the writer lock.
+#[derive(Debug, Default)]
+struct Applied {
+    floor: u64,
+    ahead: BTreeSet<u64>,
+}
+
+/// The shared-backend state of a store: which commits are applied, and which
+/// records this instance's commits in flight write.
+#[derive(Default)]
+pub(crate) struct SharedState {
+    applied: Mutex<Applied>,
+    /// `(collection, id)` written by this instance's commits on their way to
+    /// PostgreSQL: a second local commit of one of them waits for the first
+    /// instead of conflicting with it.
+    inflight: Mutex<Vec<(usize, String)>>,
+    done: Condvar,
+}
+
+impl SharedState {
+    pub(crate) fn new(floor: u64) -> Self {
+        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeSet::new() }), ..Default::default() }
+    }
+
+    fn finish(&self, keys: &[(usize, String)]) {
+        self.inflight.lock().retain(|k| !keys.contains(k));
+        self.done.notify_all();
+    }
+}
+
+/// A validated commit, waiting for PostgreSQL.
+struct Staged {
+    /// `(collection, write)`, one per record (its last state in the commit).
+    writes: Vec<(usize, SharedWrite)>,
+    /// The `shelf_commit` argument: the writes of persisted collections.
+    json: String,
+}
+
+/// One write of a change-log payload.
+#[derive(Deserialize)]
+struct Entry<'a> {
+    c: String,
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    v: &'a RawValue,
+}
+
+impl Inner {
+    /// Runs `stage` under the writer lock and commits its ops through PostgreSQL;
+    /// on a conflict, catches up and runs `stage` again. See the module docs.
+    pub(crate) fn write_shared<R, E: From<Error>>(
+        &self,
+        pg: &Postgres,
+        mut stage: impl FnMut(&WriterGuard<'_>) -> std::result::Result<(Vec<Op>, R), E>,
+    ) -> std::result::Result<R, E> {
+        let shared = &self.shared;
+        let mut attempts = 0;
+        loop {
+            let guard = self.lock_writer()?;
+            let (ops, result) = stage(&guard)?;
+            let Some(staged) = self.stage_shared(pg, ops)? else { return Ok(result) };
+            if staged.json == "[]" {
+                // Only `memory` collections: nothing for PostgreSQL to keep.
+                let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                self.apply_writes(pg, seq, None, staged.writes);
+                return Ok(result);
+            }
+            let keys: Vec<(usize, String)> =
+                staged.writes.iter().filter(|(c, _)| pg.table(*c).is_some()).map(|(c, w)| (*c, w.id.clone())).collect();
+            {
+                let mut inflight = shared.inflight.lock();
+                if keys.iter().any(|key| inflight.contains(key)) {
+                    // Another commit of this instance writes one of these records:
+                    // wait for it to be applied, then run again against its result.
+                    drop(guard);
+                    shared.done.wait_for(&mut inflight, std::time::Duration::from_millis(50));
+                    continue;
+                }
+                inflight.extend(keys.iter().cloned());
+            }
+            drop(guard);
+            let outcome = pg.commit(&staged.json, "[]");
+            if let Ok((seq, version)) = &outcome {
+                let _writer = self.writer.lock();
+                let mut applied = shared.applied.lock();
+                if *seq > applied.floor && applied.ahead.insert(*seq) {
+                    self.apply_writes(pg, *seq, Some(*version), staged.writes);
+                }
+            }
+            shared.finish(&keys);
+            match outcome {
+                Ok(_) => return Ok(result),
+                Err(Refusal::Failed(e)) => return Err(e.into()),
+                Err(Refusal::Conflict(last)) => {
+                    attempts += 1;
+                    if attempts >= ATTEMPTS {
+                        return Err(Error::Conflict { attempts, last }.into());
+                    }
+                    backoff(attempts);
+                    pg.sync()?;
+                }
+            }
+        }
+    }
+
+    /// Validates `ops` as a local commit would, collects what they write, and
+    /// reverts them. `None` when there is nothing to commit.
+    fn stage_shared(&self, pg: &Postgres, ops: Vec<Op>) -> Result<Option<Staged>> {
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let mut to_lock: Vec<usize> = ops.iter().flat_map(|op| self.related[op.coll].iter().copied()).collect();
+        to_lock.extend(ops.iter().map(|op| op.coll));
+        to_lock.sort_unstable();
+        to_lock.dedup();
+        let mut run = Run {
+            locks: to_lock.iter().map(|&c| (c, self.collections[c].lock_write())).collect(),
+            payload: Vec::new(),
+            changed: Vec::new(),
+            logged: false,
+            log: &self.log,
+        };
+        let collected = self.apply_all(&mut run, ops).and_then(|()| collect(&run));
+        run.revert();
+        let writes = collected?;
+        let mut json = String::from("[");
+        for (coll, write) in &writes {
+            let Some(table) = pg.table(*coll) else { continue };
+            let collection = self.collections[*coll].name();
+            if let Some(value) = &write.value {
+                Postgres::check_value(value).map_err(|message| Error::Unloadable {
+                    collection: collection.to_owned(),
+                    id: show_id(&write.id),
+                    field: String::new(),
+                    message,
+                })?;
+            }
+            if json.len() > 1 {
+                json.push(',');
+            }
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            json.push_str(&format!(
+                r#"{{"c":{},"id":{},"v":{},"e":{}"#,
+                quoted(table),
+                write.id,
+                write.value.as_deref().map_or_else(|| "null".to_owned(), text),
+                pg.version(*coll, &write.id).map_or_else(|| "null".to_owned(), |v| v.to_string()),
+            ));
+            json.push_str(r#","u":["#);
+            for (i, (index, key)) in write.unique.iter().enumerate() {
+                json.push_str(&format!("{}[{},{key}]", if i > 0 { "," } else { "" }, quoted(index)));
+            }
+            json.push_str(r#"],"f":{"#);
+            for (i, (field, parent)) in write.parents.iter().enumerate() {
+                let parent = parent.as_deref().unwrap_or("null");
+                json.push_str(&format!("{}{}:{parent}", if i > 0 { "," } else { "" }, quoted(&format!("fk_{field}"))));
+            }
+            json.push_str("}}");
+        }
+        json.push(']');
+        Ok(Some(Staged { writes, json }))
+    }
+
+    /// Applies a committed commit's writes to memory, records their versions, and
+    /// publishes the changes under `seq`. Call under the writer lock.
+    fn apply_writes(&self, pg: &Postgres, seq: u64, version: Option<i64>, writes: Vec<(usize, SharedWrite)>) {
+        let mut colls: Vec<usize> = writes.iter().map(|(c, _)| *c).collect();
+        colls.sort_unstable();
+        colls.dedup();
+        let mut locks: Vec<(usize, Box<dyn Locked + '_>)> =
+            colls.iter().map(|&c| (c, self.collections[c].lock_write())).collect();
+        let mut typed: Vec<Vec<Box<dyn std::any::Any + Send>>> = colls.iter().map(|_| Vec::new()).collect();
+        for (coll, write) in writes {
+            if let (Some(version), Some(_)) = (version, pg.table(coll)) {
+                pg.set_version(coll, write.id, write.value.is_some().then_some(version));
+            }
+            if let Ok(i) = colls.binary_search(&coll) {
+                typed[i].push(write.typed);
+            }
+        }
+        for ((_, lock), writes) in locks.iter_mut().zip(typed) {
+            lock.put_typed(writes);
+        }
+        self.publish_applied(seq, &mut locks);
+    }
+
+    fn publish_applied(&self, seq: u64, locks: &mut [(usize, Box<dyn Locked + '_>)]) {
+        self.commit_seq.fetch_max(seq, Ordering::SeqCst);
+        for (_, lock) in locks.iter_mut() {
+            lock.publish(seq, true);
+        }
+    }
+
+    /// Applies commits delivered by the change feed, in sequence order: those this
+    /// instance has not applied yet (other instances', and its own that the feed
+    /// brought first).
+    pub(crate) fn apply_changes(&self, pg: &Postgres, rows: &[ChangeRow]) -> Result<()> {
+        let _writer = self.writer.lock();
+        let mut applied = self.shared.applied.lock();
+        for row in rows {
+            if row.seq <= applied.floor {
+                continue;
+            }
+            applied.floor = row.seq;
+            if applied.ahead.remove(&row.seq) {
+                continue;
+            }
+            let entries: Vec<Entry<'_>> = serde_json::from_str(&row.payload).map_err(|e| Error::Postgres {
+                op: "apply the change log",
+                message: format!("commit {} is unreadable: {e}", row.seq),
+            })?;
+            let mut colls: Vec<usize> = Vec::new();
+            let mut per: Vec<(usize, String, Option<String>)> = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let Some(&coll) = self.by_name.get(entry.c.as_str()) else {
+                    // A collection this instance does not register: not its business.
+                    continue;
+                };
+                let id = serde_json::from_str::<serde_json::Value>(entry.id.get())
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| entry.id.get().to_owned());
+                let value = (entry.v.get() != "null").then(|| entry.v.get().to_owned());
+                pg.set_version(coll, id.clone(), value.is_some().then_some(row.version));
+                colls.push(coll);
+                per.push((coll, id, value));
+            }
+            colls.sort_unstable();
+            colls.dedup();
+            let mut locks: Vec<(usize, Box<dyn Locked + '_>)> =
+                colls.iter().map(|&c| (c, self.collections[c].lock_write())).collect();
+            for (coll, lock) in locks.iter_mut() {
+                let writes: Vec<(&str, Option<&str>)> =
+                    per.iter().filter(|(c, _, _)| c == coll).map(|(_, id, v)| (id.as_str(), v.as_deref())).collect();
+                lock.put_json(&writes).map_err(|message| Error::Postgres {
+                    op: "apply the change log",
+                    message: format!("commit {}, collection `{}`: {message}", row.seq, self.collections[*coll].name()),
+                })?;
+            }
+            self.publish_applied(row.seq, &mut locks);
+        }
+        let floor = applied.floor;
+        applied.ahead.retain(|&seq| seq > floor);
+        Ok(())
+    }
+}
+
+/// What a validated commit writes: one entry per record, its last state.
+fn collect(run: &Run<'_>) -> Result<Vec<(usize, SharedWrite)>> {
+    let mut seen: Vec<(usize, String)> = Vec::new();
+    let mut writes = Vec::new();
+    for (coll, id, _) in &run.changed {
+        let Some((_, lock)) = run.locks.iter().find(|(c, _)| c == coll) else { continue };
+        let write = lock.shared_write(&**id)?;
+        if seen.iter().any(|(c, seen_id)| c == coll && *seen_id == write.id) {
+            continue;
+        }
+        seen.push((*coll, write.id.clone()));
+        writes.push((*coll, write));
+    }
+    Ok(writes)
+}
+
+/// Sleeps a random time below `attempts` ms (at most 8 ms), so that commits that
+/// conflicted do not meet again in step. Short: the commits that won do not wait,
+/// so a long sleep would only make the loser lose again.
+fn backoff(attempts: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempts);
+    let ceiling = u64::from(attempts.min(8)) * 1000;
+    std::thread::sleep(std::time::Duration::from_micros(hasher.finish() % ceiling));
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}

@@ -1,0 +1,193 @@
+//! Opening a store on PostgreSQL (feature `postgres`); see
+//! [`StoreBuilder::postgres`].
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::{updated_meta, Inner, Relations, Shared, Store, StoreBuilder};
+use crate::backend::postgres::{CollectionSchema, PgOptions, Postgres};
+use crate::backend::Backend;
+use crate::collection::{enforced, ErasedCollection, Log};
+use crate::error::{Error, Result};
+use crate::flush::{FlushState, Flusher};
+use crate::fs::RealFs;
+use crate::meta::Meta;
+use crate::recover::LoadCtx;
+
+impl StoreBuilder {
+    /// Keeps the store in PostgreSQL instead of the directory: the database at
+    /// `url` (`postgres://user@host/db`) becomes the source of truth, shared by
+    /// every instance that opens it, and this instance keeps its collections in
+    /// memory as a coherent cache. Everything else stays as it is: entity types,
+    /// indices, relationships, queries, transactions and subscriptions. The
+    /// directory given to [`Store::builder`] is not used; it names the store in
+    /// messages. `memory` collections stay local to each instance.
+    ///
+    /// What it guarantees:
+    /// - `Ok` means PostgreSQL committed: a write or transaction is one
+    ///   PostgreSQL transaction.
+    /// - A commit checks the versions of the records it writes, as this instance's
+    ///   cache had them. If another instance changed one first (or took a unique
+    ///   key, or added a child, that this instance had not seen yet), the commit
+    ///   catches up and **runs again**: a transaction body or an `update` closure
+    ///   may run more than once, up to 30 times, then [`Error::Conflict`] (retry
+    ///   it, or spread the writes: that many lost races mean a hot record). Unique
+    ///   keys and foreign keys are enforced by PostgreSQL itself.
+    /// - This instance sees its own writes at once. Other instances' commits
+    ///   arrive through the change log, woken by `NOTIFY` and polled every 250 ms
+    ///   as a fallback, applied atomically and in sequence order, with the same
+    ///   watch events; [`Store::sync`] waits for everything committed before it.
+    ///
+    /// Requires the cargo feature `postgres`.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// struct User { #[id] id: String, #[index(unique)] email: String }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// let store = Store::builder("users")
+    ///     .register::<User>()
+    ///     .postgres("postgres://postgres@127.0.0.1/app")
+    ///     .open()?;
+    /// store.collection::<User>()?.insert(User { id: "ada".into(), email: "ada@example.com".into() })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn postgres(mut self, url: &str) -> Self {
+        let options =
+            self.postgres.get_or_insert_with(|| PgOptions { url: String::new(), schema: None, keep_changes: 100_000 });
+        options.url = url.to_owned();
+        self
+    }
+
+    /// The PostgreSQL schema to keep the tables in (created if missing); the
+    /// connection's `search_path` by default (`public`). Several stores can share
+    /// a database in separate schemas.
+    pub fn postgres_schema(mut self, schema: &str) -> Self {
+        let options =
+            self.postgres.get_or_insert_with(|| PgOptions { url: String::new(), schema: None, keep_changes: 100_000 });
+        options.schema = Some(schema.to_owned());
+        self
+    }
+
+    /// How many change-log rows PostgreSQL keeps at least (100,000 by default):
+    /// rows older than the newest `rows` and older than one minute are pruned. An
+    /// instance that falls further behind (stopped, or disconnected) cannot catch
+    /// up and must be reopened, which reloads it.
+    pub fn postgres_change_log(mut self, rows: u64) -> Self {
+        let options =
+            self.postgres.get_or_insert_with(|| PgOptions { url: String::new(), schema: None, keep_changes: 100_000 });
+        options.keep_changes = rows;
+        self
+    }
+
+    pub(super) fn open_postgres(self, options: PgOptions) -> Result<Store> {
+        let _span = tracing::info_span!("open", postgres = %options.schema.as_deref().unwrap_or("public")).entered();
+        let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
+        let mut by_type = std::collections::HashMap::new();
+        for registration in &self.registrations {
+            let collection = (registration.make)(self.feed_retention);
+            if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
+                return Err(Error::DuplicateCollection {
+                    collection: collection.name().to_owned(),
+                    first: first.type_name(),
+                    second: collection.type_name(),
+                });
+            }
+            by_type.insert(registration.type_id, collections.len());
+            collections.push(collection);
+        }
+        let relations = Relations::new(&collections)?;
+        let schemas: Vec<CollectionSchema> = collections
+            .iter()
+            .map(|c| {
+                let persisted = c.persisted();
+                let parent_persisted =
+                    |parent: &str| relations.by_name.get(parent).is_some_and(|&p| collections[p].persisted());
+                let meta = c.index_meta();
+                CollectionSchema {
+                    name: c.name().to_owned(),
+                    persisted,
+                    id_field: c.id_field().to_owned(),
+                    unique: meta.into_iter().filter(|i| i.unique).map(|i| i.name).collect(),
+                    foreign_keys: c
+                        .foreign_keys()
+                        .into_iter()
+                        .filter(|fk| enforced(fk) && parent_persisted(fk.parent))
+                        .map(|fk| (fk.field.to_owned(), fk.parent.to_owned()))
+                        .collect(),
+                }
+            })
+            .collect();
+        let pg = Postgres::open(&options, &schemas)?;
+        let floor = pg.floor();
+        let dir = PathBuf::from(format!("postgres:{}", options.schema.as_deref().unwrap_or("public")));
+        let fs = RealFs;
+        let ctx = LoadCtx::new(&fs, &dir, false);
+        for (pos, collection) in collections.iter().enumerate() {
+            collection.load(&ctx, pg.source(pos), &|name| pg.read_index(pos, name))?;
+        }
+        let report = ctx.into_report();
+        let meta = updated_meta(&Meta::empty(), &collections);
+        let log = vec![Log::No; collections.len()];
+        let inner = Arc::new(Inner {
+            backend: Box::new(pg),
+            dir,
+            lock: Mutex::new(None),
+            collections,
+            by_type,
+            meta: Mutex::new(meta),
+            flush_state: FlushState::default(),
+            writer: Mutex::new(()),
+            commit_seq: std::sync::atomic::AtomicU64::new(floor),
+            flush_watchers: Mutex::new(Vec::new()),
+            outbox: Default::default(),
+            related: relations.related,
+            fk_children: relations.fk_children,
+            by_name: relations.by_name,
+            log,
+            closed: AtomicBool::new(false),
+            report,
+            flusher: Mutex::new(Vec::new()),
+            background: Default::default(),
+            shared: crate::commit_shared::SharedState::new(floor),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let apply = Arc::new(move |rows: &[crate::backend::postgres::ChangeRow]| -> Result<()> {
+            let Some(inner) = weak.upgrade() else { return Ok(()) };
+            let Some(pg) = inner.backend.shared() else { return Ok(()) };
+            inner.apply_changes(pg, rows)
+        });
+        if let Some(pg) = inner.backend.shared() {
+            pg.start(apply)?;
+        }
+        let flusher = Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
+            let _ = inner.flush();
+        })?;
+        *inner.flusher.lock() = vec![flusher];
+        Ok(Store { inner: Arc::new(Shared { inner }) })
+    }
+}
+
+impl Store {
+    /// Waits until this instance has applied every commit that any instance made
+    /// before the call: read-your-others'-writes. On a file store there is nothing
+    /// to wait for. Requires the cargo feature `postgres`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] when PostgreSQL cannot be reached, or when this instance
+    /// fell behind the change log's retention (reopen it).
+    pub fn sync(&self) -> Result<()> {
+        self.check_open()?;
+        self.inner().refuse_reentry("sync")?;
+        match self.inner().backend.shared() {
+            Some(pg) => pg.sync(),
+            None => Ok(()),
+        }
+    }
+}
