@@ -98,8 +98,11 @@ BEGIN
     END LOOP;
     -- Held until the end of the transaction; the change feed's fence waits for it.
     PERFORM pg_advisory_xact_lock_shared(91569865377281); -- feed::SEQ_LOCK
-    s := nextval('shelf_seq');
-    INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (s, origin, ver, writes);
+    -- The number is taken inside the INSERT, which locks shelf_changes first: an
+    -- open that holds that table in SHARE mode sees no number taken and not yet
+    -- committed (or aborted).
+    INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (nextval('shelf_seq'), origin, ver, writes)
+        RETURNING seq INTO s;
     RETURN ARRAY[s, ver];
 END
 $fn$;
