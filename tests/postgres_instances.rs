@@ -176,9 +176,10 @@ fn say(line: &str) {
 /// `test child_instance ... ` before the first one).
 fn lines(child: &mut Child) -> impl Iterator<Item = String> {
     const WORDS: [&str; 3] = ["finished ", "balances ", "ack "];
-    BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).filter_map(|line| {
-        WORDS.iter().filter_map(|w| line.find(w)).min().map(|at| line[at..].to_owned())
-    })
+    BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| WORDS.iter().filter_map(|w| line.find(w)).min().map(|at| line[at..].to_owned()))
 }
 
 #[test]

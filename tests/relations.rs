@@ -12,6 +12,9 @@
 //! Category.parent_id -> Category  cascade (a tree in one collection)
 //! ```
 
+#[macro_use]
+mod common_pg;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,7 +113,15 @@ struct Category {
 const NEVER: Duration = Duration::from_secs(3600);
 
 fn open(dir: &Path) -> Store {
-    Store::builder(dir)
+    registered(Store::builder(dir)).open().unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
+fn open_on(backend: &common_pg::Backend) -> Store {
+    registered(backend.builder()).open().unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn registered(builder: shelf::StoreBuilder) -> shelf::StoreBuilder {
+    builder
         .register::<User>()
         .register::<Order>()
         .register::<OrderLine>()
@@ -121,8 +132,6 @@ fn open(dir: &Path) -> Store {
         .register::<Visit>()
         .register::<Category>()
         .flush_interval(NEVER)
-        .open()
-        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
 }
 
 fn user(id: &str) -> User {
@@ -260,33 +269,6 @@ fn assert_seeded_relationships(store: &Store) {
 }
 
 #[test]
-fn accessors_in_both_directions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    seed(&store);
-    assert_seeded_relationships(&store);
-
-    // A parent without children, and a child record that is not linked.
-    let users = store.collection::<User>().unwrap();
-    users.insert(user("cy")).unwrap();
-    let cy = users.get("cy").unwrap();
-    assert!(cy.orders(&store).unwrap().is_empty());
-    assert!(cy.posts(&store).unwrap().is_empty());
-    let tags = store.collection::<Tag>().unwrap();
-    tags.insert(Tag { id: "empty".into() }).unwrap();
-    assert!(tags.get("empty").unwrap().posts(&store).unwrap().is_empty());
-
-    // The join entity keeps its own fields.
-    let rows = store.collection::<PostTag>().unwrap().by_post_id(10);
-    assert_eq!(rows.iter().map(|r| r.added_on.as_str()).collect::<Vec<_>>(), ["mon", "mon"]);
-
-    // Moving a child moves it between parents.
-    store.collection::<Order>().unwrap().update(&2, |o| o.user_id = "cy".into()).unwrap();
-    assert_eq!(ids(users.get("ada").unwrap().orders(&store).unwrap()), [1]);
-    assert_eq!(ids(cy.orders(&store).unwrap()), [2]);
-}
-
-#[test]
 fn restrict_refuses_the_removal_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -400,42 +382,6 @@ fn cascade_removes_children_two_levels_deep() {
         })
         .unwrap();
     assert!(store.collection::<OrderLine>().unwrap().is_empty());
-}
-
-#[test]
-fn cascade_follows_a_self_reference_down_a_tree_and_around_a_cycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let categories = store.collection::<Category>().unwrap();
-    let node = |id: u32, parent: Option<u32>| Category { id, parent_id: parent };
-    // 1 -> (2 -> 4 -> 6), 3;  5 is another root.
-    for (id, parent) in [(1, None), (2, Some(1)), (3, Some(1)), (4, Some(2)), (5, None), (6, Some(4))] {
-        categories.insert(node(id, parent)).unwrap();
-    }
-    let one = categories.get(&1).unwrap();
-    assert_eq!(ids(one.children(&store).unwrap()), [2, 3]);
-    assert_eq!(categories.get(&4).unwrap().parent(&store).unwrap().unwrap().id, 2);
-    assert_eq!(one.parent(&store).unwrap(), None);
-
-    categories.remove(&2).unwrap();
-    assert_eq!(ids(categories.all()), [1, 3, 5]);
-    categories.remove(&1).unwrap();
-    assert_eq!(ids(categories.all()), [5]);
-
-    // A cycle (7 -> 8 -> 7, written together) and a self-loop end too.
-    store
-        .transaction(|tx| {
-            tx.insert(node(7, Some(8)))?;
-            tx.insert(node(8, Some(7)))?;
-            tx.insert(node(9, Some(9)))?;
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    assert_eq!(ids(categories.get(&7).unwrap().children(&store).unwrap()), [8]);
-    categories.remove(&7).unwrap();
-    categories.remove(&9).unwrap();
-    assert_eq!(ids(categories.all()), [5]);
-    assert!(store.verify().is_empty());
 }
 
 #[test]
@@ -585,114 +531,8 @@ fn an_integrity_error_leaves_nothing_dirty() {
     assert_eq!(store.flush().unwrap().records, 0);
 }
 
-#[test]
-fn check_false_allows_a_missing_parent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let users = store.collection::<User>().unwrap();
-    let visits = store.collection::<Visit>().unwrap();
-    users.insert(user("ada")).unwrap();
-
-    let id = visits.insert(Visit { id: 0, user_id: "ghost".into() }).unwrap();
-    assert_eq!(visits.get(&id).unwrap().user(&store).unwrap(), None);
-    visits.update(&id, |v| v.user_id = "other ghost".into()).unwrap();
-    visits.update(&id, |v| v.user_id = "ada".into()).unwrap();
-    assert_eq!(visits.get(&id).unwrap().user(&store).unwrap().unwrap().id, "ada");
-    let second = visits.insert(Visit { id: 0, user_id: "ghost".into() }).unwrap();
-    assert_eq!(ids(visits.by_user_id("ghost")), [second]);
-    // A reference the schema opted out of checking is not reported as dangling,
-    // unless asked for.
-    assert!(store.verify().is_empty(), "{:?}", store.verify());
-    let all = store.verify_all();
-    assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0].collection, "visit");
-}
-
 /// Issue 20: a `check = false` key does not hold its parent either. Its default
 /// `on_delete` is `ignore`: removing the parent leaves the children as they are.
-#[test]
-fn check_false_keys_do_not_block_removing_the_parent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let users = store.collection::<User>().unwrap();
-    let visits = store.collection::<Visit>().unwrap();
-    users.insert(user("ada")).unwrap();
-    let id = visits.insert(Visit { id: 0, user_id: "ada".into() }).unwrap();
-    assert!(users.remove("ada").unwrap().is_some(), "the removal was refused");
-    let visit = visits.get(&id).expect("the child is left alone");
-    assert_eq!(visit.user_id, "ada");
-    assert_eq!(visit.user(&store).unwrap(), None);
-}
-
-#[test]
-fn a_parent_written_in_the_same_transaction_as_its_child() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    // The child first, then its parent, then a grandchild and a link.
-    store
-        .transaction(|tx| {
-            let order = tx.insert(order("ada", 100))?;
-            tx.insert(user("ada"))?;
-            tx.insert(line(order, "pen"))?;
-            tx.insert(post(10, "ada", Some("ada")))?;
-            tx.insert(Tag { id: "rust".into() })?;
-            tx.insert(post_tag(10, "rust", "mon"))?;
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    let ada = store.collection::<User>().unwrap().get("ada").unwrap();
-    assert_eq!(ids(ada.orders(&store).unwrap()), [1]);
-    assert_eq!(ids(store.collection::<Order>().unwrap().get(&1).unwrap().lines(&store).unwrap()), [1]);
-    assert_eq!(ids(store.collection::<Post>().unwrap().get(&10).unwrap().tags(&store).unwrap()), ["rust"]);
-    assert!(store.verify().is_empty());
-}
-
-#[test]
-fn accessors_in_a_transaction_see_its_own_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    seed(&store);
-    let users = store.collection::<User>().unwrap();
-    let ada = users.get("ada").unwrap();
-    let bob = users.get("bob").unwrap();
-    let p11 = store.collection::<Post>().unwrap().get(&11).unwrap();
-
-    let result: Result<(), Error> = store.transaction(|tx| {
-        let new = tx.insert(order("ada", 400))?;
-        assert_eq!(ids(ada.orders(&*tx)?), [1, 2, new]);
-        // The store's own view is the committed state.
-        assert_eq!(ids(ada.orders(&store)?), [1, 2]);
-        tx.remove::<Order>(&1)?;
-        tx.update::<Order>(&2, |o| o.user_id = "bob".into())?;
-        assert_eq!(ids(ada.orders(&*tx)?), [new]);
-        assert_eq!(ids(bob.orders(&*tx)?), [2, 3]);
-
-        // A parent written in the transaction is found from its child, and back.
-        tx.insert(user("cy"))?;
-        let cys = tx.insert(order("cy", 1))?;
-        let cy_order = tx.get::<Order>(&cys).unwrap();
-        assert_eq!(cy_order.user(&*tx)?.unwrap().name, "CY");
-        assert_eq!(cy_order.user(&store)?, None);
-        assert_eq!(ids(tx.get::<User>(&"cy".into()).unwrap().orders(&*tx)?), [cys]);
-
-        // M:N: a join row written in the transaction, and one removed.
-        tx.insert(Tag { id: "new".into() })?;
-        tx.insert(post_tag(11, "new", "wed"))?;
-        assert_eq!(ids(p11.tags(&*tx)?), ["new", "rust"]);
-        let rust_row = tx.get::<PostTag>(&3).unwrap();
-        assert_eq!((rust_row.post_id, rust_row.tag_id.as_str()), (11, "rust"));
-        tx.remove::<PostTag>(&3)?;
-        assert_eq!(ids(p11.tags(&*tx)?), ["new"]);
-        assert_eq!(ids(tx.get::<Tag>(&"rust".into()).unwrap().posts(&*tx)?), [10]);
-        assert_eq!(ids(p11.tags(&store)?), ["rust"]);
-
-        // Abandon the transaction: nothing above is applied.
-        Err(Error::NotFound { collection: "test".into(), id: "rollback".into() })
-    });
-    assert!(matches!(result, Err(Error::NotFound { .. })));
-    assert_seeded_relationships(&store);
-    assert!(!users.contains("cy"));
-}
 
 #[test]
 fn relationships_survive_reopen() {
@@ -1016,4 +856,166 @@ fn wal_relationships_survive_reopen_and_detach() {
     assert!(matches!(store.collection::<Author>().unwrap().remove("nobody"), Ok(None)));
     store.collection::<Author>().unwrap().remove("a").unwrap();
     assert!(store.collection::<Book>().unwrap().is_empty());
+}
+
+// The API tests above that mean the same on every backend run on each: files
+// and PostgreSQL (common_pg::on_each_backend).
+on_each_backend! {
+    fn accessors_in_both_directions(b) {
+        let store = open_on(&b);
+        seed(&store);
+        assert_seeded_relationships(&store);
+
+        // A parent without children, and a child record that is not linked.
+        let users = store.collection::<User>().unwrap();
+        users.insert(user("cy")).unwrap();
+        let cy = users.get("cy").unwrap();
+        assert!(cy.orders(&store).unwrap().is_empty());
+        assert!(cy.posts(&store).unwrap().is_empty());
+        let tags = store.collection::<Tag>().unwrap();
+        tags.insert(Tag { id: "empty".into() }).unwrap();
+        assert!(tags.get("empty").unwrap().posts(&store).unwrap().is_empty());
+
+        // The join entity keeps its own fields.
+        let rows = store.collection::<PostTag>().unwrap().by_post_id(10);
+        assert_eq!(rows.iter().map(|r| r.added_on.as_str()).collect::<Vec<_>>(), ["mon", "mon"]);
+
+        // Moving a child moves it between parents.
+        store.collection::<Order>().unwrap().update(&2, |o| o.user_id = "cy".into()).unwrap();
+        assert_eq!(ids(users.get("ada").unwrap().orders(&store).unwrap()), [1]);
+        assert_eq!(ids(cy.orders(&store).unwrap()), [2]);
+    }
+
+    fn cascade_follows_a_self_reference_down_a_tree_and_around_a_cycle(b) {
+        let store = open_on(&b);
+        let categories = store.collection::<Category>().unwrap();
+        let node = |id: u32, parent: Option<u32>| Category { id, parent_id: parent };
+        // 1 -> (2 -> 4 -> 6), 3;  5 is another root.
+        for (id, parent) in [(1, None), (2, Some(1)), (3, Some(1)), (4, Some(2)), (5, None), (6, Some(4))] {
+            categories.insert(node(id, parent)).unwrap();
+        }
+        let one = categories.get(&1).unwrap();
+        assert_eq!(ids(one.children(&store).unwrap()), [2, 3]);
+        assert_eq!(categories.get(&4).unwrap().parent(&store).unwrap().unwrap().id, 2);
+        assert_eq!(one.parent(&store).unwrap(), None);
+
+        categories.remove(&2).unwrap();
+        assert_eq!(ids(categories.all()), [1, 3, 5]);
+        categories.remove(&1).unwrap();
+        assert_eq!(ids(categories.all()), [5]);
+
+        // A cycle (7 -> 8 -> 7, written together) and a self-loop end too.
+        store
+            .transaction(|tx| {
+                tx.insert(node(7, Some(8)))?;
+                tx.insert(node(8, Some(7)))?;
+                tx.insert(node(9, Some(9)))?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(ids(categories.get(&7).unwrap().children(&store).unwrap()), [8]);
+        categories.remove(&7).unwrap();
+        categories.remove(&9).unwrap();
+        assert_eq!(ids(categories.all()), [5]);
+        assert!(store.verify().is_empty());
+    }
+
+    fn check_false_allows_a_missing_parent(b) {
+        let store = open_on(&b);
+        let users = store.collection::<User>().unwrap();
+        let visits = store.collection::<Visit>().unwrap();
+        users.insert(user("ada")).unwrap();
+
+        let id = visits.insert(Visit { id: 0, user_id: "ghost".into() }).unwrap();
+        assert_eq!(visits.get(&id).unwrap().user(&store).unwrap(), None);
+        visits.update(&id, |v| v.user_id = "other ghost".into()).unwrap();
+        visits.update(&id, |v| v.user_id = "ada".into()).unwrap();
+        assert_eq!(visits.get(&id).unwrap().user(&store).unwrap().unwrap().id, "ada");
+        let second = visits.insert(Visit { id: 0, user_id: "ghost".into() }).unwrap();
+        assert_eq!(ids(visits.by_user_id("ghost")), [second]);
+        // A reference the schema opted out of checking is not reported as dangling,
+        // unless asked for.
+        assert!(store.verify().is_empty(), "{:?}", store.verify());
+        let all = store.verify_all();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].collection, "visit");
+    }
+
+    fn check_false_keys_do_not_block_removing_the_parent(b) {
+        let store = open_on(&b);
+        let users = store.collection::<User>().unwrap();
+        let visits = store.collection::<Visit>().unwrap();
+        users.insert(user("ada")).unwrap();
+        let id = visits.insert(Visit { id: 0, user_id: "ada".into() }).unwrap();
+        assert!(users.remove("ada").unwrap().is_some(), "the removal was refused");
+        let visit = visits.get(&id).expect("the child is left alone");
+        assert_eq!(visit.user_id, "ada");
+        assert_eq!(visit.user(&store).unwrap(), None);
+    }
+
+    fn a_parent_written_in_the_same_transaction_as_its_child(b) {
+        let store = open_on(&b);
+        // The child first, then its parent, then a grandchild and a link.
+        store
+            .transaction(|tx| {
+                let order = tx.insert(order("ada", 100))?;
+                tx.insert(user("ada"))?;
+                tx.insert(line(order, "pen"))?;
+                tx.insert(post(10, "ada", Some("ada")))?;
+                tx.insert(Tag { id: "rust".into() })?;
+                tx.insert(post_tag(10, "rust", "mon"))?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let ada = store.collection::<User>().unwrap().get("ada").unwrap();
+        assert_eq!(ids(ada.orders(&store).unwrap()), [1]);
+        assert_eq!(ids(store.collection::<Order>().unwrap().get(&1).unwrap().lines(&store).unwrap()), [1]);
+        assert_eq!(ids(store.collection::<Post>().unwrap().get(&10).unwrap().tags(&store).unwrap()), ["rust"]);
+        assert!(store.verify().is_empty());
+    }
+
+    fn accessors_in_a_transaction_see_its_own_writes(b) {
+        let store = open_on(&b);
+        seed(&store);
+        let users = store.collection::<User>().unwrap();
+        let ada = users.get("ada").unwrap();
+        let bob = users.get("bob").unwrap();
+        let p11 = store.collection::<Post>().unwrap().get(&11).unwrap();
+
+        let result: Result<(), Error> = store.transaction(|tx| {
+            let new = tx.insert(order("ada", 400))?;
+            assert_eq!(ids(ada.orders(&*tx)?), [1, 2, new]);
+            // The store's own view is the committed state.
+            assert_eq!(ids(ada.orders(&store)?), [1, 2]);
+            tx.remove::<Order>(&1)?;
+            tx.update::<Order>(&2, |o| o.user_id = "bob".into())?;
+            assert_eq!(ids(ada.orders(&*tx)?), [new]);
+            assert_eq!(ids(bob.orders(&*tx)?), [2, 3]);
+
+            // A parent written in the transaction is found from its child, and back.
+            tx.insert(user("cy"))?;
+            let cys = tx.insert(order("cy", 1))?;
+            let cy_order = tx.get::<Order>(&cys).unwrap();
+            assert_eq!(cy_order.user(&*tx)?.unwrap().name, "CY");
+            assert_eq!(cy_order.user(&store)?, None);
+            assert_eq!(ids(tx.get::<User>(&"cy".into()).unwrap().orders(&*tx)?), [cys]);
+
+            // M:N: a join row written in the transaction, and one removed.
+            tx.insert(Tag { id: "new".into() })?;
+            tx.insert(post_tag(11, "new", "wed"))?;
+            assert_eq!(ids(p11.tags(&*tx)?), ["new", "rust"]);
+            let rust_row = tx.get::<PostTag>(&3).unwrap();
+            assert_eq!((rust_row.post_id, rust_row.tag_id.as_str()), (11, "rust"));
+            tx.remove::<PostTag>(&3)?;
+            assert_eq!(ids(p11.tags(&*tx)?), ["new"]);
+            assert_eq!(ids(tx.get::<Tag>(&"rust".into()).unwrap().posts(&*tx)?), [10]);
+            assert_eq!(ids(p11.tags(&store)?), ["rust"]);
+
+            // Abandon the transaction: nothing above is applied.
+            Err(Error::NotFound { collection: "test".into(), id: "rollback".into() })
+        });
+        assert!(matches!(result, Err(Error::NotFound { .. })));
+        assert_seeded_relationships(&store);
+        assert!(!users.contains("cy"));
+    }
 }

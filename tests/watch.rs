@@ -6,6 +6,9 @@
 //! channels are unbounded, so a slow subscriber never blocks a writer; dropping the
 //! receiver unsubscribes.
 
+#[macro_use]
+mod common_pg;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -52,6 +55,10 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 fn open(dir: &Path) -> Store {
     Store::builder(dir).register::<Item>().register::<Note>().flush_interval(NEVER).open().unwrap()
+}
+
+fn open_on(backend: &common_pg::Backend) -> Store {
+    backend.builder().register::<Item>().register::<Note>().flush_interval(NEVER).open().unwrap()
 }
 
 fn item(id: &str, n: i64) -> Item {
@@ -277,386 +284,6 @@ fn write_own_keys(store: &Store, w: usize) -> Vec<Vec<Pair>> {
         }
     }
     commits
-}
-
-#[test]
-fn event_order_and_completeness_under_concurrent_writers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-    let notes = store.collection::<Note>().unwrap();
-    // A subscriber that reads while the writers write, and one that reads after.
-    let live = items.watch();
-    let after = items.watch();
-    let note_events = notes.watch();
-    let reader = thread::spawn(move || {
-        let mut events = Vec::new();
-        loop {
-            let event: Event<Item> = live.recv_timeout(PATIENCE).expect("the live subscriber starved");
-            if event.record().id == "end" {
-                return events;
-            }
-            events.push(event);
-        }
-    });
-
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = store.clone();
-            thread::spawn(move || write_own_keys(&store, w))
-        })
-        .collect();
-    let expected: Vec<Vec<Vec<Pair>>> = writers.into_iter().map(|h| h.join().unwrap()).collect();
-    // The sentinel that tells the live reader to stop.
-    items.insert(item("end", 0)).unwrap();
-    let live_events = reader.join().unwrap();
-    let mut after_events = drain(&after);
-    assert_eq!(after_events.pop().map(|e| e.record().id.clone()), Some(id("end")));
-    assert_nothing(&after, "after the sentinel");
-
-    // Both subscribers saw the same stream.
-    assert_eq!(live_events.len(), after_events.len());
-    for (a, b) in live_events.iter().zip(&after_events) {
-        assert_eq!((a.seq, pair(&a.change)), (b.seq, pair(&b.change)));
-    }
-
-    // Group the stream by sequence number: each group must be exactly the next
-    // commit of one writer, and a sequence number never comes back.
-    let mut next = [0usize; WRITERS];
-    let mut last_seq = 0;
-    let mut i = 0;
-    while i < after_events.len() {
-        let seq = after_events[i].seq;
-        assert!(seq > last_seq, "event {i}: seq {seq} after seq {last_seq} (not increasing, or a commit split)");
-        last_seq = seq;
-        let mut group = Vec::new();
-        while i < after_events.len() && after_events[i].seq == seq {
-            group.push(pair(&after_events[i].change));
-            i += 1;
-        }
-        let first = &after_events[i - group.len()].record().id;
-        let w: usize = first[1..first.find('-').unwrap()].parse().unwrap();
-        let commit = expected[w].get(next[w]).unwrap_or_else(|| panic!("seq {seq}: writer {w} made no more commits"));
-        assert_eq!(&group, commit, "seq {seq}: commit {} of writer {w}", next[w]);
-        next[w] += 1;
-    }
-    for w in 0..WRITERS {
-        assert_eq!(next[w], expected[w].len(), "writer {w}: commits missing from the stream");
-        assert!(expected[w].len() > STEPS_PER_WRITER / 2, "writer {w} committed too little to be a test");
-        assert!(expected[w].iter().any(|c| c.len() >= 3), "writer {w} committed no multi-key transaction");
-    }
-
-    // Replaying the stream gives exactly the final state.
-    let mut model = BTreeMap::new();
-    replay(&mut model, &after_events);
-    model.insert(id("end"), item("end", 0));
-    assert_eq!(model, state(&items));
-
-    // The other collection's subscriber saw only notes, each with its own commit's seq.
-    let note_events = drain(&note_events);
-    assert!(!note_events.is_empty());
-    assert_eq!(note_events.len(), notes.len());
-    let item_seqs: std::collections::BTreeSet<u64> = after_events.iter().map(|e| e.seq).collect();
-    for pair in note_events.windows(2) {
-        assert!(pair[0].seq < pair[1].seq);
-    }
-    for event in &note_events {
-        assert!(matches!(event.change, Change::Insert(_)));
-        assert!(item_seqs.contains(&event.seq), "a note is only written in a transaction with items");
-    }
-}
-
-#[test]
-fn rolled_back_transactions_emit_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-    let notes = store.collection::<Note>().unwrap();
-    items.insert(item("a", 1)).unwrap();
-    items.insert(item("b", 2)).unwrap();
-    let all = items.watch();
-    let of_a = items.watch_id(&id("a"));
-    let of_c = items.watch_id(&id("c"));
-    let matching = items.watch_where(Item::fields().n.ge(0i64));
-    let all_notes = notes.watch();
-    let before = state(&items);
-
-    // The closure returns an error of its own, after writes.
-    let result: Result<(), AppError> = store.transaction(|tx| {
-        tx.update::<Item>(&id("a"), |v| v.n = 10)?;
-        tx.insert(item("c", 3))?;
-        tx.remove::<Item>(&id("b"))?;
-        tx.insert(Note { id: 0, text: "x".into() })?;
-        Err(AppError::Abort)
-    });
-    assert!(matches!(result, Err(AppError::Abort)));
-
-    // The closure fails with a store error, after writes.
-    let result: Result<(), Error> = store.transaction(|tx| {
-        tx.update::<Item>(&id("a"), |v| v.n = 11)?;
-        tx.insert(item("c", 3))?;
-        tx.update::<Item>(&id("missing"), |v| v.n = 0)?;
-        Ok(())
-    });
-    assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
-
-    // The closure panics, after writes.
-    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _: Result<(), Error> = store.transaction(|tx| {
-            tx.update::<Item>(&id("a"), |v| v.n = 12)?;
-            tx.insert(item("c", 3))?;
-            tx.insert(Note { id: 0, text: "x".into() })?;
-            panic!("boom");
-        });
-    }));
-    assert!(panicked.is_err());
-
-    // A unique violation found at commit, after earlier writes of the same
-    // transaction were applied (and undone).
-    let result: Result<(), Error> = store.transaction(|tx| {
-        tx.update::<Item>(&id("a"), |v| v.n = 13)?;
-        tx.insert(Note { id: 0, text: "x".into() })?;
-        tx.remove::<Item>(&id("b"))?;
-        tx.insert(Item { id: id("c"), tag: "t-a".into(), n: 3 })?;
-        Ok(())
-    });
-    assert!(matches!(result, Err(Error::UniqueViolation { .. })), "{result:?}");
-
-    // Refused single writes.
-    assert!(matches!(items.insert(item("a", 5)), Err(Error::DuplicateId { .. })));
-    assert!(matches!(items.insert(Item { id: id("c"), tag: "t-b".into(), n: 5 }), Err(Error::UniqueViolation { .. })));
-    assert!(matches!(items.update(&id("b"), |v| v.tag = "t-a".into()), Err(Error::UniqueViolation { .. })));
-    assert!(matches!(items.update(&id("c"), |v| v.n = 5), Err(Error::NotFound { .. })));
-    assert!(matches!(items.update(&id("a"), |v| v.id = id("z")), Err(Error::IdChanged { .. })));
-    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _ = items.update(&id("a"), |_| panic!("boom"));
-    }));
-    assert!(panicked.is_err());
-    assert!(items.remove(&id("c")).unwrap().is_none());
-
-    assert_eq!(state(&items), before, "nothing was applied");
-    assert_eq!(notes.len(), 0);
-    assert_nothing(&all, "watch");
-    assert_nothing(&of_a, "watch_id(a)");
-    assert_nothing(&of_c, "watch_id(c)");
-    assert_nothing(&matching, "watch_where");
-    assert_nothing(&all_notes, "notes watch");
-
-    // The subscriptions still work, and see the next commit only.
-    let new = items.update(&id("a"), |v| v.n = 20).unwrap();
-    let events = drain(&all);
-    assert_eq!(pairs(&events), [update_of(&item("a", 1), &new)]);
-    assert_eq!(pairs(&drain(&of_a)), [update_of(&item("a", 1), &new)]);
-    assert_eq!(pairs(&drain(&matching)), [update_of(&item("a", 1), &new)]);
-    assert_nothing(&of_c, "watch_id(c)");
-    assert_nothing(&all_notes, "notes watch");
-}
-
-#[test]
-fn a_dropped_receiver_unsubscribes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-
-    // How many references a stored record has with no subscriber: the collection's
-    // and ours. A queued event holds one more.
-    items.insert(item("base", 0)).unwrap();
-    let base = Arc::strong_count(&items.get(&id("base")).unwrap());
-
-    let dropped = items.watch();
-    let dropped_id = items.watch_id(&id("x"));
-    let dropped_where = items.watch_where(Item::fields().n.ge(0i64));
-    let kept = items.watch();
-    drop((dropped, dropped_id, dropped_where));
-    items.insert(item("x", 1)).unwrap();
-    let x = items.get(&id("x")).unwrap();
-    assert_eq!(Arc::strong_count(&x), base + 1, "only the kept subscriber holds the event");
-    assert_eq!(pairs(&drain(&kept)), [insert_of(&item("x", 1))]);
-    assert_eq!(Arc::strong_count(&x), base);
-    items.update(&id("x"), |v| v.n = 2).unwrap();
-    let x = items.get(&id("x")).unwrap();
-    assert_eq!(Arc::strong_count(&x), base + 1);
-    drop(kept);
-    assert_eq!(Arc::strong_count(&x), base, "dropping the receiver drops what it had queued");
-    items.update(&id("x"), |v| v.n = 3).unwrap();
-    let x = items.get(&id("x")).unwrap();
-    assert_eq!(Arc::strong_count(&x), base, "no event is kept for a dropped receiver");
-
-    // A receiver dropped while a writer writes: the writer goes on, and another
-    // subscriber gets everything.
-    let dropped = items.watch();
-    let kept = items.watch();
-    let writer = {
-        let items = items.clone();
-        thread::spawn(move || {
-            for i in 0..2000 {
-                items.insert(item(&format!("k{i:04}"), i)).unwrap();
-            }
-        })
-    };
-    for _ in 0..100 {
-        dropped.recv_timeout(PATIENCE).expect("the writer stalled");
-    }
-    drop(dropped);
-    writer.join().expect("the writer failed after a receiver was dropped");
-    let events = drain(&kept);
-    let expected: Vec<Pair> = (0..2000).map(|i| insert_of(&item(&format!("k{i:04}"), i))).collect();
-    assert_eq!(pairs(&events), expected);
-    drop(events);
-    let last = items.get(&id("k1999")).unwrap();
-    assert_eq!(Arc::strong_count(&last), base, "the kept subscriber read everything; nothing else holds it");
-
-    // A new subscriber after all this works.
-    let fresh = items.watch();
-    items.remove(&id("k0000")).unwrap();
-    assert_eq!(pairs(&drain(&fresh)), [remove_of(&item("k0000", 0))]);
-}
-
-#[test]
-fn a_slow_subscriber_does_not_block_writers_and_gets_everything_in_order() {
-    const WRITES: i64 = 10_000;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-    let slow = items.watch();
-
-    // The writes run on another thread, so that a writer blocked by the subscriber
-    // fails the test instead of hanging it.
-    let (done_tx, done) = std::sync::mpsc::channel();
-    let writer = {
-        let items = items.clone();
-        thread::spawn(move || {
-            for i in 0..WRITES {
-                let key = format!("k{:05}", i / 2);
-                if i % 2 == 0 {
-                    items.insert(item(&key, i)).unwrap();
-                } else {
-                    items.update(&key, |v| v.n = i).unwrap();
-                }
-            }
-            done_tx.send(()).unwrap();
-        })
-    };
-    match done.recv_timeout(PATIENCE) {
-        Ok(()) => {}
-        Err(RecvTimeoutError::Timeout) => panic!("the writer is blocked by a subscriber that does not read"),
-        Err(RecvTimeoutError::Disconnected) => panic!("the writer failed: {:?}", writer.join()),
-    }
-    writer.join().unwrap();
-
-    let events = drain(&slow);
-    assert_eq!(events.len(), WRITES as usize, "every event was queued");
-    for (i, event) in (0..WRITES).zip(&events) {
-        let key = format!("k{:05}", i / 2);
-        let expected =
-            if i % 2 == 0 { insert_of(&item(&key, i)) } else { update_of(&item(&key, i - 1), &item(&key, i)) };
-        assert_eq!(pair(&event.change), expected, "event {i}");
-    }
-    for w in events.windows(2) {
-        assert!(w[0].seq < w[1].seq, "each write is its own commit, in order");
-    }
-    assert_nothing(&slow, "after the writes");
-}
-
-#[test]
-fn watch_id_sees_only_that_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-    // Subscribed before the record exists.
-    let of_a = items.watch_id(&id("a"));
-    let all = items.watch();
-
-    items.insert(item("a", 1)).unwrap();
-    items.insert(item("b", 1)).unwrap();
-    items.update(&id("b"), |v| v.n = 2).unwrap();
-    items.update(&id("a"), |v| v.n = 2).unwrap();
-    store
-        .transaction(|tx| {
-            tx.update::<Item>(&id("b"), |v| v.n = 3)?;
-            tx.update::<Item>(&id("a"), |v| v.n = 3)?;
-            tx.insert(item("c", 3))?;
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    items.remove(&id("b")).unwrap();
-    items.remove(&id("a")).unwrap();
-    items.insert(item("a", 4)).unwrap();
-    items.upsert(item("a", 5)).unwrap();
-    items.upsert(item("ab", 5)).unwrap();
-
-    let events = drain(&of_a);
-    assert_eq!(
-        pairs(&events),
-        [
-            insert_of(&item("a", 1)),
-            update_of(&item("a", 1), &item("a", 2)),
-            update_of(&item("a", 2), &item("a", 3)),
-            remove_of(&item("a", 3)),
-            insert_of(&item("a", 4)),
-            update_of(&item("a", 4), &item("a", 5)),
-        ]
-    );
-    // Each event has the seq of the commit that made it, as the full stream shows.
-    let all = drain(&all);
-    let seq_of = |p: &Pair| all.iter().find(|e| &pair(&e.change) == p).map(|e| e.seq);
-    for event in &events {
-        assert_eq!(Some(event.seq), seq_of(&pair(&event.change)));
-    }
-    let tx_seq = events[2].seq;
-    assert_eq!(all.iter().filter(|e| e.seq == tx_seq).count(), 3, "the transaction's other changes were filtered out");
-}
-
-#[test]
-fn watch_where_sees_changes_whose_old_or_new_version_matches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let items = store.collection::<Item>().unwrap();
-    let big = items.watch_where(Item::fields().n.gt(10i64));
-    let tagged = items.watch_where(Item::fields().tag.starts_with("t-x").and(Item::fields().n.lt(100i64)));
-
-    items.insert(item("a", 5)).unwrap(); // neither
-    items.insert(item("b", 20)).unwrap(); // new matches
-    items.update(&id("b"), |v| v.n = 30).unwrap(); // both match
-    items.update(&id("b"), |v| v.n = 3).unwrap(); // old matches
-    items.update(&id("b"), |v| v.n = 4).unwrap(); // neither
-    items.update(&id("a"), |v| v.n = 15).unwrap(); // new matches
-    items.remove(&id("b")).unwrap(); // removed record does not match
-    store
-        .transaction(|tx| {
-            tx.update::<Item>(&id("a"), |v| v.n = 1)?; // old matches
-            tx.insert(item("c", 0))?; // neither
-            tx.insert(item("d", 11))?; // new matches
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    items.remove(&id("d")).unwrap(); // removed record matches
-    items.insert(item("x1", 50)).unwrap();
-    items.update(&id("x1"), |v| v.n = 500).unwrap();
-    items.update(&id("x1"), |v| v.n = 600).unwrap();
-
-    let events = drain(&big);
-    assert_eq!(
-        pairs(&events),
-        [
-            insert_of(&item("b", 20)),
-            update_of(&item("b", 20), &item("b", 30)),
-            update_of(&item("b", 30), &item("b", 3)),
-            update_of(&item("a", 5), &item("a", 15)),
-            update_of(&item("a", 15), &item("a", 1)),
-            insert_of(&item("d", 11)),
-            remove_of(&item("d", 11)),
-            insert_of(&item("x1", 50)),
-            update_of(&item("x1", 50), &item("x1", 500)),
-            update_of(&item("x1", 500), &item("x1", 600)),
-        ]
-    );
-    assert_eq!(events[4].seq, events[5].seq, "one transaction, one seq");
-    assert_eq!(
-        pairs(&drain(&tagged)),
-        [insert_of(&item("x1", 50)), update_of(&item("x1", 50), &item("x1", 500))],
-        "a compound predicate; the last update matches neither side"
-    );
 }
 
 #[test]
@@ -904,4 +531,381 @@ fn a_failed_group_commit_sync_publishes_nothing() {
     assert!(matches!(first.join().unwrap(), Err(shelf::Error::Poisoned { .. })));
     assert!(matches!(second.join().unwrap(), Err(shelf::Error::Poisoned { .. })));
     assert!(drain(&events).is_empty(), "a commit whose sync failed was published");
+}
+
+/// Files only: on PostgreSQL a commit's events are one per record, its net change
+/// (the store applies what PostgreSQL committed), not one per write.
+#[test]
+fn event_order_and_completeness_under_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let items = store.collection::<Item>().unwrap();
+    let notes = store.collection::<Note>().unwrap();
+    // A subscriber that reads while the writers write, and one that reads after.
+    let live = items.watch();
+    let after = items.watch();
+    let note_events = notes.watch();
+    let reader = thread::spawn(move || {
+        let mut events = Vec::new();
+        loop {
+            let event: Event<Item> = live.recv_timeout(PATIENCE).expect("the live subscriber starved");
+            if event.record().id == "end" {
+                return events;
+            }
+            events.push(event);
+        }
+    });
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            thread::spawn(move || write_own_keys(&store, w))
+        })
+        .collect();
+    let expected: Vec<Vec<Vec<Pair>>> = writers.into_iter().map(|h| h.join().unwrap()).collect();
+    // The sentinel that tells the live reader to stop.
+    items.insert(item("end", 0)).unwrap();
+    let live_events = reader.join().unwrap();
+    let mut after_events = drain(&after);
+    assert_eq!(after_events.pop().map(|e| e.record().id.clone()), Some(id("end")));
+    assert_nothing(&after, "after the sentinel");
+
+    // Both subscribers saw the same stream.
+    assert_eq!(live_events.len(), after_events.len());
+    for (a, b) in live_events.iter().zip(&after_events) {
+        assert_eq!((a.seq, pair(&a.change)), (b.seq, pair(&b.change)));
+    }
+
+    // Group the stream by sequence number: each group must be exactly the next
+    // commit of one writer, and a sequence number never comes back.
+    let mut next = [0usize; WRITERS];
+    let mut last_seq = 0;
+    let mut i = 0;
+    while i < after_events.len() {
+        let seq = after_events[i].seq;
+        assert!(seq > last_seq, "event {i}: seq {seq} after seq {last_seq} (not increasing, or a commit split)");
+        last_seq = seq;
+        let mut group = Vec::new();
+        while i < after_events.len() && after_events[i].seq == seq {
+            group.push(pair(&after_events[i].change));
+            i += 1;
+        }
+        let first = &after_events[i - group.len()].record().id;
+        let w: usize = first[1..first.find('-').unwrap()].parse().unwrap();
+        let commit = expected[w].get(next[w]).unwrap_or_else(|| panic!("seq {seq}: writer {w} made no more commits"));
+        assert_eq!(&group, commit, "seq {seq}: commit {} of writer {w}", next[w]);
+        next[w] += 1;
+    }
+    for w in 0..WRITERS {
+        assert_eq!(next[w], expected[w].len(), "writer {w}: commits missing from the stream");
+        assert!(expected[w].len() > STEPS_PER_WRITER / 2, "writer {w} committed too little to be a test");
+        assert!(expected[w].iter().any(|c| c.len() >= 3), "writer {w} committed no multi-key transaction");
+    }
+
+    // Replaying the stream gives exactly the final state.
+    let mut model = BTreeMap::new();
+    replay(&mut model, &after_events);
+    model.insert(id("end"), item("end", 0));
+    assert_eq!(model, state(&items));
+
+    // The other collection's subscriber saw only notes, each with its own commit's seq.
+    let note_events = drain(&note_events);
+    assert!(!note_events.is_empty());
+    assert_eq!(note_events.len(), notes.len());
+    let item_seqs: std::collections::BTreeSet<u64> = after_events.iter().map(|e| e.seq).collect();
+    for pair in note_events.windows(2) {
+        assert!(pair[0].seq < pair[1].seq);
+    }
+    for event in &note_events {
+        assert!(matches!(event.change, Change::Insert(_)));
+        assert!(item_seqs.contains(&event.seq), "a note is only written in a transaction with items");
+    }
+}
+
+// The API tests above that mean the same on every backend run on each: files
+// and PostgreSQL (common_pg::on_each_backend).
+on_each_backend! {
+    fn rolled_back_transactions_emit_nothing(b) {
+        let store = open_on(&b);
+        let items = store.collection::<Item>().unwrap();
+        let notes = store.collection::<Note>().unwrap();
+        items.insert(item("a", 1)).unwrap();
+        items.insert(item("b", 2)).unwrap();
+        let all = items.watch();
+        let of_a = items.watch_id(&id("a"));
+        let of_c = items.watch_id(&id("c"));
+        let matching = items.watch_where(Item::fields().n.ge(0i64));
+        let all_notes = notes.watch();
+        let before = state(&items);
+
+        // The closure returns an error of its own, after writes.
+        let result: Result<(), AppError> = store.transaction(|tx| {
+            tx.update::<Item>(&id("a"), |v| v.n = 10)?;
+            tx.insert(item("c", 3))?;
+            tx.remove::<Item>(&id("b"))?;
+            tx.insert(Note { id: 0, text: "x".into() })?;
+            Err(AppError::Abort)
+        });
+        assert!(matches!(result, Err(AppError::Abort)));
+
+        // The closure fails with a store error, after writes.
+        let result: Result<(), Error> = store.transaction(|tx| {
+            tx.update::<Item>(&id("a"), |v| v.n = 11)?;
+            tx.insert(item("c", 3))?;
+            tx.update::<Item>(&id("missing"), |v| v.n = 0)?;
+            Ok(())
+        });
+        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+
+        // The closure panics, after writes.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<(), Error> = store.transaction(|tx| {
+                tx.update::<Item>(&id("a"), |v| v.n = 12)?;
+                tx.insert(item("c", 3))?;
+                tx.insert(Note { id: 0, text: "x".into() })?;
+                panic!("boom");
+            });
+        }));
+        assert!(panicked.is_err());
+
+        // A unique violation found at commit, after earlier writes of the same
+        // transaction were applied (and undone).
+        let result: Result<(), Error> = store.transaction(|tx| {
+            tx.update::<Item>(&id("a"), |v| v.n = 13)?;
+            tx.insert(Note { id: 0, text: "x".into() })?;
+            tx.remove::<Item>(&id("b"))?;
+            tx.insert(Item { id: id("c"), tag: "t-a".into(), n: 3 })?;
+            Ok(())
+        });
+        assert!(matches!(result, Err(Error::UniqueViolation { .. })), "{result:?}");
+
+        // Refused single writes.
+        assert!(matches!(items.insert(item("a", 5)), Err(Error::DuplicateId { .. })));
+        assert!(matches!(items.insert(Item { id: id("c"), tag: "t-b".into(), n: 5 }), Err(Error::UniqueViolation { .. })));
+        assert!(matches!(items.update(&id("b"), |v| v.tag = "t-a".into()), Err(Error::UniqueViolation { .. })));
+        assert!(matches!(items.update(&id("c"), |v| v.n = 5), Err(Error::NotFound { .. })));
+        assert!(matches!(items.update(&id("a"), |v| v.id = id("z")), Err(Error::IdChanged { .. })));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = items.update(&id("a"), |_| panic!("boom"));
+        }));
+        assert!(panicked.is_err());
+        assert!(items.remove(&id("c")).unwrap().is_none());
+
+        assert_eq!(state(&items), before, "nothing was applied");
+        assert_eq!(notes.len(), 0);
+        assert_nothing(&all, "watch");
+        assert_nothing(&of_a, "watch_id(a)");
+        assert_nothing(&of_c, "watch_id(c)");
+        assert_nothing(&matching, "watch_where");
+        assert_nothing(&all_notes, "notes watch");
+
+        // The subscriptions still work, and see the next commit only.
+        let new = items.update(&id("a"), |v| v.n = 20).unwrap();
+        let events = drain(&all);
+        assert_eq!(pairs(&events), [update_of(&item("a", 1), &new)]);
+        assert_eq!(pairs(&drain(&of_a)), [update_of(&item("a", 1), &new)]);
+        assert_eq!(pairs(&drain(&matching)), [update_of(&item("a", 1), &new)]);
+        assert_nothing(&of_c, "watch_id(c)");
+        assert_nothing(&all_notes, "notes watch");
+    }
+
+    fn a_dropped_receiver_unsubscribes(b) {
+        let store = open_on(&b);
+        let items = store.collection::<Item>().unwrap();
+
+        // How many references a stored record has with no subscriber: the collection's
+        // and ours. A queued event holds one more.
+        items.insert(item("base", 0)).unwrap();
+        let base = Arc::strong_count(&items.get(&id("base")).unwrap());
+
+        let dropped = items.watch();
+        let dropped_id = items.watch_id(&id("x"));
+        let dropped_where = items.watch_where(Item::fields().n.ge(0i64));
+        let kept = items.watch();
+        drop((dropped, dropped_id, dropped_where));
+        items.insert(item("x", 1)).unwrap();
+        let x = items.get(&id("x")).unwrap();
+        assert_eq!(Arc::strong_count(&x), base + 1, "only the kept subscriber holds the event");
+        assert_eq!(pairs(&drain(&kept)), [insert_of(&item("x", 1))]);
+        assert_eq!(Arc::strong_count(&x), base);
+        items.update(&id("x"), |v| v.n = 2).unwrap();
+        let x = items.get(&id("x")).unwrap();
+        assert_eq!(Arc::strong_count(&x), base + 1);
+        drop(kept);
+        assert_eq!(Arc::strong_count(&x), base, "dropping the receiver drops what it had queued");
+        items.update(&id("x"), |v| v.n = 3).unwrap();
+        let x = items.get(&id("x")).unwrap();
+        assert_eq!(Arc::strong_count(&x), base, "no event is kept for a dropped receiver");
+
+        // A receiver dropped while a writer writes: the writer goes on, and another
+        // subscriber gets everything.
+        let dropped = items.watch();
+        let kept = items.watch();
+        let writer = {
+            let items = items.clone();
+            thread::spawn(move || {
+                for i in 0..2000 {
+                    items.insert(item(&format!("k{i:04}"), i)).unwrap();
+                }
+            })
+        };
+        for _ in 0..100 {
+            dropped.recv_timeout(PATIENCE).expect("the writer stalled");
+        }
+        drop(dropped);
+        writer.join().expect("the writer failed after a receiver was dropped");
+        let events = drain(&kept);
+        let expected: Vec<Pair> = (0..2000).map(|i| insert_of(&item(&format!("k{i:04}"), i))).collect();
+        assert_eq!(pairs(&events), expected);
+        drop(events);
+        let last = items.get(&id("k1999")).unwrap();
+        assert_eq!(Arc::strong_count(&last), base, "the kept subscriber read everything; nothing else holds it");
+
+        // A new subscriber after all this works.
+        let fresh = items.watch();
+        items.remove(&id("k0000")).unwrap();
+        assert_eq!(pairs(&drain(&fresh)), [remove_of(&item("k0000", 0))]);
+    }
+
+    fn a_slow_subscriber_does_not_block_writers_and_gets_everything_in_order(b) {
+        // PostgreSQL commits one at a time in a round trip each: fewer writes.
+        let writes: i64 = if b.is_postgres() { 1_000 } else { 10_000 };
+        let store = open_on(&b);
+        let items = store.collection::<Item>().unwrap();
+        let slow = items.watch();
+
+        // The writes run on another thread, so that a writer blocked by the subscriber
+        // fails the test instead of hanging it.
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writer = {
+            let items = items.clone();
+            thread::spawn(move || {
+                for i in 0..writes {
+                    let key = format!("k{:05}", i / 2);
+                    if i % 2 == 0 {
+                        items.insert(item(&key, i)).unwrap();
+                    } else {
+                        items.update(&key, |v| v.n = i).unwrap();
+                    }
+                }
+                done_tx.send(()).unwrap();
+            })
+        };
+        match done.recv_timeout(PATIENCE) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => panic!("the writer is blocked by a subscriber that does not read"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the writer failed: {:?}", writer.join()),
+        }
+        writer.join().unwrap();
+
+        let events = drain(&slow);
+        assert_eq!(events.len(), writes as usize, "every event was queued");
+        for (i, event) in (0..writes).zip(&events) {
+            let key = format!("k{:05}", i / 2);
+            let expected =
+                if i % 2 == 0 { insert_of(&item(&key, i)) } else { update_of(&item(&key, i - 1), &item(&key, i)) };
+            assert_eq!(pair(&event.change), expected, "event {i}");
+        }
+        for w in events.windows(2) {
+            assert!(w[0].seq < w[1].seq, "each write is its own commit, in order");
+        }
+        assert_nothing(&slow, "after the writes");
+    }
+
+    fn watch_id_sees_only_that_id(b) {
+        let store = open_on(&b);
+        let items = store.collection::<Item>().unwrap();
+        // Subscribed before the record exists.
+        let of_a = items.watch_id(&id("a"));
+        let all = items.watch();
+
+        items.insert(item("a", 1)).unwrap();
+        items.insert(item("b", 1)).unwrap();
+        items.update(&id("b"), |v| v.n = 2).unwrap();
+        items.update(&id("a"), |v| v.n = 2).unwrap();
+        store
+            .transaction(|tx| {
+                tx.update::<Item>(&id("b"), |v| v.n = 3)?;
+                tx.update::<Item>(&id("a"), |v| v.n = 3)?;
+                tx.insert(item("c", 3))?;
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        items.remove(&id("b")).unwrap();
+        items.remove(&id("a")).unwrap();
+        items.insert(item("a", 4)).unwrap();
+        items.upsert(item("a", 5)).unwrap();
+        items.upsert(item("ab", 5)).unwrap();
+
+        let events = drain(&of_a);
+        assert_eq!(
+            pairs(&events),
+            [
+                insert_of(&item("a", 1)),
+                update_of(&item("a", 1), &item("a", 2)),
+                update_of(&item("a", 2), &item("a", 3)),
+                remove_of(&item("a", 3)),
+                insert_of(&item("a", 4)),
+                update_of(&item("a", 4), &item("a", 5)),
+            ]
+        );
+        // Each event has the seq of the commit that made it, as the full stream shows.
+        let all = drain(&all);
+        let seq_of = |p: &Pair| all.iter().find(|e| &pair(&e.change) == p).map(|e| e.seq);
+        for event in &events {
+            assert_eq!(Some(event.seq), seq_of(&pair(&event.change)));
+        }
+        let tx_seq = events[2].seq;
+        assert_eq!(all.iter().filter(|e| e.seq == tx_seq).count(), 3, "the transaction's other changes were filtered out");
+    }
+
+    fn watch_where_sees_changes_whose_old_or_new_version_matches(b) {
+        let store = open_on(&b);
+        let items = store.collection::<Item>().unwrap();
+        let big = items.watch_where(Item::fields().n.gt(10i64));
+        let tagged = items.watch_where(Item::fields().tag.starts_with("t-x").and(Item::fields().n.lt(100i64)));
+
+        items.insert(item("a", 5)).unwrap(); // neither
+        items.insert(item("b", 20)).unwrap(); // new matches
+        items.update(&id("b"), |v| v.n = 30).unwrap(); // both match
+        items.update(&id("b"), |v| v.n = 3).unwrap(); // old matches
+        items.update(&id("b"), |v| v.n = 4).unwrap(); // neither
+        items.update(&id("a"), |v| v.n = 15).unwrap(); // new matches
+        items.remove(&id("b")).unwrap(); // removed record does not match
+        store
+            .transaction(|tx| {
+                tx.update::<Item>(&id("a"), |v| v.n = 1)?; // old matches
+                tx.insert(item("c", 0))?; // neither
+                tx.insert(item("d", 11))?; // new matches
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        items.remove(&id("d")).unwrap(); // removed record matches
+        items.insert(item("x1", 50)).unwrap();
+        items.update(&id("x1"), |v| v.n = 500).unwrap();
+        items.update(&id("x1"), |v| v.n = 600).unwrap();
+
+        let events = drain(&big);
+        assert_eq!(
+            pairs(&events),
+            [
+                insert_of(&item("b", 20)),
+                update_of(&item("b", 20), &item("b", 30)),
+                update_of(&item("b", 30), &item("b", 3)),
+                update_of(&item("a", 5), &item("a", 15)),
+                update_of(&item("a", 15), &item("a", 1)),
+                insert_of(&item("d", 11)),
+                remove_of(&item("d", 11)),
+                insert_of(&item("x1", 50)),
+                update_of(&item("x1", 50), &item("x1", 500)),
+                update_of(&item("x1", 500), &item("x1", 600)),
+            ]
+        );
+        assert_eq!(events[4].seq, events[5].seq, "one transaction, one seq");
+        assert_eq!(
+            pairs(&drain(&tagged)),
+            [insert_of(&item("x1", 50)), update_of(&item("x1", 50), &item("x1", 500))],
+            "a compound predicate; the last update matches neither side"
+        );
+    }
 }

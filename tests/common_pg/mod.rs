@@ -63,3 +63,55 @@ impl Drop for Schema {
         }
     }
 }
+
+/// Where a parameterized test's store lives: a temporary directory, or a schema
+/// of its own on SHELF_TEST_POSTGRES. See [`on_each_backend!`].
+pub enum Backend {
+    Files(tempfile::TempDir),
+    Postgres(Schema),
+}
+
+impl Backend {
+    pub fn files() -> Backend {
+        Backend::Files(tempfile::tempdir().expect("a temporary directory"))
+    }
+
+    /// `None` (and a line saying so) without SHELF_TEST_POSTGRES.
+    pub fn postgres(test: &str) -> Option<Backend> {
+        Schema::new(test).map(Backend::Postgres)
+    }
+
+    /// A builder for a store on this backend; register the types and open it.
+    pub fn builder(&self) -> shelf::StoreBuilder {
+        match self {
+            Backend::Files(dir) => shelf::Store::builder(dir.path()),
+            Backend::Postgres(schema) => schema.builder(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+}
+
+/// Runs each test body once per backend: `files::<name>` on a temporary
+/// directory, `postgres::<name>` on PostgreSQL (skipped, saying so, without
+/// SHELF_TEST_POSTGRES). The body gets the [`Backend`] as `$b`.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($(#[doc = $doc:literal])* $(fn $name:ident($b:ident) $body:block)*) => {
+        mod files {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[test] fn $name() { let $b = $crate::common_pg::Backend::files(); $body })*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[test] fn $name() {
+                let Some($b) = $crate::common_pg::Backend::postgres(stringify!($name)) else { return };
+                $body
+            })*
+        }
+    };
+}
