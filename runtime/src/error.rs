@@ -137,17 +137,6 @@ pub enum Error {
         id: String,
     },
 
-    /// An id that cannot be stored, e.g. one whose file name would be too long.
-    #[error("collection `{collection}`: id `{id}` cannot be stored: {reason}")]
-    InvalidId {
-        /// The collection.
-        collection: String,
-        /// The id (shortened if very long).
-        id: String,
-        /// Why it cannot be stored.
-        reason: String,
-    },
-
     /// `update` changed the id of the record it was given.
     #[error("collection `{collection}`: update of id `{id}` changed the id to `{new_id}`; remove and insert instead")]
     IdChanged {
