@@ -785,6 +785,57 @@ fn many_to_many_link_and_unlink_are_idempotent() {
     assert!(store.verify().is_empty());
 }
 
+/// `link_*` / `unlink_*` inside a transaction: part of it (the transaction sees the
+/// links it made, other readers do not until it commits), and undone with it.
+#[test]
+fn link_and_unlink_inside_a_transaction_commit_or_roll_back_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    seed(&store);
+    let post_tags = store.collection::<PostTag>().unwrap();
+    let before = snapshot(&store);
+
+    // A new post, a new tag and their link, all in one transaction that fails
+    // after: nothing of it is applied.
+    let failed: Result<(), Error> = store.transaction(|tx| {
+        tx.insert(post(12, "ada", None))?;
+        tx.insert(Tag { id: "go".into() })?;
+        let p12 = tx.get::<Post>(&12).unwrap();
+        assert!(p12.link_tags(&mut *tx, post_tag(12, "go", "mon"))?);
+        assert!(!p12.link_tags(&mut *tx, post_tag(12, "go", "tue"))?, "a pair is linked once");
+        assert_eq!(ids(p12.tags(&*tx)?), ["go"]);
+        assert!(store.collection::<Post>().unwrap().get(&12).is_none(), "not visible outside yet");
+        Err(Error::InvalidLink { collection: "test".into(), message: "roll back".into() })
+    });
+    assert!(failed.is_err());
+    assert_eq!(snapshot(&store), before, "the failed transaction applied nothing");
+
+    // The same, committed; then unlink and link in another transaction.
+    store
+        .transaction(|tx| {
+            tx.insert(post(12, "ada", None))?;
+            tx.insert(Tag { id: "go".into() })?;
+            let p12 = tx.get::<Post>(&12).unwrap();
+            assert!(p12.link_tags(&mut *tx, post_tag(12, "go", "mon"))?);
+            p12.link_tags(tx, post_tag(12, "rust", "mon")).map(drop)
+        })
+        .unwrap();
+    let p12 = store.collection::<Post>().unwrap().get(&12).unwrap();
+    assert_eq!(ids(p12.tags(&store).unwrap()), ["go", "rust"]);
+    store
+        .transaction(|tx| {
+            assert_eq!(p12.unlink_tags(&mut *tx, &"go".into())?, 1);
+            assert_eq!(p12.unlink_tags(&mut *tx, &"go".into())?, 0, "the transaction sees its removal");
+            assert_eq!(ids(p12.tags(&*tx)?), ["rust"]);
+            tx.remove::<Tag>(&"go".into()).map(drop)
+        })
+        .unwrap();
+    assert_eq!(ids(p12.tags(&store).unwrap()), ["rust"]);
+    assert!(store.collection::<Tag>().unwrap().get("go").is_none());
+    assert_eq!(post_tags.by_post_id(12).len(), 1);
+    assert!(store.verify().is_empty());
+}
+
 /// Rewrites one field of a per-record JSON file, as a person with an editor would.
 fn edit_record(path: &Path, field: &str, value: serde_json::Value) {
     let text = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));

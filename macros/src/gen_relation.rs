@@ -207,11 +207,13 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     quote!(#join)
                 );
                 let link_doc = format!(
-                    "Links this record to the `{}` that `row` names, by inserting `row`; returns `false` (and inserts nothing) if the pair is linked already.",
+                    "Links this record to the `{}` that `row` names, by inserting `row`; returns `false` (and inserts nothing) if the pair is linked already. Writes through `to`: `&store` (a transaction of its own) or `&mut *tx` (part of a transaction in progress).",
                     quote!(#target)
                 );
-                let unlink_doc =
-                    format!("Removes every `{}` row linking this record to `target`; returns how many.", quote!(#join));
+                let unlink_doc = format!(
+                    "Removes every `{}` row linking this record to `target`; returns how many. Writes through `to`: `&store` or `&mut *tx`.",
+                    quote!(#join)
+                );
                 methods.push(quote! {
                     #[doc = #doc]
                     pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
@@ -219,12 +221,12 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                         #p::through::<#join_types>(reader, &self.#id_field)
                     }
                     #[doc = #link_doc]
-                    pub fn #link(&self, store: &#p::Store, row: #join) -> #p::Result<bool> {
-                        #p::link::<#join_types>(store, &self.#id_field, row)
+                    pub fn #link(&self, to: impl #p::Writer, row: #join) -> #p::Result<bool> {
+                        #p::link::<#join_types>(to, &self.#id_field, row)
                     }
                     #[doc = #unlink_doc]
-                    pub fn #unlink(&self, store: &#p::Store, target: &<#target as #p::Entity>::Id) -> #p::Result<usize> {
-                        #p::unlink::<#join_types>(store, &self.#id_field, target)
+                    pub fn #unlink(&self, to: impl #p::Writer, target: &<#target as #p::Entity>::Id) -> #p::Result<usize> {
+                        #p::unlink::<#join_types>(to, &self.#id_field, target)
                     }
                 });
             }

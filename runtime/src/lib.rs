@@ -76,7 +76,7 @@ pub use query::{
     Value,
 };
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
-pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
+pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References, Writer};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use stream::Subscription;
@@ -98,7 +98,7 @@ pub mod __private {
     pub use crate::key::{AutoKey, Key};
     pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
-        assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
+        assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType, Writer,
     };
     pub use crate::store::Store;
     pub use serde;
