@@ -73,6 +73,55 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
     quote!(::std::vec![#(#items),*])
 }
 
+/// Statements that append to `list` (the `__indices()` vector) the implied unique
+/// index of each pair of plain `#[belongs_to]` fields that is the pair of a `through`
+/// relationship. Which pairs are is known only to the entities that declare
+/// `#[has_many(.., through = Self)]`: their derive implements `ThroughPair<A, B>` for
+/// this entity, and a probe here (autoref specialization) picks the index only then.
+/// A pair already under a declared unique index needs none. Appended after the
+/// declared indices, so their positions do not move.
+pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenStream {
+    let id_field = model.id.as_ref().map(|id| &id.ident);
+    let keys: Vec<(&Field, &BelongsTo)> = model
+        .fields
+        .iter()
+        .filter(|f| Some(&f.ident) != id_field && crate::types::wrapped(&f.ty, "Option").is_none())
+        .filter_map(|f| f.belongs_to.as_ref().map(|b| (f, b)))
+        .collect();
+    let mut out = TokenStream::new();
+    for (i, (a, pa)) in keys.iter().enumerate() {
+        for (b, pb) in &keys[i + 1..] {
+            let declared_unique = indices.iter().any(|index| {
+                index.unique
+                    && index.parts.len() == 2
+                    && index.parts.iter().any(|part| part.field == a.ident)
+                    && index.parts.iter().any(|part| part.field == b.ident)
+            });
+            if declared_unique {
+                continue;
+            }
+            let pair = format!("{}_and_{}", crate::names::unraw(&a.ident), crate::names::unraw(&b.ident));
+            let name = if indices.iter().any(|index| index.name == pair) { format!("{pair}_pair") } else { pair };
+            let (fa, fb, ta, tb) = (&a.ident, &b.ident, &a.ty, &b.ty);
+            let (parent_a, parent_b) = (&pa.parent, &pb.parent);
+            out.extend(quote! {
+                if (&#p::PairProbe::<Self, #parent_a, #parent_b>::new()).is_through()
+                    || (&#p::PairProbe::<Self, #parent_b, #parent_a>::new()).is_through()
+                {
+                    list.push((&#p::KeyProbe::<(#ta, #tb)>::new()).index(
+                        #name,
+                        #p::IndexKind { unique: true, sorted: false },
+                        |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&(#ta, #tb))| {
+                            visit(&(::core::clone::Clone::clone(&entity.#fa), ::core::clone::Clone::clone(&entity.#fb)))
+                        },
+                    ));
+                }
+            });
+        }
+    }
+    out
+}
+
 /// Assertions that each key type is an `IndexKey`, spanned on the user's field type
 /// so that e.g. an `f64` index is reported there.
 pub fn key_assertions(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {

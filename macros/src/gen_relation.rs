@@ -214,6 +214,12 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     "Removes every `{}` row linking this record to `target`; returns how many. Writes through `to`: `&store` or `&mut *tx`.",
                     quote!(#join)
                 );
+                // The join entity's pair of keys to this entity and the target gets
+                // an implied unique index (see `gen_index::through_pair_indices`).
+                items.push(quote_spanned! {join.span()=>
+                    #[automatically_derived]
+                    impl #p::ThroughPair<#ident, #target> for #join {}
+                });
                 methods.push(quote! {
                     #[doc = #doc]
                     pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {

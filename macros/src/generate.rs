@@ -56,6 +56,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
         },
     };
     let index_list = gen_index::index_list(&p, indices);
+    let pair_indices = gen_index::through_pair_indices(&p, model, indices);
     let key_assertions = gen_index::key_assertions(&p, indices);
     let lookups = gen_index::lookups(&p, ident, indices);
     let relation_internals = gen_relation::internals_items(&p, model, belongs);
@@ -87,7 +88,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
 
         const _: () = {
             #[allow(unused_imports)]
-            use #p::{IndexKeyProbe as _, NotAnIndexKey as _};
+            use #p::{IndexKeyProbe as _, IsThroughPair as _, NotAnIndexKey as _, NotThroughPair as _};
 
             #[automatically_derived]
             impl #p::Entity for #ident {
@@ -108,7 +109,10 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
                 #auto_fns
 
                 fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
-                    #index_list
+                    #[allow(unused_mut)]
+                    let mut list: ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> = #index_list;
+                    #pair_indices
+                    list
                 }
 
                 #relation_internals

@@ -174,3 +174,46 @@ impl<T: Entity, K, Q: ?Sized> NotAnIndexKey<T, K, Q> for &KeyProbe<K, Q> {
         unreachable!("{NEVER}")
     }
 }
+
+/// Implemented by the derive of `A` for `J` when `A` declares
+/// `#[has_many(.., through = J)]` to `B`: `J`'s rows link an `A` and a `B`, so the
+/// pair of its keys is unique (an implied unique index on `J`).
+pub trait ThroughPair<A, B> {}
+
+/// Tells, in `J`'s derive, whether `J` is the join entity of a `through`
+/// relationship between `A` and `B`: [`IsThroughPair`] when `J: ThroughPair<A, B>`,
+/// else [`NotThroughPair`] (autoref specialization).
+pub struct PairProbe<J, A, B>(PhantomData<fn() -> (J, A, B)>);
+
+impl<J, A, B> PairProbe<J, A, B> {
+    /// The probe.
+    pub const fn new() -> Self {
+        PairProbe(PhantomData)
+    }
+}
+
+impl<J, A, B> Default for PairProbe<J, A, B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe's answer when `J: ThroughPair<A, B>`.
+pub trait IsThroughPair {
+    /// `true`: the pair is a `through` pair.
+    fn is_through(&self) -> bool {
+        true
+    }
+}
+
+impl<J: ThroughPair<A, B>, A, B> IsThroughPair for PairProbe<J, A, B> {}
+
+/// The probe's answer otherwise.
+pub trait NotThroughPair {
+    /// `false`: no `through` relationship uses the pair.
+    fn is_through(&self) -> bool {
+        false
+    }
+}
+
+impl<J, A, B> NotThroughPair for &PairProbe<J, A, B> {}

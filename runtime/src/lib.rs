@@ -89,7 +89,8 @@ pub use watch::{Change, Event};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::derived::{
-        foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey,
+        foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair, KeyProbe,
+        NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
     };
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
