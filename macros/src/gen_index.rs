@@ -2,8 +2,9 @@
 //! `IndexKey` assertions, and the typed lookup methods on the handle.
 //!
 //! Lookup methods are named `by_<index>`, `count_by_<index>` (non-unique) and
-//! `range_by_<index>` (sorted). `Collection` has no methods with these prefixes, so
-//! generated names never shadow the handle's own.
+//! `range_by_<index>` (sorted); a unique index adds `update_by_<index>` and (on
+//! plain fields) `upsert_by_<index>`. `Collection` has no methods with these
+//! prefixes, so generated names never shadow the handle's own.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -184,12 +185,50 @@ pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> 
         let entity_name = crate::names::unraw(entity);
         let mut out = if index.unique {
             let doc = format!("The `{entity_name}` whose {field_list} equals the given key (unique index `{}`).", index.name);
-            quote! {
+            let update_by = format_ident!("update_by_{}", index.name);
+            let update_doc = format!(
+                "Changes the `{entity_name}` whose {field_list} equals the given key, like `update` (unique index `{}`): the lookup and the change are one step. `Error::KeyNotFound` when no record has the key.",
+                index.name
+            );
+            // Mixed-site hygiene: a field named `change` cannot clash with it.
+            let change = proc_macro2::Ident::new("change", proc_macro2::Span::mixed_site());
+            let index_name = &index.name;
+            let mut out = quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::core::option::Option<::std::sync::Arc<#entity>> {
                     (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).one(&self.0, #pos, #probe)
                 }
+                #[doc = #update_doc]
+                pub fn #update_by(&self, #(#params,)* #change: impl ::core::ops::FnOnce(&mut #entity)) -> #p::Result<::std::sync::Arc<#entity>> {
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).update_by(&self.0, #pos, #index_name, #probe, #change)
+                }
+            };
+            if index.shape == KeyShape::Plain {
+                let upsert_by = format_ident!("upsert_by_{}", index.name);
+                let upsert_doc = format!(
+                    "Replaces the `{entity_name}` with `value`'s {field_list}, or inserts `value` when none has it (unique index `{}`); returns the record's id and the record replaced. A replacement keeps the stored id: an `#[id(auto)]` value takes it, another value must have it (`Error::IdChanged`).",
+                    index.name
+                );
+                let value = proc_macro2::Ident::new("value", proc_macro2::Span::mixed_site());
+                let key = match index.parts.as_slice() {
+                    [one] => {
+                        let f = &one.field;
+                        quote!(::core::clone::Clone::clone(&#value.#f))
+                    }
+                    parts => {
+                        let fs = parts.iter().map(|p| &p.field);
+                        quote!((#(::core::clone::Clone::clone(&#value.#fs),)*))
+                    }
+                };
+                out.extend(quote! {
+                    #[doc = #upsert_doc]
+                    pub fn #upsert_by(&self, #value: #entity) -> #p::Result<(<#entity as #p::Entity>::Id, ::core::option::Option<::std::sync::Arc<#entity>>)> {
+                        let key: #key_ty = #key;
+                        (&#p::KeyProbe::<#key_ty, #key_ty>::new()).upsert_by(&self.0, #pos, &key, #value)
+                    }
+                });
             }
+            out
         } else {
             let doc = format!("Every `{entity_name}` whose {field_list} equals the given key, in id order (index `{}`).", index.name);
             let count_doc = format!("How many `{entity_name}` records have this {field_list} (index `{}`).", index.name);

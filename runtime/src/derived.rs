@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::entity::{Entity, EntityInternals};
 use crate::error::{Error, Result};
-use crate::handle::{index_all, index_count, index_one, index_range, Collection};
+use crate::handle::{index_all, index_count, index_one, index_range, index_update, index_upsert, Collection};
 use crate::index::{Index, IndexKey, IndexKind, IndexMaint, KeysOf};
 use crate::relation::{ForeignKey, Reader};
 
@@ -118,9 +118,22 @@ pub trait IndexKeyProbe<T: Entity, K, Q: ?Sized> {
     fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
     /// `range_by_<field>`.
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+    /// `update_by_<field>` of a unique index.
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Arc<T>>;
+    /// `upsert_by_<field>` of a unique index.
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)>;
 }
 
-impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized> IndexKeyProbe<T, K, Q> for KeyProbe<K, Q> {
+impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + std::fmt::Debug + ?Sized> IndexKeyProbe<T, K, Q>
+    for KeyProbe<K, Q>
+{
     fn index(&self, name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Box<dyn IndexMaint<T>> {
         Index::<T, K>::new(name, kind, keys_of).boxed()
     }
@@ -135,6 +148,19 @@ impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized> IndexKeyProbe<T
     }
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
         index_range::<T, K, Q>(collection, pos, bounds)
+    }
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Arc<T>> {
+        index_update::<T, K, Q>(collection, pos, index, key, change)
+    }
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)> {
+        index_upsert::<T, K>(collection, pos, key, value)
     }
 }
 
@@ -152,6 +178,17 @@ pub trait NotAnIndexKey<T: Entity, K, Q: ?Sized> {
     fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
     /// Never run: see the trait.
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+    /// Never run: see the trait.
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Arc<T>>;
+    /// Never run: see the trait.
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)>;
 }
 
 const NEVER: &str =
@@ -171,6 +208,19 @@ impl<T: Entity, K, Q: ?Sized> NotAnIndexKey<T, K, Q> for &KeyProbe<K, Q> {
         unreachable!("{NEVER}")
     }
     fn range(&self, _: &Collection<T>, _: usize, _: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn update_by(
+        &self,
+        _: &Collection<T>,
+        _: usize,
+        _: &'static str,
+        _: &Q,
+        _: impl FnOnce(&mut T),
+    ) -> Result<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn upsert_by(&self, _: &Collection<T>, _: usize, _: &K, _: T) -> Result<(T::Id, Option<Arc<T>>)> {
         unreachable!("{NEVER}")
     }
 }

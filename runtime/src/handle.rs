@@ -283,3 +283,65 @@ pub fn index_range<T: Entity, K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
 ) -> Vec<Arc<T>> {
     collection.core.index_range::<K, Q>(pos, bounds)
 }
+
+/// Generated `update_by_<field>` of a unique index: changes the record whose key in
+/// index `pos` (named `index`) is `key`, as [`Collection::update`] does, under the
+/// writer lock, so the lookup and the change are one step. Errors with
+/// [`Error::KeyNotFound`] when no record has the key.
+#[doc(hidden)]
+pub fn index_update<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + fmt::Debug + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    index: &'static str,
+    key: &Q,
+    change: impl FnOnce(&mut T),
+) -> Result<Arc<T>> {
+    collection.store.inner_checked()?.write(|| {
+        let current = collection.core.index_one::<K, Q>(pos, key).ok_or_else(|| Error::KeyNotFound {
+            collection: T::COLLECTION.to_owned(),
+            index: index.to_owned(),
+            key: format!("{key:?}"),
+        })?;
+        let id = current.id().clone();
+        let value = Arc::new(collection.core.changed(&id, &current, change)?);
+        Ok((vec![Op::new(collection.pos, TypedOp::Update(Arc::clone(&value)))], value))
+    })
+}
+
+/// Generated `upsert_by_<field>` of a unique index: `value` replaces the record that
+/// has its key in index `pos`, or is inserted when none has. Returns the id the
+/// record has and the record replaced. A replacement keeps the stored record's id:
+/// an `#[id(auto)]` value takes it, any other value must have it already
+/// ([`Error::IdChanged`] otherwise). An insert is a plain insert (auto id assigned,
+/// [`Error::DuplicateId`] when another record has the value's id).
+#[doc(hidden)]
+pub fn index_upsert<T: Entity, K: IndexKey>(
+    collection: &Collection<T>,
+    pos: usize,
+    key: &K,
+    mut value: T,
+) -> Result<(T::Id, Option<Arc<T>>)> {
+    collection.store.inner_checked()?.write(|| match collection.core.index_one::<K, K>(pos, key) {
+        Some(current) => {
+            if T::AUTO_ID {
+                if let Some(counter) = current.__id_counter() {
+                    value.__set_auto_id(counter);
+                }
+            }
+            if value.id() != current.id() {
+                return Err(Error::IdChanged {
+                    collection: T::COLLECTION.to_owned(),
+                    id: crate::error::show_id(&crate::Key::encode_key(current.id())),
+                    new_id: crate::error::show_id(&crate::Key::encode_key(value.id())),
+                });
+            }
+            let id = value.id().clone();
+            Ok((vec![Op::new(collection.pos, TypedOp::Upsert(Arc::new(value)))], (id, Some(current))))
+        }
+        None => {
+            let value = collection.core.prepare_insert(value)?;
+            let id = value.id().clone();
+            Ok((vec![Op::new(collection.pos, TypedOp::Insert(Arc::new(value)))], (id, None)))
+        }
+    })
+}
