@@ -165,11 +165,16 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                 // Spanned on the key: a key that is not a #[belongs_to] field of the
                 // target referencing this entity stops compilation there, with the
                 // target's list of foreign keys.
-                let internals = quote_spanned!(target.span()=> <#target as #p::EntityInternals>);
-                let panic = quote_spanned!(key.span()=> ::core::panic!("{}", #internals::BELONGS_TO_HELP));
+                // A target that is no entity gets one error, on the target, from
+                // `belongs_to_of`; the methods below assume it (`where`).
+                let keys = quote_spanned!(target.span()=> #p::belongs_to_of::<#target>());
+                let panic = quote_spanned!(key.span()=> ::core::panic!("{}", KEYS.1));
                 items.push(quote! {
-                    const _: () = if !#p::has_foreign_key(#internals::BELONGS_TO, #key_name, <#ident as #p::Entity>::COLLECTION) {
-                        #panic
+                    const _: () = {
+                        const KEYS: (&[(&str, &str)], &str) = #keys;
+                        if !#p::has_foreign_key(KEYS.0, #key_name, <#ident as #p::Entity>::COLLECTION) {
+                            #panic
+                        }
                     };
                 });
                 if has_many.one {
@@ -179,7 +184,10 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     );
                     methods.push(quote! {
                         #[doc = #doc]
-                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#target>>> {
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#target>>>
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
                             #p::has_one::<#target, #ident>(reader, #key_name, &self.#id_field)
                         }
                     });
@@ -190,14 +198,39 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     );
                     methods.push(quote! {
                         #[doc = #doc]
-                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>>
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
                             #p::has_many::<#target, #ident>(reader, #key_name, &self.#id_field)
                         }
                     });
                 }
             }
             HasManyVia::Through(join) => {
-                let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>(););
+                // The one error for a target that is no entity; the methods below
+                // assume it (`where`).
+                let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>());
+                items.push(quote!(const _: () = #entity_check;));
+                // The one error for a join entity without a key to each side; it
+                // assumes the target is an entity, which the check above reports.
+                let join_check = quote_spanned!(join.span()=> #p::assert_through::<#ident, #join, #target>());
+                items.push(quote! {
+                    const _: () = {
+                        #[allow(dead_code)]
+                        fn check()
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
+                            #join_check;
+                        }
+                    };
+                });
+                let assume = quote! {
+                    where
+                        for<'__shelf> #target: #p::Entity,
+                        for<'__shelf> #join: #p::References<#ident> + #p::References<#target>,
+                };
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
                 let join_types = quote_spanned!(join.span()=> #ident, #join, #target);
@@ -222,16 +255,21 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                 });
                 methods.push(quote! {
                     #[doc = #doc]
-                    pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
-                        #entity_check
+                    pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>>
+                    #assume
+                    {
                         #p::through::<#join_types>(reader, &self.#id_field)
                     }
                     #[doc = #link_doc]
-                    pub fn #link(&self, to: impl #p::Writer, row: #join) -> #p::Result<bool> {
+                    pub fn #link(&self, to: impl #p::Writer, row: #join) -> #p::Result<bool>
+                    #assume
+                    {
                         #p::link::<#join_types>(to, &self.#id_field, row)
                     }
                     #[doc = #unlink_doc]
-                    pub fn #unlink(&self, to: impl #p::Writer, target: &<#target as #p::Entity>::Id) -> #p::Result<usize> {
+                    pub fn #unlink(&self, to: impl #p::Writer, target: &<#target as #p::Entity>::Id) -> #p::Result<usize>
+                    #assume
+                    {
                         #p::unlink::<#join_types>(to, &self.#id_field, target)
                     }
                 });

@@ -43,6 +43,13 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+/// `C`'s `#[belongs_to]` fields as `(field, parent collection)` and the message that
+/// lists them, for the compile-time check of `has_many(.., key = field)`. A `const
+/// fn` bounded by `Entity`, so a target that is no entity gets one error, here.
+pub const fn belongs_to_of<C: Entity>() -> (&'static [(&'static str, &'static str)], &'static str) {
+    (C::BELONGS_TO, C::BELONGS_TO_HELP)
+}
+
 /// The foreign key `field` of `C`, if it references `P`.
 pub fn foreign_key<C: Entity, P: Entity>(field: &str) -> Option<ForeignKey<C, P>> {
     let any = <C as EntityInternals>::__foreign_key_any(field)?;

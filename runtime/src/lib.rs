@@ -89,7 +89,7 @@ pub use watch::{Change, Event};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::derived::{
-        foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair, KeyProbe,
+        belongs_to_of, foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair, KeyProbe,
         NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
     };
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
@@ -99,7 +99,7 @@ pub mod __private {
     pub use crate::key::{AutoKey, Key};
     pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
-        assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType, Writer,
+        assert_entity, assert_through, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType, Writer,
     };
     pub use crate::store::Store;
     pub use serde;

@@ -153,9 +153,16 @@ impl<T> SameType<T> for T {
     }
 }
 
-/// Used by generated code to say "`T` is not an entity" where a relationship names one.
+/// Used by generated code to say "`T` is not an entity" where a relationship names
+/// one: in a `const`, spanned on the type, the one error about it (the generated
+/// methods that use the type assume it with a `where` clause instead).
 #[doc(hidden)]
-pub fn assert_entity<T: Entity>() {}
+pub const fn assert_entity<T: Entity>() {}
+
+/// Used by generated code to say "`J` cannot join `Owner` to `Target`" once, spanned
+/// on `through = J` (the generated methods assume it with a `where` clause).
+#[doc(hidden)]
+pub const fn assert_through<Owner: Entity, J: References<Owner> + References<Target>, Target: Entity>() {}
 
 /// A reference to a parent that does not exist, found by [`Store::verify`](crate::Store::verify).
 #[derive(Clone, Debug, PartialEq, Eq)]
