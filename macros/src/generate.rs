@@ -28,6 +28,9 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let compress = model.storage.compress.is_some();
     let shard = model.storage.shard.map_or(0u8, |(n, _)| n.min(3) as u8);
     let auto = id.auto.is_some();
+    let ttl = model.storage.ttl.map(|(ms, _)| {
+        quote!(const TTL: ::core::option::Option<::core::time::Duration> = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));)
+    });
     let auto_fns = match id.auto {
         Some(span) => {
             let auto_key = quote_spanned!(span=> <#id_ty as #p::AutoKey>);
@@ -107,6 +110,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
             #[automatically_derived]
             impl #p::EntityInternals for #ident {
                 #auto_fns
+                #ttl
 
                 fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
                     #[allow(unused_mut)]

@@ -50,6 +50,8 @@ struct State<T: Entity> {
     /// A whole-file collection must be rewritten though no record is dirty (a
     /// quarantined line was skipped on load): the write sequence number it was set at.
     rewrite: Option<u64>,
+    /// The records' deadlines, for a collection with a TTL.
+    expiry: Option<crate::expiry::Expiry<T::Id>>,
 }
 
 impl<T: Entity> State<T> {
@@ -78,6 +80,12 @@ impl<T: Entity> State<T> {
         };
         if let Some(preimages) = &mut self.preimages {
             preimages.entry(id.clone()).or_insert_with(|| old.clone());
+        }
+        if let Some(expiry) = &mut self.expiry {
+            match &new {
+                Some(_) => expiry.touch(id, std::time::Instant::now()),
+                None => expiry.forget(id),
+            }
         }
         match (&old, &new) {
             (None, Some(_)) => self.fingerprint = self.fingerprint.wrapping_add(id_hash(id)),
@@ -405,6 +413,7 @@ impl<T: Entity> Core<T> {
                 next_auto: 1,
                 fingerprint: 0,
                 rewrite: None,
+                expiry: T::TTL.map(crate::expiry::Expiry::new),
             }),
             watchers: Watchers::default(),
             queued: Mutex::new(VecDeque::new()),
@@ -450,6 +459,21 @@ impl<T: Entity> Core<T> {
             recs.into_iter().cloned().collect()
         })
         .unwrap_or_default()
+    }
+
+    /// Whether a record of a collection with a TTL is due at `now`.
+    pub(crate) fn any_expired(&self, now: std::time::Instant) -> bool {
+        self.state.read().expiry.as_ref().is_some_and(|e| e.any_due(now))
+    }
+
+    /// The ids of the records due at `now`, earliest first.
+    pub(crate) fn expired(&self, now: std::time::Instant) -> Vec<T::Id> {
+        self.state.read().expiry.as_ref().map(|e| e.due(now)).unwrap_or_default()
+    }
+
+    /// Whether the record `id` is due at `now`.
+    pub(crate) fn is_expired(&self, id: &T::Id, now: std::time::Instant) -> bool {
+        self.state.read().expiry.as_ref().is_some_and(|e| e.is_due(id, now))
     }
 
     /// The record under `key` in the unique index `pos`.

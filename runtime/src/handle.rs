@@ -70,6 +70,76 @@ impl<T: Entity> Collection<T> {
         self.core.not_found(id)
     }
 
+    /// Removes the records of a `#[storage(memory, ttl = "..")]` collection whose
+    /// time is up (their last write was longer than the TTL ago), as one commit: they
+    /// leave the indices, and watchers get a `Remove` event for each. Returns how
+    /// many. Every read and write through the handle does this first, so an expired
+    /// record is never returned by it; call `expire` to have the removals (and
+    /// their events) happen without other use, e.g. from a timer. A record whose
+    /// removal is refused (a `restrict` child references it) stays until it can go.
+    /// Nothing to do (`Ok(0)`) for a collection without a TTL.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// #[storage(memory, ttl = "50ms")]
+    /// struct Session { #[id] token: String, user: String }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Session>().open()?;
+    /// let sessions = store.collection::<Session>()?;
+    /// sessions.insert(Session { token: "t1".into(), user: "ada".into() })?;
+    /// assert!(sessions.get("t1").is_some());
+    /// std::thread::sleep(std::time::Duration::from_millis(60));
+    /// assert!(sessions.get("t1").is_none()); // expired: removed by this read
+    /// assert_eq!(sessions.expire()?, 0);      // nothing left to remove
+    /// # Ok(()) }
+    /// ```
+    pub fn expire(&self) -> Result<usize> {
+        if T::TTL.is_none() {
+            return Ok(0);
+        }
+        let now = std::time::Instant::now();
+        if !self.core.any_expired(now) {
+            return Ok(0);
+        }
+        let remove = |ids: Vec<T::Id>| {
+            self.store.inner_checked()?.write(|| {
+                let n = ids.len();
+                Ok((ids.into_iter().map(|id| Op::new(self.pos, TypedOp::<T>::Remove(id))).collect(), n))
+            })
+        };
+        match remove(self.core.expired(now)) {
+            Ok(n) => Ok(n),
+            // One removal refused (restrict): the others go one by one.
+            Err(Error::ForeignKey { .. }) => {
+                Ok(self.core.expired(now).into_iter().filter(|id| remove(vec![id.clone()]).is_ok()).count())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`expire`](Self::expire) before a read or write, for a collection with a TTL.
+    /// Best effort: inside a transaction (where the handle cannot write) or on a
+    /// closed store it does nothing, and reads by id still hide expired records.
+    fn sweep(&self) {
+        if T::TTL.is_some() {
+            // Best effort by design: the read or write that follows reports a
+            // closed or poisoned store itself.
+            let _ = self.expire();
+        }
+    }
+
+    /// `record`, unless its time is up (a collection with a TTL, not yet swept).
+    fn live(&self, record: Option<Arc<T>>) -> Option<Arc<T>> {
+        match record {
+            Some(r) if T::TTL.is_some() && self.core.is_expired(r.id(), std::time::Instant::now()) => None,
+            other => other,
+        }
+    }
+
     /// Inserts a new record and returns its id. For `#[id(auto)]` entities the id is
     /// assigned here, whatever the field held (ids of failed inserts are not reused).
     ///
@@ -83,6 +153,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn insert(&self, value: T) -> Result<T::Id> {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let value = self.core.prepare_insert(value)?;
             let id = value.id().clone();
@@ -100,6 +171,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let old = self.get(value.id());
             Ok((vec![Op::new(self.pos, TypedOp::Upsert(Arc::new(value)))], old))
@@ -118,6 +190,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn update(&self, id: &T::Id, change: impl FnOnce(&mut T)) -> Result<Arc<T>> {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let current = self.get(id).ok_or_else(|| self.not_found(id))?;
             let value = Arc::new(self.core.changed(id, &current, change)?);
@@ -134,6 +207,7 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let old = self.get(id);
             let ops = match &old {
@@ -166,7 +240,8 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.core.get(id)
+        self.sweep();
+        self.live(self.core.get(id))
     }
 
     /// The records with these ids, in the order given: `None` for an id with no
@@ -176,7 +251,8 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized + 'q,
     {
-        ids.into_iter().map(|id| self.core.get(id)).collect()
+        self.sweep();
+        ids.into_iter().map(|id| self.live(self.core.get(id))).collect()
     }
 
     /// Whether a record with this id exists. Takes borrowed forms like [`get`](Self::get).
@@ -185,11 +261,15 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if T::TTL.is_some() {
+            return self.get(id).is_some();
+        }
         self.core.contains(id)
     }
 
     /// The number of records.
     pub fn len(&self) -> usize {
+        self.sweep();
         self.core.len()
     }
 
@@ -201,12 +281,14 @@ impl<T: Entity> Collection<T> {
     /// A snapshot of every record, in no particular order. Later writes do not
     /// change an iterator already made.
     pub fn iter(&self) -> std::vec::IntoIter<Arc<T>> {
+        self.sweep();
         let records: Vec<Arc<T>> = self.core.snapshot();
         records.into_iter()
     }
 
     /// Every record, sorted by id.
     pub fn all(&self) -> Vec<Arc<T>> {
+        self.sweep();
         let mut records: Vec<Arc<T>> = self.iter().collect();
         records.sort_by(|a, b| a.id().cmp(b.id()));
         records
@@ -230,6 +312,7 @@ impl<T: Entity> Collection<T> {
 
     /// A typed query over this collection; see [`Query`](crate::Query).
     pub fn query(&self) -> crate::query::Query<T> {
+        self.sweep();
         crate::query::Query::over_collection(Arc::clone(&self.core))
     }
 
@@ -251,6 +334,7 @@ pub fn index_one<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> Option<Arc<T>> {
+    collection.sweep();
     collection.core.index_one::<K, Q>(pos, key)
 }
 
@@ -261,6 +345,7 @@ pub fn index_all<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> Vec<Arc<T>> {
+    collection.sweep();
     collection.core.index_all::<K, Q>(pos, key)
 }
 
@@ -271,6 +356,7 @@ pub fn index_count<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> usize {
+    collection.sweep();
     collection.core.index_count::<K, Q>(pos, key)
 }
 
@@ -281,6 +367,7 @@ pub fn index_range<T: Entity, K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
     pos: usize,
     bounds: (Bound<&Q>, Bound<&Q>),
 ) -> Vec<Arc<T>> {
+    collection.sweep();
     collection.core.index_range::<K, Q>(pos, bounds)
 }
 
@@ -296,6 +383,7 @@ pub fn index_update<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + fmt::Deb
     key: &Q,
     change: impl FnOnce(&mut T),
 ) -> Result<Arc<T>> {
+    collection.sweep();
     collection.store.inner_checked()?.write(|| {
         let current = collection.core.index_one::<K, Q>(pos, key).ok_or_else(|| Error::KeyNotFound {
             collection: T::COLLECTION.to_owned(),
@@ -321,6 +409,7 @@ pub fn index_upsert<T: Entity, K: IndexKey>(
     key: &K,
     mut value: T,
 ) -> Result<(T::Id, Option<Arc<T>>)> {
+    collection.sweep();
     collection.store.inner_checked()?.write(|| match collection.core.index_one::<K, K>(pos, key) {
         Some(current) => {
             if T::AUTO_ID {

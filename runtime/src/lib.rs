@@ -32,6 +32,7 @@ mod collection;
 mod commit;
 mod derived;
 pub mod encode;
+mod expiry;
 mod entity;
 mod error;
 mod feed;

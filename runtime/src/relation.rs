@@ -181,7 +181,9 @@ pub struct Dangling {
 
 impl Reader for crate::Store {
     fn read<T: Entity>(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
-        Ok(self.collection_core::<T>()?.0.get(id))
+        let core = self.collection_core::<T>()?.0;
+        // A record of a TTL collection whose time is up is not returned.
+        Ok(core.get(id).filter(|r| T::TTL.is_none() || !core.is_expired(r.id(), std::time::Instant::now())))
     }
 
     fn __children<C: Entity, K: IndexKey>(
@@ -190,7 +192,13 @@ impl Reader for crate::Store {
         key: &K,
         _key_of: fn(&C) -> Option<&K>,
     ) -> Result<Vec<Arc<C>>> {
-        Ok(self.collection_core::<C>()?.0.index_all::<K, K>(index, key))
+        let core = self.collection_core::<C>()?.0;
+        let mut children = core.index_all::<K, K>(index, key);
+        if C::TTL.is_some() {
+            let now = std::time::Instant::now();
+            children.retain(|c| !core.is_expired(c.id(), now));
+        }
+        Ok(children)
     }
 }
 
