@@ -127,3 +127,15 @@ fn upsert_by_a_composite_key_keeps_the_auto_id() {
     let store = open(dir.path());
     assert_eq!(store.collection::<Account>().unwrap().by_bank_and_number("gls", 7).unwrap().cents, 250);
 }
+
+/// As the README says: a refused insert uses up its auto id; ids are never reused.
+#[test]
+fn a_refused_insert_uses_up_its_auto_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let accounts = store.collection::<Account>().unwrap();
+    let account = |number: u32| Account { id: 0, bank: "gls".into(), number, cents: 0 };
+    assert_eq!(accounts.insert(account(1)).unwrap(), 1);
+    assert!(matches!(accounts.insert(account(1)), Err(Error::UniqueViolation { .. })));
+    assert_eq!(accounts.insert(account(2)).unwrap(), 3);
+}

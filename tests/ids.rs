@@ -10,7 +10,6 @@ use std::path::{Component, Path};
 
 use common::*;
 use proptest::prelude::*;
-use shelf::Error;
 
 /// Inserts a user for every id, flushes, closes, reopens, and checks that every id
 /// comes back with its record and that the files are where they must be.
@@ -203,10 +202,10 @@ mod layouts {
         ($name:ident, $($storage:tt)*) => {
             #[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
             #[storage($($storage)*)]
-            pub struct $name {
+            struct $name {
                 #[id]
-                pub url: String,
-                pub n: u32,
+                url: String,
+                n: u32,
             }
         };
     }
@@ -340,8 +339,8 @@ mod layouts {
                 if layout >= 4 || flushed {
                     assert_eq!(found.len(), ids.len(), "crash point {k}, layout {layout}");
                 }
-                for i in 0..4 {
-                    assert!(found.contains_key(&ids[i]), "crash point {k}, layout {layout}: flushed id {i} is gone");
+                for (i, id) in ids.iter().enumerate().take(4) {
+                    assert!(found.contains_key(id), "crash point {k}, layout {layout}: flushed id {i} is gone");
                 }
             }
             drop(store);

@@ -79,10 +79,8 @@ fn import_writes_long_ids_under_their_hashed_names() {
     fill(dir.path());
     let file = dir.path().join("in.jsonl");
     // One replaces a stored record, one is new.
-    let lines = [
-        serde_json::json!({"url": url(1), "title": "replaced"}),
-        serde_json::json!({"url": url(7), "title": "new"}),
-    ];
+    let lines =
+        [serde_json::json!({"url": url(1), "title": "replaced"}), serde_json::json!({"url": url(7), "title": "new"})];
     std::fs::write(&file, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     let out = shelf(&["import", dir.path().to_str().unwrap(), "--collection", "link", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

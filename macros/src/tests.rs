@@ -15,7 +15,9 @@ fn ttl_durations() {
     assert_eq!(parse_duration_ms("15m"), Some(900_000));
     assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
     assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
-    for bad in ["", "30", "s", "0s", "-1s", "1.5s", "30 s", "30sec", "1w", "99999999999999999999d", "18446744073709551615d"] {
+    for bad in
+        ["", "30", "s", "0s", "-1s", "1.5s", "30 s", "30sec", "1w", "99999999999999999999d", "18446744073709551615d"]
+    {
         assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
     }
 }

@@ -217,14 +217,7 @@ impl<T: Entity, K, Q: ?Sized> NotAnIndexKey<T, K, Q> for &KeyProbe<K, Q> {
     fn range(&self, _: &Collection<T>, _: usize, _: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
         unreachable!("{NEVER}")
     }
-    fn update_by(
-        &self,
-        _: &Collection<T>,
-        _: usize,
-        _: &'static str,
-        _: &Q,
-        _: impl FnOnce(&mut T),
-    ) -> Result<Arc<T>> {
+    fn update_by(&self, _: &Collection<T>, _: usize, _: &'static str, _: &Q, _: impl FnOnce(&mut T)) -> Result<Arc<T>> {
         unreachable!("{NEVER}")
     }
     fn upsert_by(&self, _: &Collection<T>, _: usize, _: &K, _: T) -> Result<(T::Id, Option<Arc<T>>)> {
@@ -240,7 +233,10 @@ pub trait ThroughPair<A, B> {}
 /// Tells, in `J`'s derive, whether `J` is the join entity of a `through`
 /// relationship between `A` and `B`: [`IsThroughPair`] when `J: ThroughPair<A, B>`,
 /// else [`NotThroughPair`] (autoref specialization).
-pub struct PairProbe<J, A, B>(PhantomData<fn() -> (J, A, B)>);
+pub struct PairProbe<J, A, B>(PhantomData<Types<J, A, B>>);
+
+/// The probe's types, without owning any.
+type Types<J, A, B> = fn() -> (J, A, B);
 
 impl<J, A, B> PairProbe<J, A, B> {
     /// The probe.

@@ -32,9 +32,9 @@ mod collection;
 mod commit;
 mod derived;
 pub mod encode;
-mod expiry;
 mod entity;
 mod error;
+mod expiry;
 mod feed;
 mod flush;
 pub mod fs;
@@ -90,8 +90,8 @@ pub use watch::{Change, Event};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::derived::{
-        belongs_to_of, foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair, KeyProbe,
-        NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
+        belongs_to_of, foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair,
+        KeyProbe, NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
     };
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
@@ -100,7 +100,8 @@ pub mod __private {
     pub use crate::key::{AutoKey, Key};
     pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
-        assert_entity, assert_through, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType, Writer,
+        assert_entity, assert_through, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References,
+        SameType, Writer,
     };
     pub use crate::store::Store;
     pub use serde;

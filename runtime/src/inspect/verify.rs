@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use super::index::{self, Shape};
 use super::json::Json;
-use crate::encode;
 use super::records::{infer_id_field, strategy, truncate, Parsed};
 use super::wal::{self, WalDamage, WalScan, WalSummary};
 use super::{CollectionInfo, DataDir, ForeignKeyInfo, Progress, Result};
+use crate::encode;
 use crate::entity::StorageKind;
 use crate::fs::{RealFs, Vfs};
 use crate::storage::codec::Codec;
