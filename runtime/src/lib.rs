@@ -44,6 +44,7 @@ mod index;
 mod index_file;
 pub mod inspect;
 mod key;
+mod link;
 mod meta;
 mod migrate;
 pub mod nonblocking;
@@ -70,6 +71,7 @@ pub use feed::FeedRetention;
 pub use flush::{FlushStats, Health};
 pub use index::{IndexKey, IndexKind};
 pub use key::{AutoKey, Key};
+pub use link::Writer;
 pub use meta::FORMAT_VERSION;
 pub use nonblocking::{FlushFuture, WriteFuture};
 pub use query::{
@@ -77,7 +79,7 @@ pub use query::{
     Value,
 };
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
-pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References, Writer};
+pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use stream::Subscription;
@@ -98,10 +100,10 @@ pub mod __private {
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
+    pub use crate::link::{link, unlink, Writer};
     pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
-        assert_entity, assert_through, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References,
-        SameType, Writer,
+        assert_entity, assert_through, through, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };
     pub use crate::store::Store;
     pub use serde;
