@@ -58,8 +58,35 @@ proptest! {
     fn lookalike_ids_get_distinct_names_that_decode_back(ids in prop::collection::btree_set(lookalike_id(), 1..24)) {
         let mut by_name: BTreeMap<String, &str> = BTreeMap::new();
         for id in &ids {
-            let name = encode(id).map_err(|e| TestCaseError::fail(format!("encode({id:?}): {e}")))?;
+            let name = encode(id);
             check_name(id, &name)?;
+            if let Some(other) = by_name.insert(name.to_ascii_lowercase(), id) {
+                prop_assert!(false, "{:?} and {:?} share the file name {:?} (ignoring case)", other, id, name);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Long look-alike ids (a long shared prefix, then look-alike pieces) get hashed
+    /// names: distinct even ignoring case, each the name of its own id only.
+    #[test]
+    fn long_lookalike_ids_get_distinct_hashed_names(
+        ids in prop::collection::btree_set(lookalike_id(), 1..24),
+        prefix_len in 230usize..300,
+    ) {
+        let prefix = "u".repeat(prefix_len);
+        let ids: Vec<String> = ids.iter().map(|tail| format!("{prefix}{tail}")).collect();
+        let mut by_name: BTreeMap<String, &str> = BTreeMap::new();
+        for id in &ids {
+            let name = encode(id);
+            prop_assert!(name.len() <= shelf::encode::MAX_STEM_LEN);
+            prop_assert!(name.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'.' | b'/' | b'\\')));
+            for other in &ids {
+                prop_assert_eq!(shelf::encode::is_name_of(&name, other), other == id);
+            }
             if let Some(other) = by_name.insert(name.to_ascii_lowercase(), id) {
                 prop_assert!(false, "{:?} and {:?} share the file name {:?} (ignoring case)", other, id, name);
             }

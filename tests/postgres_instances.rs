@@ -194,7 +194,7 @@ fn transfers_from_three_processes_keep_the_sum_in_every_read_and_agree_after_syn
             child(&schema, "transfers", &[("THREADS", threads.to_string()), ("TRANSFERS", transfers.to_string())])
         })
         .collect();
-    let mut outputs: Vec<_> = children.iter_mut().map(|c| lines(c)).collect();
+    let mut outputs: Vec<_> = children.iter_mut().map(lines).collect();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut made = 0;
     for out in outputs.iter_mut() {

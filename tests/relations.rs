@@ -609,20 +609,130 @@ fn many_to_many_link_and_unlink_are_idempotent() {
     assert_eq!(p11.unlink_tags(&store, &"db".into()).unwrap(), 0);
     assert_eq!(p11.unlink_tags(&store, &"nope".into()).unwrap(), 0);
 
-    // Rows written directly may duplicate a pair: accessors list the tag once, and
-    // unlink removes every row of the pair.
-    post_tags.insert(post_tag(11, "db", "x")).unwrap();
-    post_tags.insert(post_tag(11, "db", "y")).unwrap();
-    assert_eq!(ids(p11.tags(&store).unwrap()), ["db", "rust"]);
+    // A row written directly cannot duplicate a pair either: the join entity has an
+    // implied unique index on its two keys, by every path (insert, upsert of another
+    // id, a transaction).
+    let first = post_tags.insert(post_tag(11, "db", "x")).unwrap();
+    let rows = post_tags.len();
+    match post_tags.insert(post_tag(11, "db", "y")) {
+        Err(Error::UniqueViolation { collection, index, existing_id, .. }) => {
+            assert_eq!(collection, "post_tag");
+            assert_eq!(index, "post_id_and_tag_id");
+            assert_eq!(existing_id, first.to_string());
+        }
+        other => panic!("a second identical join row was not refused: {other:?}"),
+    }
+    let mut dup = post_tag(11, "db", "z");
+    dup.id = 999;
+    assert!(matches!(post_tags.upsert(dup), Err(Error::UniqueViolation { .. })));
+    let in_tx: Result<(), Error> = store.transaction(|tx| tx.insert(post_tag(11, "db", "t")).map(drop));
+    assert!(matches!(in_tx, Err(Error::UniqueViolation { .. })), "{in_tx:?}");
+    assert_eq!(post_tags.len(), rows);
+    // The same tag on another post, and another tag on this post, are fine.
+    tags.insert(Tag { id: "go".into() }).unwrap();
+    post_tags.insert(post_tag(11, "go", "x")).unwrap();
+    assert_eq!(ids(p11.tags(&store).unwrap()), ["db", "go", "rust"]);
     assert_eq!(ids(tags.get("db").unwrap().posts(&store).unwrap()), [10, 11]);
-    assert_eq!(p11.unlink_tags(&store, &"db".into()).unwrap(), 2);
+    assert_eq!(p11.unlink_tags(&store, &"db".into()).unwrap(), 1);
+    assert_eq!(p11.unlink_tags(&store, &"go".into()).unwrap(), 1);
     assert_eq!(ids(p11.tags(&store).unwrap()), ["rust"]);
+    // Unlinked, the pair can be linked again.
+    assert!(p11.link_tags(&store, post_tag(11, "go", "y")).unwrap());
+    assert_eq!(p11.unlink_tags(&store, &"go".into()).unwrap(), 1);
 
     // Once unlinked, the tag can be removed (restrict no longer applies).
     assert!(matches!(tags.remove("db"), Err(Error::ForeignKey { children: 1, .. })));
     assert_eq!(posts.get(&10).unwrap().unlink_tags(&store, &"db".into()).unwrap(), 1);
     tags.remove("db").unwrap();
     assert!(store.verify().is_empty());
+}
+
+/// `link_*` / `unlink_*` inside a transaction: part of it (the transaction sees the
+/// links it made, other readers do not until it commits), and undone with it.
+#[test]
+fn link_and_unlink_inside_a_transaction_commit_or_roll_back_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    seed(&store);
+    let post_tags = store.collection::<PostTag>().unwrap();
+    let before = snapshot(&store);
+
+    // A new post, a new tag and their link, all in one transaction that fails
+    // after: nothing of it is applied.
+    let failed: Result<(), Error> = store.transaction(|tx| {
+        tx.insert(post(12, "ada", None))?;
+        tx.insert(Tag { id: "go".into() })?;
+        let p12 = tx.get::<Post>(&12).unwrap();
+        assert!(p12.link_tags(&mut *tx, post_tag(12, "go", "mon"))?);
+        assert!(!p12.link_tags(&mut *tx, post_tag(12, "go", "tue"))?, "a pair is linked once");
+        assert_eq!(ids(p12.tags(&*tx)?), ["go"]);
+        assert!(store.collection::<Post>().unwrap().get(&12).is_none(), "not visible outside yet");
+        Err(Error::InvalidLink { collection: "test".into(), message: "roll back".into() })
+    });
+    assert!(failed.is_err());
+    assert_eq!(snapshot(&store), before, "the failed transaction applied nothing");
+
+    // The same, committed; then unlink and link in another transaction.
+    store
+        .transaction(|tx| {
+            tx.insert(post(12, "ada", None))?;
+            tx.insert(Tag { id: "go".into() })?;
+            let p12 = tx.get::<Post>(&12).unwrap();
+            assert!(p12.link_tags(&mut *tx, post_tag(12, "go", "mon"))?);
+            p12.link_tags(tx, post_tag(12, "rust", "mon")).map(drop)
+        })
+        .unwrap();
+    let p12 = store.collection::<Post>().unwrap().get(&12).unwrap();
+    assert_eq!(ids(p12.tags(&store).unwrap()), ["go", "rust"]);
+    store
+        .transaction(|tx| {
+            assert_eq!(p12.unlink_tags(&mut *tx, &"go".into())?, 1);
+            assert_eq!(p12.unlink_tags(&mut *tx, &"go".into())?, 0, "the transaction sees its removal");
+            assert_eq!(ids(p12.tags(&*tx)?), ["rust"]);
+            tx.remove::<Tag>(&"go".into()).map(drop)
+        })
+        .unwrap();
+    assert_eq!(ids(p12.tags(&store).unwrap()), ["rust"]);
+    assert!(store.collection::<Tag>().unwrap().get("go").is_none());
+    assert_eq!(post_tags.by_post_id(12).len(), 1);
+    assert!(store.verify().is_empty());
+}
+
+/// Two keys to different parents, but no `through` relationship uses them: a user
+/// may comment on a post twice, so no unique index is implied.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Comment {
+    #[id(auto)]
+    id: u64,
+    #[belongs_to(Post, on_delete = cascade)]
+    post_id: u64,
+    #[belongs_to(User)]
+    author_id: String,
+}
+
+#[test]
+fn only_through_pairs_get_an_implied_unique_index() {
+    use shelf::__private::EntityInternals;
+    // PostTag: its two key indices and the implied pair index.
+    assert_eq!(PostTag::__indices().len(), 3);
+    assert_eq!(Comment::__indices().len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .register::<User>()
+        .register::<Post>()
+        .register::<Tag>()
+        .register::<PostTag>()
+        .register::<Comment>()
+        .flush_interval(NEVER)
+        .open()
+        .unwrap();
+    store.collection::<User>().unwrap().insert(user("ada")).unwrap();
+    store.collection::<Post>().unwrap().insert(post(1, "ada", None)).unwrap();
+    let comments = store.collection::<Comment>().unwrap();
+    comments.insert(Comment { id: 0, post_id: 1, author_id: "ada".into() }).unwrap();
+    comments.insert(Comment { id: 0, post_id: 1, author_id: "ada".into() }).unwrap();
+    assert_eq!(comments.by_post_id(1).len(), 2);
 }
 
 /// Rewrites one field of a per-record JSON file, as a person with an editor would.

@@ -42,6 +42,12 @@ fn check_collection_name(ctx: &Ctx, model: &Model) {
 }
 
 fn check_storage(ctx: &Ctx, storage: &Storage) {
+    if let (Some((_, span)), false) = (storage.ttl, storage.kind == StorageKind::Memory) {
+        ctx.error_at(
+            span,
+            "`ttl` expires the records of a `memory` collection; write #[storage(memory, ttl = \"...\")], or remove `ttl` (persisted records do not expire)",
+        );
+    }
     if storage.kind == StorageKind::Memory {
         if let Some(span) = storage.wal {
             ctx.error_at(

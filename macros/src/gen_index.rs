@@ -2,8 +2,9 @@
 //! `IndexKey` assertions, and the typed lookup methods on the handle.
 //!
 //! Lookup methods are named `by_<index>`, `count_by_<index>` (non-unique) and
-//! `range_by_<index>` (sorted). `Collection` has no methods with these prefixes, so
-//! generated names never shadow the handle's own.
+//! `range_by_<index>` (sorted); a unique index adds `update_by_<index>` and (on
+//! plain fields) `upsert_by_<index>`. `Collection` has no methods with these
+//! prefixes, so generated names never shadow the handle's own.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
@@ -73,6 +74,55 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
     quote!(::std::vec![#(#items),*])
 }
 
+/// Statements that append to `list` (the `__indices()` vector) the implied unique
+/// index of each pair of plain `#[belongs_to]` fields that is the pair of a `through`
+/// relationship. Which pairs are is known only to the entities that declare
+/// `#[has_many(.., through = Self)]`: their derive implements `ThroughPair<A, B>` for
+/// this entity, and a probe here (autoref specialization) picks the index only then.
+/// A pair already under a declared unique index needs none. Appended after the
+/// declared indices, so their positions do not move.
+pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenStream {
+    let id_field = model.id.as_ref().map(|id| &id.ident);
+    let keys: Vec<(&Field, &BelongsTo)> = model
+        .fields
+        .iter()
+        .filter(|f| Some(&f.ident) != id_field && crate::types::wrapped(&f.ty, "Option").is_none())
+        .filter_map(|f| f.belongs_to.as_ref().map(|b| (f, b)))
+        .collect();
+    let mut out = TokenStream::new();
+    for (i, (a, pa)) in keys.iter().enumerate() {
+        for (b, pb) in &keys[i + 1..] {
+            let declared_unique = indices.iter().any(|index| {
+                index.unique
+                    && index.parts.len() == 2
+                    && index.parts.iter().any(|part| part.field == a.ident)
+                    && index.parts.iter().any(|part| part.field == b.ident)
+            });
+            if declared_unique {
+                continue;
+            }
+            let pair = format!("{}_and_{}", crate::names::unraw(&a.ident), crate::names::unraw(&b.ident));
+            let name = if indices.iter().any(|index| index.name == pair) { format!("{pair}_pair") } else { pair };
+            let (fa, fb, ta, tb) = (&a.ident, &b.ident, &a.ty, &b.ty);
+            let (parent_a, parent_b) = (&pa.parent, &pb.parent);
+            out.extend(quote! {
+                if (&#p::PairProbe::<Self, #parent_a, #parent_b>::new()).is_through()
+                    || (&#p::PairProbe::<Self, #parent_b, #parent_a>::new()).is_through()
+                {
+                    list.push((&#p::KeyProbe::<(#ta, #tb)>::new()).index(
+                        #name,
+                        #p::IndexKind { unique: true, sorted: false },
+                        |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&(#ta, #tb))| {
+                            visit(&(::core::clone::Clone::clone(&entity.#fa), ::core::clone::Clone::clone(&entity.#fb)))
+                        },
+                    ));
+                }
+            });
+        }
+    }
+    out
+}
+
 /// Assertions that each key type is an `IndexKey`, spanned on the user's field type
 /// so that e.g. an `f64` index is reported there.
 pub fn key_assertions(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
@@ -135,12 +185,50 @@ pub fn lookups(p: &TokenStream, entity: &syn::Ident, indices: &[IndexModel]) -> 
         let entity_name = crate::names::unraw(entity);
         let mut out = if index.unique {
             let doc = format!("The `{entity_name}` whose {field_list} equals the given key (unique index `{}`).", index.name);
-            quote! {
+            let update_by = format_ident!("update_by_{}", index.name);
+            let update_doc = format!(
+                "Changes the `{entity_name}` whose {field_list} equals the given key, like `update` (unique index `{}`): the lookup and the change are one step. `Error::KeyNotFound` when no record has the key.",
+                index.name
+            );
+            // Mixed-site hygiene: a field named `change` cannot clash with it.
+            let change = proc_macro2::Ident::new("change", proc_macro2::Span::mixed_site());
+            let index_name = &index.name;
+            let mut out = quote! {
                 #[doc = #doc]
                 pub fn #by(&self, #(#params),*) -> ::core::option::Option<::std::sync::Arc<#entity>> {
                     (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).one(&self.0, #pos, #probe)
                 }
+                #[doc = #update_doc]
+                pub fn #update_by(&self, #(#params,)* #change: impl ::core::ops::FnMut(&mut #entity)) -> #p::Result<::std::sync::Arc<#entity>> {
+                    (&#p::KeyProbe::<#key_ty, #probe_ty>::new()).update_by(&self.0, #pos, #index_name, #probe, #change)
+                }
+            };
+            if index.shape == KeyShape::Plain {
+                let upsert_by = format_ident!("upsert_by_{}", index.name);
+                let upsert_doc = format!(
+                    "Replaces the `{entity_name}` with `value`'s {field_list}, or inserts `value` when none has it (unique index `{}`); returns the record's id and the record replaced. A replacement keeps the stored id: an `#[id(auto)]` value takes it, another value must have it (`Error::IdChanged`).",
+                    index.name
+                );
+                let value = proc_macro2::Ident::new("value", proc_macro2::Span::mixed_site());
+                let key = match index.parts.as_slice() {
+                    [one] => {
+                        let f = &one.field;
+                        quote!(::core::clone::Clone::clone(&#value.#f))
+                    }
+                    parts => {
+                        let fs = parts.iter().map(|p| &p.field);
+                        quote!((#(::core::clone::Clone::clone(&#value.#fs),)*))
+                    }
+                };
+                out.extend(quote! {
+                    #[doc = #upsert_doc]
+                    pub fn #upsert_by(&self, #value: #entity) -> #p::Result<(<#entity as #p::Entity>::Id, ::core::option::Option<::std::sync::Arc<#entity>>)> {
+                        let key: #key_ty = #key;
+                        (&#p::KeyProbe::<#key_ty, #key_ty>::new()).upsert_by(&self.0, #pos, &key, #value)
+                    }
+                });
             }
+            out
         } else {
             let doc = format!("Every `{entity_name}` whose {field_list} equals the given key, in id order (index `{}`).", index.name);
             let count_doc = format!("How many `{entity_name}` records have this {field_list} (index `{}`).", index.name);

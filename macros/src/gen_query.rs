@@ -31,7 +31,10 @@ pub fn relation_queries(p: &TokenStream, model: &Model) -> TokenStream {
             );
             Some(quote! {
                 #[doc = #doc]
-                pub fn #method(&self, store: &#p::Store) -> #p::Result<#p::Query<#target>> {
+                pub fn #method(&self, store: &#p::Store) -> #p::Result<#p::Query<#target>>
+                where
+                    for<'__shelf> #target: #p::Entity,
+                {
                     #p::has_many_query::<#target, #ident>(store, #key_name, &self.#id_field)
                 }
             })

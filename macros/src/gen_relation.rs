@@ -165,11 +165,16 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                 // Spanned on the key: a key that is not a #[belongs_to] field of the
                 // target referencing this entity stops compilation there, with the
                 // target's list of foreign keys.
-                let internals = quote_spanned!(target.span()=> <#target as #p::EntityInternals>);
-                let panic = quote_spanned!(key.span()=> ::core::panic!("{}", #internals::BELONGS_TO_HELP));
+                // A target that is no entity gets one error, on the target, from
+                // `belongs_to_of`; the methods below assume it (`where`).
+                let keys = quote_spanned!(target.span()=> #p::belongs_to_of::<#target>());
+                let panic = quote_spanned!(key.span()=> ::core::panic!("{}", KEYS.1));
                 items.push(quote! {
-                    const _: () = if !#p::has_foreign_key(#internals::BELONGS_TO, #key_name, <#ident as #p::Entity>::COLLECTION) {
-                        #panic
+                    const _: () = {
+                        const KEYS: (&[(&str, &str)], &str) = #keys;
+                        if !#p::has_foreign_key(KEYS.0, #key_name, <#ident as #p::Entity>::COLLECTION) {
+                            #panic
+                        }
                     };
                 });
                 if has_many.one {
@@ -179,7 +184,10 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     );
                     methods.push(quote! {
                         #[doc = #doc]
-                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#target>>> {
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::core::option::Option<::std::sync::Arc<#target>>>
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
                             #p::has_one::<#target, #ident>(reader, #key_name, &self.#id_field)
                         }
                     });
@@ -190,14 +198,39 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     );
                     methods.push(quote! {
                         #[doc = #doc]
-                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
+                        pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>>
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
                             #p::has_many::<#target, #ident>(reader, #key_name, &self.#id_field)
                         }
                     });
                 }
             }
             HasManyVia::Through(join) => {
-                let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>(););
+                // The one error for a target that is no entity; the methods below
+                // assume it (`where`).
+                let entity_check = quote_spanned!(target.span()=> #p::assert_entity::<#target>());
+                items.push(quote!(const _: () = #entity_check;));
+                // The one error for a join entity without a key to each side; it
+                // assumes the target is an entity, which the check above reports.
+                let join_check = quote_spanned!(join.span()=> #p::assert_through::<#ident, #join, #target>());
+                items.push(quote! {
+                    const _: () = {
+                        #[allow(dead_code)]
+                        fn check()
+                        where
+                            for<'__shelf> #target: #p::Entity,
+                        {
+                            #join_check;
+                        }
+                    };
+                });
+                let assume = quote! {
+                    where
+                        for<'__shelf> #target: #p::Entity,
+                        for<'__shelf> #join: #p::References<#ident> + #p::References<#target>,
+                };
                 let link = format_ident!("link_{}", name);
                 let unlink = format_ident!("unlink_{}", name);
                 let join_types = quote_spanned!(join.span()=> #ident, #join, #target);
@@ -207,24 +240,37 @@ pub fn items(p: &TokenStream, model: &Model, belongs: &[BelongsModel]) -> TokenS
                     quote!(#join)
                 );
                 let link_doc = format!(
-                    "Links this record to the `{}` that `row` names, by inserting `row`; returns `false` (and inserts nothing) if the pair is linked already.",
+                    "Links this record to the `{}` that `row` names, by inserting `row`; returns `false` (and inserts nothing) if the pair is linked already. Writes through `to`: `&store` (a transaction of its own) or `&mut *tx` (part of a transaction in progress).",
                     quote!(#target)
                 );
-                let unlink_doc =
-                    format!("Removes every `{}` row linking this record to `target`; returns how many.", quote!(#join));
+                let unlink_doc = format!(
+                    "Removes every `{}` row linking this record to `target`; returns how many. Writes through `to`: `&store` or `&mut *tx`.",
+                    quote!(#join)
+                );
+                // The join entity's pair of keys to this entity and the target gets
+                // an implied unique index (see `gen_index::through_pair_indices`).
+                items.push(quote_spanned! {join.span()=>
+                    #[automatically_derived]
+                    impl #p::ThroughPair<#ident, #target> for #join {}
+                });
                 methods.push(quote! {
                     #[doc = #doc]
-                    pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>> {
-                        #entity_check
+                    pub fn #name(&self, reader: &impl #p::Reader) -> #p::Result<::std::vec::Vec<::std::sync::Arc<#target>>>
+                    #assume
+                    {
                         #p::through::<#join_types>(reader, &self.#id_field)
                     }
                     #[doc = #link_doc]
-                    pub fn #link(&self, store: &#p::Store, row: #join) -> #p::Result<bool> {
-                        #p::link::<#join_types>(store, &self.#id_field, row)
+                    pub fn #link(&self, to: impl #p::Writer, row: #join) -> #p::Result<bool>
+                    #assume
+                    {
+                        #p::link::<#join_types>(to, &self.#id_field, row)
                     }
                     #[doc = #unlink_doc]
-                    pub fn #unlink(&self, store: &#p::Store, target: &<#target as #p::Entity>::Id) -> #p::Result<usize> {
-                        #p::unlink::<#join_types>(store, &self.#id_field, target)
+                    pub fn #unlink(&self, to: impl #p::Writer, target: &<#target as #p::Entity>::Id) -> #p::Result<usize>
+                    #assume
+                    {
+                        #p::unlink::<#join_types>(to, &self.#id_field, target)
                     }
                 });
             }

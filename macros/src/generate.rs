@@ -28,6 +28,9 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let compress = model.storage.compress.is_some();
     let shard = model.storage.shard.map_or(0u8, |(n, _)| n.min(3) as u8);
     let auto = id.auto.is_some();
+    let ttl = model.storage.ttl.map(|(ms, _)| {
+        quote!(const TTL: ::core::option::Option<::core::time::Duration> = ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));)
+    });
     let auto_fns = match id.auto {
         Some(span) => {
             let auto_key = quote_spanned!(span=> <#id_ty as #p::AutoKey>);
@@ -56,6 +59,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
         },
     };
     let index_list = gen_index::index_list(&p, indices);
+    let pair_indices = gen_index::through_pair_indices(&p, model, indices);
     let key_assertions = gen_index::key_assertions(&p, indices);
     let lookups = gen_index::lookups(&p, ident, indices);
     let relation_internals = gen_relation::internals_items(&p, model, belongs);
@@ -87,7 +91,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
 
         const _: () = {
             #[allow(unused_imports)]
-            use #p::{IndexKeyProbe as _, NotAnIndexKey as _};
+            use #p::{IndexKeyProbe as _, IsThroughPair as _, NotAnIndexKey as _, NotThroughPair as _};
 
             #[automatically_derived]
             impl #p::Entity for #ident {
@@ -106,9 +110,13 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
             #[automatically_derived]
             impl #p::EntityInternals for #ident {
                 #auto_fns
+                #ttl
 
                 fn __indices() -> ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> {
-                    #index_list
+                    #[allow(unused_mut)]
+                    let mut list: ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> = #index_list;
+                    #pair_indices
+                    list
                 }
 
                 #relation_internals

@@ -30,6 +30,8 @@ pub struct Storage {
     pub wal: Option<Span>,
     pub compress: Option<Span>,
     pub shard: Option<(u32, Span)>,
+    /// `ttl = "30s"`: the time to live of a memory collection's records, in ms.
+    pub ttl: Option<(u64, Span)>,
 }
 
 pub struct IdField {

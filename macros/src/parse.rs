@@ -47,7 +47,14 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
         vis: input.vis.clone(),
         collection: snake_case(&crate::names::unraw(&input.ident)),
         collection_span: input.ident.span(),
-        storage: Storage { kind: StorageKind::PerRecord, kind_span: None, wal: None, compress: None, shard: None },
+        storage: Storage {
+            kind: StorageKind::PerRecord,
+            kind_span: None,
+            wal: None,
+            compress: None,
+            shard: None,
+            ttl: None,
+        },
         id: None,
         fields: Vec::new(),
         composites: Vec::new(),
@@ -177,6 +184,7 @@ fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
     let mut wal = Attr::none("wal");
     let mut compress = Attr::none("compress");
     let mut shard = Attr::none("shard");
+    let mut ttl = Attr::none("ttl");
     let result = attr.parse_nested_meta(|meta| {
         let span = meta.path.span();
         let strategy = if meta.path.is_ident("per_record") {
@@ -202,9 +210,20 @@ fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
         } else if meta.path.is_ident("shard") {
             let n: LitInt = meta.value()?.parse()?;
             shard.set(ctx, span, n.base10_parse::<u32>()?);
+        } else if meta.path.is_ident("ttl") {
+            let text: syn::LitStr = meta.value()?.parse()?;
+            match parse_duration_ms(&text.value()) {
+                Some(ms) => ttl.set(ctx, span, ms),
+                None => {
+                    return Err(syn::Error::new(
+                        text.span(),
+                        "`ttl` is a duration: a positive whole number and a unit, one of ms, s, m, h, d (e.g. ttl = \"30s\", ttl = \"15m\")",
+                    ))
+                }
+            }
         } else {
             return Err(meta.error(
-                "unknown storage option; expected one of per_record, collection_file, memory (the strategy) and wal, compress, shard = N (modifiers)",
+                "unknown storage option; expected one of per_record, collection_file, memory (the strategy) and wal, compress, shard = N, ttl = \"30s\" (modifiers)",
             ));
         }
         Ok(())
@@ -221,6 +240,26 @@ fn parse_storage(ctx: &Ctx, attr: &Attribute, storage: &mut Storage) {
     if let Some((span, n)) = shard.get() {
         storage.shard = Some((n, span));
     }
+    if let Some((span, ms)) = ttl.get() {
+        storage.ttl = Some((ms, span));
+    }
+}
+
+/// `"30s"`, `"500ms"`, `"15m"`, `"2h"`, `"1d"` in milliseconds; `None` for anything
+/// else, zero and overflow included.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(scale).filter(|&ms| ms > 0)
 }
 
 /// `#[id]` or `#[id(auto)]`: returns the span of `auto`.

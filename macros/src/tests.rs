@@ -6,7 +6,21 @@ use proc_macro2::TokenStream;
 use proptest::prelude::*;
 
 use super::expand;
-use super::parse::snake_case;
+use super::parse::{parse_duration_ms, snake_case};
+
+#[test]
+fn ttl_durations() {
+    assert_eq!(parse_duration_ms("500ms"), Some(500));
+    assert_eq!(parse_duration_ms("30s"), Some(30_000));
+    assert_eq!(parse_duration_ms("15m"), Some(900_000));
+    assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+    assert_eq!(parse_duration_ms("1d"), Some(86_400_000));
+    for bad in
+        ["", "30", "s", "0s", "-1s", "1.5s", "30 s", "30sec", "1w", "99999999999999999999d", "18446744073709551615d"]
+    {
+        assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+    }
+}
 
 #[test]
 fn snake_case_names() {
@@ -143,6 +157,7 @@ const BAD_FIELD_ATTRS: &[&str] = &[
 const STRUCT_ATTRS: &[&str] = &[
     "#[entity(collection = \"things\")]",
     "#[storage(per_record, shard = 2)]",
+    "#[storage(memory, ttl = \"30s\")]",
     "#[index((a, r#type))]",
     "#[has_many(xs: X, key = a)]",
     "#[has_many(xs: X, key = r#type)]",
@@ -164,6 +179,10 @@ const BAD_STRUCT_ATTRS: &[&str] = &[
     "#[storage(memory, per_record)]",
     "#[storage(bogus)]",
     "#[storage = 3]",
+    "#[storage(per_record, ttl = \"30s\")]",
+    "#[storage(memory, ttl = \"0s\")]",
+    "#[storage(memory, ttl = \"99999999999999999999d\")]",
+    "#[storage(memory, ttl = 30)]",
     "#[index((a, b), unique, unique)]",
     "#[index((a, missing))]",
     "#[index((a))]",

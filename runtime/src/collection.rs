@@ -54,6 +54,8 @@ struct State<T: Entity> {
     /// A whole-file collection must be rewritten though no record is dirty (a
     /// quarantined line was skipped on load): the write sequence number it was set at.
     rewrite: Option<u64>,
+    /// The records' deadlines, for a collection with a TTL.
+    expiry: Option<crate::expiry::Expiry<T::Id>>,
 }
 
 impl<T: Entity> State<T> {
@@ -82,6 +84,12 @@ impl<T: Entity> State<T> {
         };
         if let Some(preimages) = &mut self.preimages {
             preimages.entry(id.clone()).or_insert_with(|| old.clone());
+        }
+        if let Some(expiry) = &mut self.expiry {
+            match &new {
+                Some(_) => expiry.touch(id, std::time::Instant::now()),
+                None => expiry.forget(id),
+            }
         }
         match (&old, &new) {
             (None, Some(_)) => self.fingerprint = self.fingerprint.wrapping_add(id_hash(id)),
@@ -229,7 +237,6 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             TypedOp::Remove(id) => (id, None),
             TypedOp::Insert(value) => {
                 let id = value.id().clone();
-                self.core.check_id(&id)?;
                 if self.state.records.contains_key(&id) {
                     return Err(Error::DuplicateId { collection: name.to_owned(), id: show_id(&id.encode_key()) });
                 }
@@ -237,7 +244,6 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
             }
             TypedOp::Upsert(value) => {
                 let id = value.id().clone();
-                self.core.check_id(&id)?;
                 (id, Some(value))
             }
             TypedOp::Update(value) => {
@@ -437,6 +443,7 @@ impl<T: Entity> Core<T> {
                 next_auto: 1,
                 fingerprint: 0,
                 rewrite: None,
+                expiry: T::TTL.map(crate::expiry::Expiry::new),
             }),
             watchers: Watchers::default(),
             queued: Mutex::new(VecDeque::new()),
@@ -455,14 +462,9 @@ impl<T: Entity> Core<T> {
         T::STORAGE.is_persisted()
     }
 
-    /// The file-name stem of an id; an error when the id cannot be a file name.
-    fn stem(&self, id: &T::Id) -> Result<String> {
-        let text = id.encode_key();
-        encode::encode(&text).map_err(|reason| Error::InvalidId {
-            collection: self.name.to_owned(),
-            id: show_id(&text),
-            reason,
-        })
+    /// The file-name stem of an id (every id has one; a long id's is hashed).
+    fn stem(&self, id: &T::Id) -> String {
+        encode::encode(&id.encode_key())
     }
 
     /// Runs `f` on index number `pos` (declaration order) as its concrete type.
@@ -487,6 +489,21 @@ impl<T: Entity> Core<T> {
             recs.into_iter().cloned().collect()
         })
         .unwrap_or_default()
+    }
+
+    /// Whether a record of a collection with a TTL is due at `now`.
+    pub(crate) fn any_expired(&self, now: std::time::Instant) -> bool {
+        self.state.read().expiry.as_ref().is_some_and(|e| e.any_due(now))
+    }
+
+    /// The ids of the records due at `now`, earliest first.
+    pub(crate) fn expired(&self, now: std::time::Instant) -> Vec<T::Id> {
+        self.state.read().expiry.as_ref().map(|e| e.due(now)).unwrap_or_default()
+    }
+
+    /// Whether the record `id` is due at `now`.
+    pub(crate) fn is_expired(&self, id: &T::Id, now: std::time::Instant) -> bool {
+        self.state.read().expiry.as_ref().is_some_and(|e| e.is_due(id, now))
     }
 
     /// The record under `key` in the unique index `pos`.
@@ -598,17 +615,12 @@ impl<T: Entity> Core<T> {
         Ok(value)
     }
 
-    fn check_id(&self, id: &T::Id) -> Result<()> {
-        if self.persisted() {
-            self.stem(id)?;
-        }
-        Ok(())
-    }
-
     fn parse(&self, raw: &RawRecord) -> std::result::Result<T, String> {
         let value: T = serde_json::from_slice(raw.bytes).map_err(|e| e.to_string())?;
         if let Some(stem) = &raw.stem {
-            let actual = self.stem(value.id()).map_err(|e| e.to_string())?;
+            // The name only locates the record (a long id's name is a hash): the id
+            // inside must be the one with this name.
+            let actual = self.stem(value.id());
             if &actual != stem {
                 return Err(format!(
                     "the file name is stem {:?}, but the record inside has id {:?}, whose file name stem is {:?}; rename the file or fix the id",
@@ -795,7 +807,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         }
         let mut changes = Vec::with_capacity(records.len());
         for (id, value) in records {
-            changes.push(RecordChange { stem: self.stem(&id)?, bytes: Some(to_json(self.name, &id, &*value)?) });
+            changes.push(RecordChange { stem: self.stem(&id), bytes: Some(to_json(self.name, &id, &*value)?) });
         }
         out.records(changes)
     }

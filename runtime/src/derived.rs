@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::entity::{Entity, EntityInternals};
 use crate::error::{Error, Result};
-use crate::handle::{index_all, index_count, index_one, index_range, Collection};
+use crate::handle::{index_all, index_count, index_one, index_range, index_update, index_upsert, Collection};
 use crate::index::{Index, IndexKey, IndexKind, IndexMaint, KeysOf};
 use crate::relation::{ForeignKey, Reader};
 
@@ -41,6 +41,13 @@ const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// `C`'s `#[belongs_to]` fields as `(field, parent collection)` and the message that
+/// lists them, for the compile-time check of `has_many(.., key = field)`. A `const
+/// fn` bounded by `Entity`, so a target that is no entity gets one error, here.
+pub const fn belongs_to_of<C: Entity>() -> (&'static [(&'static str, &'static str)], &'static str) {
+    (C::BELONGS_TO, C::BELONGS_TO_HELP)
 }
 
 /// The foreign key `field` of `C`, if it references `P`.
@@ -118,9 +125,22 @@ pub trait IndexKeyProbe<T: Entity, K, Q: ?Sized> {
     fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
     /// `range_by_<field>`.
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+    /// `update_by_<field>` of a unique index.
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnMut(&mut T),
+    ) -> Result<Arc<T>>;
+    /// `upsert_by_<field>` of a unique index.
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)>;
 }
 
-impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized> IndexKeyProbe<T, K, Q> for KeyProbe<K, Q> {
+impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + std::fmt::Debug + ?Sized> IndexKeyProbe<T, K, Q>
+    for KeyProbe<K, Q>
+{
     fn index(&self, name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Box<dyn IndexMaint<T>> {
         Index::<T, K>::new(name, kind, keys_of).boxed()
     }
@@ -135,6 +155,19 @@ impl<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized> IndexKeyProbe<T
     }
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
         index_range::<T, K, Q>(collection, pos, bounds)
+    }
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnMut(&mut T),
+    ) -> Result<Arc<T>> {
+        index_update::<T, K, Q>(collection, pos, index, key, change)
+    }
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)> {
+        index_upsert::<T, K>(collection, pos, key, value)
     }
 }
 
@@ -152,6 +185,17 @@ pub trait NotAnIndexKey<T: Entity, K, Q: ?Sized> {
     fn count(&self, collection: &Collection<T>, pos: usize, key: &Q) -> usize;
     /// Never run: see the trait.
     fn range(&self, collection: &Collection<T>, pos: usize, bounds: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>>;
+    /// Never run: see the trait.
+    fn update_by(
+        &self,
+        collection: &Collection<T>,
+        pos: usize,
+        index: &'static str,
+        key: &Q,
+        change: impl FnMut(&mut T),
+    ) -> Result<Arc<T>>;
+    /// Never run: see the trait.
+    fn upsert_by(&self, collection: &Collection<T>, pos: usize, key: &K, value: T) -> Result<(T::Id, Option<Arc<T>>)>;
 }
 
 const NEVER: &str =
@@ -173,4 +217,56 @@ impl<T: Entity, K, Q: ?Sized> NotAnIndexKey<T, K, Q> for &KeyProbe<K, Q> {
     fn range(&self, _: &Collection<T>, _: usize, _: (Bound<&Q>, Bound<&Q>)) -> Vec<Arc<T>> {
         unreachable!("{NEVER}")
     }
+    fn update_by(&self, _: &Collection<T>, _: usize, _: &'static str, _: &Q, _: impl FnMut(&mut T)) -> Result<Arc<T>> {
+        unreachable!("{NEVER}")
+    }
+    fn upsert_by(&self, _: &Collection<T>, _: usize, _: &K, _: T) -> Result<(T::Id, Option<Arc<T>>)> {
+        unreachable!("{NEVER}")
+    }
 }
+
+/// Implemented by the derive of `A` for `J` when `A` declares
+/// `#[has_many(.., through = J)]` to `B`: `J`'s rows link an `A` and a `B`, so the
+/// pair of its keys is unique (an implied unique index on `J`).
+pub trait ThroughPair<A, B> {}
+
+/// Tells, in `J`'s derive, whether `J` is the join entity of a `through`
+/// relationship between `A` and `B`: [`IsThroughPair`] when `J: ThroughPair<A, B>`,
+/// else [`NotThroughPair`] (autoref specialization).
+pub struct PairProbe<J, A, B>(PhantomData<Types<J, A, B>>);
+
+/// The probe's types, without owning any.
+type Types<J, A, B> = fn() -> (J, A, B);
+
+impl<J, A, B> PairProbe<J, A, B> {
+    /// The probe.
+    pub const fn new() -> Self {
+        PairProbe(PhantomData)
+    }
+}
+
+impl<J, A, B> Default for PairProbe<J, A, B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The probe's answer when `J: ThroughPair<A, B>`.
+pub trait IsThroughPair {
+    /// `true`: the pair is a `through` pair.
+    fn is_through(&self) -> bool {
+        true
+    }
+}
+
+impl<J: ThroughPair<A, B>, A, B> IsThroughPair for PairProbe<J, A, B> {}
+
+/// The probe's answer otherwise.
+pub trait NotThroughPair {
+    /// `false`: no `through` relationship uses the pair.
+    fn is_through(&self) -> bool {
+        false
+    }
+}
+
+impl<J, A, B> NotThroughPair for &PairProbe<J, A, B> {}

@@ -102,6 +102,8 @@ pub trait EntityInternals: Sized + 'static {
     const BELONGS_TO: &'static [(&'static str, &'static str)] = &[];
     /// The message of that check when it fails: the `#[belongs_to]` fields there are.
     const BELONGS_TO_HELP: &'static str = "";
+    /// `#[storage(memory, ttl = "..")]`: how long a record lives after its last write.
+    const TTL: Option<std::time::Duration> = None;
 
     /// Sets the id from the auto-id counter. Returns `false` when the counter does not
     /// fit the id type (or the entity has no `#[id(auto)]`).

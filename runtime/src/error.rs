@@ -77,6 +77,18 @@ pub enum Error {
         existing_id: String,
     },
 
+    /// `update_by_<index>` found no record with this key in the unique index.
+    /// Nothing changed.
+    #[error("collection `{collection}`: unique index `{index}` has no key {key}")]
+    KeyNotFound {
+        /// The collection.
+        collection: String,
+        /// The index name (the field name, or fields joined by `_and_`).
+        index: String,
+        /// The key looked up (Rust debug form).
+        key: String,
+    },
+
     /// A removal refused because children still reference the record
     /// (`on_delete = restrict`, the default). Nothing changed.
     #[error("collection `{collection}`: cannot remove `{id}`: {children} record(s) of `{child_collection}` reference it through `{field}` (on_delete = restrict)")]
@@ -135,17 +147,6 @@ pub enum Error {
         collection: String,
         /// The id, in its key encoding.
         id: String,
-    },
-
-    /// An id that cannot be stored, e.g. one whose file name would be too long.
-    #[error("collection `{collection}`: id `{id}` cannot be stored: {reason}")]
-    InvalidId {
-        /// The collection.
-        collection: String,
-        /// The id (shortened if very long).
-        id: String,
-        /// Why it cannot be stored.
-        reason: String,
     },
 
     /// `update` changed the id of the record it was given.

@@ -70,6 +70,76 @@ impl<T: Entity> Collection<T> {
         self.core.not_found(id)
     }
 
+    /// Removes the records of a `#[storage(memory, ttl = "..")]` collection whose
+    /// time is up (their last write was longer than the TTL ago), as one commit: they
+    /// leave the indices, and watchers get a `Remove` event for each. Returns how
+    /// many. Every read and write through the handle does this first, so an expired
+    /// record is never returned by it; call `expire` to have the removals (and
+    /// their events) happen without other use, e.g. from a timer. A record whose
+    /// removal is refused (a `restrict` child references it) stays until it can go.
+    /// Nothing to do (`Ok(0)`) for a collection without a TTL.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// #[storage(memory, ttl = "50ms")]
+    /// struct Session { #[id] token: String, user: String }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Session>().open()?;
+    /// let sessions = store.collection::<Session>()?;
+    /// sessions.insert(Session { token: "t1".into(), user: "ada".into() })?;
+    /// assert!(sessions.get("t1").is_some());
+    /// std::thread::sleep(std::time::Duration::from_millis(60));
+    /// assert!(sessions.get("t1").is_none()); // expired: removed by this read
+    /// assert_eq!(sessions.expire()?, 0);      // nothing left to remove
+    /// # Ok(()) }
+    /// ```
+    pub fn expire(&self) -> Result<usize> {
+        if T::TTL.is_none() {
+            return Ok(0);
+        }
+        let now = std::time::Instant::now();
+        if !self.core.any_expired(now) {
+            return Ok(0);
+        }
+        let remove = |ids: Vec<T::Id>| {
+            self.store.inner_checked()?.write(|| {
+                let n = ids.len();
+                Ok((ids.iter().map(|id| Op::new(self.pos, TypedOp::<T>::Remove(id.clone()))).collect(), n))
+            })
+        };
+        match remove(self.core.expired(now)) {
+            Ok(n) => Ok(n),
+            // One removal refused (restrict): the others go one by one.
+            Err(Error::ForeignKey { .. }) => {
+                Ok(self.core.expired(now).into_iter().filter(|id| remove(vec![id.clone()]).is_ok()).count())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`expire`](Self::expire) before a read or write, for a collection with a TTL.
+    /// Best effort: inside a transaction (where the handle cannot write) or on a
+    /// closed store it does nothing, and reads by id still hide expired records.
+    fn sweep(&self) {
+        if T::TTL.is_some() {
+            // Best effort by design: the read or write that follows reports a
+            // closed or poisoned store itself.
+            let _ = self.expire();
+        }
+    }
+
+    /// `record`, unless its time is up (a collection with a TTL, not yet swept).
+    fn live(&self, record: Option<Arc<T>>) -> Option<Arc<T>> {
+        match record {
+            Some(r) if T::TTL.is_some() && self.core.is_expired(r.id(), std::time::Instant::now()) => None,
+            other => other,
+        }
+    }
+
     /// Inserts a new record and returns its id. For `#[id(auto)]` entities the id is
     /// assigned here, whatever the field held (ids of failed inserts are not reused).
     ///
@@ -83,6 +153,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn insert(&self, value: T) -> Result<T::Id> {
+        self.sweep();
         let inner = self.store.inner_checked()?;
         let mut value = Reusable::new(value, inner);
         inner.write(|| {
@@ -102,6 +173,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn upsert(&self, value: T) -> Result<Option<Arc<T>>> {
+        self.sweep();
         let inner = self.store.inner_checked()?;
         let mut value = Reusable::new(value, inner);
         inner.write(|| {
@@ -125,6 +197,7 @@ impl<T: Entity> Collection<T> {
     /// disk here, tens of ms under load). From async code use the `_async` form, whose
     /// future is woken by that sync instead.
     pub fn update(&self, id: &T::Id, mut change: impl FnMut(&mut T)) -> Result<Arc<T>> {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let current = self.get(id).ok_or_else(|| self.not_found(id))?;
             let value = Arc::new(self.core.changed(id, &current, &mut change)?);
@@ -141,6 +214,7 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.sweep();
         self.store.inner_checked()?.write(|| {
             let old = self.get(id);
             let ops = match &old {
@@ -173,7 +247,8 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.core.get(id)
+        self.sweep();
+        self.live(self.core.get(id))
     }
 
     /// The records with these ids, in the order given: `None` for an id with no
@@ -183,7 +258,8 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized + 'q,
     {
-        ids.into_iter().map(|id| self.core.get(id)).collect()
+        self.sweep();
+        ids.into_iter().map(|id| self.live(self.core.get(id))).collect()
     }
 
     /// Whether a record with this id exists. Takes borrowed forms like [`get`](Self::get).
@@ -192,11 +268,15 @@ impl<T: Entity> Collection<T> {
         T::Id: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if T::TTL.is_some() {
+            return self.get(id).is_some();
+        }
         self.core.contains(id)
     }
 
     /// The number of records.
     pub fn len(&self) -> usize {
+        self.sweep();
         self.core.len()
     }
 
@@ -208,12 +288,14 @@ impl<T: Entity> Collection<T> {
     /// A snapshot of every record, in no particular order. Later writes do not
     /// change an iterator already made.
     pub fn iter(&self) -> std::vec::IntoIter<Arc<T>> {
+        self.sweep();
         let records: Vec<Arc<T>> = self.core.snapshot();
         records.into_iter()
     }
 
     /// Every record, sorted by id.
     pub fn all(&self) -> Vec<Arc<T>> {
+        self.sweep();
         let mut records: Vec<Arc<T>> = self.iter().collect();
         records.sort_by(|a, b| a.id().cmp(b.id()));
         records
@@ -237,6 +319,7 @@ impl<T: Entity> Collection<T> {
 
     /// A typed query over this collection; see [`Query`](crate::Query).
     pub fn query(&self) -> crate::query::Query<T> {
+        self.sweep();
         crate::query::Query::over_collection(Arc::clone(&self.core))
     }
 
@@ -258,6 +341,7 @@ pub fn index_one<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> Option<Arc<T>> {
+    collection.sweep();
     collection.core.index_one::<K, Q>(pos, key)
 }
 
@@ -268,6 +352,7 @@ pub fn index_all<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> Vec<Arc<T>> {
+    collection.sweep();
     collection.core.index_all::<K, Q>(pos, key)
 }
 
@@ -278,6 +363,7 @@ pub fn index_count<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(
     pos: usize,
     key: &Q,
 ) -> usize {
+    collection.sweep();
     collection.core.index_count::<K, Q>(pos, key)
 }
 
@@ -288,5 +374,73 @@ pub fn index_range<T: Entity, K: IndexKey + Borrow<Q>, Q: Ord + ?Sized>(
     pos: usize,
     bounds: (Bound<&Q>, Bound<&Q>),
 ) -> Vec<Arc<T>> {
+    collection.sweep();
     collection.core.index_range::<K, Q>(pos, bounds)
+}
+
+/// Generated `update_by_<field>` of a unique index: changes the record whose key in
+/// index `pos` (named `index`) is `key`, as [`Collection::update`] does, under the
+/// writer lock, so the lookup and the change are one step. Errors with
+/// [`Error::KeyNotFound`] when no record has the key.
+#[doc(hidden)]
+pub fn index_update<T: Entity, K: IndexKey + Borrow<Q>, Q: Hash + Ord + fmt::Debug + ?Sized>(
+    collection: &Collection<T>,
+    pos: usize,
+    index: &'static str,
+    key: &Q,
+    mut change: impl FnMut(&mut T),
+) -> Result<Arc<T>> {
+    collection.sweep();
+    collection.store.inner_checked()?.write(|| {
+        let current = collection.core.index_one::<K, Q>(pos, key).ok_or_else(|| Error::KeyNotFound {
+            collection: T::COLLECTION.to_owned(),
+            index: index.to_owned(),
+            key: format!("{key:?}"),
+        })?;
+        let id = current.id().clone();
+        let value = Arc::new(collection.core.changed(&id, &current, &mut change)?);
+        Ok((vec![Op::new(collection.pos, TypedOp::Update(Arc::clone(&value)))], value))
+    })
+}
+
+/// Generated `upsert_by_<field>` of a unique index: `value` replaces the record that
+/// has its key in index `pos`, or is inserted when none has. Returns the id the
+/// record has and the record replaced. A replacement keeps the stored record's id:
+/// an `#[id(auto)]` value takes it, any other value must have it already
+/// ([`Error::IdChanged`] otherwise). An insert is a plain insert (auto id assigned,
+/// [`Error::DuplicateId`] when another record has the value's id).
+#[doc(hidden)]
+pub fn index_upsert<T: Entity, K: IndexKey>(
+    collection: &Collection<T>,
+    pos: usize,
+    key: &K,
+    value: T,
+) -> Result<(T::Id, Option<Arc<T>>)> {
+    collection.sweep();
+    let inner = collection.store.inner_checked()?;
+    let mut value = crate::commit::Reusable::new(value, inner);
+    inner.write(|| match collection.core.index_one::<K, K>(pos, key) {
+        Some(current) => {
+            let mut value = value.get();
+            if T::AUTO_ID {
+                if let Some(counter) = current.__id_counter() {
+                    value.__set_auto_id(counter);
+                }
+            }
+            if value.id() != current.id() {
+                return Err(Error::IdChanged {
+                    collection: T::COLLECTION.to_owned(),
+                    id: crate::error::show_id(&crate::Key::encode_key(current.id())),
+                    new_id: crate::error::show_id(&crate::Key::encode_key(value.id())),
+                });
+            }
+            let id = value.id().clone();
+            Ok((vec![Op::new(collection.pos, TypedOp::Upsert(Arc::new(value)))], (id, Some(current))))
+        }
+        None => {
+            let value = collection.core.prepare_insert(value.get())?;
+            let id = value.id().clone();
+            Ok((vec![Op::new(collection.pos, TypedOp::Insert(Arc::new(value)))], (id, None)))
+        }
+    })
 }

@@ -36,6 +36,7 @@ mod derived;
 pub mod encode;
 mod entity;
 mod error;
+mod expiry;
 mod feed;
 mod flush;
 pub mod fs;
@@ -45,6 +46,7 @@ mod index;
 mod index_file;
 pub mod inspect;
 mod key;
+mod link;
 mod meta;
 mod migrate;
 pub mod nonblocking;
@@ -71,6 +73,7 @@ pub use feed::FeedRetention;
 pub use flush::{FlushStats, Health};
 pub use index::{IndexKey, IndexKind};
 pub use key::{AutoKey, Key};
+pub use link::Writer;
 pub use meta::FORMAT_VERSION;
 pub use nonblocking::{FlushFuture, WriteFuture};
 pub use query::{
@@ -91,16 +94,18 @@ pub use watch::{Change, Event};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::derived::{
-        foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, KeyProbe, NotAnIndexKey,
+        belongs_to_of, foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair,
+        KeyProbe, NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
     };
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
     pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
     pub use crate::key::{AutoKey, Key};
+    pub use crate::link::{link, unlink, Writer};
     pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
-        assert_entity, link, through, unlink, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
+        assert_entity, assert_through, through, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };
     pub use crate::store::Store;
     pub use serde;

@@ -153,9 +153,16 @@ impl<T> SameType<T> for T {
     }
 }
 
-/// Used by generated code to say "`T` is not an entity" where a relationship names one.
+/// Used by generated code to say "`T` is not an entity" where a relationship names
+/// one: in a `const`, spanned on the type, the one error about it (the generated
+/// methods that use the type assume it with a `where` clause instead).
 #[doc(hidden)]
-pub fn assert_entity<T: Entity>() {}
+pub const fn assert_entity<T: Entity>() {}
+
+/// Used by generated code to say "`J` cannot join `Owner` to `Target`" once, spanned
+/// on `through = J` (the generated methods assume it with a `where` clause).
+#[doc(hidden)]
+pub const fn assert_through<Owner: Entity, J: References<Owner> + References<Target>, Target: Entity>() {}
 
 /// A reference to a parent that does not exist, found by [`Store::verify`](crate::Store::verify).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +181,9 @@ pub struct Dangling {
 
 impl Reader for crate::Store {
     fn read<T: Entity>(&self, id: &T::Id) -> Result<Option<Arc<T>>> {
-        Ok(self.collection_core::<T>()?.0.get(id))
+        let core = self.collection_core::<T>()?.0;
+        // A record of a TTL collection whose time is up is not returned.
+        Ok(core.get(id).filter(|r| T::TTL.is_none() || !core.is_expired(r.id(), std::time::Instant::now())))
     }
 
     fn __children<C: Entity, K: IndexKey>(
@@ -183,63 +192,12 @@ impl Reader for crate::Store {
         key: &K,
         _key_of: fn(&C) -> Option<&K>,
     ) -> Result<Vec<Arc<C>>> {
-        Ok(self.collection_core::<C>()?.0.index_all::<K, K>(index, key))
-    }
-}
-
-/// Links `owner` to the target named by `row` (a join entity), unless that pair is
-/// linked already; returns whether a row was inserted. Generated as
-/// `owner.link_<name>(&store, row)`.
-#[doc(hidden)]
-pub fn link<Owner, J, Target>(store: &crate::Store, owner: &Owner::Id, row: J) -> Result<bool>
-where
-    Owner: Entity,
-    J: References<Owner> + References<Target>,
-    Target: Entity,
-    Owner::Id: IndexKey,
-{
-    let to_owner = <J as References<Owner>>::foreign_key();
-    let to_target = <J as References<Target>>::foreign_key();
-    let invalid = |message: String| crate::Error::InvalidLink { collection: J::COLLECTION.to_owned(), message };
-    if to_owner.parent_id(&row) != Some(owner) {
-        return Err(invalid(format!(
-            "the row does not reference `{}` `{}`",
-            Owner::COLLECTION,
-            crate::Key::encode_key(owner)
-        )));
-    }
-    let Some(target) = to_target.parent_id(&row).cloned() else {
-        return Err(invalid(format!("the row references no `{}`", Target::COLLECTION)));
-    };
-    store.transaction(|tx| {
-        let rows = to_owner.children(&*tx, owner)?;
-        if rows.iter().any(|r| to_target.parent_id(r) == Some(&target)) {
-            return Ok(false);
+        let core = self.collection_core::<C>()?.0;
+        let mut children = core.index_all::<K, K>(index, key);
+        if C::TTL.is_some() {
+            let now = std::time::Instant::now();
+            children.retain(|c| !core.is_expired(c.id(), now));
         }
-        tx.insert(row.clone())?;
-        Ok(true)
-    })
-}
-
-/// Removes every join row between `owner` and `target`; returns how many.
-/// Generated as `owner.unlink_<name>(&store, &target_id)`.
-#[doc(hidden)]
-pub fn unlink<Owner, J, Target>(store: &crate::Store, owner: &Owner::Id, target: &Target::Id) -> Result<usize>
-where
-    Owner: Entity,
-    J: References<Owner> + References<Target>,
-    Target: Entity,
-    Owner::Id: IndexKey,
-{
-    let to_owner = <J as References<Owner>>::foreign_key();
-    let to_target = <J as References<Target>>::foreign_key();
-    store.transaction(|tx| {
-        let rows = to_owner.children(&*tx, owner)?;
-        let mut removed = 0;
-        for row in rows.iter().filter(|r| to_target.parent_id(r) == Some(target)) {
-            tx.remove::<J>(row.id())?;
-            removed += 1;
-        }
-        Ok(removed)
-    })
+        Ok(children)
+    }
 }

@@ -46,7 +46,9 @@ impl<'s> Transaction<'s> {
         let overlay = self.overlays.get(&collection.1).and_then(|o| o.downcast_ref::<Overlay<T>>());
         match overlay.and_then(|o| o.get(id)) {
             Some(seen) => seen.clone(),
-            None => collection.0.get(id),
+            // A record of a TTL collection whose time is up is gone for the
+            // transaction too (the handle removes it at its next use).
+            None => collection.0.get(id).filter(|r| !collection.0.is_expired(r.id(), std::time::Instant::now())),
         }
     }
 

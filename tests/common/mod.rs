@@ -115,7 +115,7 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The path of the record file of `id` in `collection`, per the id encoding.
 pub fn record_path(dir: &Path, collection: &str, id: &str) -> PathBuf {
-    dir.join(collection).join(format!("{}.json", shelf::encode::encode(id).unwrap()))
+    dir.join(collection).join(format!("{}.json", shelf::encode::encode(id)))
 }
 
 /// Reads and parses a record file; `None` when it is missing or does not parse yet.

@@ -129,7 +129,7 @@ impl<T: Entity> Staged for Snapshot<'_, T> {
                     Some(value) => Some(to_json(core.name, id, &*value)?),
                     None => None,
                 };
-                changes.push(RecordChange { stem: core.stem(id)?, bytes });
+                changes.push(RecordChange { stem: core.stem(id), bytes });
             }
             if !changes.is_empty() {
                 out.records(changes)?;

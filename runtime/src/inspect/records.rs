@@ -34,9 +34,16 @@ impl Record {
     }
 
     /// The id its file name says (the decoded stem), `per_record` only; `None` also
-    /// when the file name is not one Shelf can write.
+    /// for a hashed name (a long id, whose id is only inside the file) and when the
+    /// file name is not one Shelf can write.
     pub fn file_id(&self) -> Option<String> {
         self.stem.as_deref().and_then(encode::decode)
+    }
+
+    /// Whether its file name is the one of the id with key text `id` (`per_record`
+    /// only; `false` without a file name). Works for hashed names too.
+    pub fn named_for(&self, id: &str) -> bool {
+        self.stem.as_deref().is_some_and(|stem| encode::is_name_of(stem, id))
     }
 
     pub(crate) fn json(&self) -> Result<Json, String> {
@@ -227,11 +234,12 @@ pub(crate) fn infer_id_field(records: &[Parsed], wal_pairs: &[(&Json, &Json)]) -
         }
     };
     for parsed in records.iter().take(64) {
-        if let (Some(id), Ok(json)) = (parsed.record.file_id(), &parsed.json) {
+        if let (Some(_), Ok(json)) = (&parsed.record.stem, &parsed.json) {
+            // A field whose value has this file name (full or hashed).
             vote(
                 json.keys()
                     .into_iter()
-                    .filter(|k| json.get(k).and_then(Json::key_text).as_deref() == Some(&id))
+                    .filter(|k| json.get(k).and_then(Json::key_text).is_some_and(|id| parsed.record.named_for(&id)))
                     .collect(),
             );
         }

@@ -8,6 +8,7 @@ use super::json::Json;
 use super::records::{infer_id_field, strategy, truncate, Parsed};
 use super::wal::{self, WalDamage, WalScan, WalSummary};
 use super::{CollectionInfo, DataDir, ForeignKeyInfo, Progress, Result};
+use crate::encode;
 use crate::entity::StorageKind;
 use crate::fs::{RealFs, Vfs};
 use crate::storage::codec::Codec;
@@ -313,20 +314,28 @@ impl DataDir {
                 }
             };
             if let Some(stem) = &p.record.stem {
-                let Some(file_id) = p.record.file_id() else {
+                let Some(name) = encode::read_name(stem) else {
                     report.problem(location, format!("the file name `{stem}` is not an id as Shelf encodes it"));
                     continue;
                 };
                 if let Some(field) = id_field {
                     match json.get(field).and_then(Json::key_text) {
-                        Some(id) if id == file_id => {}
+                        Some(id) if p.record.named_for(&id) => {}
                         Some(id) => report.problem(
                             location,
-                            format!(
-                                "holds id `{}`, but its file name is for id `{}`",
-                                truncate(&id),
-                                truncate(&file_id)
-                            ),
+                            match name {
+                                encode::Name::Id(file_id) => format!(
+                                    "holds id `{}`, but its file name is for id `{}`",
+                                    truncate(&id),
+                                    truncate(&file_id)
+                                ),
+                                // A long id's name is a hash: it cannot say which id.
+                                encode::Name::Hashed { .. } => format!(
+                                    "holds id `{}`, but its file name `{}` is the hashed name of another id",
+                                    truncate(&id),
+                                    truncate(stem)
+                                ),
+                            },
                         ),
                         None => report.problem(location, format!("has no string or integer `{field}` field (its id)")),
                     }

@@ -322,8 +322,6 @@ impl DataDir {
         }
         let mut changed: BTreeMap<String, Option<Json>> = BTreeMap::new();
         for change in changes {
-            encode::encode(&change.id_text)
-                .map_err(|reason| invalid(format!("id `{}` cannot be stored: {reason}", truncate(&change.id_text))))?;
             match change.value {
                 Some(_) if change.parent && records.contains_key(&change.id_text) => {}
                 Some(value) => {
@@ -346,7 +344,7 @@ impl DataDir {
                 let mut files = Vec::with_capacity(changed.len());
                 for (id_text, value) in changed {
                     let bytes = value.map(|v| pretty(&v)).transpose()?;
-                    files.push(FileChange { stem: encode::encode(&id_text).map_err(invalid)?, bytes });
+                    files.push(FileChange { stem: encode::encode(&id_text), bytes });
                 }
                 strategy.stage(files, batch)?;
             }
