@@ -192,3 +192,46 @@ fn memory_collections_stay_local() {
         .get(0);
     assert_eq!(tables, 0);
 }
+
+#[test]
+fn a_data_directory_is_copied_into_postgres_whole_and_checked() {
+    let Some(schema) = Schema::new("copy") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let files = Store::builder(dir.path()).register::<User>().register::<Post>().register::<Session>().open().unwrap();
+    for i in 0..50 {
+        files.collection::<User>().unwrap().insert(user(&format!("u{i}"), &format!("{i}@x"))).unwrap();
+        files.collection::<Post>().unwrap().insert(Post { id: 0, author: format!("u{i}"), title: "t".into() }).unwrap();
+    }
+    files.collection::<Session>().unwrap().insert(Session { id: "local".into() }).unwrap();
+    let shared = open(&schema);
+    let report = files.copy_into(&shared).unwrap();
+    assert_eq!(report.collections, vec![("user", 50), ("post", 50)]);
+    // Another instance loads exactly the copy.
+    let other = open(&schema);
+    for i in 0..50 {
+        let id = format!("u{i}");
+        assert_eq!(
+            *other.collection::<User>().unwrap().get(id.as_str()).unwrap(),
+            *files.collection::<User>().unwrap().get(id.as_str()).unwrap()
+        );
+    }
+    assert_eq!(other.collection::<Post>().unwrap().len(), 50);
+    assert!(other.collection::<Session>().unwrap().is_empty(), "memory collections are not copied");
+    // A second copy into the same database is refused and changes nothing.
+    let again = files.copy_into(&shared);
+    assert!(matches!(again, Err(Error::Postgres { .. })), "{again:?}");
+    let rows: i64 = schema.client().query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
+    assert_eq!(rows, 50);
+}
+
+#[test]
+fn a_value_jsonb_would_change_is_refused_at_the_write() {
+    let Some(schema) = Schema::new("jsonb") else { return };
+    let store = open(&schema);
+    let users = store.collection::<User>().unwrap();
+    let nul = users.insert(user("nul", "a\u{0}b@x"));
+    assert!(matches!(nul, Err(Error::Unloadable { .. })), "{nul:?}");
+    assert!(users.get("nul").is_none());
+    let rows: i64 = schema.client().query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
+    assert_eq!(rows, 0);
+}

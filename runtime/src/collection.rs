@@ -722,6 +722,9 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn set_next_auto(&self, next: u64);
     fn dirty_count(&self) -> usize;
     fn len(&self) -> usize;
+    /// Every record, as a shared backend stores it.
+    #[cfg(feature = "postgres")]
+    fn shared_all(&self) -> Result<Vec<SharedWrite>>;
 }
 
 impl<T: Entity> ErasedCollection for Core<T> {
@@ -910,6 +913,10 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn len(&self) -> usize {
         self.state.read().records.len()
+    }
+    #[cfg(feature = "postgres")]
+    fn shared_all(&self) -> Result<Vec<SharedWrite>> {
+        Core::shared_all(self)
     }
 }
 

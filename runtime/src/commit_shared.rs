@@ -163,40 +163,57 @@ impl Inner {
         let writes = collected?;
         let mut json = String::from("[");
         for (coll, write) in &writes {
-            let Some(table) = pg.table(*coll) else { continue };
-            let collection = self.collections[*coll].name();
-            if let Some(value) = &write.value {
-                Postgres::check_value(value).map_err(|message| Error::Unloadable {
-                    collection: collection.to_owned(),
-                    id: show_id(&write.id),
-                    field: String::new(),
-                    message,
-                })?;
+            let expected = pg.version(*coll, &write.id);
+            if let Some(entry) = self.write_json(pg, *coll, write, expected)? {
+                if json.len() > 1 {
+                    json.push(',');
+                }
+                json.push_str(&entry);
             }
-            if json.len() > 1 {
-                json.push(',');
-            }
-            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-            json.push_str(&format!(
-                r#"{{"c":{},"id":{},"v":{},"e":{}"#,
-                quoted(table),
-                write.id,
-                write.value.as_deref().map_or_else(|| "null".to_owned(), text),
-                pg.version(*coll, &write.id).map_or_else(|| "null".to_owned(), |v| v.to_string()),
-            ));
-            json.push_str(r#","u":["#);
-            for (i, (index, key)) in write.unique.iter().enumerate() {
-                json.push_str(&format!("{}[{},{key}]", if i > 0 { "," } else { "" }, quoted(index)));
-            }
-            json.push_str(r#"],"f":{"#);
-            for (i, (field, parent)) in write.parents.iter().enumerate() {
-                let parent = parent.as_deref().unwrap_or("null");
-                json.push_str(&format!("{}{}:{parent}", if i > 0 { "," } else { "" }, quoted(&format!("fk_{field}"))));
-            }
-            json.push_str("}}");
         }
         json.push(']');
         Ok(Some(Staged { writes, json }))
+    }
+
+    /// One write as `shelf_commit` takes it (see `sql::SHARED`), with the version
+    /// it expects; `None` for a collection PostgreSQL does not keep.
+    pub(crate) fn write_json(
+        &self,
+        pg: &Postgres,
+        coll: usize,
+        write: &SharedWrite,
+        expected: Option<i64>,
+    ) -> Result<Option<String>> {
+        let Some(table) = pg.table(coll) else { return Ok(None) };
+        let collection = self.collections[coll].name();
+        if let Some(value) = &write.value {
+            Postgres::check_value(value).map_err(|message| Error::Unloadable {
+                collection: collection.to_owned(),
+                id: show_id(&write.id),
+                field: String::new(),
+                message,
+            })?;
+        }
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut json = format!(
+            r#"{{"c":{},"id":{},"v":{},"e":{}"#,
+            quoted(table),
+            write.id,
+            write.value.as_deref().map_or_else(|| "null".to_owned(), text),
+            expected.map_or_else(|| "null".to_owned(), |v| v.to_string()),
+        );
+        json.push_str(r#","u":["#);
+        for (i, (index, key)) in write.unique.iter().enumerate() {
+            json.push_str(&format!("{}[{},{key}]", if i > 0 { "," } else { "" }, quoted(index)));
+        }
+        json.push_str(r#"],"f":{"#);
+        let enforced = write.parents.iter().filter(|(field, _)| pg.enforces(coll, field));
+        for (i, (field, parent)) in enforced.enumerate() {
+            let parent = parent.as_deref().unwrap_or("null");
+            json.push_str(&format!("{}{}:{parent}", if i > 0 { "," } else { "" }, quoted(&format!("fk_{field}"))));
+        }
+        json.push_str("}}");
+        Ok(Some(json))
     }
 
     /// Applies a committed commit's writes to memory, records their versions, and

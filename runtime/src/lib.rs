@@ -83,6 +83,8 @@ pub use query::{
 pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
+#[cfg(feature = "postgres")]
+pub use store::CopyReport;
 pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
 pub use stream::Subscription;
 pub use traverse::closure;

@@ -28,6 +28,8 @@ use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::CopyReport;
 
 /// The name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "LOCK";

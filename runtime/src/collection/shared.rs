@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use super::{change_of, flush, mismatch, LockedCore, TypedUndo};
+use super::{change_of, flush, mismatch, Core, LockedCore, State, TypedUndo};
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
 use crate::key::Key;
@@ -31,35 +31,47 @@ pub(crate) fn enforced(spec: &crate::relation::ForeignKeySpec) -> bool {
     spec.check && spec.on_delete != OnDelete::Ignore
 }
 
+/// The record `id` of `state`, as a shared backend stores it.
+fn shared_write_of<T: Entity>(name: &str, state: &State<T>, id: &T::Id) -> Result<SharedWrite> {
+    let error = |source: serde_json::Error| Error::Serde {
+        collection: name.to_owned(),
+        id: show_id(&id.encode_key()),
+        source: Arc::new(source),
+    };
+    let id_json = serde_json::to_string(id).map_err(error)?;
+    let record = state.records.get(id).cloned();
+    let mut write =
+        SharedWrite { id: id_json, value: None, unique: Vec::new(), parents: Vec::new(), typed: Box::new(()) };
+    if let Some(record) = &record {
+        write.value = Some(flush::compact::<T>(name, id, record)?.into_vec());
+        for index in state.indices.iter().filter(|index| index.kind().unique) {
+            for key in index.keys_json(record) {
+                write.unique.push((index.name(), key));
+            }
+        }
+        for spec in T::__foreign_keys().into_iter().filter(enforced) {
+            let Some(index) = state.indices.get(spec.index) else { mismatch::<T>("a foreign key index") };
+            let mut keys = index.keys_json(record);
+            let parent = if keys.len() == 1 { keys.pop() } else { None };
+            write.parents.push((spec.field, parent));
+        }
+    }
+    write.typed = Box::new((id.clone(), record));
+    Ok(write)
+}
+
+impl<T: Entity> Core<T> {
+    /// Every record, as a shared backend stores it (copying a store into one).
+    pub(super) fn shared_all(&self) -> Result<Vec<SharedWrite>> {
+        let state = self.state.read();
+        state.records.keys().map(|id| shared_write_of(self.name, &state, id)).collect()
+    }
+}
+
 impl<T: Entity> LockedCore<'_, T> {
     /// The record `id` as this commit left it, as a shared backend stores it.
     pub(super) fn shared_write_typed(&self, id: &T::Id) -> Result<SharedWrite> {
-        let name = self.core.name;
-        let error = |source: serde_json::Error| Error::Serde {
-            collection: name.to_owned(),
-            id: show_id(&id.encode_key()),
-            source: Arc::new(source),
-        };
-        let id_json = serde_json::to_string(id).map_err(error)?;
-        let record = self.state.records.get(id).cloned();
-        let mut write =
-            SharedWrite { id: id_json, value: None, unique: Vec::new(), parents: Vec::new(), typed: Box::new(()) };
-        if let Some(record) = &record {
-            write.value = Some(flush::compact::<T>(name, id, record)?.into_vec());
-            for index in self.state.indices.iter().filter(|index| index.kind().unique) {
-                for key in index.keys_json(record) {
-                    write.unique.push((index.name(), key));
-                }
-            }
-            for spec in T::__foreign_keys().into_iter().filter(enforced) {
-                let Some(index) = self.state.indices.get(spec.index) else { mismatch::<T>("a foreign key index") };
-                let mut keys = index.keys_json(record);
-                let parent = if keys.len() == 1 { keys.pop() } else { None };
-                write.parents.push((spec.field, parent));
-            }
-        }
-        write.typed = Box::new((id.clone(), record));
-        Ok(write)
+        shared_write_of(self.core.name, &self.state, id)
     }
 
     /// Applies a committed commit's writes to this collection: every record first

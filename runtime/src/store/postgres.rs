@@ -191,3 +191,85 @@ impl Store {
         }
     }
 }
+
+/// What [`Store::copy_into`] copied: records per collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyReport {
+    /// `(collection, records)`, in registration order.
+    pub collections: Vec<(&'static str, usize)>,
+}
+
+impl Store {
+    /// Copies every persisted record of this store (a data directory, say) into
+    /// `target`, a store on PostgreSQL with the same entity types registered: the
+    /// way from one machine to several. The copy is one PostgreSQL transaction:
+    /// all of it or nothing. Afterwards the record counts of every collection are
+    /// compared, and every reference is checked ([`Store::verify`]); PostgreSQL's
+    /// own foreign keys and unique keys have checked the copy too.
+    ///
+    /// `target` should be new: a record that it holds already makes the copy fail
+    /// and leaves it unchanged. `memory` collections are not copied.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use shelf::{Entity, Store};
+    /// # #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// # struct User { #[id] id: String }
+    /// # fn main() -> shelf::Result<()> {
+    /// let files = Store::builder("data").register::<User>().open()?;
+    /// let shared = Store::builder("data").register::<User>().postgres("postgres://postgres@127.0.0.1/app").open()?;
+    /// let report = files.copy_into(&shared)?;
+    /// println!("{report:?}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Postgres`] when `target` is not on PostgreSQL, lacks a collection,
+    /// already holds one of the records, or the counts or references disagree
+    /// afterwards; the errors of reading and committing otherwise.
+    pub fn copy_into(&self, target: &Store) -> Result<CopyReport> {
+        let fail = |message: String| Error::Postgres { op: "copy into PostgreSQL", message };
+        let (source, into) = (self.inner_checked()?, target.inner_checked()?);
+        let Some(pg) = into.backend.shared() else {
+            return Err(fail("the target store is not on PostgreSQL (open it with `postgres(url)`)".into()));
+        };
+        let mut json = String::from("[");
+        let mut collections = Vec::new();
+        for collection in source.collections.iter().filter(|c| c.persisted()) {
+            let Some(&pos) = into.by_name.get(collection.name()) else {
+                return Err(fail(format!("the target does not register collection `{}`", collection.name())));
+            };
+            let writes = collection.shared_all()?;
+            collections.push((collection.name(), writes.len()));
+            for write in &writes {
+                if let Some(entry) = into.write_json(pg, pos, write, None)? {
+                    if json.len() > 1 {
+                        json.push(',');
+                    }
+                    json.push_str(&entry);
+                }
+            }
+        }
+        json.push(']');
+        if json != "[]" {
+            pg.commit(&json, "[]").map_err(|refusal| match refusal {
+                crate::backend::postgres::Refusal::Conflict(why) => {
+                    fail(format!("the target already holds some of these records, or they break a key: {why}"))
+                }
+                crate::backend::postgres::Refusal::Failed(e) => e,
+            })?;
+        }
+        target.sync()?;
+        for (name, count) in &collections {
+            let held = into.by_name.get(name).map_or(0, |&pos| into.collections[pos].len());
+            if held != *count {
+                return Err(fail(format!("collection `{name}`: {count} records copied, but the target holds {held}")));
+            }
+        }
+        if let Some(dangling) = target.verify().first() {
+            return Err(fail(format!("a reference does not resolve after the copy: {dangling:?}")));
+        }
+        Ok(CopyReport { collections })
+    }
+}

@@ -85,6 +85,8 @@ pub(crate) struct Postgres {
     feed: Arc<Feed>,
     /// Per collection position: its table, for persisted collections.
     tables: Vec<Option<String>>,
+    /// Per collection position: the `#[belongs_to]` fields PostgreSQL enforces.
+    foreign_keys: Vec<Vec<String>>,
     sources: Vec<Rows>,
     /// The version of every cached record, by collection and id (compact JSON).
     versions: Mutex<HashMap<(usize, String), i64>>,
@@ -136,6 +138,7 @@ impl Postgres {
         let origin = format!("{}-{}-{:x}", std::process::id(), nanos(), rand_bits());
         let channel = format!("shelf_{}", options.schema.as_deref().unwrap_or("public"));
         Ok(Postgres {
+            foreign_keys: collections.iter().map(|c| c.foreign_keys.iter().map(|(f, _)| f.clone()).collect()).collect(),
             feed: Arc::new(Feed::new(channel, floor.max(0) as u64)),
             pool,
             origin,
@@ -190,6 +193,11 @@ impl Postgres {
             Some(v) => versions.insert((pos, id), v),
             None => versions.remove(&(pos, id)),
         };
+    }
+
+    /// Whether PostgreSQL enforces the foreign key `field` of collection `pos`.
+    pub(crate) fn enforces(&self, pos: usize, field: &str) -> bool {
+        self.foreign_keys.get(pos).is_some_and(|fields| fields.iter().any(|f| f == field))
     }
 
     /// The table of collection `pos`, if it is persisted.
@@ -377,5 +385,20 @@ impl Backend for Postgres {
     }
     fn shared(&self) -> Option<&Postgres> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Postgres;
+
+    #[test]
+    fn check_value_refuses_what_jsonb_changes_and_nothing_else() {
+        for bad in [r#"{"a":"x\u0000y"}"#, r#"{"f":-0.0}"#, r#"[-0]"#, r#"{"f":-0e5}"#] {
+            assert!(Postgres::check_value(bad.as_bytes()).is_err(), "{bad} must be refused");
+        }
+        for good in [r#"{"a":"x\\u0000y"}"#, r#"{"f":-0.5}"#, r#"{"f":-10}"#, r#"{"s":"-0"}"#, r#"{"f":1e-7}"#, "[0,-1.0e3]"] {
+            assert!(Postgres::check_value(good.as_bytes()).is_ok(), "{good} must pass");
+        }
     }
 }

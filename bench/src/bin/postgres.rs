@@ -1,0 +1,244 @@
+//! Issue 18's benchmark: Shelf on PostgreSQL next to the raw `postgres` crate on
+//! the same server, in one run.
+//!
+//! ```text
+//! SHELF_TEST_POSTGRES=postgres://postgres@127.0.0.1/test \
+//!   cargo run --release -p shelf-bench --bin postgres -- [--commits C] [--rounds R] [--open N]
+//! ```
+//!
+//! - durable single-record commits (insert, then update of the same records), 1 and
+//!   8 threads: Shelf's `insert`/`update` against a prepared single-row
+//!   `INSERT`/`UPDATE` of a `(id, doc jsonb)` table with the same unique index;
+//! - reads by id and by unique key: Shelf's cache against a PostgreSQL `SELECT`;
+//! - cross-instance visibility: from one instance's `Ok` to another instance's
+//!   watch event, p50 and p99;
+//! - open: records loaded per second into a new instance's cache.
+//!
+//! Every figure is the median of R rounds with the min–max; without
+//! `SHELF_TEST_POSTGRES` the binary says so and exits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use shelf::{Entity, Store};
+
+#[derive(Parser, Debug)]
+#[command(name = "postgres")]
+struct Cli {
+    /// Commits per thread count and round.
+    #[arg(long, default_value_t = 2_000)]
+    commits: usize,
+    /// Rounds; the table shows the median and the min–max.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Records for the open measurement.
+    #[arg(long, default_value_t = 20_000)]
+    open: usize,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+struct Person {
+    #[id]
+    id: u64,
+    #[index(unique)]
+    email: String,
+    name: String,
+    country: String,
+    age: u32,
+}
+
+fn person(id: u64, age: u32) -> Person {
+    Person {
+        id,
+        email: format!("user{id}@example.com"),
+        name: format!("User Number {id}"),
+        country: ["DE", "FR", "US", "JP"][(id % 4) as usize].to_owned(),
+        age,
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let cli = Cli::parse();
+    let Ok(url) = std::env::var("SHELF_TEST_POSTGRES") else {
+        println!("skipped: SHELF_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1/test)");
+        return Ok(());
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let mut rows: Vec<(String, Vec<f64>, &str)> = Vec::new();
+    let mut push = |name: String, value: f64, unit: &'static str| match rows.iter_mut().find(|r| r.0 == name) {
+        Some(row) => row.1.push(value),
+        None => rows.push((name, vec![value], unit)),
+    };
+    for round in 0..cli.rounds {
+        let schema = format!("bench_{}_{round}", std::process::id());
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls)?;
+        admin.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.raw (id bigint PRIMARY KEY, doc jsonb NOT NULL);
+             CREATE UNIQUE INDEX ON {schema}.raw ((doc->>'email'));"
+        ))?;
+        let open = || -> Result<Store, BoxError> {
+            Ok(Store::builder(&schema).register::<Person>().postgres(&url).postgres_schema(&schema).open()?)
+        };
+        let a = open()?;
+        let b = open()?;
+        let mut next = 0u64;
+        for threads in [1usize, 8] {
+            let per = cli.commits / threads;
+            // Shelf: insert then update.
+            let first = next;
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let people = a.collection::<Person>()?;
+                for i in 0..per {
+                    people.insert(person(first + (t * per + i) as u64, 1))?;
+                }
+                Ok(())
+            })?;
+            push(
+                format!("insert, {threads} thread(s): Shelf on PostgreSQL"),
+                rate(per * threads, started),
+                "commits/s",
+            );
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let people = a.collection::<Person>()?;
+                for i in 0..per {
+                    people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
+                }
+                Ok(())
+            })?;
+            push(
+                format!("update, {threads} thread(s): Shelf on PostgreSQL"),
+                rate(per * threads, started),
+                "commits/s",
+            );
+            // Raw postgres: the same rows in a plain table.
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                let insert =
+                    client.prepare(&format!("INSERT INTO {schema}.raw (id, doc) VALUES ($1, $2::text::jsonb)"))?;
+                for i in 0..per {
+                    let id = first + (t * per + i) as u64;
+                    client.execute(&insert, &[&(id as i64), &serde_json::to_string(&person(id, 1))?])?;
+                }
+                Ok(())
+            })?;
+            push(format!("insert, {threads} thread(s): raw postgres"), rate(per * threads, started), "commits/s");
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                let update = client.prepare(&format!("UPDATE {schema}.raw SET doc = $2::text::jsonb WHERE id = $1"))?;
+                for i in 0..per {
+                    let id = first + (t * per + i) as u64;
+                    client.execute(&update, &[&(id as i64), &serde_json::to_string(&person(id, 2))?])?;
+                }
+                Ok(())
+            })?;
+            push(format!("update, {threads} thread(s): raw postgres"), rate(per * threads, started), "commits/s");
+            next += (per * threads) as u64;
+        }
+        // Reads.
+        let people = a.collection::<Person>()?;
+        let n = next;
+        let lookups = 20_000usize;
+        let started = Instant::now();
+        for i in 0..lookups {
+            std::hint::black_box(people.get(&((i as u64 * 7919) % n)));
+        }
+        push("get by id: Shelf cache".into(), ns_per(lookups, started), "ns/read");
+        let started = Instant::now();
+        for i in 0..lookups {
+            std::hint::black_box(people.by_email(&format!("user{}@example.com", (i as u64 * 7919) % n)));
+        }
+        push("get by unique email: Shelf cache".into(), ns_per(lookups, started), "ns/read");
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        let by_id = client.prepare(&format!("SELECT doc::text FROM {schema}.raw WHERE id = $1"))?;
+        let by_email = client.prepare(&format!("SELECT doc::text FROM {schema}.raw WHERE doc->>'email' = $1"))?;
+        let selects = 2_000usize;
+        let started = Instant::now();
+        for i in 0..selects {
+            std::hint::black_box(client.query_opt(&by_id, &[&(((i as u64 * 7919) % n) as i64)])?);
+        }
+        push("get by id: PostgreSQL SELECT".into(), ns_per(selects, started), "ns/read");
+        let started = Instant::now();
+        for i in 0..selects {
+            let email = format!("user{}@example.com", (i as u64 * 7919) % n);
+            std::hint::black_box(client.query_opt(&by_email, &[&email])?);
+        }
+        push("get by unique email: PostgreSQL SELECT".into(), ns_per(selects, started), "ns/read");
+        // Cross-instance visibility: a's Ok to b's event.
+        let events = b.collection::<Person>()?.watch();
+        let mut latencies = Vec::new();
+        for i in 0..300u64 {
+            let id = next + i;
+            a.collection::<Person>()?.insert(person(id, 0))?;
+            let acked = Instant::now();
+            loop {
+                let event = events.recv_timeout(Duration::from_secs(10))?;
+                if matches!(&event.change, shelf::Change::Insert(p) if p.id == id) {
+                    break;
+                }
+            }
+            latencies.push(acked.elapsed().as_secs_f64() * 1e3);
+        }
+        latencies.sort_by(f64::total_cmp);
+        push("cross-instance visibility p50".into(), latencies[latencies.len() / 2], "ms");
+        push("cross-instance visibility p99".into(), latencies[latencies.len() * 99 / 100], "ms");
+        next += 300;
+        // Open: top the collection up to `--open` records, then load a new instance.
+        let people = a.collection::<Person>()?;
+        a.transaction(|tx| {
+            for id in next..(cli.open as u64).max(next) {
+                tx.insert(person(id, 0))?;
+            }
+            Ok::<_, shelf::Error>(())
+        })?;
+        let records = people.len();
+        drop((a, b));
+        let started = Instant::now();
+        let c = open()?;
+        push(format!("open ({records} records)"), rate(c.collection::<Person>()?.len(), started), "records/s");
+        drop(c);
+        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    }
+    println!("\n{:<52} {:>14} {:>24}  unit", "row", "median", "min–max");
+    for (name, mut values, unit) in rows {
+        values.sort_by(f64::total_cmp);
+        let median = values[values.len() / 2];
+        println!(
+            "{name:<52} {median:>14.1} {:>24}  {unit}",
+            format!("{:.1}–{:.1}", values[0], values[values.len() - 1])
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    Ok(())
+}
+
+fn run_threads(threads: usize, work: impl Fn(usize) -> Result<(), BoxError> + Sync) -> Result<(), BoxError> {
+    let work = Arc::new(&work);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let work = Arc::clone(&work);
+                scope.spawn(move || work(t))
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| -> BoxError { "a thread panicked".into() })?)
+    })
+}
+
+fn rate(n: usize, started: Instant) -> f64 {
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn ns_per(n: usize, started: Instant) -> f64 {
+    started.elapsed().as_nanos() as f64 / n as f64
+}
