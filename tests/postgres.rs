@@ -235,3 +235,29 @@ fn a_value_jsonb_would_change_is_refused_at_the_write() {
     let rows: i64 = schema.client().query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
     assert_eq!(rows, 0);
 }
+
+#[test]
+fn a_transaction_runs_again_when_a_record_it_read_changed_in_another_instance() {
+    let Some(schema) = Schema::new("readset") else { return };
+    let (a, b) = (open(&schema), open(&schema));
+    a.collection::<User>().unwrap().insert(user("x", "x@x")).unwrap();
+    a.collection::<User>().unwrap().insert(user("y", "y@x")).unwrap();
+    b.sync().unwrap();
+    let mut runs = 0;
+    a.transaction(|tx| {
+        runs += 1;
+        let x = tx.get::<User>(&"x".into()).unwrap();
+        if runs == 1 {
+            // Another instance changes what this body has just read.
+            b.collection::<User>().unwrap().update(&"x".into(), |u| u.visits = 100).unwrap();
+        }
+        // y is written from x: only x's read version makes this stale.
+        tx.update::<User>(&"y".into(), |u| u.visits = x.visits)?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert_eq!(runs, 2, "the body ran again after the conflict");
+    assert_eq!(a.collection::<User>().unwrap().get("y").unwrap().visits, 100);
+    b.sync().unwrap();
+    assert_eq!(b.collection::<User>().unwrap().get("y").unwrap().visits, 100);
+}

@@ -172,7 +172,7 @@ impl Inner {
     pub(crate) fn write<R>(&self, mut stage: impl FnMut() -> Result<(Vec<Op>, R)>) -> Result<R> {
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.backend.shared() {
-            return self.write_shared(pg, |_| stage());
+            return self.write_shared(pg, |_, _| stage());
         }
         let incoming = self.announce();
         let guard = self.lock_writer()?;

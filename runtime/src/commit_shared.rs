@@ -89,14 +89,16 @@ impl Inner {
     pub(crate) fn write_shared<R, E: From<Error>>(
         &self,
         pg: &Postgres,
-        mut stage: impl FnMut(&WriterGuard<'_>) -> std::result::Result<(Vec<Op>, R), E>,
+        mut stage: impl FnMut(&WriterGuard<'_>, &mut Vec<(usize, String)>) -> std::result::Result<(Vec<Op>, R), E>,
     ) -> std::result::Result<R, E> {
         let shared = &self.shared;
         let mut attempts = 0;
         loop {
             let guard = self.lock_writer()?;
-            let (ops, result) = stage(&guard)?;
+            let mut reads = Vec::new();
+            let (ops, result) = stage(&guard, &mut reads)?;
             let Some(staged) = self.stage_shared(pg, ops)? else { return Ok(result) };
+            let reads = self.reads_json(pg, &staged, reads);
             if staged.json == "[]" {
                 // Only `memory` collections: nothing for PostgreSQL to keep.
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
@@ -117,7 +119,7 @@ impl Inner {
                 inflight.extend(keys.iter().cloned());
             }
             drop(guard);
-            let outcome = pg.commit(&staged.json, "[]");
+            let outcome = pg.commit(&staged.json, &reads);
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
@@ -173,6 +175,27 @@ impl Inner {
         }
         json.push(']');
         Ok(Some(Staged { writes, json }))
+    }
+
+    /// The `reads` argument of `shelf_commit`: the records read and not written,
+    /// with the versions this instance's cache has. Under the writer lock.
+    fn reads_json(&self, pg: &Postgres, staged: &Staged, mut reads: Vec<(usize, String)>) -> String {
+        reads.sort_unstable();
+        reads.dedup();
+        let mut json = String::from("[");
+        for (coll, id) in reads {
+            let Some(table) = pg.table(coll) else { continue };
+            if staged.writes.iter().any(|(c, w)| *c == coll && w.id == id) {
+                continue; // its version is checked as a write
+            }
+            if json.len() > 1 {
+                json.push(',');
+            }
+            let expected = pg.version(coll, &id).map_or_else(|| "null".to_owned(), |v| v.to_string());
+            json.push_str(&format!(r#"{{"c":{},"id":{id},"e":{expected}}}"#, quoted(table)));
+        }
+        json.push(']');
+        json
     }
 
     /// One write as `shelf_commit` takes it (see `sql::SHARED`), with the version

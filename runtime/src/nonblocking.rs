@@ -332,7 +332,7 @@ impl Inner {
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.backend.shared() {
             // PostgreSQL's commit is the durability: it is done at the call.
-            return self.write_shared(pg, |_| stage()).map(|r| (r, None));
+            return self.write_shared(pg, |_, _| stage()).map(|r| (r, None));
         }
         let incoming = self.announce();
         let guard = self.lock_writer()?;

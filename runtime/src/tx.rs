@@ -27,6 +27,9 @@ pub struct Transaction<'s> {
     /// Per collection position: `HashMap<T::Id, Option<Arc<T>>>`, the transaction's
     /// view of the records it wrote.
     overlays: HashMap<usize, Box<dyn Any + Send>>,
+    /// On a shared backend: `(collection, id as JSON)` of every committed record
+    /// the body read, whose versions the commit checks.
+    reads: Option<parking_lot::Mutex<Vec<(usize, String)>>>,
 }
 
 impl<'s> Transaction<'s> {
@@ -48,7 +51,12 @@ impl<'s> Transaction<'s> {
             Some(seen) => seen.clone(),
             // A record of a TTL collection whose time is up is gone for the
             // transaction too (the handle removes it at its next use).
-            None => collection.0.get(id).filter(|r| !collection.0.is_expired(r.id(), std::time::Instant::now())),
+            None => {
+                if let (Some(reads), Ok(json)) = (&self.reads, serde_json::to_string(id)) {
+                    reads.lock().push((collection.1, json));
+                }
+                collection.0.get(id).filter(|r| !collection.0.is_expired(r.id(), std::time::Instant::now()))
+            }
         }
     }
 
@@ -129,9 +137,11 @@ impl Store {
     ///   the transaction's records and not others.
     ///
     /// On a PostgreSQL store (see [`StoreBuilder::postgres`](crate::StoreBuilder))
-    /// the transaction is one PostgreSQL transaction, and `body` may run more than
-    /// once: again, against the newer state, when another instance changed a
-    /// record the transaction writes. Keep side effects out of `body`.
+    /// the transaction is one PostgreSQL transaction that checks the versions of
+    /// the records it wrote and of those it read with [`Transaction::get`] (and the
+    /// accessors built on it), and `body` may run more than once: again, against
+    /// the newer state, when another instance changed one of them first. Keep side
+    /// effects out of `body`.
     ///
     /// Writing through a collection handle inside `body` is an error
     /// ([`Error::InTransaction`]): use the [`Transaction`].
@@ -181,17 +191,23 @@ impl Store {
         let inner = self.inner();
         #[cfg(feature = "postgres")]
         if let Some(pg) = inner.backend.shared() {
-            let run = inner.write_shared(pg, |guard| {
-                let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
+            let run = inner.write_shared(pg, |guard, reads| {
+                let mut tx = Transaction {
+                    store: self,
+                    ops: Vec::new(),
+                    overlays: HashMap::new(),
+                    reads: Some(parking_lot::Mutex::new(Vec::new())),
+                };
                 guard.doing(Holding::Transaction);
                 let result = body(&mut tx);
                 guard.doing(Holding::Write);
+                *reads = tx.reads.take().map(|r| r.into_inner()).unwrap_or_default();
                 result.map(|r| (tx.ops, r))
             });
             return run.map(|r| (r, None));
         }
         let guard = inner.lock_writer()?;
-        let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new() };
+        let mut tx = Transaction { store: self, ops: Vec::new(), overlays: HashMap::new(), reads: None };
         guard.doing(Holding::Transaction);
         let result = body(&mut tx);
         guard.doing(Holding::Write);

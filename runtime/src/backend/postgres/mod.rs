@@ -397,7 +397,9 @@ mod tests {
         for bad in [r#"{"a":"x\u0000y"}"#, r#"{"f":-0.0}"#, r#"[-0]"#, r#"{"f":-0e5}"#] {
             assert!(Postgres::check_value(bad.as_bytes()).is_err(), "{bad} must be refused");
         }
-        for good in [r#"{"a":"x\\u0000y"}"#, r#"{"f":-0.5}"#, r#"{"f":-10}"#, r#"{"s":"-0"}"#, r#"{"f":1e-7}"#, "[0,-1.0e3]"] {
+        for good in
+            [r#"{"a":"x\\u0000y"}"#, r#"{"f":-0.5}"#, r#"{"f":-10}"#, r#"{"s":"-0"}"#, r#"{"f":1e-7}"#, "[0,-1.0e3]"]
+        {
             assert!(Postgres::check_value(good.as_bytes()).is_ok(), "{good} must pass");
         }
     }
