@@ -2,6 +2,9 @@
 //! inserts, updates and removes; queries through the collection see the committed
 //! state only, until the transaction commits (and never, if it rolls back).
 
+#[macro_use]
+mod common_pg;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -52,137 +55,26 @@ fn open(dir: &std::path::Path) -> Store {
 fn seeded() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
+    seed(&store);
+    (dir, store)
+}
+
+/// [`seeded`] on a backend.
+fn seeded_on(backend: &common_pg::Backend) -> Store {
+    let store = backend.builder().register::<User>().open().unwrap();
+    seed(&store);
+    store
+}
+
+fn seed(store: &Store) {
     let users = store.collection::<User>().unwrap();
     for u in [user(1, "DE", 30), user(2, "FR", 20), user(3, "DE", 40)] {
         users.insert(u).unwrap();
     }
-    (dir, store)
 }
 
 fn german(q: Query<User>) -> Query<User> {
     q.filter(User::fields().country.eq("DE")).order_by(User::fields().age.asc())
-}
-
-#[test]
-fn a_transaction_sees_its_own_inserts_and_others_see_them_after_commit() {
-    let (_dir, store) = seeded();
-    let users = store.collection::<User>().unwrap();
-    store
-        .transaction(|tx| {
-            tx.insert(user(4, "DE", 10))?;
-            tx.insert(user(5, "FR", 50))?;
-            let inside = german(tx.query::<User>()?);
-            assert_eq!(inside.ids(), [4, 1, 3]);
-            assert_eq!(inside.count(), 3);
-            assert_eq!(inside.first().map(|u| u.id), Some(4));
-            assert_eq!(tx.query::<User>()?.count(), 5);
-            // Not yet visible outside the transaction, even through an index.
-            let outside = german(users.query());
-            assert_eq!(outside.explain().index(), Some("country"));
-            assert_eq!(outside.ids(), [1, 3]);
-            assert_eq!(users.query().filter(User::fields().email.eq("u4@x")).ids(), [] as [u32; 0]);
-            assert_eq!(users.query().count(), 3);
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    assert_eq!(german(users.query()).ids(), [4, 1, 3]);
-    assert_eq!(users.query().filter(User::fields().email.eq("u4@x")).ids(), [4]);
-    assert_eq!(users.query().count(), 5);
-}
-
-#[test]
-fn a_transaction_sees_its_own_updates_including_indexed_fields() {
-    let (_dir, store) = seeded();
-    let users = store.collection::<User>().unwrap();
-    let f = User::fields();
-    store
-        .transaction(|tx| {
-            // Moves user 2 to DE and changes a unique and a sorted indexed field.
-            tx.update::<User>(&2, |u| {
-                u.country = "DE".into();
-                u.email = "new@x".into();
-                u.age = 35;
-                u.nick = Some("neo".into());
-            })?;
-            assert_eq!(german(tx.query::<User>()?).ids(), [1, 2, 3]);
-            // By the new values, not by the old ones: the committed indices are not used.
-            let by_email = tx.query::<User>()?.filter(f.email.eq("new@x"));
-            assert!(by_email.explain().is_scan(), "{}", by_email.explain());
-            assert_eq!(by_email.ids(), [2]);
-            assert_eq!(tx.query::<User>()?.filter(f.email.eq("u2@x")).ids(), [] as [u32; 0]);
-            assert_eq!(tx.query::<User>()?.filter(f.country.eq("FR")).count(), 0);
-            assert_eq!(tx.query::<User>()?.filter(f.age.between(31..=39)).ids(), [2]);
-            assert_eq!(tx.query::<User>()?.filter(f.nick.eq("neo")).ids(), [2]);
-            assert_eq!(tx.query::<User>()?.order_by(f.age.desc()).limit(2).ids(), [3, 2]);
-            // Outside: still the committed values.
-            assert_eq!(german(users.query()).ids(), [1, 3]);
-            assert_eq!(users.query().filter(f.email.eq("u2@x")).ids(), [2]);
-            assert_eq!(users.query().filter(f.email.eq("new@x")).count(), 0);
-            assert_eq!(users.query().filter(f.nick.is_some()).count(), 0);
-            assert_eq!(users.query().order_by(f.age.desc()).limit(2).ids(), [3, 1]);
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    assert_eq!(german(users.query()).ids(), [1, 2, 3]);
-    assert_eq!(users.query().filter(f.email.eq("new@x")).ids(), [2]);
-    assert_eq!(users.query().filter(f.email.eq("u2@x")).count(), 0);
-    assert_eq!(users.query().filter(f.country.eq("FR")).count(), 0);
-    assert_eq!(users.query().order_by(f.age.desc()).limit(2).ids(), [3, 2]);
-}
-
-#[test]
-fn a_transaction_does_not_see_what_it_removed() {
-    let (_dir, store) = seeded();
-    let users = store.collection::<User>().unwrap();
-    let f = User::fields();
-    store
-        .transaction(|tx| {
-            tx.remove::<User>(&1)?;
-            assert_eq!(german(tx.query::<User>()?).ids(), [3]);
-            assert_eq!(tx.query::<User>()?.filter(f.email.eq("u1@x")).count(), 0);
-            assert_eq!(tx.query::<User>()?.ids(), [2, 3]);
-            // Removed, then inserted again with other values.
-            tx.insert(user(1, "FR", 99))?;
-            assert_eq!(german(tx.query::<User>()?).ids(), [3]);
-            assert_eq!(tx.query::<User>()?.filter(f.country.eq("FR")).order_by(f.age.asc()).ids(), [2, 1]);
-            // And user 3 removed for good.
-            tx.remove::<User>(&3)?;
-            assert_eq!(german(tx.query::<User>()?).count(), 0);
-            assert_eq!(tx.query::<User>()?.first().map(|u| u.id), Some(1));
-            // Outside: all three, as committed.
-            assert_eq!(german(users.query()).ids(), [1, 3]);
-            assert_eq!(users.query().count(), 3);
-            Ok::<_, Error>(())
-        })
-        .unwrap();
-    assert_eq!(german(users.query()).count(), 0);
-    assert_eq!(users.query().filter(f.country.eq("FR")).order_by(f.age.asc()).ids(), [2, 1]);
-    assert_eq!(users.query().ids(), [1, 2]);
-}
-
-#[test]
-fn a_rolled_back_transaction_is_never_seen() {
-    let (_dir, store) = seeded();
-    let users = store.collection::<User>().unwrap();
-    let f = User::fields();
-    let result: Result<(), Abort> = store.transaction(|tx| {
-        tx.insert(user(4, "DE", 10))?;
-        tx.update::<User>(&2, |u| u.country = "DE".into())?;
-        tx.remove::<User>(&3)?;
-        assert_eq!(german(tx.query::<User>()?).ids(), [4, 2, 1]);
-        Err(Abort::Rollback)
-    });
-    assert!(matches!(result, Err(Abort::Rollback)), "{result:?}");
-    assert_eq!(german(users.query()).ids(), [1, 3]);
-    assert_eq!(users.query().filter(f.country.eq("FR")).ids(), [2]);
-    assert_eq!(users.query().count(), 3);
-    // A new transaction starts from the committed state.
-    store
-        .transaction(|tx| {
-            assert_eq!(german(tx.query::<User>()?).ids(), [1, 3]);
-            Ok::<_, Error>(())
-        })
-        .unwrap();
 }
 
 #[test]
@@ -203,23 +95,6 @@ fn transaction_queries_survive_a_reopen_after_commit() {
     let users = store.collection::<User>().unwrap();
     assert_eq!(german(users.query()).ids(), [2, 1]);
     assert_eq!(users.query().filter(User::fields().email.eq("u1@x")).ids(), [1]);
-}
-
-#[test]
-fn the_transaction_view_plan_is_a_scan_and_says_so() {
-    let (_dir, store) = seeded();
-    let f = User::fields();
-    store
-        .transaction(|tx| {
-            let q = tx.query::<User>()?.filter(f.email.eq("u1@x")).order_by(f.age.asc()).limit(1);
-            let plan = q.explain();
-            assert!(plan.is_scan());
-            assert_eq!(plan.index(), None);
-            assert!(plan.to_string().starts_with("scan (transaction view)"), "{plan}");
-            assert_eq!(q.ids(), [1]);
-            Ok::<_, Error>(())
-        })
-        .unwrap();
 }
 
 #[test]
@@ -352,5 +227,143 @@ proptest! {
             assert_view(|| tx.query::<User>().unwrap(), after, "next transaction");
             Ok::<_, Error>(())
         }).unwrap();
+    }
+}
+
+// The tests above that mean the same on every backend run on each: files and
+// PostgreSQL (common_pg::on_each_backend).
+on_each_backend! {
+    fn a_transaction_sees_its_own_inserts_and_others_see_them_after_commit(b) {
+        let store = seeded_on(&b);
+        let users = store.collection::<User>().unwrap();
+        store
+            .transaction(|tx| {
+                tx.insert(user(4, "DE", 10))?;
+                tx.insert(user(5, "FR", 50))?;
+                let inside = german(tx.query::<User>()?);
+                assert_eq!(inside.ids(), [4, 1, 3]);
+                assert_eq!(inside.count(), 3);
+                assert_eq!(inside.first().map(|u| u.id), Some(4));
+                assert_eq!(tx.query::<User>()?.count(), 5);
+                // Not yet visible outside the transaction, even through an index.
+                let outside = german(users.query());
+                assert_eq!(outside.explain().index(), Some("country"));
+                assert_eq!(outside.ids(), [1, 3]);
+                assert_eq!(users.query().filter(User::fields().email.eq("u4@x")).ids(), [] as [u32; 0]);
+                assert_eq!(users.query().count(), 3);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(german(users.query()).ids(), [4, 1, 3]);
+        assert_eq!(users.query().filter(User::fields().email.eq("u4@x")).ids(), [4]);
+        assert_eq!(users.query().count(), 5);
+    }
+
+    fn a_transaction_sees_its_own_updates_including_indexed_fields(b) {
+        let store = seeded_on(&b);
+        let users = store.collection::<User>().unwrap();
+        let f = User::fields();
+        store
+            .transaction(|tx| {
+                // Moves user 2 to DE and changes a unique and a sorted indexed field.
+                tx.update::<User>(&2, |u| {
+                    u.country = "DE".into();
+                    u.email = "new@x".into();
+                    u.age = 35;
+                    u.nick = Some("neo".into());
+                })?;
+                assert_eq!(german(tx.query::<User>()?).ids(), [1, 2, 3]);
+                // By the new values, not by the old ones: the committed indices are not used.
+                let by_email = tx.query::<User>()?.filter(f.email.eq("new@x"));
+                assert!(by_email.explain().is_scan(), "{}", by_email.explain());
+                assert_eq!(by_email.ids(), [2]);
+                assert_eq!(tx.query::<User>()?.filter(f.email.eq("u2@x")).ids(), [] as [u32; 0]);
+                assert_eq!(tx.query::<User>()?.filter(f.country.eq("FR")).count(), 0);
+                assert_eq!(tx.query::<User>()?.filter(f.age.between(31..=39)).ids(), [2]);
+                assert_eq!(tx.query::<User>()?.filter(f.nick.eq("neo")).ids(), [2]);
+                assert_eq!(tx.query::<User>()?.order_by(f.age.desc()).limit(2).ids(), [3, 2]);
+                // Outside: still the committed values.
+                assert_eq!(german(users.query()).ids(), [1, 3]);
+                assert_eq!(users.query().filter(f.email.eq("u2@x")).ids(), [2]);
+                assert_eq!(users.query().filter(f.email.eq("new@x")).count(), 0);
+                assert_eq!(users.query().filter(f.nick.is_some()).count(), 0);
+                assert_eq!(users.query().order_by(f.age.desc()).limit(2).ids(), [3, 1]);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(german(users.query()).ids(), [1, 2, 3]);
+        assert_eq!(users.query().filter(f.email.eq("new@x")).ids(), [2]);
+        assert_eq!(users.query().filter(f.email.eq("u2@x")).count(), 0);
+        assert_eq!(users.query().filter(f.country.eq("FR")).count(), 0);
+        assert_eq!(users.query().order_by(f.age.desc()).limit(2).ids(), [3, 2]);
+    }
+
+    fn a_transaction_does_not_see_what_it_removed(b) {
+        let store = seeded_on(&b);
+        let users = store.collection::<User>().unwrap();
+        let f = User::fields();
+        store
+            .transaction(|tx| {
+                tx.remove::<User>(&1)?;
+                assert_eq!(german(tx.query::<User>()?).ids(), [3]);
+                assert_eq!(tx.query::<User>()?.filter(f.email.eq("u1@x")).count(), 0);
+                assert_eq!(tx.query::<User>()?.ids(), [2, 3]);
+                // Removed, then inserted again with other values.
+                tx.insert(user(1, "FR", 99))?;
+                assert_eq!(german(tx.query::<User>()?).ids(), [3]);
+                assert_eq!(tx.query::<User>()?.filter(f.country.eq("FR")).order_by(f.age.asc()).ids(), [2, 1]);
+                // And user 3 removed for good.
+                tx.remove::<User>(&3)?;
+                assert_eq!(german(tx.query::<User>()?).count(), 0);
+                assert_eq!(tx.query::<User>()?.first().map(|u| u.id), Some(1));
+                // Outside: all three, as committed.
+                assert_eq!(german(users.query()).ids(), [1, 3]);
+                assert_eq!(users.query().count(), 3);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(german(users.query()).count(), 0);
+        assert_eq!(users.query().filter(f.country.eq("FR")).order_by(f.age.asc()).ids(), [2, 1]);
+        assert_eq!(users.query().ids(), [1, 2]);
+    }
+
+    fn a_rolled_back_transaction_is_never_seen(b) {
+        let store = seeded_on(&b);
+        let users = store.collection::<User>().unwrap();
+        let f = User::fields();
+        let result: Result<(), Abort> = store.transaction(|tx| {
+            tx.insert(user(4, "DE", 10))?;
+            tx.update::<User>(&2, |u| u.country = "DE".into())?;
+            tx.remove::<User>(&3)?;
+            assert_eq!(german(tx.query::<User>()?).ids(), [4, 2, 1]);
+            Err(Abort::Rollback)
+        });
+        assert!(matches!(result, Err(Abort::Rollback)), "{result:?}");
+        assert_eq!(german(users.query()).ids(), [1, 3]);
+        assert_eq!(users.query().filter(f.country.eq("FR")).ids(), [2]);
+        assert_eq!(users.query().count(), 3);
+        // A new transaction starts from the committed state.
+        store
+            .transaction(|tx| {
+                assert_eq!(german(tx.query::<User>()?).ids(), [1, 3]);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+    }
+
+    fn the_transaction_view_plan_is_a_scan_and_says_so(b) {
+        let store = seeded_on(&b);
+        let f = User::fields();
+        store
+            .transaction(|tx| {
+                let q = tx.query::<User>()?.filter(f.email.eq("u1@x")).order_by(f.age.asc()).limit(1);
+                let plan = q.explain();
+                assert!(plan.is_scan());
+                assert_eq!(plan.index(), None);
+                assert!(plan.to_string().starts_with("scan (transaction view)"), "{plan}");
+                assert_eq!(q.ids(), [1]);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
     }
 }
