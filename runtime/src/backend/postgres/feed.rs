@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, IsolationLevel};
+use postgres::Client;
 
 use super::pool::{pg_error, Pool};
 use crate::error::{Error, Result};
@@ -88,6 +88,9 @@ fn fence(client: &mut Client) -> Result<u64> {
     Ok(row.get::<_, i64>(1).max(0) as u64)
 }
 
+/// The least time between two `NOTIFY`s of one instance.
+const NOTIFY_EVERY: Duration = Duration::from_millis(2);
+
 /// The most change-log rows one poll reads.
 const BATCH: i64 = 5000;
 
@@ -136,14 +139,16 @@ impl Feed {
         if state.gaps.values().next().is_some_and(|seen| seen.elapsed() >= FENCE_AFTER) {
             state.dead_upto = state.dead_upto.max(fence(client)?);
         }
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
+        // One statement, one snapshot, one round trip: how far the log was pruned,
+        // and the rows after the floor.
+        let rows = client
+            .query(
+                "SELECT p.upto, c.seq, c.version, c.payload::text FROM shelf_pruned p
+                 LEFT JOIN LATERAL (SELECT seq, version, payload FROM shelf_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true",
+                &[&(state.floor as i64), &BATCH],
+            )
             .map_err(|e| pg_error("read the change log", &e))?;
-        let pruned: i64 =
-            tx.query_one("SELECT upto FROM shelf_pruned", &[]).map_err(|e| pg_error("read the change log", &e))?.get(0);
+        let pruned: i64 = rows.first().map_or(0, |row| row.get(0));
         let floor = state.floor as i64;
         if pruned > floor {
             let why = format!(
@@ -153,18 +158,12 @@ impl Feed {
             self.delivered.notify_all();
             return Err(Error::Postgres { op: "follow the change log", message: why });
         }
-        let rows = tx
-            .query(
-                "SELECT seq, version, payload::text FROM shelf_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&floor, &BATCH],
-            )
-            .map_err(|e| pg_error("read the change log", &e))?;
-        tx.commit().map_err(|e| pg_error("read the change log", &e))?;
+        let rows: Vec<_> = rows.into_iter().filter(|row| row.get::<_, Option<i64>>(1).is_some()).collect();
         for row in rows {
-            let seq: i64 = row.get(0);
+            let seq: i64 = row.get(1);
             let seq = seq as u64;
             state.gaps.remove(&seq);
-            let change = ChangeRow { seq, version: row.get(1), payload: row.get(2) };
+            let change = ChangeRow { seq, version: row.get(2), payload: row.get(3) };
             state.waiting.entry(seq).or_insert(change);
         }
         let top = state.waiting.keys().next_back().copied().unwrap_or(state.floor).max(state.dead_upto).max(want);
@@ -302,6 +301,9 @@ impl Feed {
                     tracing::warn!(error = %e, "NOTIFY failed; other instances will poll");
                 }
             }
+            // Commits of the next moment share one NOTIFY: each one costs the server
+            // a transaction, and every listener a poll.
+            std::thread::sleep(NOTIFY_EVERY);
         }
     }
 }

@@ -90,7 +90,9 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = '40001',
                 MESSAGE = format('shelf: record %s of %s changed since it was read', w->'id', w->>'c');
         END IF;
-        DELETE FROM shelf_unique WHERE collection = w->>'c' AND id = w->'id';
+        IF jsonb_typeof(w->'e') <> 'null' THEN
+            DELETE FROM shelf_unique WHERE collection = w->>'c' AND id = w->'id';
+        END IF;
         IF jsonb_typeof(w->'v') <> 'null' THEN
             INSERT INTO shelf_unique (collection, index_name, key, id)
                 SELECT w->>'c', u->>0, u->1, w->'id' FROM jsonb_array_elements(COALESCE(w->'u', '[]'::jsonb)) AS u;
