@@ -91,16 +91,27 @@ fn flush_stream_and_event_stream_under_the_futures_executor() {
     let mut flushes = store.watch_flushes_stream();
     let mut events = docs.watch_stream();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (pending_tx, pending_rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
         futures::executor::block_on(async {
-            // The stream waits (Pending) until the writes below arrive.
-            let first = events.next().await.map(|e| e.record().id.clone());
+            // The stream waits (Pending) until the writes below arrive; the worker
+            // says so, and the writes wait for that (a gate, not a sleep).
+            let mut next = std::pin::pin!(events.next());
+            let first = futures::future::poll_fn(|cx| {
+                let polled = std::future::Future::poll(next.as_mut(), cx);
+                if polled.is_pending() {
+                    let _ = pending_tx.send(());
+                }
+                polled
+            })
+            .await
+            .map(|e| e.record().id.clone());
             let second = events.next().await.map(|e| e.record().id.clone());
             let flushed = flushes.next().await;
             let _ = tx.send((first, second, flushed));
         })
     });
-    std::thread::sleep(Duration::from_millis(20));
+    pending_rx.recv_timeout(Duration::from_secs(60)).expect("the event stream did not wait for a write");
     docs.insert(Doc { id: "a".into(), v: 1 }).unwrap();
     docs.insert(Doc { id: "b".into(), v: 2 }).unwrap();
     store.flush().unwrap();

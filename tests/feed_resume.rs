@@ -163,6 +163,8 @@ fn events_older_than_the_age_limit_are_dropped() {
     let store = open(dir.path(), FeedRetention::events(100).max_age(Duration::from_millis(1)));
     let docs = store.collection::<Doc>().unwrap();
     docs.insert(Doc { id: "old".into(), v: 0 }).unwrap();
+    // Lets the 1 ms age limit pass (wall time is what the limit is about); this
+    // orders no threads.
     std::thread::sleep(Duration::from_millis(50));
     let expired = docs.watch_from(0).map(|_| ()).unwrap_err();
     assert!(matches!(expired, Error::FeedExpired { retained_after: 1, .. }), "{expired}");

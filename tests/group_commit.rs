@@ -32,6 +32,13 @@ struct Event {
     writer: u64,
 }
 
+/// A collection without `wal`, beside the logged one.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Tally {
+    #[id]
+    id: u64,
+}
+
 /// The real file system, with WAL syncs that take `SYNC_DELAY`; WAL syncs and
 /// appends are counted. Once the gate is armed, the next WAL sync waits at it.
 #[derive(Debug, Default, Clone)]
@@ -302,4 +309,37 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Only a commit to a `wal` collection waits for a WAL sync (README, "When a method
+/// blocks"): a write to a collection without `wal` in the same store returns while
+/// a sync is held at the gate.
+#[test]
+fn a_write_without_wal_does_not_wait_for_a_wal_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SlowSync::default();
+    let store = Store::builder(dir.path())
+        .register::<Event>()
+        .register::<Tally>()
+        .vfs(fs.clone())
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap();
+    let events = store.collection::<Event>().unwrap();
+    let tallies = store.collection::<Tally>().unwrap();
+    fs.gate.arm();
+    std::thread::scope(|s| {
+        let _release = ReleaseOnDrop(&fs.gate);
+        let events = &events;
+        let first = s.spawn(move || events.insert(Event { id: 0, writer: 0 }).unwrap());
+        assert!(fs.gate.wait_parked(), "the logged commit's sync never started");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tallies = &tallies;
+        s.spawn(move || tx.send(tallies.insert(Tally { id: 1 }).map(|_| ())));
+        let outcome = rx.recv_timeout(DEADLINE).expect("a write without wal waited for the held WAL sync");
+        outcome.unwrap();
+        assert!(!first.is_finished(), "the logged commit returned before its sync");
+        fs.gate.release();
+    });
+    assert!(tallies.contains(&1));
 }

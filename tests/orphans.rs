@@ -42,8 +42,26 @@ struct Bookmark {
     url: String,
 }
 
+/// A child without `wal`: durable through a flush, or through the WAL record of a
+/// transaction that also writes a `wal` collection.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Note {
+    #[id]
+    id: String,
+    #[belongs_to(Owner, on_delete = cascade)]
+    owner_id: String,
+}
+
+/// A `wal` collection with no relationships.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct Visit {
+    #[id]
+    id: String,
+}
+
 fn builder(dir: &Path) -> StoreBuilder {
-    Store::builder(dir).register::<Owner>().register::<Bookmark>()
+    Store::builder(dir).register::<Owner>().register::<Bookmark>().register::<Note>().register::<Visit>()
 }
 
 /// A store that never flushes on its own: only the WAL makes anything durable.
@@ -95,6 +113,52 @@ fn a_crash_after_a_child_commit_keeps_its_parent() {
     let again = open_unflushed(&image);
     assert_eq!(orphans(&again), Vec::<String>::new());
     assert!(again.collection::<Owner>().unwrap().contains(&"ada".to_owned()));
+}
+
+/// A transaction that writes a `wal` collection is logged whole (it replays all or
+/// nothing), children without `wal` included: the record carries their parents too.
+#[test]
+fn a_crash_after_a_logged_transaction_keeps_the_parent_of_a_child_without_wal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, image) = (tmp.path().join("live"), tmp.path().join("crash"));
+    let store = open_unflushed(&dir);
+    store.collection::<Owner>().unwrap().insert(owner("ada")).unwrap();
+    store
+        .transaction(|tx| {
+            tx.insert(Note { id: "n1".into(), owner_id: "ada".into() })?;
+            tx.insert(Visit { id: "v1".into() })?;
+            Ok::<_, shelf::Error>(())
+        })
+        .unwrap();
+    copy_dir(&dir, &image);
+    let reopened = open_unflushed(&image);
+    // Acknowledged with a `wal` write: the whole transaction is durable.
+    assert!(reopened.collection::<Visit>().unwrap().contains(&"v1".to_owned()));
+    assert!(reopened.collection::<Note>().unwrap().contains(&"n1".to_owned()), "the transaction came back in part");
+    assert!(reopened.collection::<Owner>().unwrap().contains(&"ada".to_owned()), "a note outlived its owner");
+}
+
+/// One commit whose children reference two parents of one collection, neither
+/// durable: the WAL record carries both.
+#[test]
+fn a_crash_after_a_commit_with_two_new_parents_keeps_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, image) = (tmp.path().join("live"), tmp.path().join("crash"));
+    let store = open_unflushed(&dir);
+    let owners = store.collection::<Owner>().unwrap();
+    owners.insert(owner("ada")).unwrap();
+    owners.insert(owner("bob")).unwrap();
+    store
+        .transaction(|tx| {
+            tx.insert(bookmark("b1", "ada"))?;
+            tx.insert(bookmark("b2", "bob"))?;
+            Ok::<_, shelf::Error>(())
+        })
+        .unwrap();
+    copy_dir(&dir, &image);
+    let reopened = open_unflushed(&image);
+    assert_eq!(reopened.collection::<Bookmark>().unwrap().len(), 2);
+    assert_eq!(orphans(&reopened), Vec::<String>::new(), "a bookmark outlived its owner");
 }
 
 #[test]

@@ -305,7 +305,9 @@ impl Inner {
         let mut parents: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (coll, id, removed) in &run.changed {
             let Some(lock) = run.locks.iter().find(|(c, _)| c == coll).map(|(_, l)| l) else { continue };
-            let logged_child = run.logged && self.collections[*coll].spec().wal;
+            // A logged commit logs every write (`Log::All`), children without `wal`
+            // included: their parents go into the record too.
+            let logged_child = run.logged;
             if *removed {
                 if lock.contains(&**id) {
                     continue; // removed and written again in this commit
