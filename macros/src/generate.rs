@@ -87,7 +87,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
 
         const _: () = {
             #[allow(unused_imports)]
-            use #p::{IndexKeyProbe as _, NotAnIndexKey as _};
+            use #p::{CompositeIndexProbe as _, IndexKeyProbe as _, NotACompositeKey as _, NotAnIndexKey as _};
 
             #[automatically_derived]
             impl #p::Entity for #ident {
