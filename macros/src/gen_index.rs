@@ -63,12 +63,17 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
         let span = key_span(index);
         // Through the key probe: a key type that is not an `IndexKey` is reported
         // once, by `key_assertions`, not here too.
+        let kind = quote!(#p::IndexKind { unique: #unique, sorted: #sorted });
+        let keys_of = quote!(|entity: &Self, visit: &mut dyn ::core::ops::FnMut(&#key_ty)| { #visit });
+        if index.parts.len() > 1 {
+            // A composite: its field names let plans walk it by its first field.
+            let parts = index.parts.iter().map(|part| crate::names::unraw(&part.field));
+            return quote_spanned! {span=>
+                (&#p::KeyProbe::<#key_ty>::new()).composite(#name, #kind, &[#(#parts),*], #keys_of)
+            };
+        }
         quote_spanned! {span=>
-            (&#p::KeyProbe::<#key_ty>::new()).index(
-                #name,
-                #p::IndexKind { unique: #unique, sorted: #sorted },
-                |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&#key_ty)| { #visit },
-            )
+            (&#p::KeyProbe::<#key_ty>::new()).index(#name, #kind, #keys_of)
         }
     });
     quote!(::std::vec![#(#items),*])

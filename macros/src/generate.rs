@@ -91,7 +91,10 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
 
         const _: () = {
             #[allow(unused_imports)]
-            use #p::{IndexKeyProbe as _, IsThroughPair as _, NotAnIndexKey as _, NotThroughPair as _};
+            use #p::{
+                CompositeIndexProbe as _, IndexKeyProbe as _, IsThroughPair as _, NotACompositeKey as _,
+                NotAnIndexKey as _, NotThroughPair as _,
+            };
 
             #[automatically_derived]
             impl #p::Entity for #ident {

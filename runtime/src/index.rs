@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::entity::Entity;
 use crate::key::Key;
 
+mod composite;
+
+pub use composite::{CompositeIndexProbe, CompositeInfo, CompositeKey, NotACompositeKey};
+
 /// A type whose values can be index keys: totally ordered, hashable and serializable.
 ///
 /// Implemented for every type with those traits (strings, integers, `bool`, `char`,
@@ -132,6 +136,27 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
         hi: Bound<&dyn Any>,
         desc: bool,
     ) -> Box<dyn Iterator<Item = T::Id> + 'a>;
+    /// For a composite index (`#[index((a, b, ..))]`): its field names and the types
+    /// of its first two parts, so plans can use it for "a == x order by b".
+    #[doc(hidden)]
+    fn composite(&self) -> Option<CompositeInfo> {
+        None
+    }
+    /// The records whose key starts with `head` (a `&A`, the first part's type), in
+    /// key order (descending if `desc`, ids ascending within a key), lazily; empty
+    /// for an index that is not a sorted composite, or for another head type.
+    #[doc(hidden)]
+    fn walk_prefix_any<'a>(&'a self, _head: &dyn Any, _desc: bool) -> Box<dyn Iterator<Item = &'a Arc<T>> + 'a> {
+        Box::new(std::iter::empty())
+    }
+    /// Visits, for every distinct first part (a `&A`) of a sorted composite index,
+    /// the record of its last key (`last`) or its first key, the smallest id under
+    /// that key: one seek per first part. Heads come descending when `last`,
+    /// ascending otherwise. Returns false (visiting nothing) for another index.
+    #[doc(hidden)]
+    fn prefix_tops(&self, _last: bool, _visit: &mut dyn FnMut(&dyn Any, &Arc<T>)) -> bool {
+        false
+    }
 }
 
 /// Visits one key (a `&K`) with the records under it, for [`IndexMaint::visit_groups`].
@@ -325,12 +350,14 @@ pub struct Index<T: Entity, K: IndexKey> {
     entries: usize,
     /// The sum of [`entry_hash`] over the entries.
     content: u64,
+    /// For a composite index: the prefix walks its key type allows.
+    prefix: Option<composite::PrefixOps<T, K>>,
 }
 
 impl<T: Entity, K: IndexKey> Index<T, K> {
     /// A new, empty index.
     pub fn new(name: &'static str, kind: IndexKind, keys_of: KeysOf<T, K>) -> Self {
-        Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0, content: 0 }
+        Index { name, kind, keys_of, map: Map::new(kind.sorted), entries: 0, content: 0, prefix: None }
     }
 
     /// Boxes the index for `EntityInternals::__indices`.
@@ -630,6 +657,27 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
                 }
             }
             _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn composite(&self) -> Option<CompositeInfo> {
+        self.prefix.as_ref().map(|ops| CompositeInfo { sorted: self.kind.sorted, ..ops.info })
+    }
+
+    fn walk_prefix_any<'a>(&'a self, head: &dyn Any, desc: bool) -> Box<dyn Iterator<Item = &'a Arc<T>> + 'a> {
+        match (&self.map, &self.prefix) {
+            (Map::Sorted(m), Some(ops)) => (ops.walk)(m, head, desc),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn prefix_tops(&self, last: bool, visit: &mut dyn FnMut(&dyn Any, &Arc<T>)) -> bool {
+        match (&self.map, &self.prefix) {
+            (Map::Sorted(m), Some(ops)) => {
+                (ops.tops)(m, last, visit);
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -102,10 +102,12 @@ pub mod __private {
     pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
-    pub use crate::index::{Index, IndexKey, IndexKind, IndexMaint};
+    pub use crate::index::{
+        CompositeIndexProbe, CompositeKey, Index, IndexKey, IndexKind, IndexMaint, NotACompositeKey,
+    };
     pub use crate::key::{AutoKey, Key};
     pub use crate::link::{link, unlink, Writer};
-    pub use crate::query::{children_query, Field, IndexHint, OptField, Query};
+    pub use crate::query::{children_query, through_query, Field, IndexHint, OptField, Query};
     pub use crate::relation::{
         assert_entity, assert_through, through, ForeignKey, ForeignKeySpec, OnDelete, Reader, References, SameType,
     };

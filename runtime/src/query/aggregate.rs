@@ -182,7 +182,7 @@ where
     where
         S::Value: Groupable,
     {
-        self.best(field, |new, old| new < old)
+        self.best(field, false, |new, old| new < old)
     }
 
     /// The largest value of `field` per key: "the latest per group" with a time field.
@@ -190,14 +190,160 @@ where
     where
         S::Value: Groupable,
     {
-        self.best(field, |new, old| new > old)
+        self.best(field, true, |new, old| new > old)
     }
 
-    /// The record with the largest `field` per key (ties: the smallest id).
+    /// The record with the smallest `field` per key (ties: the smallest id): "the
+    /// first child per parent". Like [`max_by`](GroupBy::max_by), one seek per key
+    /// with a sorted composite index `(key, field)` and no filter.
+    pub fn min_by<S: Column<E>>(&self, field: S) -> Vec<(C::Value, Arc<E>)>
+    where
+        S::Value: Groupable,
+    {
+        if let Some(tops) = self.composite_tops(&field, false, true) {
+            return tops;
+        }
+        self.top_by(field, |new, old| new < old)
+    }
+
+    /// The record with the largest `field` per key (ties: the smallest id): "the
+    /// latest version per crate" in one query.
+    ///
+    /// With a sorted composite index on `(key, field)` and no filter, it reads the
+    /// index from its last key down, one seek per key to the last key of the one
+    /// before: no record is visited but the results, and nothing is allocated per
+    /// key but its result. [`explain_top`](GroupBy::explain_top) shows the plan.
+    /// Otherwise it takes one pass over the matches.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use shelf::{Entity, Store};
+    ///
+    /// #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+    /// #[index((krate, published), sorted)]
+    /// struct Version {
+    ///     #[id] id: u32,
+    ///     krate: String,
+    ///     published: u64,
+    /// }
+    ///
+    /// # fn main() -> shelf::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::builder(dir.path()).register::<Version>().open()?;
+    /// let versions = store.collection::<Version>()?;
+    /// for (id, krate, published) in [(1, "serde", 10), (2, "serde", 30), (3, "tokio", 20), (4, "serde", 20)] {
+    ///     versions.insert(Version { id, krate: krate.into(), published })?;
+    /// }
+    /// let f = Version::fields();
+    /// let latest = versions.query().group_by(f.krate).max_by(f.published);
+    /// let ids: Vec<(String, u32)> = latest.iter().map(|(k, v)| (k.clone(), v.id)).collect();
+    /// assert_eq!(ids, [("serde".to_owned(), 2), ("tokio".to_owned(), 3)]);
+    /// assert_eq!(
+    ///     versions.query().group_by(f.krate).explain_top(f.published).to_string(),
+    ///     "group by krate: last of each key of sorted index `krate_and_published` (one seek per key)"
+    /// );
+    /// # Ok(()) }
+    /// ```
     pub fn max_by<S: Column<E>>(&self, field: S) -> Vec<(C::Value, Arc<E>)>
     where
         S::Value: Groupable,
     {
+        if let Some(tops) = self.composite_tops(&field, true, true) {
+            return tops;
+        }
+        self.top_by(field, |new, old| new > old)
+    }
+
+    /// How [`min`](GroupBy::min), [`max`](GroupBy::max), [`min_by`](GroupBy::min_by)
+    /// and [`max_by`](GroupBy::max_by) of `field` run: one seek per key in a sorted
+    /// composite index `(key, field)` (with no filter), each key's records from
+    /// the key's index, or a pass over the matches.
+    pub fn explain_top<S: Column<E>>(&self, field: S) -> Plan {
+        if let Some((_, name)) = self.composite_for(&field, true) {
+            let text = format!(
+                "group by {}: last of each key of sorted index `{name}` (one seek per key)",
+                self.key.column_name()
+            );
+            return self.query.explain_count().with_source(text, Some(name));
+        }
+        let plan = self.query.explain_count();
+        match self.key.index_hint() {
+            Some(hint) if self.query.filters.is_empty() && self.key.unindexed_value().is_none() => plan.with_source(
+                format!("group by {}: each key's records from index `{}`", self.key.column_name(), hint.name),
+                Some(hint.name),
+            ),
+            _ => {
+                let text = format!("group by {}: pass over matches", self.key.column_name());
+                let index = plan.index;
+                plan.with_source(text, index)
+            }
+        }
+    }
+
+    /// The sorted composite index `(key, field, ..)` that serves the top of each key
+    /// of this query (no filter, a plain key field), as `(position, name)`; with
+    /// `two_parts`, only a two-field one (whose ties on `field` are in id order).
+    fn composite_for<S: Column<E>>(&self, field: &S, two_parts: bool) -> Option<(usize, &'static str)> {
+        let Source::Collection(core) = &self.query.source else { return None };
+        if !self.query.filters.is_empty() || self.key.unindexed_value().is_some() {
+            return None;
+        }
+        let (key_name, key_type) = (self.key.column_name(), self.key.key_type()?);
+        let (field_name, field_type) = (field.column_name(), field.key_type()?);
+        core.with_records(|_, indices| {
+            indices.iter().enumerate().find_map(|(pos, index)| {
+                let c = index.composite()?;
+                let fits = c.sorted
+                    && c.parts.len() >= 2
+                    && (!two_parts || c.parts.len() == 2)
+                    && c.parts[0] == key_name
+                    && c.parts[1] == field_name
+                    && c.head == key_type
+                    && c.next == field_type;
+                fits.then_some((pos, c.name))
+            })
+        })
+    }
+
+    /// The record of the first (or `last`) key of each first part of the composite
+    /// index found by [`composite_for`](GroupBy::composite_for), in key order.
+    fn composite_tops<S: Column<E>>(&self, field: &S, last: bool, two_parts: bool) -> Option<Vec<(C::Value, Arc<E>)>> {
+        let (pos, _) = self.composite_for(field, two_parts)?;
+        let Source::Collection(core) = &self.query.source else { return None };
+        core.with_records(|_, indices| {
+            let index = indices.get(pos)?;
+            let mut out = Vec::new();
+            let mut typed = true;
+            let served = index.prefix_tops(last, &mut |head, record| match self.key.value_of_key(head) {
+                Some(key) => out.push((key, Arc::clone(record))),
+                None => typed = false,
+            });
+            if !served || !typed {
+                return None;
+            }
+            if last {
+                out.reverse();
+            }
+            Some(out)
+        })
+    }
+
+    /// The record with the best `field` per key (ties: the smallest id): from each
+    /// key's records in the key's index, else by a pass.
+    fn top_by<S: Column<E>>(&self, field: S, better: fn(&S::Value, &S::Value) -> bool) -> Vec<(C::Value, Arc<E>)>
+    where
+        S::Value: Groupable,
+    {
+        // A key's records come in id order, so the first best one has the smallest id.
+        let indexed = self.indexed_groups(|records| {
+            records
+                .map(|r| (field.value(r), r))
+                .reduce(|best, next| if better(&next.0, &best.0) { next } else { best })
+                .map(|(_, r)| Arc::clone(r))
+        });
+        if let Some(groups) = indexed {
+            return groups;
+        }
         let mut groups: BTreeMap<C::Value, (S::Value, Arc<E>)> = BTreeMap::new();
         self.query.visit_matches(&mut |r| {
             let v = field.value(r);
@@ -207,7 +353,7 @@ where
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
                     let (best, rec) = slot.get();
-                    if v > *best || (v == *best && r.id() < rec.id()) {
+                    if better(&v, best) || (v == *best && r.id() < rec.id()) {
                         slot.insert((v, Arc::clone(r)));
                     }
                 }
@@ -248,7 +394,18 @@ where
         })
     }
 
-    fn best<S: Column<E>>(&self, field: S, better: fn(&S::Value, &S::Value) -> bool) -> Vec<(C::Value, S::Value)> {
+    /// The best `field` per key; `last` says whether the best is the largest.
+    fn best<S: Column<E>>(
+        &self,
+        field: S,
+        last: bool,
+        better: fn(&S::Value, &S::Value) -> bool,
+    ) -> Vec<(C::Value, S::Value)> {
+        // The first or last key of each first part in a composite (key, field)
+        // index holds the best value.
+        if let Some(tops) = self.composite_tops(&field, last, false) {
+            return tops.into_iter().map(|(k, r)| (k, field.value(&r))).collect();
+        }
         let indexed = self.indexed_groups(|records| {
             records.map(|r| field.value(r)).reduce(|best, v| if better(&v, &best) { v } else { best })
         });

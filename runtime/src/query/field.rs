@@ -172,11 +172,13 @@ impl<E: 'static, T: PartialOrd + Debug + Clone + Send + Sync + 'static> Field<E,
         }
     }
 
-    /// `field == value`. Served by an index on the field.
+    /// `field == value`. Served by an index on the field, or by a sorted composite
+    /// index that starts with the field when the query orders by its next field.
     pub fn eq(self, value: impl Value<T>) -> Predicate<E> {
         let value = value.into_value();
         let access = self.index.map_or(Access::None, |hint| Access::Eq { hint, key: shared(value.clone()) });
-        self.compare("==", value, Ordering::is_eq, access)
+        let name = self.name;
+        self.compare("==", value, Ordering::is_eq, access).on_field(name)
     }
 
     /// `field != value`.

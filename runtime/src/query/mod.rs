@@ -19,7 +19,7 @@ pub use order::OrderBy;
 pub use plan::Plan;
 pub use predicate::Predicate;
 #[doc(hidden)]
-pub use relation::children_query;
+pub use relation::{children_query, through_query};
 
 use crate::entity::Entity;
 use crate::index::IndexMaint;
@@ -199,8 +199,21 @@ impl<E: Entity> Query<E> {
     /// The plan this query would run. It never changes the results, only the cost.
     pub fn explain(&self) -> Plan {
         let indexed = matches!(self.source, Source::Collection(_));
-        plan::choose(indexed, &self.filters, &self.order, self.offset, self.limit)
+        let composites = self.composites();
+        plan::choose(indexed, &self.filters, &self.order, self.offset, self.limit, &composites)
             .with_after(self.after.as_ref().map(|last| crate::Key::encode_key(last.id())))
+    }
+
+    /// The collection's composite indices with their positions, when the query
+    /// could use one (an ordering and an equality on a field); else none.
+    fn composites(&self) -> Vec<(usize, crate::index::CompositeInfo)> {
+        let Source::Collection(core) = &self.source else { return Vec::new() };
+        if self.order.is_empty() || self.filters.iter().all(|f| f.eq_field.is_none()) {
+            return Vec::new();
+        }
+        core.with_records(|_, indices| {
+            indices.iter().enumerate().filter_map(|(pos, index)| index.composite().map(|c| (pos, c))).collect()
+        })
     }
 
     /// The matching records.
@@ -249,7 +262,7 @@ impl<E: Entity> Query<E> {
     /// length), `count: index `x`` (an index count) or the plan of the streaming pass.
     pub fn explain_count(&self) -> Plan {
         let indexed = matches!(self.source, Source::Collection(_));
-        let plan = plan::choose(indexed, &self.filters, &[], 0, None);
+        let plan = plan::choose(indexed, &self.filters, &[], 0, None, &[]);
         if !indexed {
             return plan;
         }
@@ -289,7 +302,7 @@ impl<E: Entity> Query<E> {
                 let hi = hi.as_ref().map(|k| k.as_ref() as &dyn std::any::Any);
                 Some(index.range_count_any(lo, hi))
             }
-            Access::None | Access::Element { .. } => None,
+            Access::None | Access::Element { .. } | Access::Ids { .. } => None,
         }
     }
 
@@ -353,7 +366,7 @@ impl<E: Entity> Query<E> {
         indices: &[Box<dyn IndexMaint<E>>],
         f: &mut dyn FnMut(&Arc<E>),
     ) {
-        let plan = plan::choose(true, &self.filters, &[], 0, None);
+        let plan = plan::choose(true, &self.filters, &[], 0, None, &[]);
         candidates(&plan, records, indices, &mut |r| {
             if self.matches(r) {
                 f(r)
@@ -363,6 +376,9 @@ impl<E: Entity> Query<E> {
 
     /// Runs `plan` over the records and indices.
     fn run(&self, plan: &Plan, records: &crate::Records<E::Id, E>, indices: &[Box<dyn IndexMaint<E>>]) -> Vec<Arc<E>> {
+        if let Some(walk) = plan.prefix {
+            return self.run_prefix(walk, indices);
+        }
         if let (None, Some((pos, desc))) = (&plan.access, plan.walk) {
             // Walk the sorted index in order, stopping once the page is full.
             let want = self.limit.map_or(usize::MAX, |limit| self.offset.saturating_add(limit));
@@ -416,6 +432,35 @@ impl<E: Entity> Query<E> {
     }
 }
 
+impl<E: Entity> Query<E> {
+    /// Walks a composite index `(a, b, ..)` within `a == x` in `b` order, stopping
+    /// once the page is full and the records tying with its last one on `b` are in;
+    /// then orders those by the whole result order (ties on `b` by the later keys
+    /// and the id).
+    fn run_prefix(&self, walk: plan::PrefixWalk, indices: &[Box<dyn IndexMaint<E>>]) -> Vec<Arc<E>> {
+        let (Some(index), Some(filter), Some(first)) =
+            (indices.get(walk.pos), self.filters.get(walk.filter), self.order.first())
+        else {
+            return Vec::new();
+        };
+        let Access::Eq { key, .. } = &filter.access else { return Vec::new() };
+        let want = self.limit.map_or(usize::MAX, |limit| self.offset.saturating_add(limit));
+        let mut out: Vec<Arc<E>> = Vec::new();
+        for record in index.walk_prefix_any(key.as_ref(), walk.desc) {
+            if !self.matches(record) {
+                continue;
+            }
+            if out.len() >= want && out.last().is_none_or(|last| (first.cmp)(record, last).is_ne()) {
+                break;
+            }
+            out.push(Arc::clone(record));
+        }
+        // Stable and linear when already in order (a two-field index, one ordering).
+        self.sort(&mut out);
+        self.page(out)
+    }
+}
+
 /// Visits the candidates of a plan's index access (a superset of the matches), or
 /// every record when it has none.
 fn candidates<E: Entity>(
@@ -424,6 +469,12 @@ fn candidates<E: Entity>(
     indices: &[Box<dyn IndexMaint<E>>],
     f: &mut dyn FnMut(&Arc<E>),
 ) {
+    if let Some(Access::Ids { ids, .. }) = &plan.access {
+        if let Some(ids) = ids.downcast_ref::<Vec<E::Id>>() {
+            ids.iter().filter_map(|id| records.get(id)).for_each(f);
+            return;
+        }
+    }
     let access = plan.access.as_ref().and_then(|a| indices.get(access_pos(a)).map(|index| (a, index)));
     let mut by_id = |id: E::Id| {
         if let Some(r) = records.get(&id) {
@@ -450,6 +501,6 @@ fn candidates<E: Entity>(
 fn access_pos(access: &Access) -> usize {
     match access {
         Access::Eq { hint, .. } | Access::In { hint, .. } | Access::Range { hint, .. } => hint.pos,
-        Access::None | Access::Element { .. } => usize::MAX,
+        Access::None | Access::Element { .. } | Access::Ids { .. } => usize::MAX,
     }
 }

@@ -18,6 +18,8 @@ pub struct OrderBy<E> {
     /// The record's key in the field's index (`None` for an Option field's `None`),
     /// where a keyset page's walk starts.
     pub(super) seek: Seek<E>,
+    /// The field's type, so a plan uses a composite index only if its part has it.
+    pub(super) key_type: std::any::TypeId,
 }
 
 /// Reads a record's index key for [`OrderBy::seek`].
@@ -38,6 +40,7 @@ impl<E> Clone for OrderBy<E> {
             cmp: Arc::clone(&self.cmp),
             absent: self.absent.clone(),
             seek: Arc::clone(&self.seek),
+            key_type: self.key_type,
         }
     }
 }
@@ -64,7 +67,15 @@ impl<E: 'static> OrderBy<E> {
             }
         };
         let seek = move |e: &E| Some(Arc::new(get(e).clone()) as Arc<dyn std::any::Any + Send + Sync>);
-        OrderBy { name, desc, hint: hint.filter(|h| h.sorted), cmp: Arc::new(cmp), absent: None, seek: Arc::new(seek) }
+        OrderBy {
+            name,
+            desc,
+            hint: hint.filter(|h| h.sorted),
+            cmp: Arc::new(cmp),
+            absent: None,
+            seek: Arc::new(seek),
+            key_type: std::any::TypeId::of::<T>(),
+        }
     }
 
     /// An ordering by an `Option` field: `None` first ascending, last descending.
@@ -77,6 +88,8 @@ impl<E: 'static> OrderBy<E> {
         let mut order = OrderBy::new(name, get, desc, hint);
         order.absent = Some(Arc::new(move |e: &E| get(e).is_none()));
         order.seek = Arc::new(move |e: &E| get(e).clone().map(|v| Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>));
+        // A composite index has no Option parts.
+        order.key_type = std::any::TypeId::of::<Option<T>>();
         order
     }
 }

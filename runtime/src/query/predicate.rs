@@ -24,6 +24,12 @@ pub(crate) enum Access {
         lo: Bound<Arc<dyn Any + Send + Sync>>,
         hi: Bound<Arc<dyn Any + Send + Sync>>,
     },
+    /// Records with one of `count` ids (an `Arc<Vec<E::Id>>`, sorted and without
+    /// repeats), looked up by id: a `through` relationship's targets.
+    Ids {
+        ids: Arc<dyn Any + Send + Sync>,
+        count: usize,
+    },
     /// An element of a `Vec` field, answered by an `#[index(each)]` on the field if
     /// the collection has one (the query resolves it into `Eq` when filtering).
     Element {
@@ -38,6 +44,7 @@ impl Access {
     pub fn rank(&self) -> u8 {
         match self {
             Access::Eq { hint, .. } if hint.unique => 0,
+            Access::Ids { .. } => 0,
             Access::Eq { .. } | Access::Element { .. } => 1,
             Access::In { .. } => 2,
             Access::Range { .. } => 3,
@@ -56,6 +63,9 @@ pub struct Predicate<E> {
     /// index count answers `count()` for this predicate alone.
     pub(crate) exact: bool,
     pub(crate) text: String,
+    /// For `field == value` on a plain field: the field's name, so a plan can find a
+    /// composite index that starts with it.
+    pub(crate) eq_field: Option<&'static str>,
 }
 
 impl<E> Clone for Predicate<E> {
@@ -65,6 +75,7 @@ impl<E> Clone for Predicate<E> {
             access: self.access.clone(),
             exact: self.exact,
             text: self.text.clone(),
+            eq_field: self.eq_field,
         }
     }
 }
@@ -80,7 +91,13 @@ impl<E: 'static> Predicate<E> {
     /// `test` accepts (combinators that only narrow it clear `exact`).
     pub(crate) fn leaf(text: String, access: Access, test: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
         let exact = !matches!(access, Access::None);
-        Predicate { test: Arc::new(test), access, exact, text }
+        Predicate { test: Arc::new(test), access, exact, text, eq_field: None }
+    }
+
+    /// The same predicate, marked as `field == value` on the named field.
+    pub(crate) fn on_field(mut self, field: &'static str) -> Self {
+        self.eq_field = Some(field);
+        self
     }
 
     /// Whether a record matches.
