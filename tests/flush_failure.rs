@@ -346,3 +346,25 @@ fn the_per_file_sync_mode_writes_and_removes_like_the_batched_one() {
     assert_eq!(users.len(), 1);
     assert_eq!(users.get("ada").as_deref(), Some(&user("ada", "Ada", 36)));
 }
+
+/// In the per-file sync mode too, a removal that fails (here: a directory in the
+/// record file's place) fails the flush and stays dirty; only a file that is
+/// already gone is no error.
+#[test]
+fn the_per_file_sync_mode_fails_a_flush_whose_removal_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = builder(dir.path()).sync_mode(shelf::SyncMode::PerFile).open().unwrap();
+    let users = store.collection::<User>().unwrap();
+    users.insert(user("ada", "Ada", 36)).unwrap();
+    store.flush().unwrap();
+    let blocked = block_record_path(dir.path(), "ada");
+
+    users.remove("ada").unwrap();
+    assert!(store.flush().is_err(), "a removal that failed was reported durable");
+    assert_eq!(users.dirty_count(), 1);
+    assert!(blocked.join("keep").is_file(), "Shelf never deletes what it did not write");
+
+    std::fs::remove_dir_all(&blocked).unwrap();
+    store.flush().unwrap();
+    assert_eq!(users.dirty_count(), 0);
+}
