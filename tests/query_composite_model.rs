@@ -134,8 +134,16 @@ fn apply(store: &Store, oracle: &mut Oracle, write: Write) {
                 tags.insert(Tag { id: tag, rank: 0 }).expect("insert tag");
                 slot.insert(Tag { id: tag, rank: 0 });
             }
-            links.upsert(PostTag { id, post, tag }).expect("upsert link");
-            oracle.links.insert(id, PostTag { id, post, tag });
+            // A join pair is unique (the index `through` implies): a second row
+            // for a linked pair is refused and changes nothing.
+            let taken = oracle.links.values().any(|l| l.id != id && l.post == post && l.tag == tag);
+            match links.upsert(PostTag { id, post, tag }) {
+                Ok(_) if !taken => {
+                    oracle.links.insert(id, PostTag { id, post, tag });
+                }
+                Err(shelf::Error::UniqueViolation { .. }) if taken => {}
+                other => panic!("upsert link {id} ({post}, {tag}), pair taken: {taken}: {other:?}"),
+            }
         }
         Write::Unlink(id) => {
             links.remove(&id).expect("remove link");
