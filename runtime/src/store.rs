@@ -177,20 +177,7 @@ impl StoreBuilder {
         let lock_path = dir.join(LOCK_FILE);
         let lock = take_lock(fs.as_ref(), &dir, &lock_path)?;
 
-        let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
-        let mut by_type = HashMap::new();
-        for registration in &self.registrations {
-            let collection = (registration.make)(self.feed_retention);
-            if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
-                return Err(Error::DuplicateCollection {
-                    collection: collection.name().to_owned(),
-                    first: first.type_name(),
-                    second: collection.type_name(),
-                });
-            }
-            by_type.insert(registration.type_id, collections.len());
-            collections.push(collection);
-        }
+        let (collections, by_type) = self.collections()?;
 
         let relations = Relations::new(&collections)?;
         let old_meta = Meta::load(fs.as_ref(), &dir)?;
@@ -328,6 +315,31 @@ impl StoreBuilder {
         // and the WAL keeps them until it has. Index files found missing or stale are
         // rewritten by the final flush of `close`.
         Ok(Store { inner: Arc::new(Shared { inner }) })
+    }
+}
+
+/// A store's collections, in registration order.
+type Collections = Vec<Arc<dyn ErasedCollection>>;
+
+impl StoreBuilder {
+    /// The registered collections, empty, and their positions by type; an error
+    /// when two types claim one collection name.
+    fn collections(&self) -> Result<(Collections, HashMap<TypeId, usize>)> {
+        let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
+        let mut by_type = HashMap::new();
+        for registration in &self.registrations {
+            let collection = (registration.make)(self.feed_retention);
+            if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
+                return Err(Error::DuplicateCollection {
+                    collection: collection.name().to_owned(),
+                    first: first.type_name(),
+                    second: collection.type_name(),
+                });
+            }
+            by_type.insert(registration.type_id, collections.len());
+            collections.push(collection);
+        }
+        Ok((collections, by_type))
     }
 }
 

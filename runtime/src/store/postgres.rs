@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::{updated_meta, Inner, Relations, Shared, Store, StoreBuilder};
 use crate::backend::postgres::{CollectionSchema, PgOptions, Postgres};
 use crate::backend::Backend;
-use crate::collection::{enforced, ErasedCollection, Log};
+use crate::collection::{enforced, Log};
 use crate::error::{Error, Result};
 use crate::flush::{FlushState, Flusher};
 use crate::fs::RealFs;
@@ -87,20 +87,7 @@ impl StoreBuilder {
 
     pub(super) fn open_postgres(self, options: PgOptions) -> Result<Store> {
         let _span = tracing::info_span!("open", postgres = %options.schema.as_deref().unwrap_or("public")).entered();
-        let mut collections: Vec<Arc<dyn ErasedCollection>> = Vec::new();
-        let mut by_type = std::collections::HashMap::new();
-        for registration in &self.registrations {
-            let collection = (registration.make)(self.feed_retention);
-            if let Some(first) = collections.iter().find(|c| c.name() == collection.name()) {
-                return Err(Error::DuplicateCollection {
-                    collection: collection.name().to_owned(),
-                    first: first.type_name(),
-                    second: collection.type_name(),
-                });
-            }
-            by_type.insert(registration.type_id, collections.len());
-            collections.push(collection);
-        }
+        let (collections, by_type) = self.collections()?;
         let relations = Relations::new(&collections)?;
         let schemas: Vec<CollectionSchema> = collections
             .iter()
