@@ -14,6 +14,8 @@
 
 mod crash;
 mod fault;
+#[cfg(target_os = "linux")]
+pub(crate) mod ofd;
 
 pub use crash::CrashFs;
 pub use fault::{FaultFs, FaultKind};
@@ -304,7 +306,17 @@ impl Vfs for RealFs {
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(RealLock(file))),
+            Ok(()) => {
+                // Lets readers see the lock without taking it (see `ofd`). Where the
+                // kernel or file system has no OFD locks, the `flock` alone holds.
+                #[cfg(target_os = "linux")]
+                if let Err(e) = ofd::mark(&file) {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        return Err(e);
+                    }
+                }
+                Ok(Box::new(RealLock(file)))
+            }
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(io::ErrorKind::WouldBlock, "locked")),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
