@@ -165,6 +165,7 @@ impl StoreBuilder {
     /// [`Error::Meta`] when `shelf.json` is unreadable or from a newer Shelf,
     /// [`Error::CorruptRecord`] for an unparsable record file (unless
     /// [`quarantine_corrupt`](Self::quarantine_corrupt)), [`Error::Io`] otherwise.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
     pub fn open(mut self) -> Result<Store> {
         #[cfg(feature = "postgres")]
         if let Some(options) = self.postgres.take() {
