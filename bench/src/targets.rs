@@ -5,7 +5,7 @@ use crate::line::{self, FSYNC};
 use crate::peers::PeerKind;
 use crate::report::{fmt_rate, Report, Target};
 use crate::w_commit::{SHELF_WAL, W2_1, W2_8};
-use crate::w_load::{W1, W7, W8_1, W8_10, W8_ALL};
+use crate::w_load::{REPLACE_LINE, W1, W7, W8_1, W8_10, W8_ALL};
 use crate::w_read::{BASELINE, SHELF_CASE, W4, W5};
 use crate::w_stall::{self, fmt_us, W9};
 use crate::Config;
@@ -116,6 +116,31 @@ pub fn check(config: &Config, report: &mut Report) {
             _ => None,
         };
         add("issue 6, 8", &format!("W8 {label}: flush time proportional to the dirty count"), measured);
+    }
+    // Issue 14's W8: a 1% flush of per_record next to the physical line that does the
+    // same file work. Shelf's time includes the 1,000 updates before the flush.
+    let line = format!("physical/{REPLACE_LINE}");
+    for workload in [W8_1, W8_10] {
+        let shelf_rate = rates(report, workload, &shelf("per_record"));
+        let line_rate = rates(report, workload, &line);
+        add(
+            "issue 14",
+            &format!("{workload} per_record within 1.3x of the batched-replace line of the same run"),
+            shelf_rate.zip(line_rate).map(|((s, s_best), (l, l_best))| {
+                (
+                    format!(
+                        "{:.2}x ({:.1} vs {:.1} µs per dirty record, updates + flush vs the line); fastest rounds {:.2}x ({:.1} vs {:.1} µs)",
+                        l / s,
+                        1e6 / s,
+                        1e6 / l,
+                        l_best / s_best,
+                        1e6 / s_best,
+                        1e6 / l_best
+                    ),
+                    l / s <= 1.3,
+                )
+            }),
+        );
     }
     for label in ["collection_file", "collection_file+compress"] {
         let flush = report.rate(W8_ALL, &shelf(label));

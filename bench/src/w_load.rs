@@ -85,12 +85,14 @@ pub fn run(config: &Config, report: &mut Report, which: Which) -> Result<(), Box
 
     // Phase 3: flush a few dirty records (W8).
     if w8 {
+        let line_dir = line_files(config, &users)?;
         for (pct, workload) in [(1, W8_1), (10, W8_10)] {
             let ids = Rng::new(0x5eed_0800 + pct as u64).distinct_ids(n, (n * pct / 100).max(1));
             dirty::<PerRecord>(config, report, workload, &stores[0], &ids)?;
             dirty::<PerRecordZ>(config, report, workload, &stores[1], &ids)?;
             dirty::<CollectionFile>(config, report, workload, &stores[2], &ids)?;
             dirty::<CollectionFileZ>(config, report, workload, &stores[3], &ids)?;
+            replace_line(config, report, workload, &line_dir, &users, &ids)?;
             for (kind, peer) in &opened {
                 let samples = repeat(config.runs.max(5), || {
                     physical::settle();
@@ -307,6 +309,72 @@ fn dirty<K: ShelfKind>(
                 "updates + flush; the flush alone {:.1} ms = {:.1} µs per dirty record, of {n}",
                 flush.as_secs_f64() * 1e3,
                 flush.as_secs_f64() * 1e6 / ids.len() as f64
+            )),
+    );
+    Ok(())
+}
+
+/// The case of W8's physical line: what a per_record flush does, without Shelf.
+pub const REPLACE_LINE: &str = "batched replace of existing files";
+/// The sync threads of [`REPLACE_LINE`]: as many as Shelf's flush uses at most.
+const LINE_THREADS: usize = 16;
+
+/// One file per user, as a per_record store keeps them (pretty JSON), in a fresh
+/// directory: what [`replace_line`] replaces.
+fn line_files(config: &Config, users: &[User]) -> Result<PathBuf, BoxError> {
+    let dir = config.fresh_dir("w8-line")?;
+    for user in users {
+        std::fs::write(line_path(&dir, user.id), line_bytes(user)?)?;
+    }
+    Ok(dir)
+}
+
+fn line_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id}.json"))
+}
+
+fn line_bytes(user: &User) -> Result<Vec<u8>, BoxError> {
+    let mut bytes = serde_json::to_vec_pretty(user)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// W8's physical line: the files of `ids` replaced the way a per_record flush
+/// replaces them (temp files written and fdatasync'd on 16 threads, renamed over the
+/// existing files, one directory fsync), with plain std calls. Replacing an existing
+/// file frees its old blocks, which costs more than creating one on some file systems
+/// (on ext4 mounted with `discard`, each rename waits for a discard), so W8 is held
+/// against this line, not against the flush that creates the files.
+fn replace_line(
+    config: &Config,
+    report: &mut Report,
+    workload: &str,
+    dir: &Path,
+    users: &[User],
+    ids: &[u64],
+) -> Result<(), BoxError> {
+    let mut round = 0u32;
+    let samples = repeat(config.runs.max(5), || {
+        round += 1;
+        let jobs = ids
+            .iter()
+            .map(|&id| {
+                let mut user = users[id as usize - 1].clone();
+                user.age += round;
+                Ok((line_path(dir, id), line_bytes(&user)?))
+            })
+            .collect::<Result<Vec<_>, BoxError>>()?;
+        physical::settle();
+        Ok(physical::replace_batched(&jobs, physical::BatchSync::Threads(LINE_THREADS))?.total())
+    })?;
+    report.add(
+        Row::new(workload, "physical", REPLACE_LINE, ids.len(), "file", &samples)
+            .durability("whole batch")
+            .vs(SEQUENTIAL_RECORDS)
+            .note(format!(
+                "plain std calls: temp+fdatasync on {LINE_THREADS} threads, rename over the existing file, dir fsync; {} of {}",
+                ids.len(),
+                users.len()
             )),
     );
     Ok(())
