@@ -62,6 +62,13 @@ pub struct Latency {
     pub p50_us: f64,
     pub p99_9_us: f64,
     pub max_us: f64,
+    /// W9: the largest latency of an operation the scheduler did not preempt (its
+    /// thread had no involuntary context switch during it; a sleep on a lock counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpreempted_max_us: Option<f64>,
+    /// W9: operations during which the scheduler preempted the thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preempted: Option<usize>,
 }
 
 /// The age of the newest durable flush under load (medians over the runs).

@@ -181,6 +181,26 @@ pub fn check(config: &Config, report: &mut Report) {
                 )
             }),
         );
+        // The target proposed in the closing note of issue 14: what Shelf makes a
+        // writer wait for, without the waits for a CPU that the 2-core machine adds.
+        let own = |row: Option<&crate::report::Row>| {
+            row.and_then(|r| r.latency.as_ref()).and_then(|l| l.unpreempted_max_us.zip(l.preempted))
+        };
+        add(
+            "issue 14",
+            &format!("W9 {label}: max latency of the updates not preempted, flushing on, <= 2 ms and <= 3x off"),
+            own(on).zip(own(off)).map(|((on, on_preempted), (off, off_preempted))| {
+                (
+                    format!(
+                        "max {} on vs {} off: {:.1}x ({on_preempted} and {off_preempted} updates preempted){at9}",
+                        fmt_us(on),
+                        fmt_us(off),
+                        on / off.max(f64::MIN_POSITIVE)
+                    ),
+                    on <= 2_000.0 && on <= 3.0 * off,
+                )
+            }),
+        );
         add(
             "issue 14",
             &format!("W9 {label}: newest durable flush never older than 2x the flush interval"),
