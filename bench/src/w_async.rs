@@ -134,14 +134,13 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
         let (p99_lo, p99_hi) =
             (p99s.iter().copied().fold(f64::INFINITY, f64::min), p99s.iter().copied().fold(0.0, f64::max));
         let p99 = median(&mut p99s);
-        let latency =
-            Latency {
-                p50_us: median(&mut col(0)),
-                p99_9_us: median(&mut col(2)),
-                max_us: median(&mut col(3)),
-                unpreempted_max_us: None,
-                preempted: None,
-            };
+        let latency = Latency {
+            p50_us: median(&mut col(0)),
+            p99_9_us: median(&mut col(2)),
+            max_us: median(&mut col(3)),
+            unpreempted_max_us: None,
+            preempted: None,
+        };
         let line = format!(
             "{}: {rate:.0} writes/s (min-max {lo:.0}-{hi:.0}), p50 {:.0} us, p99 {p99:.0} us (min-max {p99_lo:.0}-{p99_hi:.0})",
             mode.label(),

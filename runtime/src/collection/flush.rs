@@ -11,10 +11,10 @@
 //! keeps the line of every record (`Core::lines`), so a flush serializes only the
 //! records that changed and rewrites the file from the lines.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{to_json, Core};
+use super::{to_json, Core, Marks, Preimages};
 use crate::backend::{RawRecord, RecordChange, Stage, Staged};
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
@@ -36,7 +36,7 @@ const READ_CHUNK: usize = 512;
 pub(super) struct Snapshot<'a, T: Entity> {
     core: &'a Core<T>,
     /// The dirty marks the snapshot took.
-    taken: HashMap<T::Id, u64>,
+    taken: Marks<T::Id>,
     /// The whole-file rewrite request the snapshot covers.
     rewrite: Option<u64>,
     /// Whether to write the index files that changed.
@@ -50,17 +50,24 @@ impl<'a, T: Entity> Snapshot<'a, T> {
     /// Takes the dirty marks; `None` when nothing is due. Under the writer lock.
     pub fn take(core: &'a Core<T>, index_files: bool) -> Option<Self> {
         let mut state = core.state.write();
+        // What the last flush handed back and writers did not drop yet: no writer
+        // waits for a lock this thread takes in between.
+        let garbage = std::mem::take(&mut state.garbage);
+        drop(state);
+        drop(garbage);
+        let mut state = core.state.write();
         let index_due =
             index_files && core.index_files && state.index_versions.iter().any(|(version, written)| version != written);
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
             return None;
         }
-        // The new map starts as large as the one taken: writers then do not pay for
-        // its growth (a rehash of every mark) while the next interval fills it.
-        let capacity = state.dirty.len();
-        let taken = std::mem::replace(&mut state.dirty, HashMap::with_capacity(capacity));
+        // Both new maps start large enough for what the last interval wrote, with
+        // room to spare: a writer then does not pay, under the lock, for their growth
+        // (a rehash of every entry, measured at up to 17 ms in W9).
+        let capacity = state.dirty.len() * 2;
+        let taken = std::mem::replace(&mut state.dirty, Marks::with_capacity_and_hasher(capacity, Default::default()));
         state.in_flight = taken.len();
-        state.preimages = Some(HashMap::new());
+        state.preimages = Some(Preimages::<T>::with_capacity_and_hasher(taken.len(), Default::default()));
         Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })
     }
 
@@ -78,10 +85,29 @@ impl<'a, T: Entity> Snapshot<'a, T> {
                 values.push((id, value));
             }
         }
-        // The values are read: writes no longer need to save preimages.
+        // The values are read: writes no longer need to save preimages. Their ids
+        // and values go back to the writers (see `Garbage`), not to this thread's free.
         let preimages = self.core.state.write().preimages.take();
-        drop(preimages);
+        if let Some(preimages) = preimages {
+            self.give_back(preimages.into_iter().map(|(id, value)| (Some(id), value)));
+        }
         values
+    }
+
+    /// Hands ids and values back to the writers (see `Garbage`): gathered here, then
+    /// appended under a short write lock.
+    fn give_back(&self, items: impl Iterator<Item = (Option<T::Id>, Option<Arc<T>>)>) {
+        let (mut ids, mut values) = (Vec::new(), Vec::new());
+        for (id, value) in items {
+            ids.extend(id);
+            values.extend(value);
+        }
+        if ids.is_empty() && values.is_empty() {
+            return;
+        }
+        let mut state = self.core.state.write();
+        state.garbage.ids.append(&mut ids);
+        state.garbage.values.append(&mut values);
     }
 
     /// Stages the index files whose index changed since they were written. Only the
@@ -119,18 +145,21 @@ impl<T: Entity> Staged for Snapshot<'_, T> {
                     None => lines.remove(*id),
                 };
             }
-            if !values.is_empty() || self.rewrite.is_some() {
+            let any = !values.is_empty();
+            self.give_back(values.into_iter().map(|(_, value)| (None, value)));
+            if any || self.rewrite.is_some() {
                 out.whole(jsonl(&lines))?;
             }
         } else {
             let mut changes = Vec::with_capacity(values.len());
-            for (id, value) in values {
+            for (id, value) in &values {
                 let bytes = match value {
-                    Some(value) => Some(to_json(core.name, id, &*value)?),
+                    Some(value) => Some(to_json(core.name, *id, &**value)?),
                     None => None,
                 };
-                changes.push(RecordChange { stem: core.stem(id), bytes });
+                changes.push(RecordChange { stem: core.stem(*id), bytes });
             }
+            self.give_back(values.into_iter().map(|(_, value)| (None, value)));
             if !changes.is_empty() {
                 out.records(changes)?;
             }
@@ -150,6 +179,11 @@ impl<T: Entity> FlushPart for Snapshot<'_, T> {
 
 impl<T: Entity> Drop for Snapshot<'_, T> {
     fn drop(&mut self) {
+        if self.durable {
+            // The marks' ids go back to the writers that cloned them (see `Garbage`).
+            let taken = std::mem::take(&mut self.taken);
+            self.give_back(taken.into_keys().map(|id| (Some(id), None)));
+        }
         let mut state = self.core.state.write();
         state.in_flight = 0;
         state.preimages = None;
