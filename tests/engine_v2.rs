@@ -215,3 +215,48 @@ fn a_flush_beside_eight_writers_loses_no_version() {
         }
     }
 }
+
+/// A flush hands the values it read back to the writers, to be freed on their
+/// thread (issue 14, W9); nothing of them may leak. Each write frees a few; what is
+/// left when writes stop, the next flush frees.
+#[test]
+fn the_values_a_flush_hands_back_are_freed() {
+    type Weak = std::sync::Weak<dyn std::any::Any + Send + Sync>;
+    fn weak<T: Send + Sync + 'static>(arc: Arc<T>) -> Weak {
+        let arc: Arc<dyn std::any::Any + Send + Sync> = arc;
+        Arc::downgrade(&arc)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let docs = store.collection::<Doc>().unwrap();
+    let lines = store.collection::<Line>().unwrap();
+    let write = |i: u64, version: u64| -> [Weak; 2] {
+        let id = format!("r{i:03}");
+        docs.upsert(Doc { id: id.clone(), version }).unwrap();
+        lines.upsert(Line { id: id.clone(), version }).unwrap();
+        [weak(docs.get(&id).unwrap()), weak(lines.get(&id).unwrap())]
+    };
+    for i in 0..100 {
+        write(i, 1);
+    }
+    let first: Vec<[Weak; 2]> = (0..100)
+        .map(|i| [weak(docs.get(&format!("r{i:03}")).unwrap()), weak(lines.get(&format!("r{i:03}")).unwrap())])
+        .collect();
+    // The flush reads all 100 versions of each collection and hands them back.
+    store.flush().unwrap();
+    // Ten writes replace ten of them and free 40 handed-back values each: some of
+    // the replaced versions may still be held.
+    for i in 0..10 {
+        write(i, 2);
+    }
+    // No write follows: the next flush frees the rest.
+    store.flush().unwrap();
+    for (i, [doc, line]) in first.iter().enumerate().take(10) {
+        assert!(doc.upgrade().is_none(), "per_record r{i:03}: a replaced version is never freed");
+        assert!(line.upgrade().is_none(), "collection_file r{i:03}: a replaced version is never freed");
+    }
+    for (i, [doc, line]) in first.iter().enumerate().skip(10) {
+        assert!(doc.upgrade().is_some() && line.upgrade().is_some(), "r{i:03} is current and held by the store");
+    }
+    store.close().unwrap();
+}

@@ -74,8 +74,9 @@ struct State<T: Entity> {
 /// on the flusher thread frees them into the writer's malloc arena: with glibc the
 /// writer then waits for the arena lock, measured at up to 17 ms per write in W9
 /// (it went down to 3.8 ms with `GLIBC_TUNABLES=glibc.malloc.mxfast=0`). So the flush
-/// hands them back, each write drops [`Garbage::PER_WRITE`] of each, and a flush
-/// drops what is left before it takes its snapshot, when no writer is waiting.
+/// hands them back and each write drops [`Garbage::PER_WRITE`] of each: more than
+/// the writes of an interval leave behind. What writers that stopped left, the next
+/// flush drops before it takes the writer lock.
 struct Garbage<T: Entity> {
     ids: Vec<T::Id>,
     values: Vec<Arc<T>>,
@@ -755,6 +756,9 @@ pub(crate) trait ErasedCollection: Send + Sync {
     /// nothing to write. With `index_files`, the index files that changed are
     /// written too (only the final flush of `close` asks, when no writer is left).
     fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>>;
+    /// Drops what the last flush handed back to the writers and they did not drop
+    /// yet (see `Garbage`). A flush calls it before it takes the writer lock.
+    fn drop_garbage(&self);
     /// Locks the collection for a commit.
     fn lock_write(&self) -> Box<dyn Locked + '_>;
     /// Sends the queued changes of commit `seq` to subscribers.
@@ -874,6 +878,11 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>> {
         flush::Snapshot::take(self, index_files).map(|part| Box::new(part) as Box<dyn FlushPart + '_>)
+    }
+
+    fn drop_garbage(&self) {
+        let garbage = std::mem::take(&mut self.state.write().garbage);
+        drop(garbage);
     }
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {

@@ -134,6 +134,10 @@ impl Inner {
     ///    segments the cut covers are deleted.
     fn flush_once(&self, index_files: bool) -> Result<(FlushStats, Vec<(usize, u64)>)> {
         self.check_poisoned()?;
+        // Before the writer lock: what the last flush handed back and writers left.
+        for collection in self.collections.iter() {
+            collection.drop_garbage();
+        }
         let (mut parts, cut, seq) = {
             let _writer = self.writer.lock();
             let seq = self.commit_seq.load(std::sync::atomic::Ordering::SeqCst);

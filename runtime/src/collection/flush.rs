@@ -50,14 +50,6 @@ impl<'a, T: Entity> Snapshot<'a, T> {
     /// Takes the dirty marks; `None` when nothing is due. Under the writer lock.
     pub fn take(core: &'a Core<T>, index_files: bool) -> Option<Self> {
         let mut state = core.state.write();
-        // What the last flush handed back and writers did not drop yet. In a steady
-        // stream of writes there is none left (each write drops 4 ids and 4 values,
-        // more than an interval's writes leave); what is left is from writers that
-        // stopped, and no writer is waiting for it (this runs under the writer lock).
-        let garbage = std::mem::take(&mut state.garbage);
-        drop(state);
-        drop(garbage);
-        let mut state = core.state.write();
         let index_due =
             index_files && core.index_files && state.index_versions.iter().any(|(version, written)| version != written);
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
