@@ -5,9 +5,15 @@
 //!   read from the index, against `SELECT priority, COUNT(*) .. GROUP BY priority`;
 //! - top 10 by an `Option` sorted field: `order_by(score.desc()).limit(10)` (a walk
 //!   of the sorted index) against `ORDER BY score DESC LIMIT 10` on an indexed column;
-//! - the latest child per parent for 10,000 parents: `group_by(parent).max(at)`
-//!   against `SELECT parent, MAX(at) .. GROUP BY parent` with an index on
+//! - the latest child per parent for 10,000 parents: `group_by(parent).max(at)`, one
+//!   seek per parent in the sorted composite `(parent, at)`, and the same over
+//!   `at_plain` (`at`'s twin in no composite: each parent's records from the parent
+//!   index), against `SELECT parent, MAX(at) .. GROUP BY parent` with an index on
 //!   `(parent, at)`;
+//! - `owner = X order by at desc limit 20` (the owner is `priority`: 10,000 records
+//!   each at 1M): a walk of the sorted composite `(priority, at)` within X, against
+//!   the same query over `at_plain` (the priority index, then a sort of X's records),
+//!   and against SQLite with an index on `(priority, at)`;
 //! - keyset page 1,000 (20 per page, `after(&last)`) against `offset(19_980)`, both
 //!   Shelf, ordered by the sorted `score`.
 //!
@@ -23,13 +29,21 @@ use shelf::{Entity, Store};
 use crate::report::{Report, Row};
 use crate::{BoxError, Config};
 
-const WORKLOAD: &str = "query";
+/// The workload's name in the report.
+pub const WORKLOAD: &str = "query";
+/// The count-per-key rows: Shelf's, and the SQLite row it is compared with.
+pub const COUNT_SHELF: &str = "count per key (group_by index)";
+pub const COUNT_SQLITE: &str = "count per key (GROUP BY indexed)";
 const PARENTS: u64 = 10_000;
 const PRIORITIES: u64 = 100;
 
-/// A post: an indexed priority, an optional sorted score, a parent and a time.
+/// A post: an indexed priority, an optional sorted score, a parent and a time, with
+/// composites `(parent, at)` and `(priority, at)`; `at_plain` is `at`'s twin in no
+/// index, for the same queries without the composites.
 #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
 #[storage(memory)]
+#[index((parent, at), sorted)]
+#[index((priority, at), sorted)]
 pub struct Post {
     #[id]
     id: u64,
@@ -40,6 +54,7 @@ pub struct Post {
     #[index]
     parent: u64,
     at: u64,
+    at_plain: u64,
 }
 
 fn mix(i: u64) -> u64 {
@@ -58,6 +73,7 @@ fn post(i: u64) -> Post {
         score: (!i.is_multiple_of(10)).then_some(r % 1_000_000_000),
         parent: i % PARENTS,
         at: r >> 20,
+        at_plain: r >> 20,
     }
 }
 
@@ -113,6 +129,7 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
         "CREATE INDEX posts_priority ON posts(priority);
          CREATE INDEX posts_score ON posts(score);
          CREATE INDEX posts_parent_at ON posts(parent, at);
+         CREATE INDEX posts_priority_at ON posts(priority, at);
          ANALYZE;",
     )?;
     let f = Post::fields();
@@ -129,10 +146,10 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     }
     let shelf = time(runs, ops, || posts.query().group_by(f.priority).count());
     let sqlite = time(runs, ops, || sql_counts(&mut stmt).map(|v| v.len()).unwrap_or(0));
-    report.add(Row::new(WORKLOAD, "sqlite", "count per key (GROUP BY indexed)", ops, "query", &sqlite));
+    report.add(Row::new(WORKLOAD, "sqlite", COUNT_SQLITE, ops, "query", &sqlite));
     report.add(
-        Row::new(WORKLOAD, "shelf", "count per key (group_by index)", ops, "query", &shelf)
-            .vs("sqlite/count per key (GROUP BY indexed)")
+        Row::new(WORKLOAD, "shelf", COUNT_SHELF, ops, "query", &shelf)
+            .vs(&format!("sqlite/{COUNT_SQLITE}"))
             .note(posts.query().group_by(f.priority).explain().to_string().lines().next().unwrap_or("").to_owned()),
     );
     drop(stmt);
@@ -171,13 +188,76 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     if sql_latest(&mut stmt)? != latest {
         return Err("latest per parent: Shelf and SQLite disagree".into());
     }
+    if posts.query().group_by(f.parent).max(f.at_plain) != latest {
+        return Err("latest per parent: the composite seek and the parent index disagree".into());
+    }
     let shelf = time(runs, ops, || posts.query().group_by(f.parent).max(f.at).len());
+    let plain = time(runs, ops, || posts.query().group_by(f.parent).max(f.at_plain).len());
     let sqlite = time(runs, ops, || sql_latest(&mut stmt).map(|v| v.len()).unwrap_or(0));
     report.add(Row::new(WORKLOAD, "sqlite", "latest child per parent (10k)", ops, "query", &sqlite));
     report.add(
         Row::new(WORKLOAD, "shelf", "latest child per parent (10k)", ops, "query", &shelf)
             .vs("sqlite/latest child per parent (10k)")
-            .note("group_by(parent).max(at): each parent's records read from the parent index"),
+            .note(
+                posts.query().group_by(f.parent).explain_top(f.at).to_string().lines().next().unwrap_or("").to_owned(),
+            ),
+    );
+    report.add(
+        Row::new(WORKLOAD, "shelf", "latest child per parent (10k), no composite", ops, "query", &plain)
+            .vs("sqlite/latest child per parent (10k)")
+            .note(
+                posts
+                    .query()
+                    .group_by(f.parent)
+                    .explain_top(f.at_plain)
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+    );
+    drop(stmt);
+
+    // owner = X order by at desc limit 20: the composite walk, a sort, SQLite.
+    let ops = 1_000;
+    let walk = |x: u64| posts.query().filter(f.priority.eq(x)).order_by(f.at.desc()).limit(20);
+    let sorted = |x: u64| posts.query().filter(f.priority.eq(x)).order_by(f.at_plain.desc()).limit(20);
+    let mut stmt = conn.prepare(
+        "SELECT id, priority, score, parent, at FROM posts WHERE priority = ?1 ORDER BY at DESC, id LIMIT 20",
+    )?;
+    let sql_walk = |stmt: &mut rusqlite::Statement<'_>, x: u64| -> rusqlite::Result<Vec<u64>> {
+        stmt.query_map([x as i64], |r| {
+            let _row = (r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, i64>(3)?, r.get::<_, i64>(4)?);
+            Ok(r.get::<_, i64>(0)? as u64)
+        })?
+        .collect()
+    };
+    for x in [0, PRIORITIES / 2, PRIORITIES - 1] {
+        let (w, s, q) = (walk(x).ids(), sorted(x).ids(), sql_walk(&mut stmt, x)?);
+        if w != s || w != q || w.len() != 20.min(n / PRIORITIES as usize) {
+            return Err(format!("owner = {x} order by at limit 20: walk {w:?}, sort {s:?}, SQLite {q:?}").into());
+        }
+    }
+    let mut x = 0;
+    let mut next = || {
+        x = (x + 37) % PRIORITIES;
+        x
+    };
+    let shelf = time(runs, ops, || walk(next()).collect().len());
+    let full = time(runs, ops, || sorted(next()).collect().len());
+    let sqlite = time(runs, ops, || sql_walk(&mut stmt, next()).map(|v| v.len()).unwrap_or(0));
+    let label = "owner = X order by at desc limit 20";
+    report.add(Row::new(WORKLOAD, "sqlite", label, ops, "query", &sqlite));
+    report.add(
+        Row::new(WORKLOAD, "shelf", "owner = X order by at desc limit 20, full sort", ops, "query", &full)
+            .vs(&format!("sqlite/{label}"))
+            .note(sorted(0).explain().to_string().lines().next().unwrap_or("").to_owned()),
+    );
+    report.add(
+        Row::new(WORKLOAD, "shelf", label, ops, "query", &shelf)
+            .vs("shelf/owner = X order by at desc limit 20, full sort")
+            .note(walk(0).explain().to_string().lines().next().unwrap_or("").to_owned()),
     );
     drop(stmt);
 
