@@ -77,6 +77,11 @@ fn post(i: u64) -> Post {
     }
 }
 
+/// A plan's first line, for a row's note.
+fn first_line(plan: impl std::fmt::Display) -> String {
+    plan.to_string().lines().next().unwrap_or("").to_owned()
+}
+
 /// `runs` samples of `ops` calls of `f`; `f`'s result is checked to be used.
 fn time<R>(runs: usize, ops: usize, mut f: impl FnMut() -> R) -> Vec<Duration> {
     (0..runs)
@@ -150,7 +155,7 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     report.add(
         Row::new(WORKLOAD, "shelf", COUNT_SHELF, ops, "query", &shelf)
             .vs(&format!("sqlite/{COUNT_SQLITE}"))
-            .note(posts.query().group_by(f.priority).explain().to_string().lines().next().unwrap_or("").to_owned()),
+            .note(first_line(posts.query().group_by(f.priority).explain())),
     );
     drop(stmt);
 
@@ -174,7 +179,7 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     report.add(
         Row::new(WORKLOAD, "shelf", "top 10 by Option score", ops, "query", &shelf)
             .vs("sqlite/top 10 by Option score")
-            .note(top.explain().to_string().lines().next().unwrap_or("").to_owned()),
+            .note(first_line(top.explain())),
     );
     drop(stmt);
 
@@ -188,6 +193,9 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     if sql_latest(&mut stmt)? != latest {
         return Err("latest per parent: Shelf and SQLite disagree".into());
     }
+    if posts.query().group_by(f.parent).explain_top(f.at).index() != Some("parent_and_at") {
+        return Err("latest per parent: the plan does not seek in `parent_and_at`".into());
+    }
     if posts.query().group_by(f.parent).max(f.at_plain) != latest {
         return Err("latest per parent: the composite seek and the parent index disagree".into());
     }
@@ -198,24 +206,12 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     report.add(
         Row::new(WORKLOAD, "shelf", "latest child per parent (10k)", ops, "query", &shelf)
             .vs("sqlite/latest child per parent (10k)")
-            .note(
-                posts.query().group_by(f.parent).explain_top(f.at).to_string().lines().next().unwrap_or("").to_owned(),
-            ),
+            .note(first_line(posts.query().group_by(f.parent).explain_top(f.at))),
     );
     report.add(
         Row::new(WORKLOAD, "shelf", "latest child per parent (10k), no composite", ops, "query", &plain)
             .vs("sqlite/latest child per parent (10k)")
-            .note(
-                posts
-                    .query()
-                    .group_by(f.parent)
-                    .explain_top(f.at_plain)
-                    .to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned(),
-            ),
+            .note(first_line(posts.query().group_by(f.parent).explain_top(f.at_plain))),
     );
     drop(stmt);
 
@@ -233,6 +229,11 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
         })?
         .collect()
     };
+    if walk(0).explain().index() != Some("priority_and_at") {
+        return Err(
+            format!("owner = X order by at limit 20 does not walk `priority_and_at`: {}", walk(0).explain()).into()
+        );
+    }
     for x in [0, PRIORITIES / 2, PRIORITIES - 1] {
         let (w, s, q) = (walk(x).ids(), sorted(x).ids(), sql_walk(&mut stmt, x)?);
         if w != s || w != q || w.len() != 20.min(n / PRIORITIES as usize) {
@@ -252,12 +253,12 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
     report.add(
         Row::new(WORKLOAD, "shelf", "owner = X order by at desc limit 20, full sort", ops, "query", &full)
             .vs(&format!("sqlite/{label}"))
-            .note(sorted(0).explain().to_string().lines().next().unwrap_or("").to_owned()),
+            .note(first_line(sorted(0).explain())),
     );
     report.add(
         Row::new(WORKLOAD, "shelf", label, ops, "query", &shelf)
             .vs("shelf/owner = X order by at desc limit 20, full sort")
-            .note(walk(0).explain().to_string().lines().next().unwrap_or("").to_owned()),
+            .note(first_line(walk(0).explain())),
     );
     drop(stmt);
 
