@@ -10,6 +10,8 @@
 //!
 //! - `w1` bulk insert of N users, then one flush/commit;
 //! - `w2` durable single-user commits, 1 and 8 threads (issue 5's benchmark);
+//! - `w2-parent` durable commits of a `wal` child whose parent is flushed, and whose
+//!   parent is not durable yet and is logged with it (issue 17's cost of no orphans);
 //! - `w3` 1,000-user batches, each durable at its end;
 //! - `w4`, `w5`, `w6` get by id, by unique email, the orders of a user, with a
 //!   `HashMap` baseline;
@@ -46,6 +48,7 @@ mod targets;
 mod w_async;
 mod w_commit;
 mod w_load;
+mod w_parent;
 mod w_query;
 mod w_read;
 mod w_stall;
@@ -105,6 +108,8 @@ enum Workload {
     W1,
     /// Durable single-user commits, 1 and 8 threads.
     W2,
+    /// Durable commits of a `wal` child whose parent is flushed, and whose parent is not (logged with it).
+    W2Parent,
     /// 1,000-user batches, durable at the end of each.
     W3,
     /// Get by id, random.
@@ -245,6 +250,9 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
     w_read::run(&config, &mut report, [on(Workload::W4), on(Workload::W5), on(Workload::W6)])?;
     if on(Workload::W2) {
         w_commit::run_w2(&config, &mut report)?;
+    }
+    if on(Workload::W2Parent) {
+        w_parent::run(&config, &mut report)?;
     }
     if on(Workload::W3) {
         w_commit::run_w3(&config, &mut report)?;

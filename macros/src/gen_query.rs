@@ -72,7 +72,11 @@ fn through_query(
     );
     quote! {
         #[doc = #doc]
-        pub fn #method(&self, store: &#p::Store) -> #p::Result<#p::Query<#target>> {
+        pub fn #method(&self, store: &#p::Store) -> #p::Result<#p::Query<#target>>
+        where
+            for<'__shelf> #target: #p::Entity,
+            for<'__shelf> #join: #p::References<#ident> + #p::References<#target>,
+        {
             #p::through_query::<#ident, #join, #target>(store, &self.#id_field)
         }
     }
