@@ -99,6 +99,68 @@ fn a_valid_definition_expands_without_errors() {
     assert!(!out.contains("__shelf_"), "a helper leaks onto the user's type: {out}");
 }
 
+/// Every `impl` the derive writes, at the top level or inside an anonymous const,
+/// carries `#[automatically_derived]`, and every top-level item is an anonymous const
+/// (nothing named lands in the user's module).
+#[test]
+fn every_generated_impl_is_marked_and_wrapped() {
+    let source = r#"
+        #[storage(per_record, wal)]
+        #[index((email, team_id))]
+        #[has_many(orders: Order, key = user_id)]
+        #[has_many(tags: Tag, through = UserTag)]
+        struct User { #[id] id: String, #[index(unique)] email: String, #[index(sorted)] age: Option<u32>, #[belongs_to(Team)] team_id: u64 }
+    "#;
+    let file: syn::File = match syn::parse2(expand(tokens(source))) {
+        Ok(file) => file,
+        Err(e) => panic!("the expansion is not a list of items: {e}"),
+    };
+    let marked = |attrs: &[syn::Attribute]| attrs.iter().any(|a| a.path().is_ident("automatically_derived"));
+    let mut impls = 0;
+    let mut types = Vec::new();
+    for item in &file.items {
+        let konst = match item {
+            syn::Item::Const(konst) => konst,
+            // The two public types the derive documents: the handle and the fields.
+            syn::Item::Struct(s) => {
+                types.push(s.ident.to_string());
+                continue;
+            }
+            syn::Item::Impl(imp) => {
+                impls += 1;
+                assert!(marked(&imp.attrs), "an impl without #[automatically_derived]: {}", quote::quote!(#imp));
+                continue;
+            }
+            other => {
+                panic!("a top-level item is neither an anonymous const nor a public type: {}", quote::quote!(#other))
+            }
+        };
+        assert_eq!(konst.ident, "_", "a named const lands in the user's module");
+        let mut pending: Vec<&syn::Expr> = vec![&konst.expr];
+        while let Some(expr) = pending.pop() {
+            let syn::Expr::Block(block) = expr else { continue };
+            for stmt in &block.block.stmts {
+                match stmt {
+                    syn::Stmt::Item(syn::Item::Impl(imp)) => {
+                        impls += 1;
+                        assert!(
+                            marked(&imp.attrs),
+                            "an impl without #[automatically_derived]: {}",
+                            quote::quote!(#imp)
+                        );
+                    }
+                    syn::Stmt::Item(syn::Item::Const(inner)) => pending.push(&inner.expr),
+                    _ => {}
+                }
+            }
+        }
+    }
+    types.sort();
+    assert_eq!(types, ["UserCollection", "UserFields"], "the derive names no other type in the user's module");
+    // Entity, the handle, the fields, the relations: well over a handful.
+    assert!(impls >= 4, "only {impls} impls found: the walk does not see the output");
+}
+
 const NAMES: &[&str] = &["id", "a", "b", "r#type", "r#match", "user_id", "self_id", "crate_id", "type_id", "_id", "x"];
 const TYPES: &[&str] = &[
     "String",
