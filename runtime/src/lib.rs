@@ -85,7 +85,9 @@ pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 #[cfg(feature = "postgres")]
 pub use store::CopyReport;
-pub use store::{Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, LOCK_FILE};
+pub use store::{
+    Store, StoreBuilder, DEFAULT_COMPRESSION_LEVEL, DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_NICE, LOCK_FILE,
+};
 pub use stream::Subscription;
 pub use traverse::closure;
 pub use tx::Transaction;

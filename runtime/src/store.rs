@@ -48,6 +48,10 @@ fn make_core<T: Entity>(feed: FeedRetention) -> Arc<dyn ErasedCollection> {
     Arc::new(core)
 }
 
+/// The default of [`StoreBuilder::flush_nice`]: the background flusher runs at
+/// nice 10, below the application's writers.
+pub const DEFAULT_FLUSH_NICE: i32 = 10;
+
 /// The default zstd level for `compress`.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
@@ -65,6 +69,7 @@ pub struct StoreBuilder {
     compression_level: i32,
     allow_migration_to_memory: bool,
     feed_retention: FeedRetention,
+    flush_nice: i32,
     #[cfg(feature = "postgres")]
     postgres: Option<crate::backend::postgres::PgOptions>,
 }
@@ -75,6 +80,7 @@ impl fmt::Debug for StoreBuilder {
             .field("dir", &self.dir)
             .field("collections", &self.registrations.len())
             .field("flush_interval", &self.flush_interval)
+            .field("flush_nice", &self.flush_nice)
             .field("quarantine_corrupt", &self.quarantine)
             .finish()
     }
@@ -94,6 +100,29 @@ impl StoreBuilder {
     /// crash loses at most the writes of this window (for collections without a WAL).
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How much the background flusher lowers its CPU priority (a `nice` increment,
+    /// Linux only); [`DEFAULT_FLUSH_NICE`] (10) by default, `0` keeps the priority
+    /// of the thread that opened the store.
+    ///
+    /// The flusher serializes and writes in the background while your threads
+    /// write; at the same priority, on a machine with few cores, it takes the CPU
+    /// from a writer for whole scheduler slices (milliseconds). At nice 10 the
+    /// writers come first. The cost: when every core is busy with your own work,
+    /// flushes get less CPU and take longer, so records without a WAL stay
+    /// undurable longer. Commits to `wal` collections are not affected: their sync
+    /// runs on the committing threads (or, under `WalSync::Every`, on a thread at
+    /// normal priority).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = shelf::Store::builder(dir.path()).flush_nice(0).open()?;
+    /// # Ok::<(), shelf::Error>(())
+    /// ```
+    pub fn flush_nice(mut self, nice: i32) -> Self {
+        self.flush_nice = nice.clamp(0, 19);
         self
     }
 
@@ -296,12 +325,13 @@ impl StoreBuilder {
             #[cfg(feature = "postgres")]
             shared: crate::commit_shared::SharedState::default(),
         });
-        let mut threads = vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
-            // Errors are recorded in Health and logged by `flush`.
-            let _ = inner.flush();
-        })?];
+        let mut threads =
+            vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, self.flush_nice, |inner| {
+                // Errors are recorded in Health and logged by `flush`.
+                let _ = inner.flush();
+            })?];
         if let (WalSync::Every(interval), true) = (self.wal_sync, inner.backend.logs()) {
-            threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, |inner| {
+            threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, 0, |inner| {
                 // A failure poisons the store; writers and `health` report it.
                 if let Some(Err(e)) = inner.backend.cut().map(|cut| inner.backend.sync_log(cut)) {
                     inner.flush_state.record_failure(inner.poisoned_or(e));
@@ -685,6 +715,7 @@ impl Store {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             allow_migration_to_memory: false,
             feed_retention: FeedRetention::default(),
+            flush_nice: DEFAULT_FLUSH_NICE,
             #[cfg(feature = "postgres")]
             postgres: None,
         }

@@ -55,13 +55,13 @@ impl<'a, T: Entity> Snapshot<'a, T> {
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
             return None;
         }
-        // Both new maps start large enough for what the last interval wrote, with
-        // room to spare: a writer then does not pay, under the lock, for their growth
-        // (a rehash of every entry, measured at up to 17 ms in W9).
-        let capacity = state.dirty.len() * 2;
+        // Both new maps start large enough that no write grows them under the lock
+        // (see `State::marks_capacity`): a write during the flush saves a preimage
+        // of any record it replaces, at most one per record.
+        let capacity = state.marks_capacity();
         let taken = std::mem::replace(&mut state.dirty, Marks::with_capacity_and_hasher(capacity, Default::default()));
         state.in_flight = taken.len();
-        state.preimages = Some(Preimages::<T>::with_capacity_and_hasher(taken.len(), Default::default()));
+        state.preimages = Some(Preimages::<T>::with_capacity_and_hasher(capacity, Default::default()));
         Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })
     }
 

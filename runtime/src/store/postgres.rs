@@ -152,9 +152,10 @@ impl StoreBuilder {
         if let Some(pg) = inner.backend.shared() {
             pg.start(apply)?;
         }
-        let flusher = Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, |inner| {
-            let _ = inner.flush();
-        })?;
+        let flusher =
+            Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, self.flush_nice, |inner| {
+                let _ = inner.flush();
+            })?;
         *inner.flusher.lock() = vec![flusher];
         Ok(Store { inner: Arc::new(Shared { inner }) })
     }
