@@ -140,6 +140,17 @@ fn a_second_quarantined_file_of_the_same_name_does_not_replace_the_first() {
     assert_eq!(std::fs::read(quarantine.join("bob.json")).unwrap(), b"first garbage");
     assert_eq!(std::fs::read(&report.quarantined[0].to).unwrap(), b"second garbage");
     assert_eq!(files(&quarantine).len(), 2);
+    drop(store);
+
+    // A third gets the next free suffix; the names count up from `.1`.
+    std::fs::write(&bob, b"third garbage").unwrap();
+    let store = builder(dir.path()).quarantine_corrupt(true).open().unwrap();
+    assert_eq!(store.recovery_report().quarantined[0].to, quarantine.join("bob.json.2"));
+    let mut names: Vec<PathBuf> = files(&quarantine);
+    names.sort();
+    assert_eq!(names, [PathBuf::from("bob.json"), PathBuf::from("bob.json.1"), PathBuf::from("bob.json.2")]);
+    assert_eq!(std::fs::read(quarantine.join("bob.json.1")).unwrap(), b"second garbage");
+    assert_eq!(std::fs::read(quarantine.join("bob.json.2")).unwrap(), b"third garbage");
 }
 
 #[test]

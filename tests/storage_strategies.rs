@@ -425,6 +425,34 @@ fn a_bad_line_in_a_compressed_collection_file_is_quarantined() {
     bad_line_is_quarantined::<cfz::V>();
 }
 
+/// Two bad lines in one collection file: both records are skipped, and the file is
+/// copied aside once (one report entry, naming the first bad line).
+#[test]
+fn two_bad_lines_in_one_collection_file_are_copied_aside_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut model = seed_five::<cf::V>(&dir);
+    let file = collection_file_path(&dir, cf::V::LAYOUT);
+    let text = String::from_utf8(std::fs::read(&file).unwrap()).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for (line, id) in [(1, "b"), (3, "d")] {
+        assert!(lines[line].contains(&format!("\"{id}\"")), "{}", lines[line]);
+        lines[line] = format!(r#"{{"id":"{id}","color":"#);
+        model.remove(id);
+    }
+    let corrupted = write_collection_file(&dir, cf::V::LAYOUT, &(lines.join("\n") + "\n"));
+
+    let store = builder::<cf::V>(&dir).quarantine_corrupt(true).open().unwrap();
+    assert_eq!(items::<cf::V>(&store), model);
+    let report = store.recovery_report().clone();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert!(report.quarantined[0].reason.contains(":2"), "{}", report.quarantined[0].reason);
+    let copies: Vec<_> =
+        std::fs::read_dir(dir.join("_quarantine").join("item")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(copies, [file.file_name().unwrap()], "one copy of the file");
+    assert_eq!(std::fs::read(&report.quarantined[0].to).unwrap(), corrupted);
+}
+
 /// A `.jsonl.zst` whose zstd stream is cut short must never load as the records
 /// before the cut: open fails naming the file, or (with quarantine) keeps a copy and
 /// reports it. Either way the file is not replaced by the shorter collection.
