@@ -175,7 +175,14 @@ fn a_failed_background_sync_poisons_the_store() {
         std::thread::yield_now();
     }
     assert!(!f.fs.pending(), "the fault fired");
-    assert!(f.store.health().last_error.is_some_and(|e| is_poisoned(&e)), "health reports the poisoning");
+    // The sync thread records the failure in `health` just after it poisons the
+    // store, so a writer may see the poisoning first: wait for the record.
+    while f.store.health().consecutive_failures == 0 {
+        assert!(std::time::Instant::now() < deadline, "the failed background sync never reached health");
+        std::thread::yield_now();
+    }
+    let health = f.store.health();
+    assert!(health.last_error.is_some_and(|e| is_poisoned(&e)), "health reports the poisoning");
     assert!(f.store.close().is_err());
     // Reopen: everything durable before the fault is there. (Writes acknowledged
     // after the last successful background sync are the window `Every` allows.)
