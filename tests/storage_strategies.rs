@@ -451,6 +451,12 @@ fn two_bad_lines_in_one_collection_file_are_copied_aside_once() {
         std::fs::read_dir(dir.join("_quarantine").join("item")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(copies, [file.file_name().unwrap()], "one copy of the file");
     assert_eq!(std::fs::read(&report.quarantined[0].to).unwrap(), corrupted);
+
+    // The rewrite the skipped lines asked for happens once: after it, a flush with
+    // nothing dirty writes nothing.
+    let rewrite = store.flush().unwrap();
+    let again = store.flush().unwrap();
+    assert_eq!((rewrite.records > 0, again.records), (true, 0), "{rewrite:?} then {again:?}");
 }
 
 /// A `.jsonl.zst` whose zstd stream is cut short must never load as the records
