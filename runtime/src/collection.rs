@@ -116,8 +116,10 @@ impl<T: Entity> State<T> {
     /// the last interval marked, if more). A write then never grows the map under
     /// the writer lock: growing rehashes every mark and frees the old table on the
     /// writer's thread, where glibc's malloc consolidates its fast bins first. W9
-    /// measured single updates of 4 to 11 ms of CPU from that. About 17 bytes per
-    /// record, allocated once and reused.
+    /// measured single updates of 4 to 11 ms of CPU from that. The cost: about 17
+    /// bytes per record for the marks (and about 25 for the preimages), allocated
+    /// at load and at each flush's snapshot; only the control bytes are written
+    /// then, the rest is touched as writes arrive.
     fn marks_capacity(&self) -> usize {
         (self.dirty.len() * 2).max(self.records.len())
     }

@@ -245,7 +245,7 @@ impl Flusher {
 /// files (they inherit it), yield the CPU to the application's writers. On a
 /// machine with few cores a flush otherwise preempts a writer for whole scheduler
 /// slices (W9, `per_record`, 2 cores: a writer's longest update 47.8 ms with the
-/// flusher at the writers' priority, 5.0 ms at nice 10). Linux only: elsewhere,
+/// flusher at the writers' priority, 11.0 ms at nice 10). Linux only: elsewhere,
 /// and if the call fails, the thread keeps its priority (logged at debug level).
 fn lower_priority(nice: i32) {
     if nice <= 0 {
