@@ -194,20 +194,36 @@ fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -
             let mut latencies = Vec::with_capacity(4 << 20);
             let (mut unpreempted_max, mut preempted) = (0, 0);
             let mut switches = context_switches()?;
+            let trace_over = trace_threshold();
+            let mut traced = Vec::new();
             while started.elapsed() < duration {
                 let id = rng.below(n) as u64 + 1;
+                let at = trace_over.map(|_| monotonic_ns());
                 let t = Instant::now();
                 users.update(&id, K::touch)?;
                 let latency = t.elapsed().as_nanos() as u64;
                 let now = context_switches()?;
                 let (voluntary, involuntary) = (now.0 - switches.0, now.1 - switches.1);
                 switches = now;
+                if let (Some(over), Some(at)) = (trace_over, at) {
+                    if latency > over {
+                        traced.push((at, latency, voluntary, involuntary));
+                    }
+                }
                 if involuntary > 0 && voluntary == 0 {
                     preempted += 1;
                 } else {
                     unpreempted_max = unpreempted_max.max(latency);
                 }
                 latencies.push(latency);
+            }
+            for (at, latency, voluntary, involuntary) in traced {
+                eprintln!(
+                    "W9 trace: update at {}.{:09} (CLOCK_MONOTONIC) took {} µs, {voluntary} voluntary and {involuntary} involuntary switches",
+                    at / 1_000_000_000,
+                    at % 1_000_000_000,
+                    latency / 1000
+                );
             }
             Ok((latencies, unpreempted_max, preempted))
         })();
@@ -227,6 +243,22 @@ fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -
         flushes: store.health().flushes - flushes_before,
         longest_flush,
     })
+}
+
+/// `SHELF_W9_TRACE_US`: print every update slower than this many µs, with its start
+/// on `CLOCK_MONOTONIC` (the clock of `perf record -k CLOCK_MONOTONIC`), to find what a
+/// profile shows the writer doing then. Unset: no trace.
+fn trace_threshold() -> Option<u64> {
+    std::env::var("SHELF_W9_TRACE_US").ok()?.parse::<u64>().ok().map(|us| us * 1000)
+}
+
+/// Now on `CLOCK_MONOTONIC`, in ns.
+fn monotonic_ns() -> u64 {
+    // SAFETY: `timespec` is a plain C struct, all zeroes valid; `clock_gettime` fills it.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a `timespec` the call may write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 /// The calling thread's voluntary and involuntary context switches so far.

@@ -250,9 +250,28 @@ impl VfsAppend for RealAppend {
     }
 }
 
+/// The directory lock: a `flock` (and, on Linux, an OFD lock) on `LOCK`'s open file
+/// description.
 #[derive(Debug)]
-struct RealLock(#[allow(dead_code)] File);
+struct RealLock(File);
 impl VfsLock for RealLock {}
+
+impl Drop for RealLock {
+    /// Unlocks before the file closes. Closing alone releases the locks only once
+    /// every descriptor of the description is closed, and a child process another
+    /// thread is spawning holds a copy until it `exec`s: a `shelf` command run right
+    /// after `close` then found the directory locked (a flaky CLI test). Unlocking
+    /// releases them for every copy at once.
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Err(e) = ofd::unmark(&self.0) {
+            tracing::debug!(error = %e, "could not release the OFD lock; closing the file releases it");
+        }
+        if let Err(e) = self.0.unlock() {
+            tracing::debug!(error = %e, "could not unlock the directory lock; closing the file releases it");
+        }
+    }
+}
 
 impl Vfs for RealFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -349,4 +368,39 @@ pub(crate) fn create_dir_durable(fs: &dyn Vfs, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A copy of the lock's descriptor, as a child process spawned by another thread
+    /// holds until it `exec`s: found through `/proc/self/fd`.
+    fn copy_of_descriptor_of(path: &Path) -> std::os::fd::OwnedFd {
+        use std::os::fd::{BorrowedFd, RawFd};
+        for entry in fs::read_dir("/proc/self/fd").unwrap() {
+            let entry = entry.unwrap();
+            if fs::read_link(entry.path()).ok().as_deref() == Some(path) {
+                let fd: RawFd = entry.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: the descriptor is open (the lock holds it) for this call.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                return borrowed.try_clone_to_owned().unwrap();
+            }
+        }
+        panic!("no descriptor of {}", path.display());
+    }
+
+    #[test]
+    fn a_dropped_lock_is_free_though_a_copy_of_its_descriptor_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().canonicalize().unwrap().join("LOCK");
+        let lock = RealFs.try_lock(&path).unwrap();
+        assert_eq!(RealFs.try_lock(&path).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let copy = copy_of_descriptor_of(&path);
+        drop(lock);
+        assert!(!ofd::marked(&path).unwrap(), "the OFD lock is released with the lock");
+        let again = RealFs.try_lock(&path);
+        assert!(again.is_ok(), "the lock is free after drop: {:?}", again.err());
+        drop(copy);
+    }
 }

@@ -49,3 +49,16 @@ pub(crate) fn marked(path: &Path) -> io::Result<bool> {
     }
     Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
 }
+
+/// Lets go of the OFD lock `mark` placed on `file`'s open file description, for
+/// every descriptor of it (one a child process inherited too).
+pub(super) fn unmark(file: &File) -> io::Result<()> {
+    let mut lock = whole_file(libc::F_UNLCK);
+    // SAFETY: as in `mark`; `F_UNLCK` releases what this description holds.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
