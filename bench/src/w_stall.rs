@@ -61,9 +61,18 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
         FLUSH_INTERVAL.as_millis(),
         config.w9_phase.as_secs_f64()
     );
-    layout::<CollectionFile>(config, report)?;
-    layout::<CollectionFileZ>(config, report)?;
-    layout::<PerRecord>(config, report)?;
+    // SHELF_W9_ONLY=<layout label>: that layout alone (to profile it).
+    let only = std::env::var("SHELF_W9_ONLY").ok();
+    let wanted = |label: &str| only.as_deref().is_none_or(|o| o == label);
+    if wanted(CollectionFile::LABEL) {
+        layout::<CollectionFile>(config, report)?;
+    }
+    if wanted(CollectionFileZ::LABEL) {
+        layout::<CollectionFileZ>(config, report)?;
+    }
+    if wanted(PerRecord::LABEL) {
+        layout::<PerRecord>(config, report)?;
+    }
     Ok(())
 }
 

@@ -106,24 +106,29 @@ impl WriteBatch {
         let jobs: Vec<(&PathBuf, &[u8])> = temps.iter().zip(self.writes.iter().map(|(_, b)| b.as_slice())).collect();
         let threads = (jobs.len() / FILES_PER_THREAD).clamp(1, MAX_SYNC_THREADS);
         let chunk = jobs.len().div_ceil(threads).max(1);
-        let result = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || part.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes)))
-                })
-                .collect();
-            let mut result = Ok(());
-            for handle in handles {
-                let outcome = handle.join().unwrap_or_else(|_| {
-                    Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
-                });
-                if result.is_ok() {
-                    result = outcome;
+        let result = if threads == 1 {
+            // A small batch (a collection file, a few records) is written here.
+            jobs.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || part.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes)))
+                    })
+                    .collect();
+                let mut result = Ok(());
+                for handle in handles {
+                    let outcome = handle.join().unwrap_or_else(|_| {
+                        Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
+                    });
+                    if result.is_ok() {
+                        result = outcome;
+                    }
                 }
-            }
-            result
-        });
+                result
+            })
+        };
         if let Err(e) = result {
             remove_temps(fs, &temps);
             return Err(e);

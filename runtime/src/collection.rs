@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::relation::{Dangling, ForeignKeySpec};
 use crate::watch::{Change, Watchers};
 
 mod flush;
+mod lines;
 mod load;
 mod roundtrip;
 #[cfg(feature = "postgres")]
@@ -51,6 +52,9 @@ struct State<T: Entity> {
     /// While a flush reads the values of its snapshot: the value, as of the
     /// snapshot, of every record written since (`None`: it did not exist).
     preimages: Option<Preimages<T>>,
+    /// Emptied maps of the last flush, kept for the next snapshot (see
+    /// [`Spare`]).
+    spare: Spare<T>,
     /// Sequence number of the last write.
     seq: u64,
     /// The next `#[id(auto)]` value.
@@ -89,39 +93,91 @@ impl<T: Entity> Default for Garbage<T> {
 }
 
 impl<T: Entity> Garbage<T> {
-    /// Drops per write: enough to drop a flush's garbage in well under an interval
-    /// of writes, few enough not to show in a write's latency. The emptied vectors
+    /// Drops per write: as many as a write allocates (one value), so that the
+    /// frees keep pace with the allocations: freeing four per write (W9) filled
+    /// glibc's fast bins with tens of thousands of blocks that the writer's next
+    /// consolidation walked, for up to 19 ms. A value freed here is one a later
+    /// write replaced; there are no more of those than writes, so an interval of
+    /// writes drops a flush's garbage. The emptied vectors
     /// keep their buffers: freeing one (hundreds of kilobytes) on the writer's
     /// thread would make glibc consolidate its fast bins there, for milliseconds;
-    /// the next flush takes them back (`drop_garbage`).
-    const PER_WRITE: usize = 4;
+    /// the next flush takes them back (`before_snapshot`).
+    const PER_WRITE: usize = 1;
 
-    /// Drops up to `n` ids and `n` values.
+    /// Values let go per write that are only a count to decrease (a record still
+    /// holds them): cheap, and no memory changes hands.
+    const SHARED_PER_WRITE: usize = 8;
+
+    /// Drops up to `n` ids, and values until `n` of them were freed or
+    /// [`Garbage::SHARED_PER_WRITE`] were only counted down.
     fn drop_some(&mut self, n: usize) {
         for _ in 0..n {
             if self.ids.pop().is_none() {
                 break;
             }
         }
-        for _ in 0..n {
-            if self.values.pop().is_none() {
-                break;
+        let (mut freed, mut shared) = (0, 0);
+        while freed < n && shared < Self::SHARED_PER_WRITE {
+            let Some(value) = self.values.pop() else { break };
+            if Arc::strong_count(&value) == 1 {
+                freed += 1;
+            } else {
+                shared += 1;
             }
         }
     }
 }
 
+/// The emptied mark and preimage maps of the last flush, for the next snapshot.
+/// (Each flush allocates them before the writer lock when they are missing or too
+/// small: `before_snapshot`.)
+///
+/// Each map has room for a mark per record (see [`State::marks_capacity`]), a
+/// table of megabytes for a large collection. Allocating two per flush and freeing
+/// two made glibc consolidate its fast bins in the arena they came from, for
+/// milliseconds under that arena's lock; the first flush after open freed tables
+/// the opening thread had allocated, in the arena writers use (W9 saw a 9.4 ms
+/// update then). A flush empties its maps (which keeps their tables) and leaves
+/// them here; the next snapshot takes them, so in a steady state no flush
+/// allocates or frees a table. The cost: a persisted collection that has been
+/// written keeps these two maps besides its dirty marks, about 42 bytes per record.
+struct Spare<T: Entity> {
+    marks: Option<Marks<T::Id>>,
+    preimages: Option<Preimages<T>>,
+}
+
+impl<T: Entity> Default for Spare<T> {
+    fn default() -> Self {
+        Spare { marks: None, preimages: None }
+    }
+}
+
+/// `spare` if it has room for `capacity` entries, else a new map with that room.
+fn with_room<K: std::hash::Hash + Eq, V>(
+    spare: Option<HashMap<K, V, foldhash::fast::RandomState>>,
+    capacity: usize,
+) -> HashMap<K, V, foldhash::fast::RandomState> {
+    match spare {
+        Some(map) if map.capacity() >= capacity => map,
+        _ => HashMap::with_capacity_and_hasher(capacity, Default::default()),
+    }
+}
+
 impl<T: Entity> State<T> {
-    /// How many dirty marks a new map has room for: one per record (or twice what
-    /// the last interval marked, if more). A write then never grows the map under
-    /// the writer lock: growing rehashes every mark and frees the old table on the
-    /// writer's thread, where glibc's malloc consolidates its fast bins first. W9
-    /// measured single updates of 4 to 11 ms of CPU from that. The cost: about 17
-    /// bytes per record for the marks (and about 25 for the preimages), allocated
-    /// at load and at each flush's snapshot; only the control bytes are written
-    /// then, the rest is touched as writes arrive.
+    /// How many dirty marks a map has room for: one per record, or per mark if
+    /// there are more (removed records), plus an eighth for the writes to come. A
+    /// write then never grows the map under the writer lock: growing rehashes every
+    /// mark and frees the old table on the writer's thread, where glibc's malloc
+    /// consolidates its fast bins first (W9 measured single updates of 4 to 11 ms
+    /// of CPU from that). The same rule sizes the maps at load and at every flush,
+    /// so a spare map (see [`Spare`]) fits the next snapshot: a spare sized by
+    /// another rule was freed by the flusher, in the arena of the thread that
+    /// opened the store, stalling writers there for 10 to 14 ms (W9). The cost:
+    /// about 17 bytes per record for the marks (and about 25 for the preimages);
+    /// only the control bytes are written at allocation, the rest as writes come.
     fn marks_capacity(&self) -> usize {
-        (self.dirty.len() * 2).max(self.records.len())
+        let n = self.dirty.len().max(self.records.len());
+        n + n / 8
     }
 
     /// Checks every unique index for `new`, before anything changes.
@@ -203,7 +259,7 @@ pub(crate) struct Core<T: Entity> {
     /// holds it (or will, once the flush in progress is durable), by id. Only the
     /// flusher uses it (flushes never overlap), so a flush serializes just the
     /// records that changed, outside every lock.
-    lines: Mutex<BTreeMap<T::Id, Box<[u8]>>>,
+    lines: Mutex<lines::Lines<T::Id>>,
 }
 
 /// One write of a commit, typed. Ids of `#[id(auto)]` inserts are assigned before.
@@ -505,6 +561,7 @@ impl<T: Entity> Core<T> {
                 dirty: Marks::default(),
                 in_flight: 0,
                 preimages: None,
+                spare: Spare::default(),
                 seq: 0,
                 next_auto: 1,
                 fingerprint: 0,
@@ -514,7 +571,7 @@ impl<T: Entity> Core<T> {
             }),
             watchers: Watchers::default(),
             queued: Mutex::new(VecDeque::new()),
-            lines: Mutex::new(BTreeMap::new()),
+            lines: Mutex::new(lines::Lines::default()),
         }
     }
 
@@ -765,9 +822,11 @@ pub(crate) trait ErasedCollection: Send + Sync {
     /// nothing to write. With `index_files`, the index files that changed are
     /// written too (only the final flush of `close` asks, when no writer is left).
     fn snapshot(&self, index_files: bool) -> Option<Box<dyn FlushPart + '_>>;
-    /// Drops what the last flush handed back to the writers and they did not drop
-    /// yet (see `Garbage`). A flush calls it before it takes the writer lock.
-    fn drop_garbage(&self);
+    /// Gets ready for a snapshot, before the flush takes the writer lock: drops
+    /// what the last flush handed back to the writers and they did not drop yet
+    /// (see `Garbage`), and makes sure the maps the snapshot swaps in are there
+    /// (see `Spare`), so that the snapshot allocates nothing under the lock.
+    fn before_snapshot(&self);
     /// Locks the collection for a commit.
     fn lock_write(&self) -> Box<dyn Locked + '_>;
     /// Sends the queued changes of commit `seq` to subscribers.
@@ -838,7 +897,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
                             max_counter = max_counter.max(n.saturating_add(1));
                         }
                         if cache {
-                            lines.insert(value.id().clone(), flush::line_of(&value, &raw, from.whole())?);
+                            flush::load_line(&mut lines, &value, &raw, from.whole())?;
                         }
                         loader.push(value);
                     }
@@ -862,6 +921,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
             loader.finish();
             loaded
         })?;
+        lines.loaded();
         state.next_auto = state.next_auto.max(max_counter);
         let room = state.marks_capacity().saturating_sub(state.dirty.len());
         state.dirty.reserve(room);
@@ -878,7 +938,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
             state.records.iter().map(|(id, v)| (id.clone(), Arc::clone(v))).collect()
         };
         if self.whole_file {
-            return out.whole(flush::jsonl(&self.lines.lock()));
+            return out.whole(self.lines.lock().jsonl());
         }
         let mut changes = Vec::with_capacity(records.len());
         for (id, value) in records {
@@ -891,9 +951,21 @@ impl<T: Entity> ErasedCollection for Core<T> {
         flush::Snapshot::take(self, index_files).map(|part| Box::new(part) as Box<dyn FlushPart + '_>)
     }
 
-    fn drop_garbage(&self) {
-        let garbage = std::mem::take(&mut self.state.write().garbage);
+    fn before_snapshot(&self) {
+        let (garbage, spare, capacity) = {
+            let mut state = self.state.write();
+            let due = !state.dirty.is_empty() || state.rewrite.is_some();
+            let spare = if due { Some(std::mem::take(&mut state.spare)) } else { None };
+            (std::mem::take(&mut state.garbage), spare, state.marks_capacity())
+        };
         drop(garbage);
+        if let Some(spare) = spare {
+            let spare = Spare {
+                marks: Some(with_room(spare.marks, capacity)),
+                preimages: Some(with_room(spare.preimages, capacity)),
+            };
+            self.state.write().spare = spare;
+        }
     }
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {

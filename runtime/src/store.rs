@@ -207,6 +207,12 @@ impl StoreBuilder {
         let lock_path = dir.join(LOCK_FILE);
         let lock = take_lock(fs.as_ref(), &dir, &lock_path)?;
 
+        // Before anything loads (see `Flusher::prepare`).
+        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice, &dir)?;
+        let wal_syncer = match self.wal_sync {
+            WalSync::Every(_) => Some(Flusher::prepare("shelf-wal-sync", 0, &dir)?),
+            _ => None,
+        };
         let (collections, by_type) = self.collections()?;
 
         let relations = Relations::new(&collections)?;
@@ -325,18 +331,17 @@ impl StoreBuilder {
             #[cfg(feature = "postgres")]
             shared: crate::commit_shared::SharedState::default(),
         });
-        let mut threads =
-            vec![Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, self.flush_nice, |inner| {
-                // Errors are recorded in Health and logged by `flush`.
-                let _ = inner.flush();
-            })?];
-        if let (WalSync::Every(interval), true) = (self.wal_sync, inner.backend.logs()) {
-            threads.push(Flusher::spawn("shelf-wal-sync", Arc::clone(&inner), interval, 0, |inner| {
+        let mut threads = vec![flusher.start(Arc::clone(&inner), self.flush_interval, |inner| {
+            // Errors are recorded in Health and logged by `flush`.
+            let _ = inner.flush();
+        })];
+        if let (WalSync::Every(interval), true, Some(syncer)) = (self.wal_sync, inner.backend.logs(), wal_syncer) {
+            threads.push(syncer.start(Arc::clone(&inner), interval, |inner| {
                 // A failure poisons the store; writers and `health` report it.
                 if let Some(Err(e)) = inner.backend.cut().map(|cut| inner.backend.sync_log(cut)) {
                     inner.flush_state.record_failure(inner.poisoned_or(e));
                 }
-            })?);
+            }));
         }
         *inner.flusher.lock() = threads;
         for dangling in inner.dangling(false) {

@@ -11,10 +11,10 @@
 //! keeps the line of every record (`Core::lines`), so a flush serializes only the
 //! records that changed and rewrites the file from the lines.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{to_json, Core, Marks, Preimages};
+use super::lines::Lines;
+use super::{to_json, with_room, Core, Marks};
 use crate::backend::{RawRecord, RecordChange, Stage, Staged};
 use crate::entity::Entity;
 use crate::error::{show_id, Error, Result};
@@ -58,10 +58,12 @@ impl<'a, T: Entity> Snapshot<'a, T> {
         // Both new maps start large enough that no write grows them under the lock
         // (see `State::marks_capacity`): a write during the flush saves a preimage
         // of any record it replaces, at most one per record.
+        // The last flush's emptied maps serve when they are large enough (see `Spare`).
         let capacity = state.marks_capacity();
-        let taken = std::mem::replace(&mut state.dirty, Marks::with_capacity_and_hasher(capacity, Default::default()));
+        let marks = with_room(state.spare.marks.take(), capacity);
+        let taken = std::mem::replace(&mut state.dirty, marks);
         state.in_flight = taken.len();
-        state.preimages = Some(Preimages::<T>::with_capacity_and_hasher(capacity, Default::default()));
+        state.preimages = Some(with_room(state.spare.preimages.take(), capacity));
         Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })
     }
 
@@ -82,8 +84,9 @@ impl<'a, T: Entity> Snapshot<'a, T> {
         // The values are read: writes no longer need to save preimages. Their ids
         // and values go back to the writers (see `Garbage`), not to this thread's free.
         let preimages = self.core.state.write().preimages.take();
-        if let Some(preimages) = preimages {
-            self.give_back(preimages.into_iter().map(|(id, value)| (Some(id), value)));
+        if let Some(mut preimages) = preimages {
+            self.give_back(preimages.drain().map(|(id, value)| (Some(id), value)));
+            self.core.state.write().spare.preimages = Some(preimages);
         }
         values
     }
@@ -142,7 +145,7 @@ impl<T: Entity> Staged for Snapshot<'_, T> {
             let any = !values.is_empty();
             self.give_back(values.into_iter().map(|(_, value)| (None, value)));
             if any || self.rewrite.is_some() {
-                out.whole(jsonl(&lines))?;
+                out.whole(lines.jsonl())?;
             }
         } else {
             let mut changes = Vec::with_capacity(values.len());
@@ -175,12 +178,17 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
     fn drop(&mut self) {
         if self.durable {
             // The marks' ids go back to the writers that cloned them (see `Garbage`).
-            let taken = std::mem::take(&mut self.taken);
-            self.give_back(taken.into_keys().map(|id| (Some(id), None)));
+            let mut taken = std::mem::take(&mut self.taken);
+            self.give_back(taken.drain().map(|(id, _)| (Some(id), None)));
+            self.taken = taken;
         }
         let mut state = self.core.state.write();
         state.in_flight = 0;
-        state.preimages = None;
+        if let Some(mut preimages) = state.preimages.take() {
+            // Only when `stage` did not run, or failed before it read the values.
+            preimages.clear();
+            state.spare.preimages = Some(preimages);
+        }
         if self.durable {
             for &(pos, version) in &self.indices {
                 state.index_versions[pos].1 = version;
@@ -188,12 +196,13 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
             if self.rewrite.is_some() && state.rewrite == self.rewrite {
                 state.rewrite = None;
             }
-            return;
+        } else {
+            // Not durable: the marks go back, except where a later write set a newer one.
+            for (id, seq) in self.taken.drain() {
+                state.dirty.entry(id).or_insert(seq);
+            }
         }
-        // Not durable: the marks go back, except where a later write set a newer one.
-        for (id, seq) in self.taken.drain() {
-            state.dirty.entry(id).or_insert(seq);
-        }
+        state.spare.marks = Some(std::mem::take(&mut self.taken));
     }
 }
 
@@ -206,22 +215,19 @@ pub(super) fn compact<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Res
     })
 }
 
-/// The line to keep for a record just loaded: the line as read from a collection
-/// file (unknown fields and all, until the record changes), or its compact JSON when
-/// it came from another layout (a migration).
-pub(super) fn line_of<T: Entity>(value: &T, raw: &RawRecord<'_>, from_whole_file: bool) -> Result<Box<[u8]>> {
+/// Keeps the line of a record just loaded: the line as read from a collection file
+/// (unknown fields and all, until the record changes), or its compact JSON when it
+/// came from another layout (a migration).
+pub(super) fn load_line<T: Entity>(
+    lines: &mut Lines<T::Id>,
+    value: &T,
+    raw: &RawRecord<'_>,
+    from_whole_file: bool,
+) -> Result<()> {
     if from_whole_file {
-        return Ok(raw.bytes.trim_ascii().into());
+        lines.load(value.id().clone(), raw.bytes.trim_ascii());
+    } else {
+        lines.load(value.id().clone(), &compact(std::any::type_name::<T>(), value.id(), value)?);
     }
-    compact(std::any::type_name::<T>(), value.id(), value)
-}
-
-/// Every line, sorted by id, as the content of a collection file.
-pub(super) fn jsonl<I>(lines: &BTreeMap<I, Box<[u8]>>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines.values().map(|l| l.len() + 1).sum());
-    for line in lines.values() {
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    out
+    Ok(())
 }

@@ -110,9 +110,11 @@ impl StoreBuilder {
                 }
             })
             .collect();
+        let dir = PathBuf::from(format!("postgres:{}", options.schema.as_deref().unwrap_or("public")));
+        // Before anything loads (see `Flusher::prepare`).
+        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice, &dir)?;
         let pg = Postgres::open(&options, &schemas)?;
         let floor = pg.floor();
-        let dir = PathBuf::from(format!("postgres:{}", options.schema.as_deref().unwrap_or("public")));
         let fs = RealFs;
         let ctx = LoadCtx::new(&fs, &dir, false);
         for (pos, collection) in collections.iter().enumerate() {
@@ -152,10 +154,9 @@ impl StoreBuilder {
         if let Some(pg) = inner.backend.shared() {
             pg.start(apply)?;
         }
-        let flusher =
-            Flusher::spawn("shelf-flusher", Arc::clone(&inner), self.flush_interval, self.flush_nice, |inner| {
-                let _ = inner.flush();
-            })?;
+        let flusher = flusher.start(Arc::clone(&inner), self.flush_interval, |inner| {
+            let _ = inner.flush();
+        });
         *inner.flusher.lock() = vec![flusher];
         Ok(Store { inner: Arc::new(Shared { inner }) })
     }
