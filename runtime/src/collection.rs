@@ -78,9 +78,9 @@ struct State<T: Entity> {
 /// on the flusher thread frees them into the writer's malloc arena: with glibc the
 /// writer then waits for the arena lock, measured at up to 17 ms per write in W9
 /// (it went down to 3.8 ms with `GLIBC_TUNABLES=glibc.malloc.mxfast=0`). So the flush
-/// hands them back and each write drops [`Garbage::PER_WRITE`] of each: more than
-/// the writes of an interval leave behind. What writers that stopped left, the next
-/// flush drops before it takes the writer lock.
+/// hands them back, and writers drop them a few at a time (see
+/// [`Garbage::drop_some`]). What is left stays for later writes; only a flush that
+/// finds no write since the last one drops the rest, on its thread.
 struct Garbage<T: Entity> {
     ids: Vec<T::Id>,
     values: Vec<Arc<T>>,
@@ -93,36 +93,37 @@ impl<T: Entity> Default for Garbage<T> {
 }
 
 impl<T: Entity> Garbage<T> {
-    /// Drops per write: as many as a write allocates (one value), so that the
-    /// frees keep pace with the allocations: freeing four per write (W9) filled
-    /// glibc's fast bins with tens of thousands of blocks that the writer's next
-    /// consolidation walked, for up to 19 ms. A value freed here is one a later
-    /// write replaced; there are no more of those than writes, so an interval of
-    /// writes drops a flush's garbage. The emptied vectors
-    /// keep their buffers: freeing one (hundreds of kilobytes) on the writer's
-    /// thread would make glibc consolidate its fast bins there, for milliseconds;
-    /// the next flush takes them back (`before_snapshot`).
-    const PER_WRITE: usize = 1;
-
     /// Values let go per write that are only a count to decrease (a record still
     /// holds them): cheap, and no memory changes hands.
     const SHARED_PER_WRITE: usize = 8;
 
-    /// Drops up to `n` ids, and values until `n` of them were freed or
+    /// One write's share: two ids (a write clones up to two: its mark and its
+    /// preimage), and values until one was freed (when `free`) or
     /// [`Garbage::SHARED_PER_WRITE`] were only counted down.
-    fn drop_some(&mut self, n: usize) {
-        for _ in 0..n {
-            if self.ids.pop().is_none() {
-                break;
-            }
-        }
-        let (mut freed, mut shared) = (0, 0);
-        while freed < n && shared < Self::SHARED_PER_WRITE {
-            let Some(value) = self.values.pop() else { break };
-            if Arc::strong_count(&value) == 1 {
-                freed += 1;
-            } else {
+    ///
+    /// A write frees a garbage value only when it does not free the value it
+    /// replaced (a flush holds that one, to free later): so each write frees at most
+    /// one value, as it allocates one, and glibc's per-thread cache recycles the
+    /// blocks. Freeing four per write (W9) filled the arena's fast bins with tens of
+    /// thousands of blocks, which the writer's next consolidation walked, for up to
+    /// 19 ms. The count is even: every garbage value that is freed here is one a
+    /// write replaced while a flush held it, and that write freed nothing. The
+    /// emptied vectors keep their buffers: freeing one (hundreds of kilobytes) on
+    /// the writer's thread would make glibc consolidate its fast bins there.
+    fn drop_some(&mut self, free: bool) {
+        self.ids.pop();
+        self.ids.pop();
+        let mut shared = 0;
+        while shared < Self::SHARED_PER_WRITE {
+            let Some(value) = self.values.last() else { break };
+            if Arc::strong_count(value) > 1 {
+                self.values.pop();
                 shared += 1;
+            } else if free {
+                self.values.pop();
+                break;
+            } else {
+                break;
             }
         }
     }
@@ -198,7 +199,6 @@ impl<T: Entity> State<T> {
     /// Replaces (or removes, with `None`) the record `id`, keeping the indices, the
     /// fingerprint and the dirty set in step. Call [`State::check`] first.
     fn put(&mut self, id: &T::Id, new: Option<Arc<T>>, persisted: bool) -> Option<Arc<T>> {
-        self.garbage.drop_some(Garbage::<T>::PER_WRITE);
         self.seq += 1;
         let old = match &new {
             Some(value) => self.records.insert(id.clone(), Arc::clone(value)),
@@ -231,6 +231,10 @@ impl<T: Entity> State<T> {
         if persisted {
             self.dirty.insert(id.clone(), seq);
         }
+        // The commit frees `old` when nothing else holds it now that the indices
+        // let go of it (see `Garbage::drop_some`).
+        let frees_old = old.as_ref().is_some_and(|old| Arc::strong_count(old) == 1);
+        self.garbage.drop_some(!frees_old);
         old
     }
 }
@@ -954,9 +958,13 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn before_snapshot(&self) {
         let (garbage, spare, capacity) = {
             let mut state = self.state.write();
-            let due = !state.dirty.is_empty() || state.rewrite.is_some();
+            let written = !state.dirty.is_empty();
+            let due = written || state.rewrite.is_some();
             let spare = if due { Some(std::mem::take(&mut state.spare)) } else { None };
-            (std::mem::take(&mut state.garbage), spare, state.marks_capacity())
+            // Writers go on dropping what is left; with none since the last flush,
+            // it is dropped here.
+            let garbage = if written { Garbage::default() } else { std::mem::take(&mut state.garbage) };
+            (garbage, spare, state.marks_capacity())
         };
         drop(garbage);
         if let Some(spare) = spare {

@@ -229,34 +229,31 @@ impl Flusher {
     /// allocation: W9 (`collection_file`, 2 cores) saw updates of 3 to 9 ms, none
     /// preempted, each lined up with a `malloc_consolidate` on the flusher thread in
     /// `perf`. Started first, the thread claims an arena of its own.
-    pub fn prepare(name: &str, nice: i32, dir: &std::path::Path) -> Result<Prepared> {
+    pub fn prepare(name: &str, nice: i32) -> std::io::Result<Prepared> {
         let signal = Arc::new((Mutex::new(false), Condvar::new()));
         let thread_signal = Arc::clone(&signal);
         let (start, started) = std::sync::mpsc::sync_channel::<Start>(1);
-        let thread = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                // The first allocation picks this thread's arena, now.
-                drop(std::hint::black_box(Box::new(0u64)));
-                lower_priority(nice);
-                let Ok(Start { inner, interval, tick }) = started.recv() else {
-                    return; // the open failed
-                };
-                loop {
-                    {
-                        let (stopped, wake) = &*thread_signal;
-                        let mut stopped = stopped.lock();
-                        if !*stopped {
-                            wake.wait_for(&mut stopped, interval);
-                        }
-                        if *stopped {
-                            return;
-                        }
+        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+            // The first allocation picks this thread's arena, now.
+            drop(std::hint::black_box(Box::new(0u64)));
+            lower_priority(nice);
+            let Ok(Start { inner, interval, tick }) = started.recv() else {
+                return; // the open failed
+            };
+            loop {
+                {
+                    let (stopped, wake) = &*thread_signal;
+                    let mut stopped = stopped.lock();
+                    if !*stopped {
+                        wake.wait_for(&mut stopped, interval);
                     }
-                    tick(&inner);
+                    if *stopped {
+                        return;
+                    }
                 }
-            })
-            .map_err(|e| Error::io("start flusher thread", dir, e))?;
+                tick(&inner);
+            }
+        })?;
         Ok(Prepared { signal, start, thread })
     }
 }

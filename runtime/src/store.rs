@@ -208,9 +208,10 @@ impl StoreBuilder {
         let lock = take_lock(fs.as_ref(), &dir, &lock_path)?;
 
         // Before anything loads (see `Flusher::prepare`).
-        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice, &dir)?;
+        let start_thread = |e| Error::io("start flusher thread", &dir, e);
+        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice).map_err(start_thread)?;
         let wal_syncer = match self.wal_sync {
-            WalSync::Every(_) => Some(Flusher::prepare("shelf-wal-sync", 0, &dir)?),
+            WalSync::Every(_) => Some(Flusher::prepare("shelf-wal-sync", 0).map_err(start_thread)?),
             _ => None,
         };
         let (collections, by_type) = self.collections()?;

@@ -112,7 +112,8 @@ impl StoreBuilder {
             .collect();
         let dir = PathBuf::from(format!("postgres:{}", options.schema.as_deref().unwrap_or("public")));
         // Before anything loads (see `Flusher::prepare`).
-        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice, &dir)?;
+        let flusher = Flusher::prepare("shelf-flusher", self.flush_nice)
+            .map_err(|e| Error::io("start flusher thread", &dir, e))?;
         let pg = Postgres::open(&options, &schemas)?;
         let floor = pg.floor();
         let fs = RealFs;
