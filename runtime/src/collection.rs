@@ -113,18 +113,25 @@ impl<T: Entity> Garbage<T> {
     fn drop_some(&mut self, free: bool) {
         self.ids.pop();
         self.ids.pop();
-        let mut shared = 0;
-        while shared < Self::SHARED_PER_WRITE {
-            let Some(value) = self.values.last() else { break };
-            if Arc::strong_count(value) > 1 {
-                self.values.pop();
-                shared += 1;
-            } else if free {
-                self.values.pop();
-                break;
-            } else {
-                break;
+        drop_values(&mut self.values, free, Self::SHARED_PER_WRITE);
+    }
+}
+
+/// Pops values off the end of `values`: those something else still holds (only a
+/// count goes down), up to `shared_max`, and, if `free`, the first one held by
+/// nothing else, which is freed; it stops at such a value when not `free`.
+fn drop_values<V>(values: &mut Vec<Arc<V>>, free: bool, shared_max: usize) {
+    let mut shared = 0;
+    while shared < shared_max {
+        let Some(value) = values.last() else { break };
+        if Arc::strong_count(value) > 1 {
+            values.pop();
+            shared += 1;
+        } else {
+            if free {
+                values.pop();
             }
+            break;
         }
     }
 }
@@ -1086,4 +1093,41 @@ fn to_json<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Vec<u8>
     })?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_frees_at_most_one_value_and_only_when_asked() {
+        let held = Arc::new(1);
+        let mut values = vec![Arc::new(10), Arc::new(11), Arc::clone(&held), Arc::clone(&held)];
+        // Not asked to free: the two shared ones go (a count each), 11 stays.
+        drop_values(&mut values, false, 8);
+        assert_eq!(values.iter().map(|v| **v).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(Arc::strong_count(&held), 1);
+        // Asked: one value is freed, not two.
+        drop_values(&mut values, true, 8);
+        assert_eq!(values.iter().map(|v| **v).collect::<Vec<_>>(), [10]);
+        // Shared ones are capped per write.
+        let mut values: Vec<_> = (0..5).map(|_| Arc::clone(&held)).collect();
+        drop_values(&mut values, false, 3);
+        assert_eq!(values.len(), 2);
+        drop_values(&mut values, true, 3);
+        assert!(values.is_empty(), "the last shared one, then the first one held by nothing else");
+    }
+
+    #[test]
+    fn a_spare_map_with_room_is_reused_and_one_without_is_replaced() {
+        let mut spare: Marks<u64> = HashMap::with_capacity_and_hasher(100, Default::default());
+        spare.insert(1, 1);
+        spare.clear();
+        let table = spare.capacity();
+        let reused = with_room(Some(spare), 100);
+        assert_eq!(reused.capacity(), table, "the same table");
+        let bigger = with_room(Some(reused), table * 4);
+        assert!(bigger.capacity() >= table * 4);
+        assert!(with_room::<u64, u64>(None, 10).capacity() >= 10);
+    }
 }
