@@ -27,6 +27,11 @@
 //! 14 ms between runs here), the max of the others by Shelf. The targets of issue 14 are checked
 //! in [`crate::targets`]. Closing a store between phases flushes what the writer made
 //! dirty; that is not timed.
+//!
+//! Knobs for profiling: `SHELF_W9_ONLY=<layout label>` runs one layout,
+//! `SHELF_W9_TRACE_US=<µs>` prints every slower update with its start on
+//! `CLOCK_MONOTONIC` (to line up with `perf record -k CLOCK_MONOTONIC`), and
+//! `SHELF_W9_NICE=<n>` sets the flusher's niceness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -127,7 +132,10 @@ fn layout<K: ShelfKind>(config: &Config, report: &mut Report) -> Result<(), BoxE
         for (flushing, runs) in [(false, &mut off_runs), (true, &mut on_runs)] {
             physical::settle();
             let interval = if flushing { FLUSH_INTERVAL } else { NO_FLUSH };
-            let store = K::builder(&dir).flush_interval(interval).open()?;
+            // SHELF_W9_NICE: the flusher's niceness (`StoreBuilder::flush_nice`).
+            let nice = std::env::var("SHELF_W9_NICE").ok().and_then(|n| n.parse().ok());
+            let nice = nice.unwrap_or(shelf::DEFAULT_FLUSH_NICE);
+            let store = K::builder(&dir).flush_interval(interval).flush_nice(nice).open()?;
             let phase = phase::<K>(&store, n, config.w9_phase, seed)?;
             // Flushes what the writer left dirty: not timed.
             store.close()?;
