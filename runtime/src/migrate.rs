@@ -248,3 +248,43 @@ impl Staged for AllRecords<'_> {
         self.0.stage_all_records(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+    use crate::fs::RealFs;
+
+    /// The layout probe's view reads what is there, lists each directory once (a
+    /// second listing returns the first one, even after the directory changed), and
+    /// refuses every write, so the probe cannot change the directory it looks at.
+    #[test]
+    fn the_probe_view_reads_lists_once_and_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        std::fs::write(&file, b"{\"id\":1}").unwrap();
+        let view = ListedOnce { fs: &RealFs, listings: parking_lot::Mutex::new(std::collections::HashMap::new()) };
+
+        assert_eq!(view.read(&file).unwrap(), b"{\"id\":1}");
+        let mut read = Vec::new();
+        std::io::Read::read_to_end(&mut view.open_read(&file).unwrap(), &mut read).unwrap();
+        assert_eq!(read, b"{\"id\":1}");
+        let names = |entries: Vec<crate::fs::DirEntry>| entries.into_iter().map(|e| e.name).collect::<Vec<_>>();
+        assert_eq!(names(view.read_dir(dir.path()).unwrap()), ["a.json"]);
+        std::fs::write(dir.path().join("b.json"), b"{}").unwrap();
+        assert_eq!(names(view.read_dir(dir.path()).unwrap()), ["a.json"], "listed once");
+        assert_eq!(view.read_dir(&dir.path().join("missing")).unwrap_err().kind(), ErrorKind::NotFound);
+
+        let other = dir.path().join("c.json");
+        let refused = |result: std::io::Result<()>| result.unwrap_err().kind() == ErrorKind::Unsupported;
+        assert!(view.create_new(&other).is_err_and(|e| e.kind() == ErrorKind::Unsupported));
+        assert!(view.open_append(&other).is_err_and(|e| e.kind() == ErrorKind::Unsupported));
+        assert!(refused(view.rename(&file, &other)));
+        assert!(refused(view.remove_file(&file)));
+        assert!(refused(view.sync_dir(dir.path())));
+        assert!(refused(view.create_dir_all(&dir.path().join("sub"))));
+        assert!(view.try_lock(&dir.path().join("LOCK")).is_err_and(|e| e.kind() == ErrorKind::Unsupported));
+        assert!(file.exists() && !other.exists() && !dir.path().join("sub").exists(), "nothing changed");
+    }
+}
