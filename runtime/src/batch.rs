@@ -107,8 +107,14 @@ impl WriteBatch {
         let threads = (jobs.len() / FILES_PER_THREAD).clamp(1, MAX_SYNC_THREADS);
         let chunk = jobs.len().div_ceil(threads).max(1);
         let result = if threads == 1 {
-            // A small batch (a collection file, a few records) is written here.
-            jobs.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
+            // A batch one thread writes (a collection file, a few records) is written
+            // here; a panicking `Vfs` still becomes an error, as on a thread.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                jobs.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
+            })
         } else {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = jobs

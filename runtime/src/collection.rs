@@ -69,7 +69,7 @@ struct State<T: Entity> {
     /// What a flush let go of that writers allocated (ids of its marks and
     /// preimages, values it read), dropped a few at a time by writers; see
     /// [`Garbage`].
-    garbage: Garbage<T>,
+    garbage: Garbage<T::Id, T>,
 }
 
 /// Ids and values a flush is done with, freed by the writers that allocated them.
@@ -81,46 +81,67 @@ struct State<T: Entity> {
 /// hands them back, and writers drop them a few at a time (see
 /// [`Garbage::drop_some`]). What is left stays for later writes; only a flush that
 /// finds no write since the last one drops the rest, on its thread.
-struct Garbage<T: Entity> {
-    ids: Vec<T::Id>,
-    values: Vec<Arc<T>>,
+struct Garbage<I, V> {
+    ids: Vec<I>,
+    values: Vec<Arc<V>>,
+    /// Frees owed: writes that freed nothing themselves and have not yet freed a
+    /// garbage value in their stead (see [`Garbage::drop_some`]).
+    credit: usize,
+    /// `State::seq` when the last flush began, to tell whether anything was written
+    /// since.
+    seq_at_flush: u64,
+    /// Writes that dropped garbage, for [`Garbage::SPEND_EVERY`].
+    writes: u64,
 }
 
-impl<T: Entity> Default for Garbage<T> {
+impl<I, V> Default for Garbage<I, V> {
     fn default() -> Self {
-        Garbage { ids: Vec::new(), values: Vec::new() }
+        Garbage { ids: Vec::new(), values: Vec::new(), credit: 0, seq_at_flush: 0, writes: 0 }
     }
 }
 
-impl<T: Entity> Garbage<T> {
+impl<I, V> Garbage<I, V> {
     /// Values let go per write that are only a count to decrease (a record still
     /// holds them): cheap, and no memory changes hands.
     const SHARED_PER_WRITE: usize = 8;
 
+    /// How often a write that freed a value itself also spends a banked credit.
+    const SPEND_EVERY: u64 = 4;
+
     /// One write's share: two ids (a write clones up to two: its mark and its
-    /// preimage), and values until one was freed (when `free`) or
-    /// [`Garbage::SHARED_PER_WRITE`] were only counted down.
+    /// preimage), values that are only counted down (up to
+    /// [`Garbage::SHARED_PER_WRITE`]), and at most one value freed, if a free is owed.
     ///
-    /// A write frees a garbage value only when it does not free the value it
-    /// replaced (a flush holds that one, to free later): so each write frees at most
-    /// one value, as it allocates one, and glibc's per-thread cache recycles the
-    /// blocks. Freeing four per write (W9) filled the arena's fast bins with tens of
-    /// thousands of blocks, which the writer's next consolidation walked, for up to
-    /// 19 ms. The count is even: every garbage value that is freed here is one a
-    /// write replaced while a flush held it, and that write freed nothing. The
-    /// emptied vectors keep their buffers: freeing one (hundreds of kilobytes) on
-    /// the writer's thread would make glibc consolidate its fast bins there.
-    fn drop_some(&mut self, free: bool) {
+    /// A write whose replaced value is still held (by a flush, a preimage or this
+    /// garbage) frees nothing itself: it earns a credit (`owed`), and writes spend
+    /// credits one free at a time. So frees keep pace with the writes that deferred
+    /// them, and a write frees at most one garbage value, as it allocates one, which
+    /// glibc's per-thread cache recycles. Freeing four per write (W9) filled the
+    /// arena's fast bins with tens of thousands of blocks, which the writer's next
+    /// consolidation walked, for up to 19 ms. A credit not spent at once (the
+    /// garbage was empty, or its top was all still held) is kept, so the garbage of
+    /// a collection written without pause does not grow. The emptied vectors keep
+    /// their buffers: freeing one (hundreds of kilobytes) on the writer's thread
+    /// would make glibc consolidate its fast bins there.
+    fn drop_some(&mut self, owed: bool) {
         self.ids.pop();
         self.ids.pop();
-        drop_values(&mut self.values, free, Self::SHARED_PER_WRITE);
+        self.credit += usize::from(owed);
+        self.writes = self.writes.wrapping_add(1);
+        // A write that freed its own replaced value spends a banked credit only one
+        // time in [`Garbage::SPEND_EVERY`], so banked frees trickle out.
+        let spend = self.credit > 0 && (owed || self.writes % Self::SPEND_EVERY == 0);
+        if drop_values(&mut self.values, spend, Self::SHARED_PER_WRITE) {
+            self.credit -= 1;
+        }
     }
 }
 
 /// Pops values off the end of `values`: those something else still holds (only a
 /// count goes down), up to `shared_max`, and, if `free`, the first one held by
 /// nothing else, which is freed; it stops at such a value when not `free`.
-fn drop_values<V>(values: &mut Vec<Arc<V>>, free: bool, shared_max: usize) {
+/// Returns whether it freed one.
+fn drop_values<V>(values: &mut Vec<Arc<V>>, free: bool, shared_max: usize) -> bool {
     let mut shared = 0;
     while shared < shared_max {
         let Some(value) = values.last() else { break };
@@ -131,9 +152,10 @@ fn drop_values<V>(values: &mut Vec<Arc<V>>, free: bool, shared_max: usize) {
             if free {
                 values.pop();
             }
-            break;
+            return free;
         }
     }
+    false
 }
 
 /// The emptied mark and preimage maps of the last flush, for the next snapshot.
@@ -965,12 +987,19 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn before_snapshot(&self) {
         let (garbage, spare, capacity) = {
             let mut state = self.state.write();
-            let written = !state.dirty.is_empty();
-            let due = written || state.rewrite.is_some();
+            let due = !state.dirty.is_empty() || state.rewrite.is_some();
             let spare = if due { Some(std::mem::take(&mut state.spare)) } else { None };
-            // Writers go on dropping what is left; with none since the last flush,
-            // it is dropped here.
-            let garbage = if written { Garbage::default() } else { std::mem::take(&mut state.garbage) };
+            // Writers go on dropping what is left; with no write since the last
+            // flush began (a failed flush leaves its marks dirty, not written), it
+            // is dropped here.
+            let written = state.seq != state.garbage.seq_at_flush;
+            state.garbage.seq_at_flush = state.seq;
+            let garbage = if written {
+                Garbage::default()
+            } else {
+                let seq_at_flush = state.seq;
+                std::mem::replace(&mut state.garbage, Garbage { seq_at_flush, ..Garbage::default() })
+            };
             (garbage, spare, state.marks_capacity())
         };
         drop(garbage);
@@ -1104,11 +1133,11 @@ mod tests {
         let held = Arc::new(1);
         let mut values = vec![Arc::new(10), Arc::new(11), Arc::clone(&held), Arc::clone(&held)];
         // Not asked to free: the two shared ones go (a count each), 11 stays.
-        drop_values(&mut values, false, 8);
+        assert!(!drop_values(&mut values, false, 8));
         assert_eq!(values.iter().map(|v| **v).collect::<Vec<_>>(), [10, 11]);
         assert_eq!(Arc::strong_count(&held), 1);
         // Asked: one value is freed, not two.
-        drop_values(&mut values, true, 8);
+        assert!(drop_values(&mut values, true, 8));
         assert_eq!(values.iter().map(|v| **v).collect::<Vec<_>>(), [10]);
         // Shared ones are capped per write.
         let mut values: Vec<_> = (0..5).map(|_| Arc::clone(&held)).collect();
@@ -1116,6 +1145,46 @@ mod tests {
         assert_eq!(values.len(), 2);
         drop_values(&mut values, true, 3);
         assert!(values.is_empty(), "the last shared one, then the first one held by nothing else");
+    }
+
+    /// A model of updates without pause: each round, a flush hands back the
+    /// snapshot value of every record written (still held by the records) and the
+    /// preimages it saved (replaced, held by nothing else); then every write
+    /// replaces a record's value, deferring its free when the garbage holds it.
+    /// The garbage must not grow from round to round.
+    #[test]
+    fn garbage_of_a_collection_written_without_pause_does_not_grow() {
+        let records = 200usize;
+        let mut current: Vec<Arc<u64>> = (0..records as u64).map(Arc::new).collect();
+        let mut garbage = Garbage::<u64, u64>::default();
+        let mut rng = 7u64;
+        let mut sizes = Vec::new();
+        for round in 0..300 {
+            // The flush: snapshot values of the records written, then preimages of
+            // the writes made while it ran (a quarter of the round's writes).
+            let mut preimages = Vec::new();
+            for (n, value) in current.iter().enumerate() {
+                if n % 3 == round % 3 {
+                    garbage.values.push(Arc::clone(value));
+                }
+            }
+            for _ in 0..400 {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let at = (rng >> 33) as usize % records;
+                let old = std::mem::replace(&mut current[at], Arc::new(rng));
+                if preimages.len() < 100 {
+                    preimages.push(Arc::clone(&old));
+                }
+                let owed = Arc::strong_count(&old) > 1;
+                garbage.drop_some(owed);
+                drop(old);
+            }
+            garbage.values.append(&mut preimages);
+            sizes.push(garbage.values.len());
+        }
+        let early = sizes[50];
+        let late = *sizes.last().unwrap();
+        assert!(late <= early + early / 4, "the garbage grew from {early} to {late} values");
     }
 
     #[test]

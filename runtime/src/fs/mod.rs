@@ -331,6 +331,9 @@ impl Vfs for RealFs {
                 #[cfg(target_os = "linux")]
                 if let Err(e) = ofd::mark(&file) {
                     if e.kind() == io::ErrorKind::WouldBlock {
+                        // Let go of the `flock` just taken, for every copy of the
+                        // descriptor (see `RealLock`'s drop).
+                        let _ = file.unlock();
                         return Err(e);
                     }
                 }
