@@ -130,7 +130,7 @@ impl<I, V> Garbage<I, V> {
         self.writes = self.writes.wrapping_add(1);
         // A write that freed its own replaced value spends a banked credit only one
         // time in [`Garbage::SPEND_EVERY`], so banked frees trickle out.
-        let spend = self.credit > 0 && (owed || self.writes % Self::SPEND_EVERY == 0);
+        let spend = self.credit > 0 && (owed || self.writes.is_multiple_of(Self::SPEND_EVERY));
         if drop_values(&mut self.values, spend, Self::SHARED_PER_WRITE) {
             self.credit -= 1;
         }
