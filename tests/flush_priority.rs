@@ -1,16 +1,21 @@
-//! The background flusher runs below the writers' CPU priority
-//! (`StoreBuilder::flush_nice`, Linux): nice 10 by default, the value asked for
-//! otherwise, and 0 keeps the opener's priority. The WAL sync thread of
-//! `WalSync::Every` and the threads that write stay at normal priority.
+//! The threads a flush starts to write and sync files run below the writers' CPU
+//! priority (`StoreBuilder::flush_nice`, Linux): nice 10 by default, the value asked
+//! for otherwise, and 0 keeps the opener's priority. The flusher thread itself, the
+//! WAL sync thread of `WalSync::Every` and the threads that write stay at normal
+//! priority: the flusher takes the locks writers take.
 //!
 //! One test, in a binary of its own: it tells the store's threads apart by name, so
 //! no other store may run in this process meanwhile.
 
 #![cfg(target_os = "linux")]
 
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use shelf::fs::{DirEntry, RealFs, Vfs, VfsAppend, VfsFile, VfsLock};
 use shelf::{Entity, Store, WalSync};
 
 #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
@@ -21,53 +26,110 @@ struct Note {
     text: String,
 }
 
+/// The name and nice value of the thread a `/proc/.../stat` line describes.
+fn name_and_nice(stat: &str) -> (String, i32) {
+    let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_owned();
+    // The fields after the parenthesized command name; nice is field 19 of the
+    // whole line, so the 17th after the name.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    (name, rest.split(' ').nth(16).unwrap().parse().unwrap())
+}
+
 /// The nice value of every thread of this process named `name`.
 fn nice_of(name: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let task = task.unwrap().path();
-        let Ok(comm) = std::fs::read_to_string(task.join("comm")) else { continue };
-        if comm.trim_end() != name {
-            continue;
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        let (comm, nice) = name_and_nice(&stat);
+        if comm == name {
+            found.push(nice);
         }
-        let Ok(stat) = std::fs::read_to_string(task.join("stat")) else { continue };
-        // The fields after the parenthesized command name; nice is field 19 of the
-        // whole line, so the 17th after the name.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        found.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
     }
     found
 }
 
-/// Waits (watchdog: 30 s) until the background flusher has run a flush: by then it
-/// has set its priority, which happens before its first flush.
-fn wait_for_background_flush(store: &Store) {
-    store.collection::<Note>().unwrap().upsert(Note { id: 1, text: "hello".into() }).unwrap();
+/// The real file system, noting the name and nice value of each thread that
+/// creates a temp file.
+#[derive(Clone, Debug, Default)]
+struct NiceFs {
+    creators: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl Vfs for NiceFs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        RealFs.read(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn VfsFile>> {
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".shelf-tmp-")) {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+            self.creators.lock().unwrap().push(name_and_nice(&stat));
+        }
+        RealFs.create_new(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn VfsAppend>> {
+        RealFs.open_append(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        RealFs.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        RealFs.read_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
+        RealFs.try_lock(path)
+    }
+}
+
+/// Writes notes until a background flush has written temp files on sync threads
+/// (watchdog: 30 s); returns the nice values those threads had.
+fn sync_thread_nices(store: &Store, fs: &NiceFs) -> Vec<i32> {
+    let notes = store.collection::<Note>().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while store.health().flushes == 0 {
-        assert!(Instant::now() < deadline, "the background flusher did not flush within 30 s");
-        std::thread::sleep(Duration::from_millis(5));
+    loop {
+        let seen: Vec<i32> =
+            fs.creators.lock().unwrap().iter().filter(|(name, _)| name == "shelf-sync").map(|&(_, n)| n).collect();
+        if !seen.is_empty() {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "no background flush wrote on sync threads within 30 s");
+        // Enough dirty records for a batch on several threads (32 files each).
+        for id in 0..200 {
+            notes.upsert(Note { id, text: format!("note {id}") }).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
-fn the_flusher_runs_at_the_nice_value_asked_for_and_nothing_else_changes() {
+fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
     let me = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     let own = nice_of(me.trim_end());
     for (asked, expected) in [(None, shelf::DEFAULT_FLUSH_NICE), (Some(0), 0), (Some(3), 3), (Some(40), 19)] {
         let dir = tempfile::tempdir().unwrap();
+        let fs = NiceFs::default();
         let mut b = Store::builder(dir.path())
             .register::<Note>()
+            .vfs(fs.clone())
             .flush_interval(Duration::from_millis(10))
             .wal_sync(WalSync::Every(Duration::from_millis(10)));
         if let Some(nice) = asked {
             b = b.flush_nice(nice);
         }
         let store = b.open().unwrap();
-        wait_for_background_flush(&store);
-        assert_eq!(nice_of("shelf-flusher"), [expected], "flush_nice({asked:?})");
-        // Under `WalSync::Every` the WAL sync thread keeps normal priority, and so
-        // does the thread that opened the store.
+        let seen = sync_thread_nices(&store, &fs);
+        assert!(seen.iter().all(|&n| n == expected), "flush_nice({asked:?}): sync threads at {seen:?}");
+        // The flusher, which takes the writers' locks, keeps normal priority; so
+        // do the WAL sync thread under `WalSync::Every` and the opener.
+        assert_eq!(nice_of("shelf-flusher"), [0], "flush_nice({asked:?})");
         assert_eq!(nice_of("shelf-wal-sync"), [0], "flush_nice({asked:?})");
         store.close().unwrap();
         drop(store);

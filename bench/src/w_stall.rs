@@ -216,15 +216,17 @@ fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -
             while started.elapsed() < duration {
                 let id = rng.below(n) as u64 + 1;
                 let at = trace_over.map(|_| monotonic_ns());
+                let cpu = thread_cpu_ns();
                 let t = Instant::now();
                 users.update(&id, K::touch)?;
                 let latency = t.elapsed().as_nanos() as u64;
+                let ran = thread_cpu_ns().saturating_sub(cpu);
                 let now = context_switches()?;
                 let (voluntary, involuntary) = (now.0 - switches.0, now.1 - switches.1);
                 switches = now;
                 if let (Some(over), Some(at)) = (trace_over, at) {
                     if latency > over {
-                        traced.push((at, latency, voluntary, involuntary));
+                        traced.push((at, latency, ran, voluntary, involuntary));
                     }
                 }
                 if involuntary > 0 && voluntary == 0 {
@@ -234,12 +236,13 @@ fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -
                 }
                 latencies.push(latency);
             }
-            for (at, latency, voluntary, involuntary) in traced {
+            for (at, latency, ran, voluntary, involuntary) in traced {
                 eprintln!(
-                    "W9 trace: update at {}.{:09} (CLOCK_MONOTONIC) took {} µs, {voluntary} voluntary and {involuntary} involuntary switches",
+                    "W9 trace: update at {}.{:09} (CLOCK_MONOTONIC) took {} µs, ran {} µs, {voluntary} voluntary and {involuntary} involuntary switches",
                     at / 1_000_000_000,
                     at % 1_000_000_000,
-                    latency / 1000
+                    latency / 1000,
+                    ran / 1000
                 );
             }
             Ok((latencies, unpreempted_max, preempted))
@@ -279,6 +282,14 @@ fn monotonic_ns() -> u64 {
 }
 
 /// The calling thread's voluntary and involuntary context switches so far.
+/// The calling thread's CPU time, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid pointer to a `timespec` the call may write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn context_switches() -> Result<(i64, i64), BoxError> {
     // SAFETY: `rusage` is a plain C struct, all zeroes valid; `getrusage` fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

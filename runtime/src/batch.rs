@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
+use crate::priority;
 
 /// The prefix of every temp file Shelf writes. Encoded ids never start with `.`.
 pub(crate) const TEMP_PREFIX: &str = ".shelf-tmp-";
@@ -29,6 +30,8 @@ pub(crate) const TEMP_PREFIX: &str = ".shelf-tmp-";
 const FILES_PER_THREAD: usize = 32;
 /// At most this many threads sync at once.
 const MAX_SYNC_THREADS: usize = 16;
+/// The name of the threads that write and sync a large batch's temp files.
+pub(crate) const SYNC_THREAD: &str = "shelf-sync";
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -116,14 +119,24 @@ impl WriteBatch {
                 Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
             })
         } else {
+            let nice = priority::worker_nice();
             std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs
-                    .chunks(chunk)
-                    .map(|part| {
-                        scope.spawn(move || part.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes)))
-                    })
-                    .collect();
                 let mut result = Ok(());
+                let mut handles = Vec::with_capacity(threads);
+                for part in jobs.chunks(chunk) {
+                    let spawned =
+                        std::thread::Builder::new().name(SYNC_THREAD.to_owned()).spawn_scoped(scope, move || {
+                            priority::lower(nice);
+                            part.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
+                        });
+                    match spawned {
+                        Ok(handle) => handles.push(handle),
+                        Err(e) => {
+                            result = Err(Error::io("start a sync thread", PathBuf::new(), e));
+                            break;
+                        }
+                    }
+                }
                 for handle in handles {
                     let outcome = handle.join().unwrap_or_else(|_| {
                         Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))

@@ -218,8 +218,10 @@ pub(crate) struct Prepared {
 
 impl Flusher {
     /// Starts a background thread before the store loads; [`Prepared::start`] gives
-    /// it its work. A positive `nice` lowers the thread's CPU priority by that much
-    /// (see [`lower_priority`]).
+    /// it its work. A positive `nice` lowers the CPU priority of the threads it
+    /// starts to write and sync files by that much (see
+    /// [`crate::priority::set_worker_nice`]); the thread itself keeps the writers'
+    /// priority, as it takes the locks they take.
     ///
     /// Why before the load: with glibc's malloc a thread takes an arena at its first
     /// allocation, preferring one a finished thread left. Started after the load,
@@ -236,7 +238,7 @@ impl Flusher {
         let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
             // The first allocation picks this thread's arena, now.
             drop(std::hint::black_box(Box::new(0u64)));
-            lower_priority(nice);
+            crate::priority::set_worker_nice(nice);
             let Ok(Start { inner, interval, tick }) = started.recv() else {
                 return; // the open failed
             };
@@ -276,28 +278,6 @@ impl Flusher {
         self.signal.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// Lowers the calling thread's CPU priority by `nice` (no change for `nice <= 0`),
-/// so that the background flusher, and the threads it starts to write and sync
-/// files (they inherit it), yield the CPU to the application's writers. On a
-/// machine with few cores a flush otherwise preempts a writer for whole scheduler
-/// slices (W9, `per_record`, 2 cores: a writer's longest update 47.8 ms with the
-/// flusher at the writers' priority, 11.0 ms at nice 10). Linux only: elsewhere,
-/// and if the call fails, the thread keeps its priority (logged at debug level).
-fn lower_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `setpriority` takes plain integers; `who == 0` with `PRIO_PROCESS`
-        // is the calling thread on Linux (threads have their own nice value).
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-        if rc != 0 {
-            tracing::debug!(nice, error = %std::io::Error::last_os_error(), "could not lower the flusher's priority");
         }
     }
 }

@@ -50,6 +50,7 @@ mod link;
 mod meta;
 mod migrate;
 pub mod nonblocking;
+mod priority;
 mod query;
 mod recover;
 mod relation;

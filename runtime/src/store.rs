@@ -48,8 +48,8 @@ fn make_core<T: Entity>(feed: FeedRetention) -> Arc<dyn ErasedCollection> {
     Arc::new(core)
 }
 
-/// The default of [`StoreBuilder::flush_nice`]: the background flusher runs at
-/// nice 10, below the application's writers.
+/// The default of [`StoreBuilder::flush_nice`]: the background flusher's sync
+/// threads run at nice 10, below the application's writers.
 pub const DEFAULT_FLUSH_NICE: i32 = 10;
 
 /// The default zstd level for `compress`.
@@ -103,12 +103,15 @@ impl StoreBuilder {
         self
     }
 
-    /// How much the background flusher lowers its CPU priority (a `nice` increment,
-    /// Linux only); [`DEFAULT_FLUSH_NICE`] (10) by default, `0` keeps the priority
-    /// of the thread that opened the store.
+    /// How much the threads that the background flusher starts to write and sync
+    /// files lower their CPU priority (a `nice` increment, Linux only);
+    /// [`DEFAULT_FLUSH_NICE`] (10) by default, `0` keeps the priority of the
+    /// thread that opened the store. The flusher thread itself keeps that
+    /// priority: it takes the locks your writers take, and must not wait for the
+    /// CPU while it holds one.
     ///
-    /// The flusher serializes and writes in the background while your threads
-    /// write; at the same priority, on a machine with few cores, it takes the CPU
+    /// A flush of many record files runs up to 16 sync threads while your threads
+    /// write; at the same priority, on a machine with few cores, they take the CPU
     /// from a writer for whole scheduler slices (milliseconds). At nice 10 the
     /// writers come first. The cost: when every core is busy with your own work,
     /// flushes get less CPU and take longer, so records without a WAL stay

@@ -20,6 +20,7 @@ const LOWER: &[&str] = &[
     "meta.rs",
     "relation.rs",
     "stats.rs",
+    "priority.rs",
 ];
 
 /// The core and the layers above it.

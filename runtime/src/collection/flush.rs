@@ -103,8 +103,12 @@ impl<'a, T: Entity> Snapshot<'a, T> {
             return;
         }
         let mut state = self.core.state.write();
-        state.garbage.ids.append(&mut ids);
-        state.garbage.values.append(&mut values);
+        // Under the writer lock: an empty list (the writers dropped the last one
+        // long since, as a rule) is swapped, in constant time; appending a
+        // flush's 100,000 values copied 800 KB there.
+        hand_over(&mut state.garbage.ids, &mut ids);
+        hand_over(&mut state.garbage.values, &mut values);
+        drop(state);
     }
 
     /// Stages the index files whose index changed since they were written. Only the
@@ -206,6 +210,15 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
     }
 }
 
+/// Moves `from` to the end of `to`: by swapping them when `to` is empty.
+fn hand_over<V>(to: &mut Vec<V>, from: &mut Vec<V>) {
+    if to.is_empty() {
+        std::mem::swap(to, from);
+    } else {
+        to.append(from);
+    }
+}
+
 /// A record's line in a collection file: compact JSON.
 pub(super) fn compact<T: Entity>(collection: &str, id: &T::Id, value: &T) -> Result<Box<[u8]>> {
     serde_json::to_vec(value).map(Vec::into_boxed_slice).map_err(|source| Error::Serde {
@@ -230,4 +243,24 @@ pub(super) fn load_line<T: Entity>(
         lines.load(value.id().clone(), &compact(std::any::type_name::<T>(), value.id(), value)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hand_over;
+
+    #[test]
+    fn handing_over_swaps_into_an_empty_list_and_appends_to_a_full_one() {
+        let mut to: Vec<u32> = Vec::with_capacity(1);
+        let mut from = vec![1, 2, 3];
+        let buffer = from.as_ptr();
+        hand_over(&mut to, &mut from);
+        assert_eq!(to, [1, 2, 3]);
+        assert_eq!(to.as_ptr(), buffer, "the list was swapped, not copied");
+        assert!(from.is_empty());
+        let mut more = vec![4];
+        hand_over(&mut to, &mut more);
+        assert_eq!(to, [1, 2, 3, 4]);
+        assert!(more.is_empty());
+    }
 }
