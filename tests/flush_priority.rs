@@ -1,8 +1,10 @@
-//! The threads a flush starts to write and sync files run below the writers' CPU
-//! priority (`StoreBuilder::flush_nice`, Linux): nice 10 by default, the value asked
-//! for otherwise, and 0 keeps the opener's priority. The flusher thread itself, the
-//! WAL sync thread of `WalSync::Every` and the threads that write stay at normal
-//! priority: the flusher takes the locks writers take.
+//! The threads a background flush starts to write and sync files run below the
+//! writers' CPU priority (`StoreBuilder::flush_nice`, Linux): 10 nice steps lower by
+//! default, the steps asked for otherwise (at most nice 19), and 0 keeps the
+//! opener's priority. The flusher thread itself, the WAL sync thread of
+//! `WalSync::Every`, the threads that write, and the sync threads of a flush the
+//! application calls keep the opener's priority: the flusher takes the locks
+//! writers take.
 //!
 //! One test, in a binary of its own: it tells the store's threads apart by name, so
 //! no other store may run in this process meanwhile.
@@ -89,18 +91,26 @@ impl Vfs for NiceFs {
     }
 }
 
+/// The nice values of the sync threads that created temp files so far.
+fn sync_nices(fs: &NiceFs) -> Vec<i32> {
+    fs.creators.lock().unwrap().iter().filter(|(name, _)| name == "shelf-sync").map(|&(_, n)| n).collect()
+}
+
 /// Writes notes until a background flush has written temp files on sync threads
-/// (watchdog: 30 s); returns the nice values those threads had.
+/// (deadline: 30 s); returns the nice values those threads had.
 fn sync_thread_nices(store: &Store, fs: &NiceFs) -> Vec<i32> {
     let notes = store.collection::<Note>().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let seen: Vec<i32> =
-            fs.creators.lock().unwrap().iter().filter(|(name, _)| name == "shelf-sync").map(|&(_, n)| n).collect();
+        let seen = sync_nices(fs);
         if !seen.is_empty() {
             return seen;
         }
-        assert!(Instant::now() < deadline, "no background flush wrote on sync threads within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no background flush wrote on sync threads within 30 s: {:?}",
+            store.health()
+        );
         // Enough dirty records for a batch on several threads (32 files each).
         for id in 0..200 {
             notes.upsert(Note { id, text: format!("note {id}") }).unwrap();
@@ -109,11 +119,23 @@ fn sync_thread_nices(store: &Store, fs: &NiceFs) -> Vec<i32> {
     }
 }
 
+/// Aborts the test binary if the test runs longer than `limit`: a hang fails.
+fn watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("flush_priority: still running after {limit:?}; aborting");
+        std::process::abort();
+    });
+}
+
 #[test]
 fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
+    watchdog(Duration::from_secs(120));
     let me = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     let own = nice_of(me.trim_end());
-    for (asked, expected) in [(None, shelf::DEFAULT_FLUSH_NICE), (Some(0), 0), (Some(3), 3), (Some(40), 19)] {
+    let (_, base) = name_and_nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    for (asked, steps) in [(None, shelf::DEFAULT_FLUSH_NICE), (Some(0), 0), (Some(3), 3), (Some(40), 19)] {
+        let expected = (base + steps).min(19);
         let dir = tempfile::tempdir().unwrap();
         let fs = NiceFs::default();
         let mut b = Store::builder(dir.path())
@@ -127,14 +149,36 @@ fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
         let store = b.open().unwrap();
         let seen = sync_thread_nices(&store, &fs);
         assert!(seen.iter().all(|&n| n == expected), "flush_nice({asked:?}): sync threads at {seen:?}");
-        // The flusher, which takes the writers' locks, keeps normal priority; so
-        // do the WAL sync thread under `WalSync::Every` and the opener.
-        assert_eq!(nice_of("shelf-flusher"), [0], "flush_nice({asked:?})");
-        assert_eq!(nice_of("shelf-wal-sync"), [0], "flush_nice({asked:?})");
+        // The flusher, which takes the writers' locks, keeps the opener's priority;
+        // so do the WAL sync thread under `WalSync::Every` and the opener.
+        assert_eq!(nice_of("shelf-flusher"), [base], "flush_nice({asked:?})");
+        assert_eq!(nice_of("shelf-wal-sync"), [base], "flush_nice({asked:?})");
         store.close().unwrap();
         drop(store);
     }
+    a_flush_the_application_calls_syncs_at_the_callers_priority(base);
     let now = nice_of(me.trim_end());
     assert_eq!(own, now, "the test threads' priorities changed");
-    assert!(now.iter().all(|&n| n == 0), "{now:?}");
+}
+
+/// A flush the application calls runs its sync threads at the caller's priority.
+fn a_flush_the_application_calls_syncs_at_the_callers_priority(base: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = NiceFs::default();
+    // No background flush during the test: the interval is an hour.
+    let store = Store::builder(dir.path())
+        .register::<Note>()
+        .vfs(fs.clone())
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap();
+    let notes = store.collection::<Note>().unwrap();
+    for id in 0..200 {
+        notes.upsert(Note { id, text: format!("note {id}") }).unwrap();
+    }
+    store.flush().unwrap();
+    let seen = sync_nices(&fs);
+    assert!(!seen.is_empty(), "a flush of 200 record files ran on no sync thread");
+    assert!(seen.iter().all(|&n| n == base), "sync threads at {seen:?}, the caller at {base}");
+    store.close().unwrap();
 }

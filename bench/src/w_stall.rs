@@ -216,11 +216,12 @@ fn phase<K: ShelfKind>(store: &Store, n: usize, duration: Duration, seed: u64) -
             while started.elapsed() < duration {
                 let id = rng.below(n) as u64 + 1;
                 let at = trace_over.map(|_| monotonic_ns());
-                let cpu = thread_cpu_ns();
+                // Only when tracing: it is one more system call per update.
+                let cpu = trace_over.map(|_| thread_cpu_ns());
                 let t = Instant::now();
                 users.update(&id, K::touch)?;
                 let latency = t.elapsed().as_nanos() as u64;
-                let ran = thread_cpu_ns().saturating_sub(cpu);
+                let ran = cpu.map_or(0, |cpu| thread_cpu_ns().saturating_sub(cpu));
                 let now = context_switches()?;
                 let (voluntary, involuntary) = (now.0 - switches.0, now.1 - switches.1);
                 switches = now;
@@ -281,7 +282,6 @@ fn monotonic_ns() -> u64 {
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
-/// The calling thread's voluntary and involuntary context switches so far.
 /// The calling thread's CPU time, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -290,6 +290,7 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The calling thread's voluntary and involuntary context switches so far.
 fn context_switches() -> Result<(i64, i64), BoxError> {
     // SAFETY: `rusage` is a plain C struct, all zeroes valid; `getrusage` fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -24,24 +24,37 @@ pub(crate) fn worker_nice() -> i32 {
     WORKER_NICE.with(std::cell::Cell::get)
 }
 
-/// Lowers the calling thread's CPU priority by `nice` (no change for `nice <= 0`),
-/// so that the threads the background flusher starts to write and sync files
-/// yield the CPU to the application's writers. On a
-/// machine with few cores a flush otherwise preempts a writer for whole scheduler
-/// slices (W9, `per_record`, 2 cores: a writer's longest update 47.8 ms with the
-/// flusher at the writers' priority, 11.0 ms at nice 10). Linux only: elsewhere,
-/// and if the call fails, the thread keeps its priority (logged at debug level).
+/// Lowers the calling thread's CPU priority by `nice` (no change for `nice <= 0`):
+/// its nice value goes up by `nice`, to at most 19. The sync threads of a
+/// background flush call it, so that they yield the CPU to the application's
+/// writers. On a machine with few cores a flush otherwise preempts a writer for
+/// whole scheduler slices (W9, `per_record`, 2 cores: a writer's longest update
+/// 47.8 ms with the flusher at the writers' priority, 11.0 ms at nice 10). Linux
+/// only: elsewhere, and if a call fails, the thread keeps its priority (logged at
+/// debug level).
 pub(crate) fn lower(nice: i32) {
     if nice <= 0 {
         return;
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `setpriority` takes plain integers; `who == 0` with `PRIO_PROCESS`
-        // is the calling thread on Linux (threads have their own nice value).
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-        if rc != 0 {
-            tracing::debug!(nice, error = %std::io::Error::last_os_error(), "could not lower the flusher's priority");
+        // SAFETY: `getpriority` and `setpriority` take plain integers; `who == 0`
+        // with `PRIO_PROCESS` is the calling thread on Linux (threads have their
+        // own nice value). `getpriority` may return -1 as a value, so errno tells
+        // a failure apart.
+        let now = unsafe {
+            *libc::__errno_location() = 0;
+            libc::getpriority(libc::PRIO_PROCESS, 0)
+        };
+        let error = std::io::Error::last_os_error();
+        if now == -1 && error.raw_os_error().is_some_and(|e| e != 0) {
+            tracing::debug!(nice, %error, "could not read a sync thread's priority");
+            return;
+        }
+        let target = now.saturating_add(nice).min(19);
+        // SAFETY: as above.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) } != 0 {
+            tracing::debug!(nice, error = %std::io::Error::last_os_error(), "could not lower a sync thread's priority");
         }
     }
 }

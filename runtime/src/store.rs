@@ -104,20 +104,25 @@ impl StoreBuilder {
     }
 
     /// How much the threads that the background flusher starts to write and sync
-    /// files lower their CPU priority (a `nice` increment, Linux only);
+    /// many files lower their CPU priority (a `nice` increment, Linux only);
     /// [`DEFAULT_FLUSH_NICE`] (10) by default, `0` keeps the priority of the
-    /// thread that opened the store. The flusher thread itself keeps that
-    /// priority: it takes the locks your writers take, and must not wait for the
-    /// CPU while it holds one.
+    /// thread that opened the store.
     ///
-    /// A flush of many record files runs up to 16 sync threads while your threads
-    /// write; at the same priority, on a machine with few cores, they take the CPU
-    /// from a writer for whole scheduler slices (milliseconds). At nice 10 the
-    /// writers come first. The cost: when every core is busy with your own work,
-    /// flushes get less CPU and take longer, so records without a WAL stay
-    /// undurable longer. Commits to `wal` collections are not affected: their sync
-    /// runs on the committing threads (or, under `WalSync::Every`, on a thread at
-    /// normal priority).
+    /// A flush of 64 files or more (record files of `per_record` collections)
+    /// writes and syncs them on up to 16 threads while your threads write; at the
+    /// same priority, on a machine with few cores, they take the CPU from a writer
+    /// for whole scheduler slices (milliseconds). At nice 10 the writers come
+    /// first. The cost: when every core is busy with your own work, such flushes
+    /// get less CPU and take longer, so records without a WAL stay undurable
+    /// longer.
+    ///
+    /// Everything else runs at the opener's priority: the flusher thread itself
+    /// (it serializes and compresses, and takes the locks your writers take, so it
+    /// must not wait for the CPU while holding one), a flush of fewer files (a
+    /// collection file), the PostgreSQL backend's flusher, flushes you call
+    /// ([`Store::flush`](crate::Store::flush), `close`), and the commits to `wal`
+    /// collections (their sync runs on the committing threads or, under
+    /// `WalSync::Every`, on a thread at normal priority).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

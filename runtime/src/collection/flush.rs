@@ -44,6 +44,10 @@ pub(super) struct Snapshot<'a, T: Entity> {
     /// `(index position, version)` of each index file staged.
     indices: Vec<(usize, u64)>,
     durable: bool,
+    /// Ids and values to hand back to the writers (see `Garbage`) when the part
+    /// ends, all at once: see [`hand_over`].
+    back_ids: Vec<T::Id>,
+    back_values: Vec<Arc<T>>,
 }
 
 impl<'a, T: Entity> Snapshot<'a, T> {
@@ -64,51 +68,16 @@ impl<'a, T: Entity> Snapshot<'a, T> {
         let taken = std::mem::replace(&mut state.dirty, marks);
         state.in_flight = taken.len();
         state.preimages = Some(with_room(state.spare.preimages.take(), capacity));
-        Some(Snapshot { core, taken, rewrite: state.rewrite, index_files, indices: Vec::new(), durable: false })
-    }
-
-    /// The value of every taken id as of the snapshot (`None`: removed).
-    fn values(&self) -> Vec<(&T::Id, Option<Arc<T>>)> {
-        let ids: Vec<&T::Id> = self.taken.keys().collect();
-        let mut values = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(READ_CHUNK) {
-            let state = self.core.state.read();
-            for &id in chunk {
-                let value = match state.preimages.as_ref().and_then(|p| p.get(id)) {
-                    Some(before) => before.clone(),
-                    None => state.records.get(id).cloned(),
-                };
-                values.push((id, value));
-            }
-        }
-        // The values are read: writes no longer need to save preimages. Their ids
-        // and values go back to the writers (see `Garbage`), not to this thread's free.
-        let preimages = self.core.state.write().preimages.take();
-        if let Some(mut preimages) = preimages {
-            self.give_back(preimages.drain().map(|(id, value)| (Some(id), value)));
-            self.core.state.write().spare.preimages = Some(preimages);
-        }
-        values
-    }
-
-    /// Hands ids and values back to the writers (see `Garbage`): gathered here, then
-    /// appended under a short write lock.
-    fn give_back(&self, items: impl Iterator<Item = (Option<T::Id>, Option<Arc<T>>)>) {
-        let (mut ids, mut values) = (Vec::new(), Vec::new());
-        for (id, value) in items {
-            ids.extend(id);
-            values.extend(value);
-        }
-        if ids.is_empty() && values.is_empty() {
-            return;
-        }
-        let mut state = self.core.state.write();
-        // Under the writer lock: an empty list (the writers dropped the last one
-        // long since, as a rule) is swapped, in constant time; appending a
-        // flush's 100,000 values copied 800 KB there.
-        hand_over(&mut state.garbage.ids, &mut ids);
-        hand_over(&mut state.garbage.values, &mut values);
-        drop(state);
+        Some(Snapshot {
+            core,
+            taken,
+            rewrite: state.rewrite,
+            index_files,
+            indices: Vec::new(),
+            durable: false,
+            back_ids: Vec::new(),
+            back_values: Vec::new(),
+        })
     }
 
     /// Stages the index files whose index changed since they were written. Only the
@@ -134,10 +103,45 @@ impl<'a, T: Entity> Snapshot<'a, T> {
     }
 }
 
+/// The value of every taken id as of the snapshot (`None`: removed), and the
+/// preimages writers saved meanwhile (taken out of the collection: once the values
+/// are read, writes no longer need to save them).
+#[allow(clippy::type_complexity)]
+fn read_values<'m, T: Entity>(
+    core: &Core<T>,
+    taken: &'m Marks<T::Id>,
+) -> (Vec<(&'m T::Id, Option<Arc<T>>)>, Vec<(T::Id, Option<Arc<T>>)>) {
+    let ids: Vec<&T::Id> = taken.keys().collect();
+    let mut values = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(READ_CHUNK) {
+        let state = core.state.read();
+        for &id in chunk {
+            let value = match state.preimages.as_ref().and_then(|p| p.get(id)) {
+                Some(before) => before.clone(),
+                None => state.records.get(id).cloned(),
+            };
+            values.push((id, value));
+        }
+    }
+    let mut replaced = Vec::new();
+    let preimages = core.state.write().preimages.take();
+    if let Some(mut preimages) = preimages {
+        replaced.extend(preimages.drain());
+        core.state.write().spare.preimages = Some(preimages);
+    }
+    (values, replaced)
+}
+
 impl<T: Entity> Staged for Snapshot<'_, T> {
     fn stage(&mut self, out: &mut dyn Stage) -> Result<()> {
         let core = self.core;
-        let values = self.values();
+        let (values, replaced) = read_values(core, &self.taken);
+        // What the flush is done with goes back to the writers that allocated it
+        // (see `Garbage`), when the part ends.
+        for (id, value) in replaced {
+            self.back_ids.push(id);
+            self.back_values.extend(value);
+        }
         if core.whole_file {
             let mut lines = core.lines.lock();
             for (id, value) in &values {
@@ -147,7 +151,7 @@ impl<T: Entity> Staged for Snapshot<'_, T> {
                 };
             }
             let any = !values.is_empty();
-            self.give_back(values.into_iter().map(|(_, value)| (None, value)));
+            self.back_values.extend(values.into_iter().filter_map(|(_, value)| value));
             if any || self.rewrite.is_some() {
                 out.whole(lines.jsonl())?;
             }
@@ -160,7 +164,7 @@ impl<T: Entity> Staged for Snapshot<'_, T> {
                 };
                 changes.push(RecordChange { stem: core.stem(*id), bytes });
             }
-            self.give_back(values.into_iter().map(|(_, value)| (None, value)));
+            self.back_values.extend(values.into_iter().filter_map(|(_, value)| value));
             if !changes.is_empty() {
                 out.records(changes)?;
             }
@@ -182,12 +186,16 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
     fn drop(&mut self) {
         if self.durable {
             // The marks' ids go back to the writers that cloned them (see `Garbage`).
-            let mut taken = std::mem::take(&mut self.taken);
-            self.give_back(taken.drain().map(|(id, _)| (Some(id), None)));
-            self.taken = taken;
+            self.back_ids.extend(self.taken.drain().map(|(id, _)| id));
         }
         let mut state = self.core.state.write();
         state.in_flight = 0;
+        // Under the writer lock, once per flush: into an empty list (the writers
+        // dropped the last flush's long since, as a rule) by a swap, in constant
+        // time; appending a flush's 100,000 values copied 800 KB there. The
+        // buffers swapped out are freed with the part, after the lock.
+        hand_over(&mut state.garbage.ids, &mut self.back_ids);
+        hand_over(&mut state.garbage.values, &mut self.back_values);
         if let Some(mut preimages) = state.preimages.take() {
             // Only when `stage` did not run, or failed before it read the values.
             preimages.clear();
