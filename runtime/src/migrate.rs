@@ -256,6 +256,48 @@ mod tests {
     use super::*;
     use crate::fs::RealFs;
 
+    /// Removing the index files of a collection moved to memory removes every file
+    /// of its index directory, is done when there is no such directory, and fails
+    /// (naming the directory) when the directory cannot be listed.
+    #[test]
+    fn index_files_are_removed_and_an_unlistable_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_dir = dir.path().join("notes").join(crate::index_file::INDEX_DIR);
+        remove_index_files(&RealFs, dir.path(), "notes").expect("no index directory: nothing to do");
+
+        std::fs::create_dir_all(&index_dir).unwrap();
+        std::fs::write(index_dir.join("by_title.idx"), b"x").unwrap();
+        std::fs::write(index_dir.join("by_tag.idx"), b"y").unwrap();
+        remove_index_files(&RealFs, dir.path(), "notes").unwrap();
+        assert_eq!(std::fs::read_dir(&index_dir).unwrap().count(), 0, "every index file is gone");
+
+        // A file where the directory should be: listing it fails, and so does the
+        // removal, instead of reporting the index files gone.
+        std::fs::remove_dir(&index_dir).unwrap();
+        std::fs::write(&index_dir, b"not a directory").unwrap();
+        let error = remove_index_files(&RealFs, dir.path(), "notes").unwrap_err();
+        assert!(error.to_string().contains(crate::index_file::INDEX_DIR), "{error}");
+    }
+
+    /// When shelf.json records a plain sharded per_record layout but the files are
+    /// the compressed ones of the same shard width, the probe finds them: a
+    /// per_record candidate is tried at each recorded shard width, not only at 0.
+    #[test]
+    fn the_probe_finds_compressed_record_files_in_the_recorded_shards() {
+        use crate::storage::codec::Codec;
+        use crate::storage::per_record::{PerRecord, EXT};
+
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("notes");
+        let shard = PerRecord::new(records.clone(), Codec::new(true, 3), 1).shard_of("x");
+        std::fs::create_dir_all(records.join(&shard)).unwrap();
+        std::fs::write(records.join(&shard).join(format!("x{EXT}.zst")), b"").unwrap();
+
+        let plain = Layout { storage: StorageKind::PerRecord, compress: false, shard: 1 };
+        let found = layout_on_disk(&RealFs, dir.path(), "notes", plain, plain, 3).unwrap();
+        assert_eq!(found, Layout { storage: StorageKind::PerRecord, compress: true, shard: 1 });
+    }
+
     /// The layout probe's view reads what is there, lists each directory once (a
     /// second listing returns the first one, even after the directory changed), and
     /// refuses every write, so the probe cannot change the directory it looks at.
