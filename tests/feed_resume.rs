@@ -215,3 +215,75 @@ fn subscribing_while_writers_commit_has_no_gap_and_no_duplicate_at_the_seam() {
         assert_eq!(got, want, "feed resumed from {cursor}");
     }
 }
+
+/// The sequence numbers of the events `f` causes on `Doc`.
+fn seqs_of(store: &Store, f: impl FnOnce(&shelf::Collection<Doc>)) -> Vec<u64> {
+    let docs = store.collection::<Doc>().unwrap();
+    let all = docs.watch();
+    f(&docs);
+    all.try_iter().map(|e| e.seq).collect()
+}
+
+fn insert_n(prefix: &str, n: u64) -> impl FnOnce(&shelf::Collection<Doc>) + '_ {
+    move |docs| {
+        for k in 0..n {
+            docs.upsert(Doc { id: format!("{prefix}{k}"), v: k }).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_cursor_from_before_a_reopen_gets_feed_expired_never_the_new_opens_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    // A subscriber follows the first open to its last event, then the store restarts.
+    let first = {
+        let store = open(dir.path(), feed);
+        seqs_of(&store, insert_n("first", 3))
+    };
+    assert_eq!(first, [1, 2, 3], "a new directory's first open counts from 1");
+    let cursor = *first.last().unwrap();
+    let store = open(dir.path(), feed);
+    let second = seqs_of(&store, insert_n("second", 5));
+    assert!(second[0] > cursor, "numbers keep increasing across opens: {second:?} after {cursor}");
+    let docs = store.collection::<Doc>().unwrap();
+    // Every cursor before this open (0, the first open's, and numbers between)
+    // would need events this feed does not hold: refused.
+    for old in [0, 1, cursor, cursor + 1, second[0] - 2] {
+        match docs.watch_from(old) {
+            Err(Error::FeedExpired { cursor: c, retained_after, .. }) => {
+                assert_eq!(c, old);
+                assert_eq!(retained_after, second[0] - 1, "the feed holds this open's events only");
+            }
+            other => panic!("cursor {old} from the first open: expected FeedExpired, got {:?}", other.map(|_| ())),
+        }
+    }
+    // From the start of this open, exactly this open's events.
+    let got: Vec<u64> = docs.watch_from(second[0] - 1).unwrap().try_iter().map(|e| e.seq).collect();
+    assert_eq!(got, second);
+}
+
+#[test]
+fn an_open_without_a_feed_in_between_never_makes_numbers_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    let with_feed = seqs_of(&open(dir.path(), feed), insert_n("a", 3));
+    let without = seqs_of(&open(dir.path(), FeedRetention::default()), insert_n("b", 6));
+    let store = open(dir.path(), feed);
+    let again = seqs_of(&store, insert_n("c", 2));
+    let before = with_feed.iter().chain(&without).max().copied().unwrap();
+    assert!(again[0] > before, "{again:?} must be above {with_feed:?} and {without:?}");
+    let docs = store.collection::<Doc>().unwrap();
+    for old in with_feed.iter().chain(&without) {
+        assert!(matches!(docs.watch_from(*old), Err(Error::FeedExpired { .. })), "cursor {old}");
+    }
+    // A directory used before without any feed: its first open with one skips their
+    // numbers too.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = seqs_of(&open(dir.path(), FeedRetention::default()), insert_n("d", 4));
+    let store = open(dir.path(), feed);
+    let first = seqs_of(&store, insert_n("e", 1));
+    assert!(first[0] > *plain.last().unwrap(), "{first:?} after {plain:?}");
+    let docs = store.collection::<Doc>().unwrap();
+    assert!(matches!(docs.watch_from(plain[1]), Err(Error::FeedExpired { .. })));
+}

@@ -910,6 +910,8 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn replay(&self, id: serde_json::Value, value: Option<&[u8]>, parent: bool) -> std::result::Result<(), String>;
     fn next_auto(&self) -> Option<u64>;
     fn set_next_auto(&self, next: u64);
+    /// Makes the change feed refuse cursors before `seq` (see `Watchers`).
+    fn start_feed_after(&self, seq: u64);
     fn dirty_count(&self) -> usize;
     fn len(&self) -> usize;
     /// Every record, as a shared backend stores it.
@@ -1127,6 +1129,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn set_next_auto(&self, next: u64) {
         let mut state = self.state.write();
         state.next_auto = state.next_auto.max(next);
+    }
+    fn start_feed_after(&self, seq: u64) {
+        self.watchers().start_feed_after(seq);
     }
     fn dirty_count(&self) -> usize {
         let state = self.state.read();

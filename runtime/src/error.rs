@@ -296,7 +296,8 @@ pub enum Error {
 
     /// `watch_from(cursor)` asked for events the change feed no longer retains:
     /// events after `cursor` were dropped by the retention set with
-    /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention). Resuming
+    /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention), or
+    /// belong to an earlier open of the store (the feed does not survive a reopen). Resuming
     /// would skip them, so nothing is delivered: reload the state and subscribe anew.
     #[error("collection `{collection}`: change feed cursor {cursor} is older than the feed's retention (it keeps the events after sequence number {retained_after}); reload the collection and subscribe again")]
     FeedExpired {
@@ -310,8 +311,7 @@ pub enum Error {
 
     /// `watch_from(cursor)` cannot resume from this cursor: the feed is off (no
     /// retention set on the builder), or the cursor is ahead of the store's last
-    /// commit (sequence numbers restart at every open: such a cursor is from an
-    /// earlier open, whose feed is gone).
+    /// commit (it is no sequence number the store gave out).
     #[error("collection `{collection}`: cannot resume the change feed from cursor {cursor}: {reason}")]
     FeedCursor {
         /// The collection.

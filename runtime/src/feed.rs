@@ -5,7 +5,9 @@
 //! subscriber sees them), within a bound of count and age set with
 //! [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention). A commit's
 //! events are kept or dropped together. The feed lives in memory: it does not
-//! survive a reopen (sequence numbers restart at every open).
+//! survive a reopen. An open with a feed numbers its commits above every earlier
+//! open's (`Meta::start_feed_epoch`), and in a directory used before, its feed
+//! starts after its first number: an earlier open's cursor gets `FeedExpired`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -105,6 +107,12 @@ impl<T> Retained<T> {
             }
             self.dropped_upto = self.dropped_upto.max(seq);
         }
+    }
+
+    /// Holds nothing at or before `seq`: the events before it are gone (an earlier
+    /// open's).
+    pub fn start_after(&mut self, seq: u64) {
+        self.dropped_upto = self.dropped_upto.max(seq);
     }
 
     /// The kept events after `cursor`, oldest first, or why they cannot be given.

@@ -105,20 +105,24 @@ impl<T: Entity> Collection<T> {
     /// no duplicate between them.
     ///
     /// The feed keeps what [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention)
-    /// says, in memory: it does not survive a reopen, and sequence numbers restart
-    /// at every open.
+    /// says, in memory: it does not survive a reopen. Sequence numbers keep
+    /// increasing across opens (each open with a feed starts above every number an
+    /// earlier one gave out), so a cursor from an earlier open is refused with
+    /// [`Error::FeedExpired`]: the events after it are gone. It is never read as a
+    /// position in this open's history.
     ///
     /// # Errors
     ///
     /// [`Error::FeedExpired`] when events after `cursor` were dropped by the
-    /// retention (resuming would skip them); [`Error::FeedCursor`] when no
-    /// retention is set, or `cursor` is ahead of the store's last commit.
+    /// retention or belong to an earlier open (resuming would skip them);
+    /// [`Error::FeedCursor`] when no retention is set, or `cursor` is ahead of the
+    /// store's last commit.
     pub fn watch_from(&self, cursor: u64) -> Result<Subscription<Event<T>>> {
         let last = self.store().inner().commit_seq.load(std::sync::atomic::Ordering::SeqCst);
         let refuse = |reason: String| Error::FeedCursor { collection: self.name().to_owned(), cursor, reason };
         if cursor > last {
             return Err(refuse(format!(
-                "it is ahead of the last commit ({last}) of this open; sequence numbers restart at every open"
+                "it is ahead of the store's last commit ({last}), so it is not one of its sequence numbers"
             )));
         }
         self.core().watchers().from(cursor).map_err(|refused| match refused {

@@ -22,6 +22,19 @@ pub(crate) struct Meta {
     /// Every collection this directory has held. A collection that is not registered
     /// in this run keeps its entry, so its files are not forgotten.
     pub collections: BTreeMap<String, CollectionMeta>,
+    /// The last range of sequence numbers an open with a change feed took (see
+    /// `start_feed_epoch`): so that a cursor from an earlier open is never read in
+    /// a later open's numbering (see `StoreBuilder::feed_retention`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub feed_epoch: u64,
+}
+
+/// Where the feed epoch starts in a sequence number: an open numbers up to 2^40
+/// commits above its epoch's base.
+pub(crate) const SEQ_EPOCH_SHIFT: u32 = 40;
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a collection's records are on disk: what a migration moves between.
@@ -126,7 +139,27 @@ pub(crate) struct ForeignKeyMeta {
 
 impl Meta {
     pub fn empty() -> Self {
-        Meta { format_version: FORMAT_VERSION, collections: BTreeMap::new() }
+        Meta { format_version: FORMAT_VERSION, collections: BTreeMap::new(), feed_epoch: 0 }
+    }
+
+    /// Counts an open with a change feed in `feed_epoch` and returns the sequence
+    /// number its commits count up from: above every number an earlier open with a
+    /// feed gave out (each gives out fewer than 2^40), and above those of opens
+    /// without a feed, which count from 0. The `n`th open with a feed counts from
+    /// `(n - 1) << 40`; in a directory `fresh` from any open, the first counts from
+    /// 0, and otherwise range 0 is skipped, being the opens' without a feed.
+    pub fn start_feed_epoch(&mut self, dir: &Path, fresh: bool) -> Result<u64> {
+        let step = if self.feed_epoch == 0 && !fresh { 2 } else { 1 };
+        let epoch = self.feed_epoch.saturating_add(step);
+        let base = (epoch - 1).checked_mul(1 << SEQ_EPOCH_SHIFT).ok_or_else(|| Error::Meta {
+            path: Self::path(dir),
+            message: format!(
+                "`feed_epoch` {} leaves no sequence numbers for another open with a change feed",
+                self.feed_epoch
+            ),
+        })?;
+        self.feed_epoch = epoch;
+        Ok(base)
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -166,5 +199,43 @@ impl Meta {
             .map_err(|e| Error::Meta { path: Self::path(dir), message: format!("cannot serialize: {e}") })?;
         bytes.push(b'\n');
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_open_with_a_feed_takes_a_range_above_every_earlier_one() {
+        let dir = Path::new("/data");
+        // A new directory: the first open counts from 0, the next from 2^40.
+        let mut meta = Meta::empty();
+        assert_eq!(meta.start_feed_epoch(dir, true).unwrap(), 0);
+        assert_eq!(meta.start_feed_epoch(dir, false).unwrap(), 1 << 40);
+        assert_eq!(meta.feed_epoch, 2);
+        // A directory opened before without a feed: range 0 is theirs, so skip it.
+        let mut meta = Meta::empty();
+        assert_eq!(meta.start_feed_epoch(dir, false).unwrap(), 1 << 40);
+        // The field round-trips, and is left out while 0.
+        let mut with = Meta::empty();
+        assert!(!String::from_utf8(with.to_bytes(dir).unwrap()).unwrap().contains("feed_epoch"));
+        with.feed_epoch = 7;
+        let back: Meta = serde_json::from_slice(&with.to_bytes(dir).unwrap()).unwrap();
+        assert_eq!(back.feed_epoch, 7);
+    }
+
+    #[test]
+    fn an_exhausted_feed_epoch_is_an_error_naming_shelf_json() {
+        let dir = Path::new("/data");
+        for last in [1 << 24, u64::MAX - 1, u64::MAX] {
+            let mut meta = Meta { feed_epoch: last, ..Meta::empty() };
+            let err = meta.start_feed_epoch(dir, false).unwrap_err();
+            assert!(matches!(&err, Error::Meta { path, .. } if path.ends_with("shelf.json")), "{err}");
+            assert_eq!(meta.feed_epoch, last, "a refused open takes no range");
+        }
+        // The last range: its numbers reach u64::MAX.
+        let mut meta = Meta { feed_epoch: (1 << 24) - 1, ..Meta::empty() };
+        assert_eq!(meta.start_feed_epoch(dir, false).unwrap(), ((1 << 24) - 1) << 40);
     }
 }

@@ -181,6 +181,13 @@ impl StoreBuilder {
     /// How many events each collection keeps for a subscriber that resumes with
     /// [`Collection::watch_from`]; none by default (the feed is off). The feed
     /// lives in memory and does not survive a reopen.
+    ///
+    /// With a feed, each open records itself in `shelf.json` (one atomic rewrite
+    /// at open) and numbers its commits from `(n - 1) << 40` for the directory's
+    /// `n`th open with a feed, above every number an earlier open gave out (the
+    /// first open of a new directory counts from 0). So a cursor a subscriber
+    /// kept across a restart gets [`Error::FeedExpired`] (reload, then subscribe
+    /// again), never the new open's events under reused numbers.
     pub fn feed_retention(mut self, retention: FeedRetention) -> Self {
         self.feed_retention = retention;
         self
@@ -227,6 +234,17 @@ impl StoreBuilder {
         let relations = Relations::new(&collections)?;
         let old_meta = Meta::load(fs.as_ref(), &dir)?;
         let mut meta = updated_meta(&old_meta, &collections);
+        // Sequence numbers of an open with a change feed start above every earlier
+        // open's. The feed does not survive a reopen: in a directory used before,
+        // it holds nothing older than this open, so an earlier open's cursor gets
+        // `FeedExpired`, never another open's events under the same numbers.
+        let fresh = old_meta.collections.is_empty();
+        let seq_base = if self.feed_retention.enabled() { meta.start_feed_epoch(&dir, fresh)? } else { 0 };
+        if !fresh {
+            for collection in &collections {
+                collection.start_feed_after(seq_base);
+            }
+        }
 
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
@@ -326,7 +344,7 @@ impl StoreBuilder {
             meta: Mutex::new(meta),
             flush_state: FlushState::default(),
             writer: Mutex::new(()),
-            commit_seq: std::sync::atomic::AtomicU64::new(0),
+            commit_seq: std::sync::atomic::AtomicU64::new(seq_base),
             flush_watchers: Mutex::new(Vec::new()),
             outbox: Default::default(),
             related: relations.related,

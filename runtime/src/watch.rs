@@ -31,7 +31,8 @@
 //! no duplicate between the two (both are handed over under the lock that
 //! publishes). A cursor older than the retention fails with
 //! [`Error::FeedExpired`](crate::Error::FeedExpired). The feed lives in memory and
-//! does not survive a reopen.
+//! does not survive a reopen: a cursor from an earlier open gets `FeedExpired` too
+//! (sequence numbers keep increasing across opens with a feed).
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -188,6 +189,11 @@ impl<T: Entity> Watchers<T> {
     /// Sets how many events the feed keeps (at open).
     pub(crate) fn set_retention(&self, retention: FeedRetention) {
         self.state.lock().feed.retention = retention;
+    }
+
+    /// Makes the feed refuse cursors before `seq` (at open: an earlier open's).
+    pub(crate) fn start_feed_after(&self, seq: u64) {
+        self.state.lock().feed.start_after(seq);
     }
 
     /// Whether no one wants this collection's events: no subscriber, and no feed.
