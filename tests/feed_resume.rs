@@ -2,6 +2,9 @@
 //! events after the cursor, retained ones then live ones, with no gap and no
 //! duplicate; a cursor the retention no longer covers gets `FeedExpired`.
 
+mod common_wal;
+
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -232,18 +235,26 @@ fn insert_n(prefix: &str, n: u64) -> impl FnOnce(&shelf::Collection<Doc>) + '_ {
     }
 }
 
+/// A copy of `dir` as a crash would leave it: the store is still open, so no
+/// close wrote its feed file.
+fn crash_copy(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    common_wal::copy_dir(dir, copy.path());
+    let _ = std::fs::remove_file(copy.path().join(shelf::LOCK_FILE));
+    copy
+}
+
 #[test]
-fn a_cursor_from_before_a_reopen_gets_feed_expired_never_the_new_opens_events() {
+fn after_a_crash_a_cursor_from_before_gets_feed_expired_never_the_new_opens_events() {
     let dir = tempfile::tempdir().unwrap();
     let feed = FeedRetention::events(1000);
-    // A subscriber follows the first open to its last event, then the store restarts.
-    let first = {
-        let store = open(dir.path(), feed);
-        seqs_of(&store, insert_n("first", 3))
-    };
+    // A subscriber follows the first open to its last event, then the process dies.
+    let store = open(dir.path(), feed);
+    let first = seqs_of(&store, insert_n("first", 3));
     assert_eq!(first, [1, 2, 3], "a new directory's first open counts from 1");
     let cursor = *first.last().unwrap();
-    let store = open(dir.path(), feed);
+    let crashed = crash_copy(dir.path());
+    let store = open(crashed.path(), feed);
     let second = seqs_of(&store, insert_n("second", 5));
     assert!(second[0] > cursor, "numbers keep increasing across opens: {second:?} after {cursor}");
     let docs = store.collection::<Doc>().unwrap();
@@ -261,6 +272,127 @@ fn a_cursor_from_before_a_reopen_gets_feed_expired_never_the_new_opens_events() 
     // From the start of this open, exactly this open's events.
     let got: Vec<u64> = docs.watch_from(second[0] - 1).unwrap().try_iter().map(|e| e.seq).collect();
     assert_eq!(got, second);
+}
+
+#[test]
+fn after_a_clean_close_every_cursor_resumes_across_the_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    let history: Vec<_> = {
+        let store = open(dir.path(), feed);
+        let all = store.collection::<Doc>().unwrap().watch();
+        script(&store);
+        store.close().unwrap();
+        let events: Vec<_> = all.try_iter().collect();
+        events.iter().map(key).collect()
+    };
+    assert!(dir.path().join("_feed").join("doc.jsonl").is_file(), "close keeps the feed");
+    assert!(!dir.path().join("_feed").join("other.jsonl").exists(), "a memory collection's feed is not kept");
+    let store = open(dir.path(), feed);
+    assert!(!dir.path().join("_feed").join("doc.jsonl").exists(), "the open took the feed file");
+    let docs = store.collection::<Doc>().unwrap();
+    let live = docs.watch();
+    docs.insert(Doc { id: "after".into(), v: 7 }).unwrap();
+    store.transaction(|tx| tx.update::<Doc>(&"b".to_owned(), |d| d.v = 8)).unwrap();
+    let events: Vec<_> = live.try_iter().collect();
+    let after: Vec<_> = events.iter().map(key).collect();
+    assert!(after[0].0 > history.last().unwrap().0);
+    let whole: Vec<_> = history.iter().chain(&after).cloned().collect();
+    // Every cursor of the first open, 0 included, and of this one.
+    let cursors = std::iter::once(0).chain(whole.iter().map(|e| e.0));
+    for cursor in cursors {
+        let got: Vec<_> = docs.watch_from(cursor).unwrap().try_iter().collect();
+        let got: Vec<_> = got.iter().map(key).collect();
+        let want: Vec<_> = whole.iter().filter(|e| e.0 > cursor).cloned().collect();
+        assert_eq!(got, want, "resumed from cursor {cursor}");
+    }
+    // The restored events carry the records: an update's old version too.
+    let restored = docs.watch_from(0).unwrap();
+    let update = restored.try_iter().find(|e| matches!(e.change, Change::Update { .. })).unwrap();
+    let Change::Update { old, new } = &update.change else { unreachable!() };
+    assert_eq!((old.as_ref(), new.as_ref()), (&Doc { id: "a".into(), v: 1 }, &Doc { id: "a".into(), v: 2 }));
+    // A memory collection's records are gone with the close: so is its feed.
+    let other = store.collection::<Other>().unwrap();
+    assert!(matches!(other.watch_from(0), Err(Error::FeedExpired { .. })));
+}
+
+#[test]
+fn whatever_changes_the_records_between_close_and_reopen_ends_the_kept_feed() {
+    let feed = FeedRetention::events(1000);
+    let closed = |dir: &Path| {
+        let store = open(dir, feed);
+        let seqs = seqs_of(&store, insert_n("a", 3));
+        store.close().unwrap();
+        seqs
+    };
+    let expired = |dir: &Path, cursor: u64, why: &str| {
+        let store = open(dir, feed);
+        let docs = store.collection::<Doc>().unwrap();
+        let refused = docs.watch_from(cursor).map(|_| ());
+        assert!(matches!(refused, Err(Error::FeedExpired { .. })), "{why}: {refused:?}");
+    };
+    // An open without a feed in between (it may commit without keeping events).
+    let dir = tempfile::tempdir().unwrap();
+    let seqs = closed(dir.path());
+    drop(open(dir.path(), FeedRetention::default()));
+    assert!(!dir.path().join("_feed").join("doc.jsonl").exists());
+    expired(dir.path(), seqs[0], "an open without a feed");
+    // `shelf import`.
+    let dir = tempfile::tempdir().unwrap();
+    let seqs = closed(dir.path());
+    let mut input = std::io::Cursor::new(b"{\"id\":\"imported\",\"v\":1}\n".to_vec());
+    shelf::inspect::DataDir::open(dir.path())
+        .unwrap()
+        .import("doc", &mut input, &Default::default(), &shelf::inspect::Quiet)
+        .unwrap();
+    expired(dir.path(), seqs[0], "shelf import");
+    // An open that crashed after taking the feed file (its copy, while open).
+    let dir = tempfile::tempdir().unwrap();
+    let seqs = closed(dir.path());
+    let store = open(dir.path(), feed);
+    assert!(store.collection::<Doc>().unwrap().watch_from(seqs[0]).is_ok(), "the clean close's feed resumes");
+    let crashed = crash_copy(dir.path());
+    drop(store);
+    expired(crashed.path(), seqs[0], "an open that crashed");
+}
+
+#[test]
+fn an_unreadable_feed_file_is_moved_aside_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    let store = open(dir.path(), feed);
+    let seqs = seqs_of(&store, insert_n("a", 2));
+    store.close().unwrap();
+    let file = dir.path().join("_feed").join("doc.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("\"op\":\"insert\"", "\"op\":\"upsert\"")).unwrap();
+    let store = open(dir.path(), feed);
+    let report = store.recovery_report();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    assert_eq!(report.quarantined[0].from, file);
+    assert!(report.quarantined[0].to.starts_with(dir.path().join(shelf::QUARANTINE_DIR)));
+    assert!(report.quarantined[0].reason.contains("line 2"), "{}", report.quarantined[0].reason);
+    let docs = store.collection::<Doc>().unwrap();
+    assert_eq!(docs.len(), 2, "the records are untouched");
+    assert!(matches!(docs.watch_from(seqs[0]), Err(Error::FeedExpired { .. })));
+}
+
+#[test]
+fn events_older_than_the_age_limit_are_not_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000).max_age(Duration::from_millis(200));
+    let store = open(dir.path(), feed);
+    let seqs = seqs_of(&store, insert_n("a", 2));
+    store.close().unwrap();
+    // Wall time is what the limit is about; this orders no threads.
+    std::thread::sleep(Duration::from_millis(400));
+    let store = open(dir.path(), feed);
+    let docs = store.collection::<Doc>().unwrap();
+    match docs.watch_from(seqs[0]) {
+        Err(Error::FeedExpired { retained_after, .. }) => assert_eq!(retained_after, seqs[1]),
+        other => panic!("expected FeedExpired, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(docs.watch_from(seqs[1]).unwrap().try_iter().count(), 0);
 }
 
 #[test]

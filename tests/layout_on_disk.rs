@@ -26,6 +26,41 @@ struct Zst {
     n: u32,
 }
 
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[entity(collection = "rec")]
+#[storage(per_record)]
+struct Rec {
+    #[id]
+    id: String,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[entity(collection = "mem")]
+#[storage(memory)]
+struct Mem {
+    #[id]
+    id: String,
+}
+
+/// `Collection::path` names the directory of the collection's files: per_record's
+/// own directory, the data directory for a collection file, none in memory.
+#[test]
+fn a_collections_path_is_the_directory_of_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path()).register::<Rec>().register::<Plain>().register::<Mem>().open().unwrap();
+    store.collection::<Rec>().unwrap().insert(Rec { id: "a".into() }).unwrap();
+    store.collection::<Plain>().unwrap().insert(Plain { id: "a".into(), n: 1 }).unwrap();
+    store.collection::<Mem>().unwrap().insert(Mem { id: "a".into() }).unwrap();
+    store.flush().unwrap();
+    let rec = store.collection::<Rec>().unwrap().path();
+    assert_eq!(rec.as_deref(), Some(dir.path().join("rec").as_path()));
+    assert!(dir.path().join("rec").join("a.json").is_file());
+    let plain = store.collection::<Plain>().unwrap().path();
+    assert_eq!(plain.as_deref(), Some(dir.path()));
+    assert!(dir.path().join("mig.jsonl").is_file());
+    assert_eq!(store.collection::<Mem>().unwrap().path(), None);
+}
+
 fn seed(dir: &Path) -> Vec<u8> {
     let store = Store::builder(dir).register::<Plain>().open().unwrap();
     let mig = store.collection::<Plain>().unwrap();

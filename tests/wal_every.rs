@@ -209,3 +209,26 @@ fn without_a_sync_the_crash_image_loses_the_commits() {
     drop(reopened);
     std::mem::forget(store); // no flush at drop: nothing may reach the disk by a sync
 }
+
+/// Under `Every(d)` a commit is acknowledged before its sync, and so is its event
+/// (only `Always` publishes after durability, see `shelf::watch`): a subscriber
+/// gets it with the commit, not after the next background sync.
+#[test]
+fn under_every_d_a_commits_event_is_published_before_its_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SyncTracking::default();
+    let store = Store::builder(dir.path())
+        .register::<Event>()
+        .vfs(fs.clone())
+        .wal_sync(WalSync::Every(Duration::from_secs(3600)))
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap();
+    let events = store.collection::<Event>().unwrap();
+    let watch = events.watch();
+    events.insert(event(1)).unwrap();
+    let published = watch.try_recv().expect("the event is published with the commit");
+    assert_eq!(published.record().id, 1);
+    assert_eq!(ids_after_crash(&fs, dir.path()), Vec::<u64>::new(), "no sync ran before the event");
+    std::mem::forget(store); // no flush at drop
+}

@@ -47,6 +47,7 @@ mod rng;
 mod targets;
 mod w_async;
 mod w_commit;
+mod w_feed;
 mod w_load;
 mod w_parent;
 mod w_query;
@@ -128,6 +129,8 @@ enum Workload {
     Query,
     /// Durable writes from 16 tokio tasks on 2 workers: the async API vs spawn_blocking.
     WAsync,
+    /// The change feed kept across a clean close: close and open with a feed of N events vs none.
+    WFeed,
 }
 
 /// What every workload gets: sizes and where to put its data.
@@ -259,6 +262,9 @@ fn run(cli: &Cli) -> Result<(), BoxError> {
     }
     if on(Workload::WAsync) {
         w_async::run(&config, &mut report)?;
+    }
+    if on(Workload::WFeed) {
+        w_feed::run(&config, &mut report)?;
     }
     if on(Workload::Flush) {
         flush::run(&config, &mut report)?;

@@ -912,6 +912,11 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn set_next_auto(&self, next: u64);
     /// Makes the change feed refuse cursors before `seq` (see `Watchers`).
     fn start_feed_after(&self, seq: u64);
+    /// The change feed as a feed file's `retained_after` and lines; `None` without
+    /// a feed. An error names the record that cannot be written.
+    fn feed_lines(&self) -> Option<std::result::Result<(u64, Vec<crate::feed_file::Line>), String>>;
+    /// Puts back the change feed an earlier open saved.
+    fn restore_feed(&self, retained_after: u64, lines: Vec<crate::feed_file::Line>) -> std::result::Result<(), String>;
     fn dirty_count(&self) -> usize;
     fn len(&self) -> usize;
     /// Every record, as a shared backend stores it.
@@ -1132,6 +1137,12 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn start_feed_after(&self, seq: u64) {
         self.watchers().start_feed_after(seq);
+    }
+    fn feed_lines(&self) -> Option<std::result::Result<(u64, Vec<crate::feed_file::Line>), String>> {
+        self.watchers().feed_lines()
+    }
+    fn restore_feed(&self, retained_after: u64, lines: Vec<crate::feed_file::Line>) -> std::result::Result<(), String> {
+        self.watchers().restore_feed(retained_after, lines)
     }
     fn dirty_count(&self) -> usize {
         let state = self.state.read();

@@ -297,7 +297,8 @@ pub enum Error {
     /// `watch_from(cursor)` asked for events the change feed no longer retains:
     /// events after `cursor` were dropped by the retention set with
     /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention), or
-    /// belong to an earlier open of the store (the feed does not survive a reopen). Resuming
+    /// belong to an earlier open whose feed was not kept (a crash; see
+    /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention)). Resuming
     /// would skip them, so nothing is delivered: reload the state and subscribe anew.
     #[error("collection `{collection}`: change feed cursor {cursor} is older than the feed's retention (it keeps the events after sequence number {retained_after}); reload the collection and subscribe again")]
     FeedExpired {

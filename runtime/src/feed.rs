@@ -4,15 +4,22 @@
 //! Each collection keeps the events it published (after durability, like every
 //! subscriber sees them), within a bound of count and age set with
 //! [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention). A commit's
-//! events are kept or dropped together. The feed lives in memory: it does not
-//! survive a reopen. An open with a feed numbers its commits above every earlier
-//! open's (`Meta::start_feed_epoch`), and in a directory used before, its feed
-//! starts after its first number: an earlier open's cursor gets `FeedExpired`.
+//! events are kept or dropped together. The feed lives in memory; a clean close
+//! keeps it in a feed file for the next open (`feed_file`, `store::feed`). An open
+//! with a feed numbers its commits above every earlier open's
+//! (`Meta::start_feed_epoch`), and where it finds no feed to put back (in a
+//! directory used before), its feed starts after its first number: an earlier
+//! open's cursor gets `FeedExpired`.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::watch::Event;
+use serde_json::value::RawValue;
+
+use crate::entity::Entity;
+use crate::feed_file::{Line, Op};
+use crate::watch::{Change, Event};
 
 /// How many published events each collection keeps for
 /// [`Collection::watch_from`](crate::Collection::watch_from).
@@ -125,5 +132,77 @@ impl<T> Retained<T> {
             return Err(Refused::Expired(self.dropped_upto));
         }
         Ok(self.events.iter().map(|(_, e)| e).filter(move |e| e.seq > cursor))
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn raw<T: Entity>(value: &T) -> Result<Box<RawValue>, String> {
+    serde_json::to_string(value).and_then(RawValue::from_string).map_err(|e| e.to_string())
+}
+
+fn parse<T: Entity>(raw: &RawValue) -> Result<Arc<T>, String> {
+    serde_json::from_str(raw.get()).map(Arc::new).map_err(|e| e.to_string())
+}
+
+impl<T: Entity> Retained<T> {
+    /// The kept events as feed-file lines, and the sequence number they follow (see
+    /// `feed_file`), or why a record cannot be written.
+    pub fn kept_lines(&mut self) -> Result<(u64, Vec<Line>), String> {
+        let now = Instant::now();
+        self.evict(now);
+        let now_ms = unix_ms();
+        let mut lines = Vec::with_capacity(self.events.len());
+        for (at, event) in &self.events {
+            let (op, record, old) = match &event.change {
+                Change::Insert(v) => (Op::Insert, raw(&**v)?, None),
+                Change::Update { old, new } => (Op::Update, raw(&**new)?, Some(raw(&**old)?)),
+                Change::Remove(v) => (Op::Remove, raw(&**v)?, None),
+            };
+            let age = now.duration_since(*at).as_millis() as u64;
+            lines.push(Line { seq: event.seq, at_ms: now_ms.saturating_sub(age), op, record, old });
+        }
+        Ok((self.dropped_upto, lines))
+    }
+
+    /// Puts back the events an earlier open kept (its feed file), after which the
+    /// feed holds every event following `retained_after`. Events older than the
+    /// age limit are dropped. On an error, the feed is left as it was.
+    pub fn restore(&mut self, retained_after: u64, lines: Vec<Line>) -> Result<(), String> {
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        let mut events = VecDeque::with_capacity(lines.len());
+        let mut dropped_upto = retained_after;
+        for line in lines {
+            let age = Duration::from_millis(now_ms.saturating_sub(line.at_ms));
+            if self.retention.max_age.is_some_and(|max| age > max) {
+                dropped_upto = dropped_upto.max(line.seq);
+                continue;
+            }
+            let record = parse::<T>(&line.record).map_err(|e| format!("sequence number {}: {e}", line.seq))?;
+            let change = match (line.op, line.old) {
+                (Op::Insert, _) => Change::Insert(record),
+                (Op::Remove, _) => Change::Remove(record),
+                (Op::Update, Some(old)) => Change::Update {
+                    old: parse::<T>(&old).map_err(|e| format!("sequence number {}: {e}", line.seq))?,
+                    new: record,
+                },
+                (Op::Update, None) => return Err(format!("sequence number {}: an update without `old`", line.seq)),
+            };
+            // Within the age limit; if the clock cannot go back that far (a machine
+            // up for less than the event's age), the event counts as new.
+            let at = now.checked_sub(age).unwrap_or(now);
+            events.push_back((at, Event { seq: line.seq, change }));
+        }
+        // Whole commits only: an event older than the limit took its commit along.
+        while events.front().is_some_and(|(_, e)| e.seq == dropped_upto) {
+            events.pop_front();
+        }
+        self.events = events;
+        self.dropped_upto = dropped_upto;
+        self.evict(now);
+        Ok(())
     }
 }

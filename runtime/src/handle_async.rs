@@ -105,11 +105,11 @@ impl<T: Entity> Collection<T> {
     /// no duplicate between them.
     ///
     /// The feed keeps what [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention)
-    /// says, in memory: it does not survive a reopen. Sequence numbers keep
-    /// increasing across opens (each open with a feed starts above every number an
-    /// earlier one gave out), so a cursor from an earlier open is refused with
-    /// [`Error::FeedExpired`]: the events after it are gone. It is never read as a
-    /// position in this open's history.
+    /// says, in memory; a clean close keeps it for the next open, a crash does not
+    /// (see there). Sequence numbers keep increasing across opens (each open with a
+    /// feed starts above every number an earlier one gave out), so a cursor whose
+    /// events are gone is refused with [`Error::FeedExpired`]: it is never read as
+    /// a position in this open's history.
     ///
     /// # Errors
     ///

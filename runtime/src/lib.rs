@@ -11,8 +11,9 @@
 //!
 //! 1. `fs`: every byte read or written ([`fs::Vfs`], `RealFs`, `FaultFs`, `CrashFs`).
 //! 2. `batch`, `encode`: atomic multi-file writes; ids as file names.
-//! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`: the on-disk forms
-//!    of records, the write-ahead log, indices and `shelf.json`.
+//! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`, `feed_file`: the
+//!    on-disk forms of records, the write-ahead log, indices, `shelf.json` and the
+//!    change feed a closed store keeps.
 //! 4. `backend`: the persistence seam. One internal trait says how records become
 //!    durable (load everything, log a commit, make a snapshot durable, checkpoint);
 //!    `backend::files` implements it with the modules of layer 3.
@@ -38,6 +39,7 @@ mod entity;
 mod error;
 mod expiry;
 mod feed;
+mod feed_file;
 mod flush;
 pub mod fs;
 mod handle;

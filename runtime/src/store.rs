@@ -26,6 +26,7 @@ use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
+mod feed;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -179,15 +180,22 @@ impl StoreBuilder {
     }
 
     /// How many events each collection keeps for a subscriber that resumes with
-    /// [`Collection::watch_from`]; none by default (the feed is off). The feed
-    /// lives in memory and does not survive a reopen.
+    /// [`Collection::watch_from`]; none by default (the feed is off).
     ///
-    /// With a feed, each open records itself in `shelf.json` (one atomic rewrite
-    /// at open) and numbers its commits from `(n - 1) << 40` for the directory's
-    /// `n`th open with a feed, above every number an earlier open gave out (the
-    /// first open of a new directory counts from 0). So a cursor a subscriber
-    /// kept across a restart gets [`Error::FeedExpired`] (reload, then subscribe
-    /// again), never the new open's events under reused numbers.
+    /// The feed lives in memory. It survives a clean close: [`Store::close`] (or
+    /// dropping the last handle) writes each persisted collection's feed to
+    /// `_feed/<collection>.jsonl`, and the next open puts it back, so a subscriber
+    /// resumes across a restart with no gap. It does not survive a crash, an open
+    /// without a feed, or a `shelf` command that writes records; a memory
+    /// collection's feed never survives (its records do not either). Then the feed
+    /// starts empty, and a cursor from before gets [`Error::FeedExpired`] (reload,
+    /// then subscribe again).
+    ///
+    /// Each open with a feed records itself in `shelf.json` (one atomic rewrite at
+    /// open) and numbers its commits from `(n - 1) << 40` for the directory's `n`th
+    /// open with a feed, above every number an earlier open gave out (the first
+    /// open of a new directory counts from 0). So a cursor is never read as a
+    /// position in another open's history.
     pub fn feed_retention(mut self, retention: FeedRetention) -> Self {
         self.feed_retention = retention;
         self
@@ -235,19 +243,17 @@ impl StoreBuilder {
         let old_meta = Meta::load(fs.as_ref(), &dir)?;
         let mut meta = updated_meta(&old_meta, &collections);
         // Sequence numbers of an open with a change feed start above every earlier
-        // open's. The feed does not survive a reopen: in a directory used before,
-        // it holds nothing older than this open, so an earlier open's cursor gets
-        // `FeedExpired`, never another open's events under the same numbers.
+        // open's. The feed is the last clean close's, or empty: then an earlier
+        // open's cursor gets `FeedExpired`, never another open's events under the
+        // same numbers.
         let fresh = old_meta.collections.is_empty();
         let seq_base = if self.feed_retention.enabled() { meta.start_feed_epoch(&dir, fresh)? } else { 0 };
-        if !fresh {
-            for collection in &collections {
-                collection.start_feed_after(seq_base);
-            }
-        }
+        let feed_open =
+            feed::FeedOpen { enabled: self.feed_retention.enabled(), last_epoch: old_meta.feed_epoch, fresh, seq_base };
 
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
+        feed::restore(fs.as_ref(), &dir, &collections, &feed_open, &ctx)?;
         let files = Files::new(
             dir.clone(),
             Arc::clone(&fs),
@@ -657,6 +663,13 @@ impl Inner {
         if let Err(e) = self.flush_with(true) {
             self.closed.store(false, Ordering::SeqCst);
             return Err(e);
+        }
+        // Nothing commits any more and the log is durable: every event is
+        // published once the queue is drained, and the feed ends with the records.
+        self.drain_events();
+        let feeds = feed::encode_all(&self.collections, self.meta.lock().feed_epoch);
+        if let Err(e) = self.backend.keep_feeds(feeds) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "the change feed is not kept for the next open");
         }
         self.stop_threads();
         self.lock.lock().take();

@@ -30,9 +30,11 @@
 //! [`FeedRetention`](crate::FeedRetention)), then the live events, with no gap and
 //! no duplicate between the two (both are handed over under the lock that
 //! publishes). A cursor older than the retention fails with
-//! [`Error::FeedExpired`](crate::Error::FeedExpired). The feed lives in memory and
-//! does not survive a reopen: a cursor from an earlier open gets `FeedExpired` too
-//! (sequence numbers keep increasing across opens with a feed).
+//! [`Error::FeedExpired`](crate::Error::FeedExpired). The feed lives in memory; a
+//! clean close keeps it for the next open, a crash does not (see
+//! [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention)): then a
+//! cursor from before gets `FeedExpired` too (sequence numbers keep increasing
+//! across opens with a feed).
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -189,6 +191,17 @@ impl<T: Entity> Watchers<T> {
     /// Sets how many events the feed keeps (at open).
     pub(crate) fn set_retention(&self, retention: FeedRetention) {
         self.state.lock().feed.retention = retention;
+    }
+
+    /// The feed as a feed file's `retained_after` and lines; `None` without a feed.
+    pub(crate) fn feed_lines(&self) -> Option<Result<(u64, Vec<crate::feed_file::Line>), String>> {
+        let mut state = self.state.lock();
+        state.feed.retention.enabled().then(|| state.feed.kept_lines())
+    }
+
+    /// Puts back the feed an earlier open saved (see [`Retained::restore`]).
+    pub(crate) fn restore_feed(&self, retained_after: u64, lines: Vec<crate::feed_file::Line>) -> Result<(), String> {
+        self.state.lock().feed.restore(retained_after, lines)
     }
 
     /// Makes the feed refuse cursors before `seq` (at open: an earlier open's).

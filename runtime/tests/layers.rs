@@ -21,6 +21,7 @@ const LOWER: &[&str] = &[
     "relation.rs",
     "stats.rs",
     "priority.rs",
+    "feed_file.rs",
 ];
 
 /// The core and the layers above it.

@@ -9,7 +9,8 @@ use super::{Announcement, Backend, RecordChange, Source, Stage, Staged, StoredIn
 use crate::batch::{SyncMode, WriteBatch};
 use crate::entity::StorageSpec;
 use crate::error::{Error, Result};
-use crate::fs::Vfs;
+use crate::feed_file::{self, FEED_DIR};
+use crate::fs::{create_dir_durable, Vfs};
 use crate::index_file::INDEX_DIR;
 use crate::meta::Meta;
 use crate::stats::WalStats;
@@ -245,5 +246,18 @@ impl Backend for Files {
 
     fn log_stats(&self) -> Option<WalStats> {
         self.wal.as_ref().map(Wal::stats)
+    }
+
+    fn keep_feeds(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let feed_dir = self.dir.join(FEED_DIR);
+        create_dir_durable(self.fs.as_ref(), &feed_dir).map_err(|e| Error::io("create directory", &feed_dir, e))?;
+        let mut batch = WriteBatch::default();
+        for (name, bytes) in files {
+            batch.write(feed_file::path(&self.dir, name), bytes);
+        }
+        batch.commit(self.fs.as_ref(), self.sync_mode)
     }
 }

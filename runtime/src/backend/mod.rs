@@ -123,6 +123,13 @@ pub(crate) trait Backend: Send + Sync {
     fn checkpoint(&self, cut: u64) -> Result<()>;
     /// Figures about the log, if there is one.
     fn log_stats(&self) -> Option<WalStats>;
+    /// Keeps the change feed of a closing store for its next open: `(collection,
+    /// feed file)` pairs, written durably. A backend whose feed outlives the store
+    /// by itself (a shared one's change log) keeps nothing.
+    fn keep_feeds(&self, files: Vec<(&'static str, Vec<u8>)>) -> Result<()> {
+        let _ = files;
+        Ok(())
+    }
 
     /// The shared source of truth, when the backend is one: then commits go to it
     /// before they are applied (see `commit_shared`).

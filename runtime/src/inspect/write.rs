@@ -23,6 +23,7 @@ use super::{CollectionInfo, DataDir, InspectError, Progress, Quiet, Result};
 use crate::batch::{is_temp, SyncMode, WriteBatch};
 use crate::encode;
 use crate::entity::StorageKind;
+use crate::feed_file;
 use crate::fs::{create_dir_durable, RealFs, Vfs};
 use crate::index_file::INDEX_DIR;
 use crate::meta::Meta;
@@ -272,6 +273,8 @@ impl DataDir {
             }
         }
         remove_index_files(&index_files)?;
+        // The records change without events: a kept change feed would skip them.
+        feed_file::discard(&RealFs, &data.dir)?;
         batch.commit(&RealFs, SyncMode::Batched)?;
         // The files hold every logged commit now: the segments can go.
         for segment in &scan.segments {
@@ -510,6 +513,8 @@ fn commit(data: &DataDir, info: &CollectionInfo, batch: &WriteBatch) -> Result<(
     for dir in strategy(&data.dir, info).dirs() {
         create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
     }
+    // The records change without events: a kept change feed would skip them.
+    feed_file::discard(&RealFs, &data.dir)?;
     batch.commit(&RealFs, SyncMode::Batched)?;
     Ok(())
 }
