@@ -26,6 +26,13 @@
 //! covers every commit appended before it. No thread per waiter, no
 //! `spawn_blocking`, no async runtime: the futures work on any executor.
 //!
+//! On a store opened with `StoreBuilder::postgres` (feature `postgres`), the
+//! durability is PostgreSQL's commit, and an `_async` write still runs its
+//! PostgreSQL transaction at the call, on the calling thread: it blocks for the
+//! transaction's round trips (and its retries on a conflict), like the blocking
+//! form, and the future is ready when returned. Run such writes where blocking is
+//! allowed (`spawn_blocking`) if the round trips matter to the executor.
+//!
 //! # Cancellation
 //!
 //! Dropping a [`WriteFuture`] does not undo the write: it was applied at the call,

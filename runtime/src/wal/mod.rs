@@ -583,3 +583,107 @@ fn new_segment(fs: &dyn Vfs, dir: &Path, path: &Path) -> Result<Arc<dyn VfsAppen
     fs.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
     Ok(Arc::from(file))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The segment switch, driven step by step. A sync in flight is simulated by
+    //! setting `syncing` and then calling `switch_if_ready` with the target that
+    //! sync covered, as `sync_locked` does when it finishes.
+    use super::*;
+    use crate::fs::CrashFs;
+
+    fn open(fs: &Arc<CrashFs>, policy: WalSync) -> Wal {
+        let fs: Arc<dyn Vfs> = Arc::new(Arc::clone(fs));
+        Wal::open(fs, Path::new("/data"), policy, Vec::new(), 0).unwrap()
+    }
+
+    fn wal_dir() -> PathBuf {
+        Path::new("/data").join(WAL_DIR)
+    }
+
+    /// The records a reopen would replay (with no repair: out-of-order is an error).
+    fn replayed(fs: &Arc<CrashFs>) -> Result<Vec<u64>> {
+        Ok(replay::recover(fs, &wal_dir(), false)?.records.into_iter().map(|(lsn, _)| lsn).collect())
+    }
+
+    fn segments(fs: &Arc<CrashFs>) -> Vec<PathBuf> {
+        replay::list_segments(fs, &wal_dir()).unwrap().into_iter().map(|(_, p)| p).collect()
+    }
+
+    #[test]
+    fn the_switch_waits_until_every_record_older_than_the_next_segment_is_written() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Always);
+        wal.append(b"one").unwrap();
+        wal.sync_to(1, None).unwrap();
+        // Record 2 is buffered (its writer waits for the next sync) when the flusher
+        // prepares the next segment, named 3: no switch yet.
+        wal.append(b"two").unwrap();
+        wal.prepare_rotation().unwrap();
+        let live = wal.state.lock().segment_path.clone();
+        // A sync that covered record 1 only finishes: record 2 is not written yet,
+        // so it must still go to the live segment, not to segment 3.
+        wal.state.lock().switch_if_ready(1);
+        assert_eq!(wal.state.lock().segment_path, live, "switched before record 2 was written");
+        wal.sync_to(2, None).unwrap();
+        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(3)), "switched once it was");
+        assert_eq!(replayed(&fs).unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn a_switch_under_every_leaves_the_old_segment_for_the_next_sync() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Every(Duration::from_secs(3600)));
+        wal.append(b"one").unwrap(); // written, not synced
+        wal.prepare_rotation().unwrap(); // switches at once: every record is written
+        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(2)));
+        wal.sync_to(1, None).unwrap();
+        drop(wal);
+        fs.crash();
+        assert_eq!(replayed(&fs).unwrap(), [1], "the sync covering record 1 synced its old segment");
+    }
+
+    #[test]
+    fn the_logs_size_counts_what_each_segment_holds() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Always);
+        let on_disk =
+            |fs: &Arc<CrashFs>| -> u64 { segments(fs).iter().map(|p| fs.read(p).unwrap().len() as u64).sum() };
+        wal.append(b"one").unwrap();
+        wal.sync_to(1, None).unwrap();
+        // The flusher prepares the next segment while a sync is in flight, and a
+        // writer appends record 2 (buffered) before that sync finishes.
+        wal.state.lock().syncing = true;
+        wal.prepare_rotation().unwrap();
+        wal.append(b"two, longer").unwrap();
+        {
+            let mut st = wal.state.lock();
+            st.syncing = false;
+            st.switch_if_ready(1);
+        }
+        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(2)));
+        wal.sync_to(2, None).unwrap();
+        assert_eq!(replayed(&fs).unwrap(), [1, 2]);
+        assert_eq!(wal.stats().bytes, on_disk(&fs), "old segment plus live one");
+        wal.checkpoint(1).unwrap();
+        assert_eq!(segments(&fs), [wal_dir().join(segment_name(2))]);
+        assert_eq!(wal.stats().bytes, on_disk(&fs), "the live segment only");
+    }
+
+    #[test]
+    fn an_idle_log_is_not_rotated_again() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Always);
+        wal.append(b"one").unwrap();
+        wal.sync_to(1, None).unwrap();
+        wal.prepare_rotation().unwrap(); // idle: switches to segment 2 at once
+        wal.checkpoint(1).unwrap();
+        let before = segments(&fs);
+        assert_eq!(before, [wal_dir().join(segment_name(2))]);
+        // Nothing appended since: the live segment is empty, and stays the log.
+        wal.prepare_rotation().unwrap();
+        wal.checkpoint(1).unwrap();
+        assert_eq!(segments(&fs), before);
+        assert_eq!(wal.state.lock().segment_records, 0);
+    }
+}
