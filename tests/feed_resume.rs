@@ -317,7 +317,7 @@ fn after_a_clean_close_every_cursor_resumes_across_the_reopen() {
 }
 
 #[test]
-fn whatever_changes_the_records_between_close_and_reopen_ends_the_kept_feed() {
+fn whatever_changes_the_records_between_close_and_reopen_without_events_ends_the_kept_feed() {
     let feed = FeedRetention::events(1000);
     let closed = |dir: &Path| {
         let store = open(dir, feed);
@@ -337,15 +337,12 @@ fn whatever_changes_the_records_between_close_and_reopen_ends_the_kept_feed() {
     drop(open(dir.path(), FeedRetention::default()));
     assert!(!dir.path().join("_feed").join("doc.jsonl").exists());
     expired(dir.path(), seqs[0], "an open without a feed");
-    // `shelf import`.
+    // `shelf compact` (it writes record files from the WAL).
     let dir = tempfile::tempdir().unwrap();
     let seqs = closed(dir.path());
-    let mut input = std::io::Cursor::new(b"{\"id\":\"imported\",\"v\":1}\n".to_vec());
-    shelf::inspect::DataDir::open(dir.path())
-        .unwrap()
-        .import("doc", &mut input, &Default::default(), &shelf::inspect::Quiet)
-        .unwrap();
-    expired(dir.path(), seqs[0], "shelf import");
+    shelf::inspect::DataDir::open(dir.path()).unwrap().compact(&shelf::inspect::Quiet).unwrap();
+    assert!(!dir.path().join("_feed").join("doc.jsonl").exists());
+    expired(dir.path(), seqs[0], "shelf compact");
     // An open that crashed after taking the feed file (its copy, while open).
     let dir = tempfile::tempdir().unwrap();
     let seqs = closed(dir.path());
@@ -418,4 +415,56 @@ fn an_open_without_a_feed_in_between_never_makes_numbers_reused() {
     assert!(first[0] > *plain.last().unwrap(), "{first:?} after {plain:?}");
     let docs = store.collection::<Doc>().unwrap();
     assert!(matches!(docs.watch_from(plain[1]), Err(Error::FeedExpired { .. })));
+}
+
+/// `shelf import` only stages its lines: the next open applies them through the
+/// commit path, with events, so a kept feed goes on across it.
+#[test]
+fn a_staged_import_is_applied_with_events_and_the_kept_feed_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    let store = open(dir.path(), feed);
+    let seqs = seqs_of(&store, insert_n("a", 3));
+    store.close().unwrap();
+    let mut input = std::io::Cursor::new(b"{\"id\":\"imported\",\"v\":1}\n{\"id\":\"a0\",\"v\":9}\n".to_vec());
+    shelf::inspect::DataDir::open(dir.path())
+        .unwrap()
+        .import("doc", &mut input, &Default::default(), &shelf::inspect::Quiet)
+        .unwrap();
+    assert!(dir.path().join("_feed").join("doc.jsonl").exists(), "staging changes no record");
+    let store = open(dir.path(), feed);
+    let docs = store.collection::<Doc>().unwrap();
+    let resumed: Vec<_> = docs.watch_from(seqs[0]).unwrap().try_iter().collect();
+    let got: Vec<_> = resumed.iter().map(key).collect();
+    let import_seq = got.last().unwrap().0;
+    assert!(import_seq > seqs[2]);
+    assert_eq!(
+        got,
+        [
+            (seqs[1], "insert", "a1".to_owned(), 1),
+            (seqs[2], "insert", "a2".to_owned(), 2),
+            (import_seq, "insert", "imported".to_owned(), 1),
+            (import_seq, "update", "a0".to_owned(), 9),
+        ]
+    );
+}
+
+/// A failed open changes nothing: the kept feed is still there for the next one.
+#[test]
+fn an_open_that_fails_keeps_the_kept_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = FeedRetention::events(1000);
+    let store = open(dir.path(), feed);
+    let seqs = seqs_of(&store, insert_n("a", 2));
+    store.close().unwrap();
+    let record = dir.path().join("doc").join("a0.json");
+    let good = std::fs::read(&record).unwrap();
+    std::fs::write(&record, b"{ not json").unwrap();
+    let failed = Store::builder(dir.path()).register::<Doc>().register::<Other>().feed_retention(feed).open();
+    assert!(matches!(failed, Err(Error::CorruptRecord { .. })), "{:?}", failed.map(|_| ()));
+    std::fs::write(&record, good).unwrap();
+    let store = open(dir.path(), feed);
+    let got: Vec<u64> =
+        store.collection::<Doc>().unwrap().watch_from(seqs[0]).unwrap().try_iter().map(|e| e.seq).collect();
+    assert_eq!(got, [seqs[1]]);
 }

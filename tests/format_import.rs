@@ -1,15 +1,16 @@
 //! `shelf import` (through `shelf::inspect::DataDir::import`) never writes a record
 //! the application's next open refuses: random JSON lines, valid and invalid, for
-//! entity types with nested structs, enums, `Option` and `Vec` fields. Each input is
-//! either imported whole, and then every line loads through the real types exactly,
-//! or refused whole, and then nothing changed. Open never fails.
+//! entity types with nested structs, enums, `Option` and `Vec` fields. Open never
+//! fails, and every line is either stored exactly or reported as rejected.
 //!
-//! The invalid lines are the mistakes the check claims to catch (see
-//! `runtime/src/inspect/check.rs`): a wrong JSON kind, a missing or unknown field, at
-//! any depth, an unknown struct variant. It does not claim to catch a value of the
-//! right kind that the type's deserializer refuses (an unknown unit variant name, an
-//! integer out of range), and those are not drawn. `SHELF_IMPORT_CASES` sets the
-//! number of cases (default 64).
+//! Two kinds of invalid lines are drawn. The mistakes the tool's check catches (see
+//! `runtime/src/inspect/check.rs`: a wrong JSON kind, a missing or unknown field, at
+//! any depth, an unknown struct variant) refuse the whole input, naming a line, and
+//! nothing changes. The mistakes only the type can see (an unknown unit variant
+//! name, an integer out of range) pass the check; the
+//! staged lines then go through the real types at the next open, which stores
+//! every other line and reports each of these in `RecoveryReport::imports`.
+//! `SHELF_IMPORT_CASES` sets the number of cases (default 64).
 
 use std::path::Path;
 use std::time::Duration;
@@ -139,6 +140,18 @@ enum Mistake {
     UnknownStructVariant,
     NestedWrongKind,
     ElementWrongKind,
+    /// A fraction where the stored records have integers: the check catches it.
+    Fraction,
+    /// Only the type can tell: the check passes these.
+    UnknownUnitVariant,
+    OutOfRange,
+}
+
+impl Mistake {
+    /// Whether only the type's deserializer sees it.
+    fn type_only(&self) -> bool {
+        matches!(self, Mistake::UnknownUnitVariant | Mistake::OutOfRange)
+    }
 }
 
 fn mistake() -> impl Strategy<Value = Mistake> {
@@ -150,6 +163,9 @@ fn mistake() -> impl Strategy<Value = Mistake> {
         Just(Mistake::UnknownStructVariant),
         Just(Mistake::NestedWrongKind),
         Just(Mistake::ElementWrongKind),
+        Just(Mistake::UnknownUnitVariant),
+        Just(Mistake::OutOfRange),
+        Just(Mistake::Fraction),
     ]
 }
 
@@ -181,6 +197,15 @@ fn apply(mistake: &Mistake, mut value: Value) -> Value {
         Mistake::ElementWrongKind => {
             obj.insert("tags".into(), json!(["ok", 7]));
         }
+        Mistake::UnknownUnitVariant => {
+            obj.insert("shape".into(), json!("Square"));
+        }
+        Mistake::OutOfRange => {
+            obj.insert("count".into(), json!(5_000_000_000u64));
+        }
+        Mistake::Fraction => {
+            obj.insert("count".into(), json!(1.5));
+        }
     }
     value
 }
@@ -193,23 +218,25 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
-    fn an_import_is_loaded_whole_by_the_real_types_or_refused_whole(
-        lines in prop::collection::vec((valid_item(), prop::option::weighted(0.15, mistake())), 1..6),
+    fn every_imported_line_is_stored_exactly_or_reported_and_open_never_fails(
+        lines in prop::collection::vec((valid_item(), prop::option::weighted(0.2, mistake())), 1..6),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let seeded = seed(dir.path());
         let mut input = String::new();
-        let mut last: std::collections::BTreeMap<String, Item> = std::collections::BTreeMap::new();
-        let mut any_mistake = false;
-        for (item, mistake) in &lines {
+        // Per id, the last line the type takes; the lines it cannot take.
+        let mut stored: std::collections::BTreeMap<String, Item> = std::collections::BTreeMap::new();
+        let mut rejected = Vec::new();
+        let mut caught = false;
+        for (n, (item, mistake)) in lines.iter().enumerate() {
             let value = serde_json::to_value(item).unwrap();
             let value = match mistake {
-                Some(m) => { any_mistake = true; apply(m, value) }
-                None => value,
+                Some(m) if m.type_only() => { rejected.push(n + 1); apply(m, value) }
+                Some(m) => { caught = true; apply(m, value) }
+                None => { stored.insert(item.id.clone(), item.clone()); value }
             };
             input.push_str(&serde_json::to_string(&value).unwrap());
             input.push('\n');
-            last.insert(item.id.clone(), item.clone());
         }
         let data = DataDir::open(dir.path()).unwrap();
         let outcome = data.import("item", &mut input.as_bytes(), &ImportOptions::default(), &Quiet);
@@ -219,34 +246,43 @@ proptest! {
         prop_assert!(store.is_ok(), "open failed after import ({outcome:?}): {:?}", store.err());
         let store = store.unwrap();
         let items = store.collection::<Item>().unwrap();
-        prop_assert!(store.recovery_report().unique_conflicts.is_empty());
+        let report = store.recovery_report();
+        prop_assert!(report.unique_conflicts.is_empty());
         match outcome {
-            Ok(report) => {
-                prop_assert!(!any_mistake, "a line with a mistake was imported: {input}");
-                prop_assert_eq!(report.read, lines.len());
-                for item in last.values() {
+            Ok(staged) => {
+                prop_assert!(!caught, "a mistake the check catches was staged: {input}");
+                prop_assert_eq!(staged.read, lines.len());
+                prop_assert_eq!(report.imports.len(), 1);
+                let applied = &report.imports[0];
+                let got: Vec<usize> = applied.rejected.iter().map(|r| r.line).collect();
+                prop_assert_eq!(&got, &rejected, "the rejected lines, by number: {:?}", applied.rejected);
+                prop_assert_eq!(applied.applied, lines.len() - rejected.len());
+                prop_assert_eq!(applied.kept.is_some(), !rejected.is_empty());
+                for item in stored.values() {
                     prop_assert_eq!(items.get(&item.id).map(|i| (*i).clone()), Some(item.clone()));
                 }
-                prop_assert_eq!(items.len(), seeded.len() + last.len());
+                prop_assert_eq!(items.len(), seeded.len() + stored.len());
             }
             Err(e) => {
                 // Refused whole: the stored records are exactly the seed. A refusal
-                // of mistake-free input is allowed only for a clash (two lines with
-                // one code) or for what the check cannot tell, and says so.
+                // of input without a caught mistake is allowed only for a clash (two
+                // lines with one code) or for what the check cannot tell, and says so.
                 let message = e.to_string();
                 prop_assert!(message.contains("line "), "the refusal names a line: {message}");
-                if !any_mistake {
+                if !caught {
                     prop_assert!(
                         message.contains("have none there") || message.contains("unique index"),
-                        "mistake-free input refused: {message}\n{input}"
+                        "input without a caught mistake refused: {message}\n{input}"
                     );
                 }
+                prop_assert!(report.imports.is_empty());
                 prop_assert_eq!(items.len(), seeded.len());
                 for item in &seeded {
                     prop_assert_eq!(items.get(&item.id).map(|i| (*i).clone()), Some(item.clone()));
                 }
             }
         }
+        prop_assert!(!dir.path().join("_import").join("item.jsonl").exists(), "applied or never staged");
         store.close().unwrap();
     }
 }

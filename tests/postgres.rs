@@ -261,3 +261,39 @@ fn a_transaction_runs_again_when_a_record_it_read_changed_in_another_instance() 
     b.sync().unwrap();
     assert_eq!(b.collection::<User>().unwrap().get("y").unwrap().visits, 100);
 }
+
+/// The feed of an open holds the commits it applied after opening: a cursor from
+/// before (an earlier open's, or another instance's older one) gets `FeedExpired`,
+/// never this open's later events as if nothing were between.
+#[test]
+fn a_feed_cursor_from_before_an_open_gets_feed_expired() {
+    let Some(schema) = Schema::new("feed_floor") else { return };
+    let open = || {
+        schema
+            .builder()
+            .register::<User>()
+            .register::<Post>()
+            .register::<Session>()
+            .feed_retention(shelf::FeedRetention::events(100))
+            .open()
+            .expect("open on PostgreSQL")
+    };
+    let seqs = |store: &Store, prefix: &str| -> Vec<u64> {
+        let users = store.collection::<User>().unwrap();
+        let all = users.watch();
+        for i in 0..3 {
+            users.insert(user(&format!("{prefix}{i}"), &format!("{prefix}{i}@x"))).unwrap();
+        }
+        (0..3).map(|_| all.recv_timeout(Duration::from_secs(20)).unwrap().seq).collect()
+    };
+    let first = seqs(&open(), "a");
+    let store = open();
+    let second = seqs(&store, "b");
+    let users = store.collection::<User>().unwrap();
+    for cursor in [0, first[0], first[1]] {
+        let refused = users.watch_from(cursor).map(|_| ());
+        assert!(matches!(refused, Err(Error::FeedExpired { .. })), "cursor {cursor}: {refused:?}");
+    }
+    let resumed: Vec<u64> = users.watch_from(first[2]).unwrap().try_iter().map(|e| e.seq).collect();
+    assert_eq!(resumed, second);
+}

@@ -120,13 +120,17 @@ pub fn verify(out: &mut dyn Write, data: &DataDir, report: &VerifyReport) -> std
 pub fn import(out: &mut dyn Write, collection: &str, report: &ImportReport) -> std::io::Result<()> {
     writeln!(
         out,
-        "imported {} into `{collection}` ({} new, {} replaced; id field `{}`)",
+        "staged {} for `{collection}` ({} new, {} replaced; id field `{}`) in {}",
         plural(report.read, "record", "records"),
         report.inserted,
         report.replaced,
-        report.id_field
+        report.id_field,
+        report.staged.display()
     )?;
-    index_files(out, report.index_files_removed)
+    writeln!(
+        out,
+        "the application's next open applies them through its types, and reports any line they refuse (Store::recovery_report)"
+    )
 }
 
 fn index_files(out: &mut dyn Write, removed: usize) -> std::io::Result<()> {

@@ -912,6 +912,11 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn set_next_auto(&self, next: u64);
     /// Makes the change feed refuse cursors before `seq` (see `Watchers`).
     fn start_feed_after(&self, seq: u64);
+    /// A staged import's record (JSON texts of its id and value) as the upsert the
+    /// commit path takes (a `TypedOp`), or why it cannot be stored: it does not
+    /// parse as the type, holds another id, or gives a value the type would not
+    /// store as given (see `import_file::first_difference`).
+    fn import_upsert(&self, id: &str, record: &str) -> std::result::Result<Box<dyn Any + Send>, String>;
     /// The change feed as a feed file's `retained_after` and lines; `None` without
     /// a feed. An error names the record that cannot be written.
     fn feed_lines(&self) -> Option<std::result::Result<(u64, Vec<crate::feed_file::Line>), String>>;
@@ -977,7 +982,9 @@ impl<T: Entity> ErasedCollection for Core<T> {
                         });
                     }
                     Err(message) => match from.quarantine() {
-                        Quarantine::MoveFile => ctx.move_aside(self.name, &raw.location(), message)?,
+                        Quarantine::MoveFile => {
+                            ctx.move_aside(self.name, &raw.location(), message)?;
+                        }
                         Quarantine::CopyFileAndSkip => {
                             ctx.copy_aside(self.name, raw.file, &raw.location(), message)?;
                             skipped = true;
@@ -1137,6 +1144,19 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
     fn start_feed_after(&self, seq: u64) {
         self.watchers().start_feed_after(seq);
+    }
+    fn import_upsert(&self, id: &str, record: &str) -> std::result::Result<Box<dyn Any + Send>, String> {
+        let id: T::Id = serde_json::from_str(id).map_err(|e| format!("bad id: {e}"))?;
+        let value: T = serde_json::from_str(record).map_err(|e| e.to_string())?;
+        if *value.id() != id {
+            return Err(format!("the record holds id `{}`, not `{}`", value.id().encode_key(), id.encode_key()));
+        }
+        let given: serde_json::Value = serde_json::from_str(record).map_err(|e| e.to_string())?;
+        let stored = serde_json::to_value(&value).map_err(|e| format!("cannot be serialized: {e}"))?;
+        if let Some(field) = crate::import_file::first_difference(&given, &stored) {
+            return Err(format!("{field} would not be stored as given"));
+        }
+        Ok(Box::new(TypedOp::Upsert(Arc::new(value))))
     }
     fn feed_lines(&self) -> Option<std::result::Result<(u64, Vec<crate::feed_file::Line>), String>> {
         self.watchers().feed_lines()

@@ -300,7 +300,7 @@ pub enum Error {
     /// belong to an earlier open whose feed was not kept (a crash; see
     /// [`StoreBuilder::feed_retention`](crate::StoreBuilder::feed_retention)). Resuming
     /// would skip them, so nothing is delivered: reload the state and subscribe anew.
-    #[error("collection `{collection}`: change feed cursor {cursor} is older than the feed's retention (it keeps the events after sequence number {retained_after}); reload the collection and subscribe again")]
+    #[error("collection `{collection}`: change feed cursor {cursor} is older than what the feed holds (the events after sequence number {retained_after}; older ones were dropped by the retention, or belong to an open whose feed was not kept); reload the collection and subscribe again")]
     FeedExpired {
         /// The collection.
         collection: String,

@@ -177,10 +177,16 @@ impl<T: Entity> Retained<T> {
         let mut dropped_upto = retained_after;
         for line in lines {
             let age = Duration::from_millis(now_ms.saturating_sub(line.at_ms));
-            if self.retention.max_age.is_some_and(|max| age > max) {
-                dropped_upto = dropped_upto.max(line.seq);
-                continue;
-            }
+            // Older than the clock can say (a machine up for less than the event's
+            // age): past an age limit if there is one; without one, age is moot.
+            let at = match now.checked_sub(age) {
+                Some(at) => at,
+                None if self.retention.max_age.is_some() => {
+                    dropped_upto = dropped_upto.max(line.seq);
+                    continue;
+                }
+                None => now,
+            };
             let record = parse::<T>(&line.record).map_err(|e| format!("sequence number {}: {e}", line.seq))?;
             let change = match (line.op, line.old) {
                 (Op::Insert, _) => Change::Insert(record),
@@ -191,9 +197,6 @@ impl<T: Entity> Retained<T> {
                 },
                 (Op::Update, None) => return Err(format!("sequence number {}: an update without `old`", line.seq)),
             };
-            // Within the age limit; if the clock cannot go back that far (a machine
-            // up for less than the event's age), the event counts as new.
-            let at = now.checked_sub(age).unwrap_or(now);
             events.push_back((at, Event { seq: line.seq, change }));
         }
         // Whole commits only: an event older than the limit took its commit along.

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::batch::{SyncMode, WriteBatch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fs::Vfs;
+use crate::jsonl_file;
 
 /// The directory of feed files, in the data directory (a collection name cannot
 /// start with `_`).
@@ -71,32 +71,22 @@ pub(crate) fn path(dir: &Path, name: &str) -> PathBuf {
 
 /// A feed file's bytes: the header, then one line per event, oldest first.
 pub(crate) fn encode(header: &Header, lines: &[Line]) -> serde_json::Result<Vec<u8>> {
-    let mut out = serde_json::to_vec(header)?;
-    out.push(b'\n');
-    for line in lines {
-        serde_json::to_writer(&mut out, line)?;
-        out.push(b'\n');
-    }
-    Ok(out)
+    jsonl_file::encode(header, lines)
 }
 
 /// Reads a feed file. An error says what is wrong, naming the line.
 pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<(Header, Vec<Line>), String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, first) = lines.next().ok_or("empty")?;
-    let header: Header = serde_json::from_str(first).map_err(|e| format!("line 1 (the header): {e}"))?;
+    let (header, items): (Header, Vec<(usize, Line)>) = jsonl_file::decode(bytes)?;
     if header.shelf_feed != FEED_VERSION {
         return Err(format!("feed file version {}, this build reads {FEED_VERSION}", header.shelf_feed));
     }
-    let mut events = Vec::new();
-    for (n, line) in lines {
-        let event: Line = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        if event.seq <= header.retained_after || events.last().is_some_and(|last: &Line| event.seq < last.seq) {
-            return Err(format!("line {}: sequence number {} is out of order", n + 1, event.seq));
+    let mut events: Vec<Line> = Vec::with_capacity(items.len());
+    for (n, event) in items {
+        if event.seq <= header.retained_after || events.last().is_some_and(|last| event.seq < last.seq) {
+            return Err(format!("line {n}: sequence number {} is out of order", event.seq));
         }
         if (event.op == Op::Update) != event.old.is_some() {
-            return Err(format!("line {}: `old` goes with an update, and only with one", n + 1));
+            return Err(format!("line {n}: `old` goes with an update, and only with one"));
         }
         events.push(event);
     }
@@ -105,24 +95,12 @@ pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<(Header, Vec<Line>), S
 
 /// The feed files in `dir`'s feed directory (none when it does not exist).
 pub(crate) fn list(fs: &dyn Vfs, dir: &Path) -> Result<Vec<PathBuf>> {
-    let feed_dir = dir.join(FEED_DIR);
-    match fs.read_dir(&feed_dir) {
-        Ok(entries) => Ok(entries.into_iter().filter(|e| !e.is_dir).map(|e| feed_dir.join(e.name)).collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("list", feed_dir, e)),
-    }
+    jsonl_file::list(fs, &dir.join(FEED_DIR))
 }
 
 /// Removes every feed file, durably: after this, the records may change.
 pub(crate) fn discard(fs: &dyn Vfs, dir: &Path) -> Result<()> {
-    let mut batch = WriteBatch::default();
-    for file in list(fs, dir)? {
-        batch.remove(file);
-    }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    batch.commit(fs, SyncMode::Batched)
+    jsonl_file::remove_all(fs, list(fs, dir)?)
 }
 
 #[cfg(test)]

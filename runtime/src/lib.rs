@@ -11,9 +11,10 @@
 //!
 //! 1. `fs`: every byte read or written ([`fs::Vfs`], `RealFs`, `FaultFs`, `CrashFs`).
 //! 2. `batch`, `encode`: atomic multi-file writes; ids as file names.
-//! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`, `feed_file`: the
-//!    on-disk forms of records, the write-ahead log, indices, `shelf.json` and the
-//!    change feed a closed store keeps.
+//! 3. `storage`, `wal`, `index`, `index_file`, `meta`, `recover`, `feed_file`,
+//!    `import_file`, `jsonl_file`: the on-disk forms of records, the write-ahead
+//!    log, indices, `shelf.json`, the change feed a closed store keeps and imports
+//!    staged for the next open.
 //! 4. `backend`: the persistence seam. One internal trait says how records become
 //!    durable (load everything, log a commit, make a snapshot durable, checkpoint);
 //!    `backend::files` implements it with the modules of layer 3.
@@ -44,9 +45,11 @@ mod flush;
 pub mod fs;
 mod handle;
 mod handle_async;
+mod import_file;
 mod index;
 mod index_file;
 pub mod inspect;
+mod jsonl_file;
 mod key;
 mod link;
 mod meta;
@@ -83,7 +86,7 @@ pub use query::{
     Column, Field, GroupBy, Groupable, Nullable, Numeric, OptField, OrderBy, Orderable, Plan, Predicate, Query, Text,
     Value,
 };
-pub use recover::{Quarantined, RecoveryReport, UniqueConflict, QUARANTINE_DIR};
+pub use recover::{AppliedImport, Quarantined, RecoveryReport, RejectedLine, UniqueConflict, QUARANTINE_DIR};
 pub use relation::{Dangling, ForeignKey, OnDelete, Reader, References};
 pub use stats::{CollectionStats, FlushReport, Stats, WalStats};
 #[cfg(feature = "postgres")]

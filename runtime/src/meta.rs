@@ -9,8 +9,20 @@ use crate::entity::{Entity, StorageKind, StorageSpec};
 use crate::error::{Error, Result};
 use crate::fs::Vfs;
 
-/// The on-disk format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest on-disk format this build reads (and writes, where needed).
+///
+/// Version 2 adds what a version-1 build would misread by ignoring it: the change
+/// feed's sequence ranges (`feed_epoch`) and kept feeds (`_feed/`), and staged
+/// imports (`_import/`). A directory is raised to 2 only when it uses them (an open
+/// with `feed_retention`, or `shelf import`); others stay at 1, readable by older
+/// builds.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format of a directory that uses nothing of a later version.
+pub(crate) const BASE_FORMAT_VERSION: u32 = 1;
+
+/// The version that a change feed or a staged import needs (see [`FORMAT_VERSION`]).
+pub(crate) const FEED_AND_IMPORT_VERSION: u32 = 2;
 
 /// The file name of the metadata file.
 pub(crate) const META_FILE: &str = "shelf.json";
@@ -139,7 +151,7 @@ pub(crate) struct ForeignKeyMeta {
 
 impl Meta {
     pub fn empty() -> Self {
-        Meta { format_version: FORMAT_VERSION, collections: BTreeMap::new(), feed_epoch: 0 }
+        Meta { format_version: BASE_FORMAT_VERSION, collections: BTreeMap::new(), feed_epoch: 0 }
     }
 
     /// Counts an open with a change feed in `feed_epoch` and returns the sequence
@@ -159,6 +171,7 @@ impl Meta {
             ),
         })?;
         self.feed_epoch = epoch;
+        self.format_version = self.format_version.max(FEED_AND_IMPORT_VERSION);
         Ok(base)
     }
 
@@ -211,7 +224,9 @@ mod tests {
         let dir = Path::new("/data");
         // A new directory: the first open counts from 0, the next from 2^40.
         let mut meta = Meta::empty();
+        assert_eq!(meta.format_version, 1);
         assert_eq!(meta.start_feed_epoch(dir, true).unwrap(), 0);
+        assert_eq!(meta.format_version, 2, "an older build would misread the ranges");
         assert_eq!(meta.start_feed_epoch(dir, false).unwrap(), 1 << 40);
         assert_eq!(meta.feed_epoch, 2);
         // A directory opened before without a feed: range 0 is theirs, so skip it.

@@ -60,6 +60,46 @@ pub struct RecoveryReport {
     /// Files and directories in a collection's directory that Shelf did not write
     /// (no record file, no temp file, no index directory). Left where they are.
     pub stray_files: Vec<std::path::PathBuf>,
+    /// Imports staged by `shelf import` that this open applied (FORMAT §15).
+    pub imports: Vec<AppliedImport>,
+}
+
+impl RecoveryReport {
+    /// A report of nothing found.
+    pub(crate) const fn none() -> Self {
+        RecoveryReport {
+            temp_files_removed: 0,
+            quarantined: Vec::new(),
+            wal_records_replayed: 0,
+            wal_bytes_truncated: 0,
+            unique_conflicts: Vec::new(),
+            stray_files: Vec::new(),
+            imports: Vec::new(),
+        }
+    }
+}
+
+/// A staged import (`shelf import`) an open applied through the collection's type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedImport {
+    /// The collection.
+    pub collection: String,
+    /// Records stored (inserted or replaced).
+    pub applied: usize,
+    /// Lines left out, by the line number `shelf import` read them at.
+    pub rejected: Vec<RejectedLine>,
+    /// Where the staged file was moved, when it had refused lines (under
+    /// `_quarantine/_import/`); removed otherwise.
+    pub kept: Option<PathBuf>,
+}
+
+/// A line of a staged import that was not stored, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedLine {
+    /// The line's number in the input `shelf import` read.
+    pub line: usize,
+    /// Why: what the type's deserializer said, or the write it failed.
+    pub reason: String,
 }
 
 /// What loading a collection needs from the store.
@@ -159,7 +199,7 @@ impl<'a> LoadCtx<'a> {
 
     /// Moves an unreadable file to `<dir>/_quarantine/<collection>/`, durably, and
     /// records it. The file is never deleted or overwritten.
-    pub fn move_aside(&self, collection: &str, from: &Path, reason: String) -> Result<()> {
+    pub fn move_aside(&self, collection: &str, from: &Path, reason: String) -> Result<PathBuf> {
         let target_dir = self.dir.join(QUARANTINE_DIR).join(collection);
         create_dir_durable(self.fs, &target_dir).map_err(|e| Error::io("create directory", &target_dir, e))?;
         let to = self.free_name(&target_dir, from)?;
@@ -172,9 +212,9 @@ impl<'a> LoadCtx<'a> {
         self.report.lock().quarantined.push(Quarantined {
             collection: collection.to_owned(),
             from: from.to_path_buf(),
-            to,
+            to: to.clone(),
             reason,
         });
-        Ok(())
+        Ok(to)
     }
 }

@@ -27,6 +27,7 @@ use crate::relation::{Dangling, ForeignKeySpec};
 use crate::wal::{replay, Wal, WalSync, WAL_DIR};
 
 mod feed;
+mod import;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -186,16 +187,23 @@ impl StoreBuilder {
     /// dropping the last handle) writes each persisted collection's feed to
     /// `_feed/<collection>.jsonl`, and the next open puts it back, so a subscriber
     /// resumes across a restart with no gap. It does not survive a crash, an open
-    /// without a feed, or a `shelf` command that writes records; a memory
+    /// without a feed, or `shelf compact` (a `shelf import` is applied at the next
+    /// open with events, so the feed goes on across it); a memory
     /// collection's feed never survives (its records do not either). Then the feed
     /// starts empty, and a cursor from before gets [`Error::FeedExpired`] (reload,
     /// then subscribe again).
     ///
-    /// Each open with a feed records itself in `shelf.json` (one atomic rewrite at
-    /// open) and numbers its commits from `(n - 1) << 40` for the directory's `n`th
-    /// open with a feed, above every number an earlier open gave out (the first
-    /// open of a new directory counts from 0). So a cursor is never read as a
-    /// position in another open's history.
+    /// Each open with a feed takes the next range of sequence numbers, recorded in
+    /// `shelf.json` (one atomic rewrite at open, which also raises the directory to
+    /// format version 2, so older builds refuse it rather than misread it): range
+    /// `n` counts from `(n - 1) << 40`, above every number an earlier open gave out.
+    /// The first open of a new directory takes range 1 (counting from 0); a
+    /// directory opened before without a feed starts at range 2. So a cursor is
+    /// never read as a position in another open's history. The limits: one open
+    /// numbers fewer than 2^40 commits (127 days at 100,000 commits a second), and
+    /// a directory has at most 2^24 opens with a feed (then open fails with
+    /// [`Error::Meta`]); numbers pass 2^53 after 8,192 of them, so send them to
+    /// JavaScript clients as strings.
     pub fn feed_retention(mut self, retention: FeedRetention) -> Self {
         self.feed_retention = retention;
         self
@@ -253,7 +261,6 @@ impl StoreBuilder {
 
         let ctx = LoadCtx::new(fs.as_ref(), &dir, self.quarantine);
         ctx.sweep_temps(&dir)?;
-        feed::restore(fs.as_ref(), &dir, &collections, &feed_open, &ctx)?;
         let files = Files::new(
             dir.clone(),
             Arc::clone(&fs),
@@ -336,14 +343,17 @@ impl StoreBuilder {
             let declared = files.collection(pos);
             migrate::migrate(fs.as_ref(), &dir, &mut meta, collection, declared, stored, self.compression_level)?;
         }
+        // Late, once nothing else can fail the open: a failed open keeps the feed
+        // files (the records did not change). Removed before the first commit.
+        feed::restore(fs.as_ref(), &dir, &collections, &feed_open, &ctx)?;
         if meta != old_meta {
             write_atomic(fs.as_ref(), Meta::path(&dir), meta.to_bytes(&dir)?)?;
         }
-        let report = ctx.into_report();
+        let staged = import::read(fs.as_ref(), &dir, &collections, &ctx)?;
 
         let inner = Arc::new(Inner {
             backend: Box::new(files.with_wal(wal)),
-            dir,
+            dir: dir.clone(),
             lock: Mutex::new(Some(lock)),
             collections,
             by_type,
@@ -358,7 +368,7 @@ impl StoreBuilder {
             by_name: relations.by_name,
             log,
             closed: AtomicBool::new(false),
-            report,
+            report: std::sync::OnceLock::new(),
             flusher: Mutex::new(Vec::new()),
             background: Default::default(),
             #[cfg(feature = "postgres")]
@@ -383,7 +393,14 @@ impl StoreBuilder {
         // Records replayed from the WAL are dirty: the background flusher writes them,
         // and the WAL keeps them until it has. Index files found missing or stale are
         // rewritten by the final flush of `close`.
-        Ok(Store { inner: Arc::new(Shared { inner }) })
+        let store = Store { inner: Arc::new(Shared { inner }) };
+        // Staged imports go in through the commit path, now that it runs; the store
+        // is not handed out before they are durable (on an error, its drop closes it).
+        let imports = import::apply(fs.as_ref(), &store.inner.inner, staged, &ctx)?;
+        let mut report = ctx.into_report();
+        report.imports = imports;
+        let _ = store.inner.inner.report.set(report);
+        Ok(store)
     }
 }
 
@@ -585,7 +602,8 @@ pub(crate) struct Inner {
     pub(crate) meta: Mutex<Meta>,
     pub(crate) flush_state: FlushState,
     closed: AtomicBool,
-    report: RecoveryReport,
+    /// Set once, at the end of open.
+    report: std::sync::OnceLock<RecoveryReport>,
     /// Serializes writers; see [`crate::commit`].
     pub(crate) writer: Mutex<()>,
     /// The sequence number of the last commit (for events and flush notifications).
@@ -839,7 +857,8 @@ impl Store {
 
     /// What `open` found and repaired: removed temp files and quarantined files.
     pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.inner.report
+        static NOTHING: RecoveryReport = RecoveryReport::none();
+        self.inner.report.get().unwrap_or(&NOTHING)
     }
 
     /// Counters of every collection, the last flush and the WAL.

@@ -22,6 +22,8 @@ const LOWER: &[&str] = &[
     "stats.rs",
     "priority.rs",
     "feed_file.rs",
+    "import_file.rs",
+    "jsonl_file.rs",
 ];
 
 /// The core and the layers above it.

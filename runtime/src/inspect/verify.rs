@@ -106,6 +106,12 @@ impl DataDir {
         }
         self.verify_wal(&scan, &mut report);
         self.check_references(refs, !scan.records.is_empty(), &mut report);
+        for staged in crate::import_file::list(&RealFs, &self.dir)? {
+            report.notes.push(format!(
+                "{} is a staged import: the application's next open applies it (its records are not checked here)",
+                self.relative(&staged)
+            ));
+        }
         report.wal = scan.summary;
         Ok(report)
     }

@@ -2,6 +2,11 @@
 //! the way a flush does: every file through one [`WriteBatch`] (temp file, fsync,
 //! rename, directory fsync), so a crash leaves each file old or new, never torn.
 //!
+//! `import` writes no record file: it stages the checked lines in
+//! `_import/<collection>.jsonl`, and the application's next open applies them
+//! through the collection's type and commit path (FORMAT §15), since only the type
+//! knows what its deserializer accepts.
+//!
 //! They never write index files: the header's content hash is computed over the
 //! typed keys, which the tools do not have. The index files of a collection that
 //! changes are removed first, durably, and the store writes them again (it rebuilds
@@ -25,6 +30,7 @@ use crate::encode;
 use crate::entity::StorageKind;
 use crate::feed_file;
 use crate::fs::{create_dir_durable, RealFs, Vfs};
+use crate::import_file;
 use crate::index_file::INDEX_DIR;
 use crate::meta::Meta;
 use crate::storage::FileChange;
@@ -42,15 +48,16 @@ pub struct ImportOptions {
 pub struct ImportReport {
     /// Records read from the input.
     pub read: usize,
-    /// Of those, ids that were new.
+    /// Of those, ids that are new (applied at the application's next open).
     pub inserted: usize,
-    /// Of those, ids that replaced a stored record (a later line with the same id
+    /// Of those, ids that replace a stored record (a later line with the same id
     /// replaces an earlier one, too).
     pub replaced: usize,
     /// The id field used.
     pub id_field: String,
-    /// Index files removed (the store writes them again; see the module docs).
-    pub index_files_removed: usize,
+    /// The staged import (`_import/<collection>.jsonl`): the application's next open
+    /// applies it through the collection's type, and reports the lines it refuses.
+    pub staged: PathBuf,
 }
 
 /// What [`DataDir::compact`] did to one collection.
@@ -108,22 +115,30 @@ fn invalid(message: String) -> InspectError {
 
 impl DataDir {
     /// Reads JSON lines (one record object per line; blank lines are skipped) and
-    /// stores them in a collection, in its layout: a record with a stored id replaces
-    /// it. The collection's index files are removed (the store writes them again).
+    /// stages them for a collection: a record with a stored id will replace it.
     /// Takes the directory lock.
     ///
     /// Every line is checked first, and one bad line refuses the whole input: its
-    /// fields against the stored records' fields and their JSON kinds, its checked
-    /// foreign keys against the parents' durable records, and the unique indices
-    /// (see the `check` module for what this can and cannot catch). A collection
-    /// with no stored records cannot be checked, and is refused.
+    /// fields against the stored records' fields and their JSON kinds (when the
+    /// collection has stored records), its checked foreign keys against the parents'
+    /// durable records, and the unique indices (see the `check` module for what this
+    /// can and cannot catch).
+    ///
+    /// The lines are then staged in `_import/<collection>.jsonl`, not written to
+    /// record files: the application's next open applies them through the
+    /// collection's type and commit path, all together, and reports each line the
+    /// type or the commit refuses in
+    /// [`RecoveryReport::imports`](crate::RecoveryReport::imports). So a line only
+    /// the type could refuse (an unknown enum variant, an integer out of range, a
+    /// custom deserializer's refusal) never makes the open fail.
     ///
     /// # Errors
     ///
     /// [`InspectError::Locked`] when a `Store` holds the directory; an unknown or
     /// memory collection; [`InspectError::Invalid`] for a bad line (the message names
-    /// it), an id that cannot be a file name, unreadable stored records, or unflushed
-    /// WAL writes to the collection (run `compact` first). Nothing is written then.
+    /// it), an id that cannot be a file name, unreadable stored records, unflushed
+    /// WAL writes to the collection (run `compact` first), or an import into the
+    /// collection already staged. Nothing is written then.
     pub fn import(
         &self,
         name: &str,
@@ -158,13 +173,11 @@ impl DataDir {
                 None => return Err(invalid("cannot tell which field holds the id; pass it with --id-field".into())),
             };
         let refuse = |n: usize, message: String| invalid(format!("line {n}: {message}; nothing was imported"));
+        // Without stored records there is nothing to compare fields with: the
+        // application's open checks every line through its type anyway.
         let fields = check::Fields::of(parsed.iter().filter_map(|p| p.json.as_ref().ok()));
-        if fields.is_empty() && !lines.is_empty() {
-            return Err(invalid(format!(
-                "`{name}` has no stored records to check the input's fields against (shelf.json does not record field types), so the input could hold records the application cannot load; write the first records through the application"
-            )));
-        }
         let mut changes = Vec::with_capacity(lines.len());
+        let mut numbers = Vec::with_capacity(lines.len());
         let mut line_of: BTreeMap<String, usize> = BTreeMap::new();
         for (n, line) in lines {
             let Some(id) = line.get(&id_field).cloned() else {
@@ -173,22 +186,56 @@ impl DataDir {
             let Some(id_text) = id.key_text() else {
                 return Err(refuse(n, format!("id {id} is not a string or an integer")));
             };
-            fields.check(&line).map_err(|e| refuse(n, e))?;
+            if !fields.is_empty() {
+                fields.check(&line).map_err(|e| refuse(n, e))?;
+            }
             line_of.insert(id_text.clone(), n);
+            numbers.push(n);
             changes.push(Change { id_text, id, value: Some(line), parent: false });
         }
         data.check_import_references(&info, &parsed, &changes, &id_field, &line_of)?;
         data.check_import_unique(&info, &parsed, &changes, &id_field, &line_of)?;
         let read = changes.len();
-        progress.start(&format!("writing {name}"), Some(read as u64));
-        let mut batch = WriteBatch::default();
-        let staged = data.stage(&info, parsed, changes, Some(&id_field), &mut batch)?;
-        let index_files_removed = staged.index_files.len();
-        remove_index_files(&staged.index_files)?;
-        commit(&data, &info, &batch)?;
+        let path = import_file::path(&data.dir, name);
+        match RealFs.read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => {
+                return Err(invalid(format!(
+                "an import into `{name}` is already staged ({}); open the store with the application to apply it first",
+                data.relative(&path)
+            )))
+            }
+        }
+        let stored: BTreeSet<String> = parsed.iter().filter_map(|p| p.id_text(Some(&id_field))).collect();
+        let mut seen = BTreeSet::new();
+        let replaced = changes.iter().filter(|c| stored.contains(&c.id_text) || !seen.insert(&c.id_text)).count();
+        progress.start(&format!("staging {name}"), Some(read as u64));
+        let raw =
+            |json: &Json| serde_json::value::to_raw_value(json).map_err(|e| invalid(format!("cannot serialize: {e}")));
+        let mut staged = Vec::with_capacity(read);
+        for (change, line) in changes.iter().zip(numbers) {
+            let Some(value) = &change.value else { continue };
+            staged.push(import_file::Line { line, id: raw(&change.id)?, record: raw(value)? });
+        }
+        let header = import_file::Header {
+            shelf_import: import_file::IMPORT_VERSION,
+            collection: name.to_owned(),
+            id_field: id_field.clone(),
+        };
+        let bytes = import_file::encode(&header, &staged).map_err(|e| invalid(format!("cannot serialize: {e}")))?;
+        // An older build would ignore the staged file (and a later open would then
+        // apply it over newer records): the directory is raised to the version
+        // that knows it, first.
+        if data.meta.format_version < crate::meta::FEED_AND_IMPORT_VERSION {
+            let meta = Meta { format_version: crate::meta::FEED_AND_IMPORT_VERSION, ..data.meta.clone() };
+            crate::batch::write_atomic(&RealFs, Meta::path(&data.dir), meta.to_bytes(&data.dir)?)?;
+        }
+        let import_dir = data.dir.join(import_file::IMPORT_DIR);
+        create_dir_durable(&RealFs, &import_dir).map_err(|e| InspectError::io("create directory", &import_dir, e))?;
+        crate::batch::write_atomic(&RealFs, path.clone(), bytes)?;
         progress.advance(read as u64);
         progress.finish();
-        Ok(ImportReport { read, inserted: staged.inserted, replaced: staged.replaced, id_field, index_files_removed })
+        Ok(ImportReport { read, inserted: read - replaced, replaced, id_field, staged: path })
     }
 
     /// Checkpoints the WAL: applies its valid records to the files in sequence order
@@ -504,17 +551,6 @@ fn remove_index_files(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
         batch.remove(path.clone());
     }
-    batch.commit(&RealFs, SyncMode::Batched)?;
-    Ok(())
-}
-
-/// Creates the collection's directories and commits the batch.
-fn commit(data: &DataDir, info: &CollectionInfo, batch: &WriteBatch) -> Result<()> {
-    for dir in strategy(&data.dir, info).dirs() {
-        create_dir_durable(&RealFs, &dir).map_err(|e| InspectError::io("create directory", &dir, e))?;
-    }
-    // The records change without events: a kept change feed would skip them.
-    feed_file::discard(&RealFs, &data.dir)?;
     batch.commit(&RealFs, SyncMode::Batched)?;
     Ok(())
 }

@@ -63,14 +63,14 @@ fn restore_one(
     let name = collection.name();
     let bytes = match fs.read(path) {
         Ok(bytes) => bytes,
-        Err(e) => return aside(ctx, path, format!("unreadable feed file: {e}")),
+        Err(e) => return aside(ctx, path, format!("collection `{name}`'s feed file is unreadable: {e}")),
     };
     let (header, lines) = match feed_file::decode(&bytes) {
         Ok(read) => read,
-        Err(e) => return aside(ctx, path, format!("unreadable feed file: {e}")),
+        Err(e) => return aside(ctx, path, format!("collection `{name}`'s feed file is unreadable: {e}")),
     };
     if header.collection != name {
-        return aside(ctx, path, format!("the feed file is collection `{}`'s", header.collection));
+        return aside(ctx, path, format!("collection `{name}`'s feed file is collection `{}`'s", header.collection));
     }
     if header.epoch != open.last_epoch {
         // An open came after the close that wrote it (and crashed, or it would
@@ -80,7 +80,7 @@ fn restore_one(
     }
     match collection.restore_feed(header.retained_after, lines) {
         Ok(()) => Ok(true),
-        Err(e) => aside(ctx, path, format!("a record of the feed file does not load: {e}")),
+        Err(e) => aside(ctx, path, format!("a record of collection `{name}`'s feed file does not load: {e}")),
     }
 }
 

@@ -122,6 +122,11 @@ impl StoreBuilder {
             collection.load(&ctx, pg.source(pos), &|name| pg.read_index(pos, name))?;
         }
         let report = ctx.into_report();
+        // The feed holds the commits this open applies, after `floor`: an earlier
+        // cursor gets `FeedExpired`, never a gap.
+        for collection in &collections {
+            collection.start_feed_after(floor);
+        }
         let meta = updated_meta(&Meta::empty(), &collections);
         let log = vec![Log::No; collections.len()];
         let inner = Arc::new(Inner {
@@ -141,7 +146,7 @@ impl StoreBuilder {
             by_name: relations.by_name,
             log,
             closed: AtomicBool::new(false),
-            report,
+            report: std::sync::OnceLock::from(report),
             flusher: Mutex::new(Vec::new()),
             background: Default::default(),
             shared: crate::commit_shared::SharedState::new(floor),
