@@ -193,11 +193,18 @@ fn every_file_kind_the_store_writes_is_read_back_by_the_tools() {
     // shelf.json: the schema the store records.
     let by_name: BTreeMap<&str, _> = data.collections().iter().map(|c| (c.name.as_str(), c)).collect();
     assert_eq!(by_name["plain"].id_field.as_deref(), Some("id"));
-    let plain_indices: Vec<(&str, bool, bool)> =
-        by_name["plain"].indices.iter().map(|i| (i.name.as_str(), i.unique, i.sorted)).collect();
-    for expected in
-        [("code", true, false), ("kind", false, false), ("tags", false, false), ("kind_and_rank", false, false)]
-    {
+    let plain_indices: Vec<(&str, bool, bool, Vec<&str>, bool)> = by_name["plain"]
+        .indices
+        .iter()
+        .map(|i| (i.name.as_str(), i.unique, i.sorted, i.fields.iter().map(String::as_str).collect(), i.each))
+        .collect();
+    // Each index with its fields (a composite's in key order) and whether it is `each`.
+    for expected in [
+        ("code", true, false, vec!["code"], false),
+        ("kind", false, false, vec!["kind"], false),
+        ("tags", false, false, vec!["tags"], true),
+        ("kind_and_rank", false, false, vec!["kind", "rank"], false),
+    ] {
         assert!(plain_indices.contains(&expected), "{expected:?} in {plain_indices:?}");
     }
     assert_eq!(

@@ -79,14 +79,40 @@ pub fn index_list(p: &TokenStream, indices: &[IndexModel]) -> TokenStream {
     quote!(::std::vec![#(#items),*])
 }
 
-/// Statements that append to `list` (the `__indices()` vector) the implied unique
-/// index of each pair of plain `#[belongs_to]` fields that is the pair of a `through`
-/// relationship. Which pairs are is known only to the entities that declare
-/// `#[has_many(.., through = Self)]`: their derive implements `ThroughPair<A, B>` for
-/// this entity, and a probe here (autoref specialization) picks the index only then.
-/// A pair already under a declared unique index needs none. Appended after the
-/// declared indices, so their positions do not move.
-pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenStream {
+/// The body of `__index_fields()`: per index name, its fields and whether it is
+/// `each`; and the same for every `through` pair index the entity may have (see
+/// [`through_pair_indices`]; an entry whose index is absent is never looked up).
+pub fn index_fields(model: &Model, indices: &[IndexModel]) -> TokenStream {
+    let mut items: Vec<TokenStream> = indices
+        .iter()
+        .map(|index| {
+            let name = &index.name;
+            let fields = index.parts.iter().map(|part| crate::names::unraw(&part.field));
+            let each = index.shape == KeyShape::Each;
+            quote!((#name, &[#(#fields),*], #each))
+        })
+        .collect();
+    for (name, a, b) in pair_names(model, indices) {
+        items.push(quote!((#name, &[#a, #b], false)));
+    }
+    quote!(&[#(#items),*])
+}
+
+/// The plain `#[belongs_to]` fields, in pairs that may form a `through` pair, with
+/// the name of their implied index: `(name, field a, field b)`, field names unraw.
+fn pair_names(model: &Model, indices: &[IndexModel]) -> Vec<(String, String, String)> {
+    pairs(model, indices)
+        .into_iter()
+        .map(|(name, a, b, _, _)| (name, crate::names::unraw(&a.ident), crate::names::unraw(&b.ident)))
+        .collect()
+}
+
+/// The pairs of plain `#[belongs_to]` fields not already under a declared unique
+/// index, with the name of their implied index.
+fn pairs<'a>(
+    model: &'a Model,
+    indices: &[IndexModel],
+) -> Vec<(String, &'a Field, &'a Field, &'a BelongsTo, &'a BelongsTo)> {
     let id_field = model.id.as_ref().map(|id| &id.ident);
     let keys: Vec<(&Field, &BelongsTo)> = model
         .fields
@@ -94,7 +120,7 @@ pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexMode
         .filter(|f| Some(&f.ident) != id_field && crate::types::wrapped(&f.ty, "Option").is_none())
         .filter_map(|f| f.belongs_to.as_ref().map(|b| (f, b)))
         .collect();
-    let mut out = TokenStream::new();
+    let mut out = Vec::new();
     for (i, (a, pa)) in keys.iter().enumerate() {
         for (b, pb) in &keys[i + 1..] {
             let declared_unique = indices.iter().any(|index| {
@@ -108,22 +134,37 @@ pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexMode
             }
             let pair = format!("{}_and_{}", crate::names::unraw(&a.ident), crate::names::unraw(&b.ident));
             let name = if indices.iter().any(|index| index.name == pair) { format!("{pair}_pair") } else { pair };
-            let (fa, fb, ta, tb) = (&a.ident, &b.ident, &a.ty, &b.ty);
-            let (parent_a, parent_b) = (&pa.parent, &pb.parent);
-            out.extend(quote! {
-                if (&#p::PairProbe::<Self, #parent_a, #parent_b>::new()).is_through()
-                    || (&#p::PairProbe::<Self, #parent_b, #parent_a>::new()).is_through()
-                {
-                    list.push((&#p::KeyProbe::<(#ta, #tb)>::new()).index(
-                        #name,
-                        #p::IndexKind { unique: true, sorted: false },
-                        |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&(#ta, #tb))| {
-                            visit(&(::core::clone::Clone::clone(&entity.#fa), ::core::clone::Clone::clone(&entity.#fb)))
-                        },
-                    ));
-                }
-            });
+            out.push((name, *a, *b, *pa, *pb));
         }
+    }
+    out
+}
+
+/// Statements that append to `list` (the `__indices()` vector) the implied unique
+/// index of each pair of plain `#[belongs_to]` fields that is the pair of a `through`
+/// relationship. Which pairs are is known only to the entities that declare
+/// `#[has_many(.., through = Self)]`: their derive implements `ThroughPair<A, B>` for
+/// this entity, and a probe here (autoref specialization) picks the index only then.
+/// A pair already under a declared unique index needs none. Appended after the
+/// declared indices, so their positions do not move.
+pub fn through_pair_indices(p: &TokenStream, model: &Model, indices: &[IndexModel]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for (name, a, b, pa, pb) in pairs(model, indices) {
+        let (fa, fb, ta, tb) = (&a.ident, &b.ident, &a.ty, &b.ty);
+        let (parent_a, parent_b) = (&pa.parent, &pb.parent);
+        out.extend(quote! {
+            if (&#p::PairProbe::<Self, #parent_a, #parent_b>::new()).is_through()
+                || (&#p::PairProbe::<Self, #parent_b, #parent_a>::new()).is_through()
+            {
+                list.push((&#p::KeyProbe::<(#ta, #tb)>::new()).index(
+                    #name,
+                    #p::IndexKind { unique: true, sorted: false },
+                    |entity: &Self, visit: &mut dyn ::core::ops::FnMut(&(#ta, #tb))| {
+                        visit(&(::core::clone::Clone::clone(&entity.#fa), ::core::clone::Clone::clone(&entity.#fb)))
+                    },
+                ));
+            }
+        });
     }
     out
 }

@@ -60,6 +60,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     };
     let index_list = gen_index::index_list(&p, indices);
     let pair_indices = gen_index::through_pair_indices(&p, model, indices);
+    let index_fields = gen_index::index_fields(model, indices);
     let key_assertions = gen_index::key_assertions(&p, indices);
     let lookups = gen_index::lookups(&p, ident, indices);
     let relation_internals = gen_relation::internals_items(&p, model, belongs);
@@ -120,6 +121,10 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
                     let mut list: ::std::vec::Vec<::std::boxed::Box<dyn #p::IndexMaint<Self>>> = #index_list;
                     #pair_indices
                     list
+                }
+
+                fn __index_fields() -> &'static [(&'static str, &'static [&'static str], bool)] {
+                    #index_fields
                 }
 
                 #relation_internals

@@ -1152,7 +1152,11 @@ impl<T: Entity> ErasedCollection for Core<T> {
             return Err(format!("the record holds id `{}`, not `{}`", value.id().encode_key(), id.encode_key()));
         }
         let given: serde_json::Value = serde_json::from_str(record).map_err(|e| e.to_string())?;
-        let stored = serde_json::to_value(&value).map_err(|e| format!("cannot be serialized: {e}"))?;
+        // What a record file would hold: the bytes, read back (`to_value` would
+        // widen an `f32` to the `f64` nearest it, `0.1` to `0.10000000149011612`).
+        let bytes = serde_json::to_vec(&value).map_err(|e| format!("cannot be serialized: {e}"))?;
+        let stored: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("cannot be read back: {e}"))?;
         if let Some(field) = crate::import_file::first_difference(&given, &stored) {
             return Err(format!("{field} would not be stored as given"));
         }

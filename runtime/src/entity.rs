@@ -120,6 +120,13 @@ pub trait EntityInternals: Sized + 'static {
         Vec::new()
     }
 
+    /// For `shelf.json`, by index name (of `__indices()`, including the implied
+    /// unique index of a `through` pair): the fields its key is made of, in key
+    /// order, and whether it has one key per element (`#[index(each)]`).
+    fn __index_fields() -> &'static [(&'static str, &'static [&'static str], bool)] {
+        &[]
+    }
+
     /// The `#[belongs_to]` fields.
     fn __foreign_keys() -> Vec<ForeignKeySpec> {
         Vec::new()

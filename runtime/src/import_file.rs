@@ -72,8 +72,10 @@ pub(crate) fn list(fs: &dyn Vfs, dir: &Path) -> Result<Vec<PathBuf>> {
 /// The first place where `given` (an imported record) is not what its type stores
 /// (`stored`: the record parsed and serialized again), as a field path such as
 /// `inner.values[2]`; `None` when every value the input gives comes back. A field
-/// the input leaves out may come back with a default, and a number may change its
-/// spelling (`1` and `1.0`), not its value.
+/// the input leaves out may come back with a default, a number may change its
+/// spelling (`1` and `1.0`), not its value, and a field the type does not write
+/// back (`skip_serializing_if`) may be given only as an empty value (`null`, `[]`,
+/// `{}`, `""`, `0`, `false`): those are the defaults such a field is skipped for.
 pub(crate) fn first_difference(given: &Value, stored: &Value) -> Option<String> {
     fn walk(given: &Value, stored: Option<&Value>, path: &mut String) -> bool {
         match (given, stored) {
@@ -101,9 +103,8 @@ pub(crate) fn first_difference(given: &Value, stored: &Value) -> Option<String> 
                 })
             }
             (Value::Number(a), Some(Value::Number(b))) => same_number(a, b),
-            (Value::Null, None) => true,
+            (given, None) => is_empty_value(given),
             (given, Some(stored)) => given == stored,
-            (_, None) => false,
         }
     }
     let mut path = String::new();
@@ -114,6 +115,18 @@ pub(crate) fn first_difference(given: &Value, stored: &Value) -> Option<String> 
             format!("`{path}`")
         }
     })
+}
+
+/// Whether a value is one a field is commonly left out for when it holds it.
+fn is_empty_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
 }
 
 /// Whether two numbers have the same value: `1` and `1.0` do, `2^53 + 1` and the
@@ -161,12 +174,14 @@ mod tests {
             json!({"id": "a", "n": 1, "tags": ["x", "y"], "inner": {"flag": true}}),
             json!({"id": "a", "n": 1.0, "inner": {"flag": true, "deep": null, "gone": null}}),
             json!({"big": 9007199254740992u64}),
+            json!({"skipped": [], "none": "", "zero": 0, "no": false, "empty": {}}),
             json!({}),
         ] {
             assert_eq!(first_difference(&same, &stored), None, "{same}");
         }
         for (given, path) in [
             (json!({"id": "a", "extra": 1}), "`extra`"),
+            (json!({"skipped": [0]}), "`skipped`"),
             (json!({"tags": ["x", "Y"]}), "`tags[1]`"),
             (json!({"tags": ["x"]}), "`tags`"),
             (json!({"inner": {"flag": false}}), "`inner.flag`"),

@@ -123,6 +123,13 @@ pub(crate) struct IndexMeta {
     pub unique: bool,
     /// Keys kept in order.
     pub sorted: bool,
+    /// The fields the key is made of, in key order (one, or a composite's). Absent
+    /// in files of older builds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// One key per element of the (collection) field: `#[index(each)]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub each: bool,
 }
 
 impl IndexMeta {
@@ -132,7 +139,16 @@ impl IndexMeta {
             .iter()
             .map(|index| {
                 let kind = index.kind();
-                IndexMeta { name: index.name().to_owned(), unique: kind.unique, sorted: kind.sorted }
+                let described = T::__index_fields().iter().find(|(name, _, _)| *name == index.name());
+                IndexMeta {
+                    name: index.name().to_owned(),
+                    unique: kind.unique,
+                    sorted: kind.sorted,
+                    fields: described
+                        .map(|(_, fields, _)| fields.iter().map(|f| (*f).to_owned()).collect())
+                        .unwrap_or_default(),
+                    each: described.is_some_and(|(_, _, each)| *each),
+                }
             })
             .collect()
     }

@@ -62,6 +62,9 @@ pub struct RecoveryReport {
     pub stray_files: Vec<std::path::PathBuf>,
     /// Imports staged by `shelf import` that this open applied (FORMAT §15).
     pub imports: Vec<AppliedImport>,
+    /// Staged imports this open left alone, for a collection it does not register
+    /// or keeps in memory; an open that registers it persisted applies them.
+    pub pending_imports: Vec<PathBuf>,
 }
 
 impl RecoveryReport {
@@ -75,6 +78,7 @@ impl RecoveryReport {
             unique_conflicts: Vec::new(),
             stray_files: Vec::new(),
             imports: Vec::new(),
+            pending_imports: Vec::new(),
         }
     }
 }
@@ -123,6 +127,10 @@ impl<'a> LoadCtx<'a> {
         let mut report = self.report.lock();
         report.wal_records_replayed = replayed;
         report.wal_bytes_truncated = truncated;
+    }
+
+    pub fn note_pending_import(&self, path: PathBuf) {
+        self.report.lock().pending_imports.push(path);
     }
 
     pub fn note_strays(&self, strays: Vec<std::path::PathBuf>) {

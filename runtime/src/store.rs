@@ -368,6 +368,7 @@ impl StoreBuilder {
             by_name: relations.by_name,
             log,
             closed: AtomicBool::new(false),
+            keep_feed: AtomicBool::new(true),
             report: std::sync::OnceLock::new(),
             flusher: Mutex::new(Vec::new()),
             background: Default::default(),
@@ -396,7 +397,15 @@ impl StoreBuilder {
         let store = Store { inner: Arc::new(Shared { inner }) };
         // Staged imports go in through the commit path, now that it runs; the store
         // is not handed out before they are durable (on an error, its drop closes it).
-        let imports = import::apply(fs.as_ref(), &store.inner.inner, staged, &ctx)?;
+        let imports = match import::apply(fs.as_ref(), &store.inner.inner, staged, &ctx) {
+            Ok(imports) => imports,
+            Err(e) => {
+                // The staged file stays, and the next open applies it again: a feed
+                // kept now would hold its events twice.
+                store.inner.inner.keep_feed.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
         let mut report = ctx.into_report();
         report.imports = imports;
         let _ = store.inner.inner.report.set(report);
@@ -604,6 +613,9 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// Set once, at the end of open.
     report: std::sync::OnceLock<RecoveryReport>,
+    /// Whether `close` keeps the change feed for the next open (not after an open
+    /// that failed while applying a staged import).
+    pub(crate) keep_feed: AtomicBool,
     /// Serializes writers; see [`crate::commit`].
     pub(crate) writer: Mutex<()>,
     /// The sequence number of the last commit (for events and flush notifications).
@@ -685,7 +697,10 @@ impl Inner {
         // Nothing commits any more and the log is durable: every event is
         // published once the queue is drained, and the feed ends with the records.
         self.drain_events();
-        let feeds = feed::encode_all(&self.collections, self.meta.lock().feed_epoch);
+        let feeds = match self.keep_feed.load(Ordering::SeqCst) {
+            true => feed::encode_all(&self.collections, self.meta.lock().feed_epoch),
+            false => Vec::new(),
+        };
         if let Err(e) = self.backend.keep_feeds(feeds) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "the change feed is not kept for the next open");
         }

@@ -3,11 +3,12 @@
 //! reads the header here too: a header line, then one `{"key":..,"id":..}` line per
 //! entry. The tools never write index files (see `crate::index_file`).
 //!
-//! An index is found by its name: a field, or fields joined by `_and_` (a composite,
-//! whose key is the array of the fields' values). A `null` field has no entry (an
-//! `Option`); an array field has one entry per element when indexed with `each`, or
-//! one for the whole array otherwise. Which of the two is not recorded, so both are
-//! tried.
+//! `shelf.json` records each index's fields and whether it is `each` (see
+//! [`recorded`]); for a file of an older build that does not, an index is found by
+//! its name: a field, or fields joined by `_and_` (a composite, whose key is the
+//! array of the fields' values), and both shapes are tried. A `null` field has no
+//! entry (an `Option`); an array field has one entry per element when indexed with
+//! `each`, or one for the whole array otherwise.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,12 @@ impl IndexFile {
             })
             .collect()
     }
+}
+
+/// The fields and the shape of an index, as `shelf.json` records them; `None`
+/// when it does not (an older build's file), and they must be found.
+pub(crate) fn recorded(info: &super::IndexInfo) -> Option<(Vec<String>, Shape)> {
+    (!info.fields.is_empty()).then(|| (info.fields.clone(), if info.each { Shape::Each } else { Shape::Whole }))
 }
 
 /// The fields an index covers, found in the records.

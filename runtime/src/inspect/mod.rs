@@ -139,6 +139,11 @@ pub struct IndexInfo {
     pub unique: bool,
     /// Keys kept in order.
     pub sorted: bool,
+    /// The fields the key is made of, in key order; empty when `shelf.json` (of an
+    /// older build) does not say, and the tools then find them from the name.
+    pub fields: Vec<String>,
+    /// One key per element of the field (`#[index(each)]`), when `fields` is known.
+    pub each: bool,
 }
 
 /// What `shelf.json` says of one `#[belongs_to]` field of a collection.
@@ -239,7 +244,13 @@ impl DataDir {
                 indices: m
                     .indices
                     .iter()
-                    .map(|i| IndexInfo { name: i.name.clone(), unique: i.unique, sorted: i.sorted })
+                    .map(|i| IndexInfo {
+                        name: i.name.clone(),
+                        unique: i.unique,
+                        sorted: i.sorted,
+                        fields: i.fields.clone(),
+                        each: i.each,
+                    })
                     .collect(),
                 layout: m.layout,
             })

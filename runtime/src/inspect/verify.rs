@@ -436,20 +436,32 @@ impl DataDir {
         if index::fingerprint(ids.iter().map(String::as_str)) != file.header.fingerprint {
             return report.repairable(path, format!("stale: built from another set of records{rebuilds}"));
         }
-        let fields = match index::fields(&index_name, &jsons) {
-            Ok(fields) => fields,
-            Err(e) => {
-                report
-                    .notes
-                    .push(format!("index `{name}/{index_name}` was not rebuilt: {e}; only its form was checked"));
-                return;
-            }
+        let recorded = self
+            .collections
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.indices.iter().find(|i| i.name == index_name))
+            .and_then(index::recorded);
+        let (fields, shapes) = match recorded {
+            Some((fields, shape)) => (fields, vec![shape]),
+            // An older shelf.json: the fields from the name, and both shapes tried.
+            None => match index::fields(&index_name, &jsons) {
+                Ok(fields) => {
+                    let mut shapes = vec![Shape::Each];
+                    if index::has_arrays(&jsons, &fields) {
+                        shapes.push(Shape::Whole);
+                    }
+                    (fields, shapes)
+                }
+                Err(e) => {
+                    report
+                        .notes
+                        .push(format!("index `{name}/{index_name}` was not rebuilt: {e}; only its form was checked"));
+                    return;
+                }
+            },
         };
         let pairs: Vec<(String, &Json)> = ids.into_iter().zip(jsons.iter().copied()).collect();
-        let mut shapes = vec![Shape::Each];
-        if index::has_arrays(&jsons, &fields) {
-            shapes.push(Shape::Whole);
-        }
         let rebuilt: Vec<index::Entries> = shapes.iter().map(|&s| index::rebuild(&pairs, &fields, s)).collect();
         let Some(matched) = rebuilt.iter().find(|r| **r == file_set) else {
             let expected = &rebuilt[0];

@@ -199,11 +199,12 @@ impl DataDir {
         let path = import_file::path(&data.dir, name);
         match RealFs.read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            _ => {
+            Err(e) => return Err(InspectError::io("read", &path, e)),
+            Ok(_) => {
+                let staged = data.relative(&path);
                 return Err(invalid(format!(
-                "an import into `{name}` is already staged ({}); open the store with the application to apply it first",
-                data.relative(&path)
-            )))
+                    "an import into `{name}` is already staged ({staged}); open the store with the application to apply it first"
+                )));
             }
         }
         let stored: BTreeSet<String> = parsed.iter().filter_map(|p| p.id_text(Some(&id_field))).collect();
@@ -498,11 +499,16 @@ impl DataDir {
         }
         for index_name in unique {
             let all: Vec<&Json> = before.iter().collect();
-            let fields = index::fields(&index_name, &all).unwrap_or_default();
-            // How an array field is keyed is not recorded: one key per element is
-            // the stricter reading, unless the index file shows whole arrays.
-            let shape = index::shape_of(old(&index_name).as_ref(), &all, &fields);
-            if let Some((key, ids)) = check::unique_clash(&index_name, &records, shape) {
+            let recorded = info.indices.iter().find(|i| i.name == index_name).and_then(index::recorded);
+            let (fields, shape) = recorded.unwrap_or_else(|| {
+                // An older shelf.json: the fields from the name, and one key per
+                // element (the stricter reading) unless the index file shows whole
+                // arrays.
+                let fields = index::fields(&index_name, &all).unwrap_or_default();
+                let shape = index::shape_of(old(&index_name).as_ref(), &all, &fields);
+                (fields, shape)
+            });
+            if let Some((key, ids)) = check::unique_clash(&fields, &records, shape) {
                 let n = ids.iter().filter_map(|id| line_of.get(id)).max().copied().unwrap_or(0);
                 let others: Vec<&str> =
                     ids.iter().filter(|id| line_of.get(*id) != Some(&n)).map(String::as_str).collect();

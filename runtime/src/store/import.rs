@@ -25,7 +25,8 @@ pub(super) struct Staged {
 /// Reads the staged imports of the registered persisted collections. A file that
 /// cannot be read, or was staged for another collection, is moved to
 /// `_quarantine/_import/` and reported; one for a collection this open does not
-/// register (or keeps in memory) is left for a later open, with a warning.
+/// register (or keeps in memory) is left for a later open, with a warning, and
+/// listed in `RecoveryReport::pending_imports`.
 pub(super) fn read(
     fs: &dyn Vfs,
     dir: &Path,
@@ -39,6 +40,7 @@ pub(super) fn read(
         else {
             if !path.file_name().and_then(|n| n.to_str()).is_some_and(crate::batch::is_temp) {
                 tracing::warn!(file = %path.display(), "a staged import for no persisted collection of this open is left for a later one");
+                ctx.note_pending_import(path);
             }
             continue;
         };
@@ -92,9 +94,48 @@ fn upserts(collection: &dyn ErasedCollection, pos: usize, path: &Path, lines: &[
         .collect()
 }
 
+/// The lines of an import whose one commit the commit path refused, each in a
+/// commit of its own, in passes: a line refused in one pass is tried again in the
+/// next while any line went in (a parent on a later line, a unique key another line
+/// frees), and those refused in a pass where none went in are reported. Returns how
+/// many went in.
+fn one_by_one(
+    inner: &Arc<Inner>,
+    collection: &dyn ErasedCollection,
+    pos: usize,
+    path: &Path,
+    taken: Vec<&Line>,
+    rejected: &mut Vec<RejectedLine>,
+) -> Result<usize> {
+    // As in one commit, a later line with the same id replaces an earlier one: only
+    // the last goes in (the earlier ones count as stored, and replaced).
+    let last: std::collections::HashMap<&str, usize> =
+        taken.iter().enumerate().map(|(i, line)| (line.id.get(), i)).collect();
+    let mut applied = taken.len() - last.len();
+    let mut pending: Vec<&Line> =
+        taken.iter().enumerate().filter(|(i, line)| last[line.id.get()] == *i).map(|(_, line)| *line).collect();
+    loop {
+        let mut refused_now = Vec::new();
+        let before = applied;
+        for line in pending {
+            match inner.write(|| Ok((upserts(collection, pos, path, &[line])?, ()))) {
+                Ok(()) => applied += 1,
+                Err(e) if refused(&e) => refused_now.push((line, e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        if refused_now.is_empty() || applied == before {
+            rejected.extend(refused_now.into_iter().map(|(line, reason)| RejectedLine { line: line.line, reason }));
+            return Ok(applied);
+        }
+        pending = refused_now.into_iter().map(|(line, _)| line).collect();
+    }
+}
+
 /// Applies every staged import: the lines the collection's type takes go in as
-/// upserts, all in one commit; a line the type refuses, or the commit path refuses
-/// (a taken unique key, a missing parent), is left out and reported. Then one flush
+/// upserts, all in one commit per collection; a line the type refuses, or the
+/// commit path refuses (a taken unique key, a missing parent), is left out and
+/// reported (see `one_by_one`). Then one flush
 /// makes them durable, and each file is removed, or moved to `_quarantine/_import/`
 /// when it had refused lines. A crash before that leaves the file, and the next
 /// open applies it again (the same upserts).
@@ -117,18 +158,7 @@ pub(super) fn apply(
         }
         let applied = match inner.write(|| Ok((upserts(collection, *pos, path, &taken)?, ()))) {
             Ok(()) => taken.len(),
-            Err(e) if refused(&e) => {
-                // Find the refused ones: each line alone.
-                let mut applied = 0;
-                for line in taken {
-                    match inner.write(|| Ok((upserts(collection, *pos, path, &[line])?, ()))) {
-                        Ok(()) => applied += 1,
-                        Err(e) if refused(&e) => rejected.push(RejectedLine { line: line.line, reason: e.to_string() }),
-                        Err(e) => return Err(e),
-                    }
-                }
-                applied
-            }
+            Err(e) if refused(&e) => one_by_one(inner, collection, *pos, path, taken, &mut rejected)?,
             Err(e) => return Err(e),
         };
         rejected.sort_by_key(|r| r.line);

@@ -146,6 +146,7 @@ impl StoreBuilder {
             by_name: relations.by_name,
             log,
             closed: AtomicBool::new(false),
+            keep_feed: AtomicBool::new(true),
             report: std::sync::OnceLock::from(report),
             flusher: Mutex::new(Vec::new()),
             background: Default::default(),

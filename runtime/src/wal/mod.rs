@@ -650,24 +650,37 @@ mod tests {
         let on_disk =
             |fs: &Arc<CrashFs>| -> u64 { segments(fs).iter().map(|p| fs.read(p).unwrap().len() as u64).sum() };
         wal.append(b"one").unwrap();
-        wal.sync_to(1, None).unwrap();
+        wal.append(b"one more, buffered behind it").unwrap();
+        wal.sync_to(2, None).unwrap();
+        assert_eq!(wal.stats().bytes, on_disk(&fs), "each buffered record counted once");
         // The flusher prepares the next segment while a sync is in flight, and a
-        // writer appends record 2 (buffered) before that sync finishes.
+        // writer appends record 3 (buffered) before that sync finishes.
         wal.state.lock().syncing = true;
         wal.prepare_rotation().unwrap();
-        wal.append(b"two, longer").unwrap();
+        wal.append(b"three, longer").unwrap();
         {
             let mut st = wal.state.lock();
             st.syncing = false;
-            st.switch_if_ready(1);
+            st.switch_if_ready(2);
         }
-        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(2)));
-        wal.sync_to(2, None).unwrap();
-        assert_eq!(replayed(&fs).unwrap(), [1, 2]);
+        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(3)));
+        wal.sync_to(3, None).unwrap();
+        assert_eq!(replayed(&fs).unwrap(), [1, 2, 3]);
         assert_eq!(wal.stats().bytes, on_disk(&fs), "old segment plus live one");
-        wal.checkpoint(1).unwrap();
-        assert_eq!(segments(&fs), [wal_dir().join(segment_name(2))]);
+        wal.checkpoint(2).unwrap();
+        assert_eq!(segments(&fs), [wal_dir().join(segment_name(3))]);
         assert_eq!(wal.stats().bytes, on_disk(&fs), "the live segment only");
+    }
+
+    #[test]
+    fn a_reopened_log_names_its_new_segment_for_the_next_record() {
+        let fs = CrashFs::new();
+        let dyn_fs: Arc<dyn Vfs> = Arc::new(Arc::clone(&fs));
+        let wal = Wal::open(Arc::clone(&dyn_fs), Path::new("/data"), WalSync::Always, Vec::new(), 41).unwrap();
+        assert_eq!(wal.state.lock().segment_path, wal_dir().join(segment_name(42)));
+        assert_eq!(wal.append(b"next").unwrap(), 42);
+        wal.sync_to(42, None).unwrap();
+        assert_eq!(replayed(&fs).unwrap(), [42]);
     }
 
     #[test]
