@@ -60,6 +60,9 @@ pub struct Row {
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub p50_us: f64,
+    /// The 99th percentile, where a workload reports it (W-async).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
     pub p99_9_us: f64,
     pub max_us: f64,
     /// W9: the largest latency of an operation the scheduler did not preempt (its

@@ -1,9 +1,10 @@
-//! The targets of issues 5, 6, 8, 14 and 20, checked against the rows of this run. A target
+//! The targets of issues 5, 6, 8, 14, 16 and 20, checked against the rows of this run. A target
 //! whose rows were not run is listed as n/a.
 
 use crate::line::{self, FSYNC};
 use crate::peers::PeerKind;
 use crate::report::{fmt_rate, Report, Target};
+use crate::w_async::{ASYNC_CASE, BLOCKING_CASE, W_ASYNC};
 use crate::w_commit::{SHELF_WAL, W2_1, W2_8};
 use crate::w_load::{REPLACE_LINE, W1, W7, W8_1, W8_10, W8_ALL};
 use crate::w_query;
@@ -205,6 +206,23 @@ pub fn check(config: &Config, report: &mut Report) {
             }),
         );
     }
+    // Issue 16: the async API against the blocking one on tokio's blocking pool, in
+    // the same run: at least its throughput, at most its p99.
+    let row = |case: &str| {
+        report.find(W_ASYNC, &shelf(case)).map(|r| (r.ops_per_sec, r.latency.as_ref().and_then(|l| l.p99_us)))
+    };
+    let (async_row, blocking_row) = (row(ASYNC_CASE), row(BLOCKING_CASE));
+    add(
+        "issue 16",
+        "W-async: insert_async has >= the throughput and <= the p99 of spawn_blocking(insert)",
+        async_row.zip(blocking_row).and_then(|((a, a99), (b, b99))| {
+            let (a99, b99) = (a99?, b99?);
+            Some((
+                format!("{} vs {} writes/s ({:.2}x); p99 {a99:.0} µs vs {b99:.0} µs", fmt_rate(a), fmt_rate(b), a / b),
+                a >= b && a99 <= b99,
+            ))
+        }),
+    );
     // Issue 20: count per key on an indexed column, read from the index.
     let counts = report.rate(w_query::WORKLOAD, &shelf(w_query::COUNT_SHELF));
     let group_by = report.rate(w_query::WORKLOAD, &format!("sqlite/{}", w_query::COUNT_SQLITE));

@@ -23,6 +23,9 @@ use crate::report::{Latency, Report, Row};
 use crate::{BoxError, Config};
 
 pub const W_ASYNC: &str = "W-async 16 tasks";
+/// The rows' cases: the async API, and the blocking one through `spawn_blocking`.
+pub const ASYNC_CASE: &str = "insert_async().await";
+pub const BLOCKING_CASE: &str = "spawn_blocking(insert)";
 const TASKS: u64 = 16;
 const WORKERS: usize = 2;
 
@@ -46,8 +49,8 @@ enum Mode {
 impl Mode {
     fn label(self) -> &'static str {
         match self {
-            Mode::Async => "insert_async().await",
-            Mode::SpawnBlocking => "spawn_blocking(insert)",
+            Mode::Async => ASYNC_CASE,
+            Mode::SpawnBlocking => BLOCKING_CASE,
         }
     }
 }
@@ -136,6 +139,7 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
         let p99 = median(&mut p99s);
         let latency = Latency {
             p50_us: median(&mut col(0)),
+            p99_us: Some(p99),
             p99_9_us: median(&mut col(2)),
             max_us: median(&mut col(3)),
             unpreempted_max_us: None,

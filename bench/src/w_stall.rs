@@ -146,6 +146,7 @@ fn layout<K: ShelfKind>(config: &Config, report: &mut Report) -> Result<(), BoxE
         let samples: Vec<Duration> = runs.iter().map(|p| p.elapsed).collect();
         let updates = median_usize(runs.iter().map(|p| p.latencies.len()).collect());
         let latency = Latency {
+            p99_us: None,
             p50_us: median_us(runs.iter().map(|p| p.pct(0.5)).collect()),
             p99_9_us: median_us(runs.iter().map(|p| p.pct(0.999)).collect()),
             max_us: median_us(runs.iter().map(Phase::max).collect()),
