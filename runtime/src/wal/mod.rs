@@ -684,6 +684,48 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_deletes_the_segments_it_covers_and_keeps_the_others_for_later() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Always);
+        rotated_twice_at(&wal, &wal_dir());
+        wal.checkpoint(1).unwrap();
+        assert_eq!(segments(&fs), [wal_dir().join(segment_name(2)), wal_dir().join(segment_name(3))]);
+        wal.checkpoint(2).unwrap();
+        assert_eq!(segments(&fs), [wal_dir().join(segment_name(3))], "the second one, remembered");
+    }
+
+    #[test]
+    fn a_segment_a_checkpoint_cannot_delete_fails_it_and_is_deleted_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = crate::fs::FaultFs::new();
+        let dyn_fs: Arc<dyn Vfs> = Arc::new(Arc::clone(&fs));
+        let wal = Wal::open(dyn_fs, dir.path(), WalSync::Always, Vec::new(), 0).unwrap();
+        rotated_twice_at(&wal, &dir.path().join(WAL_DIR));
+        // The next mutating operation is the removal of segment 1: it fails. A
+        // segment left behind would be replayed over newer files at the next open.
+        fs.fail_at(0, crate::fs::FaultKind::Eio);
+        let err = wal.checkpoint(2).unwrap_err();
+        assert!(err.to_string().contains(&segment_name(1)), "{err}");
+        assert!(dir.path().join(WAL_DIR).join(segment_name(1)).exists());
+        wal.checkpoint(2).unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.path().join(WAL_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [segment_name(3)]);
+    }
+
+    /// Two old segments (records 1 and 2), and the live one, 3, in `wal_dir`.
+    fn rotated_twice_at(wal: &Wal, wal_dir: &Path) {
+        for (lsn, payload) in [(1, b"one"), (2, b"two")] {
+            wal.append(payload).unwrap();
+            wal.sync_to(lsn, None).unwrap();
+            wal.prepare_rotation().unwrap();
+        }
+        assert_eq!(wal.state.lock().segment_path, wal_dir.join(segment_name(3)));
+    }
+
+    #[test]
     fn an_idle_log_is_not_rotated_again() {
         let fs = CrashFs::new();
         let wal = open(&fs, WalSync::Always);
