@@ -725,6 +725,45 @@ mod tests {
         assert_eq!(wal.state.lock().segment_path, wal_dir.join(segment_name(3)));
     }
 
+    /// A waker that counts its wakes.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Counter>, std::task::Waker) {
+        let count = Arc::new(Counter(std::sync::atomic::AtomicUsize::new(0)));
+        (Arc::clone(&count), std::task::Waker::from(count))
+    }
+
+    fn wakes(count: &Counter) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn every_registered_waker_is_woken_by_the_sync_that_covers_its_record() {
+        let fs = CrashFs::new();
+        let wal = open(&fs, WalSync::Always);
+        wal.append(b"one").unwrap();
+        // One future polled by two tasks in turn (the last waker must be woken),
+        // and one task waiting on two records, the second not yet appended.
+        let ((first, a), (second, b), (both, c)) = (counter(), counter(), counter());
+        assert!(wal.register_waker(1, &a));
+        assert!(wal.register_waker(1, &b));
+        assert!(wal.register_waker(1, &c));
+        assert!(wal.register_waker(2, &c));
+        assert!(wal.register_waker(2, &c), "registering twice is harmless");
+        wal.sync_to(1, None).unwrap();
+        assert_eq!((wakes(&first), wakes(&second), wakes(&both)), (1, 1, 1));
+        wal.append(b"two").unwrap();
+        wal.sync_to(2, None).unwrap();
+        assert_eq!(wakes(&both), 2, "woken again for record 2");
+        assert!(!wal.register_waker(2, &c), "durable already: nothing to wait for");
+    }
+
     #[test]
     fn an_idle_log_is_not_rotated_again() {
         let fs = CrashFs::new();
