@@ -653,10 +653,20 @@ impl<T: Entity> Core<T> {
     }
 
     /// Runs `f` on index number `pos` (declaration order) as its concrete type.
-    fn with_index<K: IndexKey, R>(&self, pos: usize, f: impl FnOnce(&Index<T, K>, &State<T>) -> R) -> Option<R> {
+    /// The derive names each index by its position and key type, so an index that
+    /// is missing or of another key type is a bug in Shelf: it stops with a
+    /// message instead of answering an empty lookup.
+    fn with_index<K: IndexKey, R>(&self, pos: usize, f: impl FnOnce(&Index<T, K>, &State<T>) -> R) -> R {
         let state = self.state.read();
-        let index = state.indices.get(pos)?.as_any().downcast_ref::<Index<T, K>>()?;
-        Some(f(index, &state))
+        let index = state.indices.get(pos).and_then(|index| index.as_any().downcast_ref::<Index<T, K>>());
+        let Some(index) = index else {
+            unreachable!(
+                "shelf internal error: collection `{}` has no index {pos} with keys of `{}`",
+                self.name,
+                std::any::type_name::<K>()
+            )
+        };
+        f(index, &state)
     }
 
     /// The records under `key` in index `pos`, in id order.
@@ -673,7 +683,6 @@ impl<T: Entity> Core<T> {
             std::hint::black_box(recs.iter().map(|rec| Arc::strong_count(rec)).sum::<usize>());
             recs.into_iter().cloned().collect()
         })
-        .unwrap_or_default()
     }
 
     /// Whether a record of a collection with a TTL is due at `now`.
@@ -697,12 +706,12 @@ impl<T: Entity> Core<T> {
         pos: usize,
         key: &Q,
     ) -> Option<Arc<T>> {
-        self.with_index::<K, _>(pos, |index, _| index.get_one_rec(key).cloned()).flatten()
+        self.with_index::<K, _>(pos, |index, _| index.get_one_rec(key).cloned())
     }
 
     /// How many records index `pos` holds under `key`.
     pub(crate) fn index_count<K: IndexKey + Borrow<Q>, Q: Hash + Ord + ?Sized>(&self, pos: usize, key: &Q) -> usize {
-        self.with_index::<K, _>(pos, |index, _| index.count(key)).unwrap_or(0)
+        self.with_index::<K, _>(pos, |index, _| index.count(key))
     }
 
     /// The records whose keys in the sorted index `pos` fall in `bounds`, in key order.
@@ -714,7 +723,6 @@ impl<T: Entity> Core<T> {
         self.with_index::<K, _>(pos, |index, state| {
             index.range(bounds).into_iter().filter_map(|id| state.records.get(id).cloned()).collect()
         })
-        .unwrap_or_default()
     }
 
     /// Runs `f` over the records and indices, under one read lock.

@@ -288,7 +288,7 @@ impl Inner {
                         continue;
                     }
                     let id = std::mem::replace(&mut run.changed[i].1, Box::new(()));
-                    let children = run.lock(child).map(|l| l.ids_under(spec.index, &*id)).unwrap_or_default();
+                    let children = run.lock(child).ids_under(spec.index, &*id);
                     run.changed[i].1 = id;
                     for child_id in children {
                         match spec.on_delete {
@@ -304,7 +304,7 @@ impl Inner {
         // their entries go into the same WAL record (DESIGN §3).
         let mut parents: Vec<(usize, String, Vec<u8>)> = Vec::new();
         for (coll, id, removed) in &run.changed {
-            let Some(lock) = run.locks.iter().find(|(c, _)| c == coll).map(|(_, l)| l) else { continue };
+            let lock = run.locked(*coll);
             // A logged commit logs every write (`Log::All`), children without `wal`
             // included: their parents go into the record too.
             let logged_child = run.logged;
@@ -314,8 +314,7 @@ impl Inner {
                 }
                 for &(child, spec) in self.fk_children[*coll].iter().filter(|(_, s)| s.on_delete == OnDelete::Restrict)
                 {
-                    let Some((_, child_lock)) = run.locks.iter().find(|(c, _)| *c == child) else { continue };
-                    let children = child_lock.ids_under(spec.index, &**id).len();
+                    let children = run.locked(child).ids_under(spec.index, &**id).len();
                     if children > 0 {
                         return Err(Error::ForeignKey {
                             collection: self.collections[*coll].name().to_owned(),
@@ -345,8 +344,7 @@ impl Inner {
                     if parents.iter().any(|(q, json, _)| *q == p && *json == parent_json) {
                         continue;
                     }
-                    let Some((_, parent_lock)) = run.locks.iter().find(|(c, _)| *c == p) else { continue };
-                    if let Some(entry) = parent_lock.entry_unless_durable(&*parent_id)? {
+                    if let Some(entry) = run.locked(p).entry_unless_durable(&*parent_id)? {
                         parents.push((p, parent_json, entry));
                     }
                 }
@@ -401,8 +399,22 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn lock(&mut self, coll: usize) -> Option<&mut Box<dyn Locked + 'a>> {
-        self.locks.iter_mut().find(|(c, _)| *c == coll).map(|(_, l)| l)
+    /// The lock on collection `coll`. A commit locks every collection it touches
+    /// and every one related to them by a foreign key, so one that is not locked
+    /// is a bug in Shelf: it stops with a message, never skips the write.
+    fn lock(&mut self, coll: usize) -> &mut Box<dyn Locked + 'a> {
+        match self.locks.iter_mut().find(|(c, _)| *c == coll) {
+            Some((_, lock)) => lock,
+            None => not_locked(coll),
+        }
+    }
+
+    /// The lock on collection `coll`, to read (see [`lock`](Self::lock)).
+    fn locked(&self, coll: usize) -> &(dyn Locked + 'a) {
+        match self.locks.iter().find(|(c, _)| *c == coll) {
+            Some((_, lock)) => &**lock,
+            None => not_locked(coll),
+        }
     }
 
     /// Applies one op on a locked collection and records what it did.
@@ -410,8 +422,7 @@ impl<'a> Run<'a> {
         // A commit to a `wal` collection logs all its writes, so a transaction
         // across collections replays whole; otherwise each collection's own mode.
         let log = if self.logged { Log::All } else { self.log[coll] };
-        let Some(lock) = self.lock(coll) else { return Ok(()) };
-        let applied = op(lock, log)?;
+        let applied = op(self.lock(coll), log)?;
         if let Some(entry) = applied.entry {
             self.payload.push(if self.payload.is_empty() { b'[' } else { b',' });
             self.payload.extend_from_slice(&entry);
@@ -426,4 +437,9 @@ impl<'a> Run<'a> {
             lock.revert();
         }
     }
+}
+
+/// A collection a commit reached without locking it: a bug in Shelf.
+fn not_locked(coll: usize) -> ! {
+    unreachable!("shelf internal error: collection {coll} is reached by a commit that did not lock it")
 }

@@ -162,12 +162,25 @@ pub trait IndexMaint<T: Entity>: Send + Sync {
 /// Visits one key (a `&K`) with the records under it, for [`IndexMaint::visit_groups`].
 pub type GroupVisitor<'a, T> = dyn FnMut(&dyn Any, &mut dyn Iterator<Item = &Arc<T>>) + 'a;
 
-/// Bounds given as `&dyn Any` as bounds on `K`; `None` if one is another type.
-fn typed_bound<K: 'static>(bound: Bound<&dyn Any>) -> Option<Bound<&K>> {
+/// A key given as `&dyn Any` as a `&K`. The query planner picks an index only
+/// when its key type is the query's (`key_type`), so another type is a bug in
+/// Shelf: it stops with a message instead of answering an empty lookup.
+pub(crate) fn typed_key<K: 'static>(key: &dyn Any) -> &K {
+    match key.downcast_ref::<K>() {
+        Some(key) => key,
+        None => unreachable!(
+            "shelf internal error: an index of `{}` was given a key of another type",
+            std::any::type_name::<K>()
+        ),
+    }
+}
+
+/// Bounds given as `&dyn Any` as bounds on `K` (see [`typed_key`]).
+fn typed_bound<K: 'static>(bound: Bound<&dyn Any>) -> Bound<&K> {
     match bound {
-        Bound::Included(k) => k.downcast_ref().map(Bound::Included),
-        Bound::Excluded(k) => k.downcast_ref().map(Bound::Excluded),
-        Bound::Unbounded => Some(Bound::Unbounded),
+        Bound::Included(k) => Bound::Included(typed_key(k)),
+        Bound::Excluded(k) => Bound::Excluded(typed_key(k)),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
@@ -567,7 +580,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
     }
 
     fn ids_for_any(&self, key: &dyn Any) -> Vec<T::Id> {
-        key.downcast_ref::<K>().map(|key| self.get(key).cloned().collect()).unwrap_or_default()
+        self.get(typed_key::<K>(key)).cloned().collect()
     }
 
     fn keys_any(&self, value: &T) -> Vec<Box<dyn Any + Send>> {
@@ -583,17 +596,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
     }
 
     fn range_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> Vec<T::Id> {
-        fn typed<K: 'static>(bound: Bound<&dyn Any>) -> Option<Bound<&K>> {
-            match bound {
-                Bound::Included(k) => k.downcast_ref().map(Bound::Included),
-                Bound::Excluded(k) => k.downcast_ref().map(Bound::Excluded),
-                Bound::Unbounded => Some(Bound::Unbounded),
-            }
-        }
-        match (typed::<K>(lo), typed::<K>(hi)) {
-            (Some(lo), Some(hi)) => self.range::<K>((lo, hi)).into_iter().cloned().collect(),
-            _ => Vec::new(),
-        }
+        self.range::<K>((typed_bound::<K>(lo), typed_bound::<K>(hi))).into_iter().cloned().collect()
     }
 
     fn walk(&self, desc: bool) -> Box<dyn Iterator<Item = T::Id> + '_> {
@@ -613,11 +616,11 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
     }
 
     fn count_any(&self, key: &dyn Any) -> usize {
-        key.downcast_ref::<K>().map_or(0, |key| self.count(key))
+        self.count(typed_key::<K>(key))
     }
 
     fn range_count_any(&self, lo: Bound<&dyn Any>, hi: Bound<&dyn Any>) -> usize {
-        let (Some(lo), Some(hi)) = (typed_bound::<K>(lo), typed_bound::<K>(hi)) else { return 0 };
+        let (lo, hi) = (typed_bound::<K>(lo), typed_bound::<K>(hi));
         match &self.map {
             Map::Sorted(m) if !empty_bounds((lo, hi)) => m.range::<K, _>((lo, hi)).map(|(_, ids)| ids.len()).sum(),
             _ => 0,
@@ -644,9 +647,7 @@ impl<T: Entity, K: IndexKey> IndexMaint<T> for Index<T, K> {
         hi: Bound<&dyn Any>,
         desc: bool,
     ) -> Box<dyn Iterator<Item = T::Id> + 'a> {
-        let (Some(lo), Some(hi)) = (typed_bound::<K>(lo), typed_bound::<K>(hi)) else {
-            return Box::new(std::iter::empty());
-        };
+        let (lo, hi) = (typed_bound::<K>(lo), typed_bound::<K>(hi));
         match &self.map {
             Map::Sorted(m) if !empty_bounds((lo, hi)) => {
                 let range = m.range::<K, _>((lo, hi));
@@ -721,4 +722,26 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_of_the_index_type_is_read_as_that_type() {
+        let key: &dyn Any = &7u32;
+        assert_eq!(*typed_key::<u32>(key), 7);
+        assert_eq!(typed_bound::<u32>(Bound::Excluded(key)), Bound::Excluded(&7));
+        assert_eq!(typed_bound::<u32>(Bound::Unbounded), Bound::Unbounded);
+    }
+
+    /// A key of another type is a bug in Shelf; the lookup must not answer as if
+    /// the index held nothing under it.
+    #[test]
+    #[should_panic(expected = "shelf internal error: an index of `u32` was given a key of another type")]
+    fn a_key_of_another_type_stops_with_a_message_never_an_empty_lookup() {
+        let key: &dyn Any = &"7";
+        let _ = typed_key::<u32>(key);
+    }
 }

@@ -15,6 +15,14 @@ use crate::store::Store;
 /// A transaction's view of the records it wrote in one collection.
 type Overlay<T> = HashMap<<T as Entity>::Id, Option<Arc<T>>>;
 
+/// A position's overlay of another type than its collection's: a bug in Shelf.
+fn overlay_mismatch<T>(pos: usize) -> ! {
+    unreachable!(
+        "shelf internal error: the transaction overlay of collection {pos} is not of `{}`",
+        std::any::type_name::<T>()
+    )
+}
+
 /// The writes of a transaction in progress; see [`Store::transaction`].
 ///
 /// Reads through the transaction ([`get`](Transaction::get)) see its own writes.
@@ -36,18 +44,26 @@ impl<'s> Transaction<'s> {
     fn stage<T: Entity>(&mut self, pos: usize, id: T::Id, value: Option<Arc<T>>, op: TypedOp<T>) {
         let overlay = self.overlays.entry(pos).or_insert_with(|| Box::new(Overlay::<T>::new()));
         // A position's overlay is always made with that collection's type.
-        if let Some(overlay) = overlay.downcast_mut::<Overlay<T>>() {
-            overlay.insert(id, value);
-        }
+        let Some(overlay) = overlay.downcast_mut::<Overlay<T>>() else { overlay_mismatch::<T>(pos) };
+        overlay.insert(id, value);
         self.ops.push(Op::new(pos, op));
+    }
+
+    /// The transaction's own writes to the collection at `pos`, if it made any.
+    /// The overlay of a position is only ever made by [`stage`](Self::stage) with
+    /// that collection's type, so another type is an internal error, never an
+    /// empty overlay.
+    fn overlay<T: Entity>(&self, pos: usize) -> Option<&Overlay<T>> {
+        let overlay = self.overlays.get(&pos)?;
+        let Some(overlay) = overlay.downcast_ref::<Overlay<T>>() else { overlay_mismatch::<T>(pos) };
+        Some(overlay)
     }
 
     /// The record with this id as this transaction sees it: its own writes first,
     /// then the committed state.
     pub fn get<T: Entity>(&self, id: &T::Id) -> Option<Arc<T>> {
         let collection = self.store.collection_core::<T>().ok()?;
-        let overlay = self.overlays.get(&collection.1).and_then(|o| o.downcast_ref::<Overlay<T>>());
-        match overlay.and_then(|o| o.get(id)) {
+        match self.overlay::<T>(collection.1).and_then(|o| o.get(id)) {
             Some(seen) => seen.clone(),
             // A record of a TTL collection whose time is up is gone for the
             // transaction too (the handle removes it at its next use).
@@ -67,7 +83,7 @@ impl<'s> Transaction<'s> {
     pub fn query<T: Entity>(&self) -> Result<crate::query::Query<T>> {
         let (core, pos) = self.store.collection_core::<T>()?;
         let mut records: HashMap<T::Id, Arc<T>> = core.snapshot().into_iter().map(|r| (r.id().clone(), r)).collect();
-        if let Some(overlay) = self.overlays.get(&pos).and_then(|o| o.downcast_ref::<Overlay<T>>()) {
+        if let Some(overlay) = self.overlay::<T>(pos) {
             for (id, value) in overlay {
                 match value {
                     Some(value) => records.insert(id.clone(), Arc::clone(value)),
@@ -231,7 +247,7 @@ impl crate::relation::Reader for Transaction<'_> {
     ) -> Result<Vec<Arc<C>>> {
         let (core, pos) = self.store.collection_core::<C>()?;
         let mut children = core.index_all::<K, K>(index, key);
-        if let Some(overlay) = self.overlays.get(&pos).and_then(|o| o.downcast_ref::<Overlay<C>>()) {
+        if let Some(overlay) = self.overlay::<C>(pos) {
             children.retain(|child| !overlay.contains_key(child.id()));
             children.extend(overlay.values().flatten().filter(|child| key_of(child) == Some(key)).cloned());
             children.sort_by(|a, b| a.id().cmp(b.id()));

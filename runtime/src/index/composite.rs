@@ -197,7 +197,7 @@ fn walk<'m, T: Entity, K: CompositeKey>(
     head: &dyn Any,
     desc: bool,
 ) -> Box<dyn Iterator<Item = &'m Arc<T>> + 'm> {
-    let Some(head) = head.downcast_ref::<K::Head>() else { return Box::new(std::iter::empty()) };
+    let head = super::typed_key::<K::Head>(head);
     let range = K::range_of(map, head);
     if desc {
         Box::new(range.rev().flat_map(|(_, ids)| ids.recs()))
