@@ -43,6 +43,16 @@ pub fn info(out: &mut dyn Write, data: &DataDir) -> Result<(), Failure> {
     table(out, &rows)?;
     writeln!(out)?;
     writeln!(out, "wal: {}", wal(&data.wal()?))?;
+    for c in data.collections().iter().filter(|c| !c.fields.is_empty()) {
+        writeln!(out)?;
+        let id = c.id_field.as_deref().map(|f| format!(" (id `{f}`)")).unwrap_or_default();
+        writeln!(out, "fields of `{}`{id}:", c.name)?;
+        for f in &c.fields {
+            let key = if f.flatten { "(flattened)".to_owned() } else { f.key.clone() };
+            let field = f.field.as_deref().map(|f| format!(" (Rust field `{f}`)")).unwrap_or_default();
+            writeln!(out, "  {key}: {}{field}", f.ty)?;
+        }
+    }
     Ok(())
 }
 

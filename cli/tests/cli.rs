@@ -289,6 +289,15 @@ fn info_lists_collections_with_storage_counts_and_sizes() {
     assert_eq!(&row("session")[1..3], ["memory", "-"]);
     assert!(text.contains("wal: "), "{text}");
     assert!(text.contains("0 records not yet checkpointed"), "{text}");
+    // The fields shelf.json records, as the derive described them.
+    let fields =
+        text.split("fields of `user` (id `id`):\n").nth(1).unwrap_or_else(|| panic!("no user fields:\n{text}"));
+    let fields: Vec<&str> = fields.lines().take_while(|l| l.starts_with("  ")).map(str::trim).collect();
+    assert_eq!(
+        fields[..6],
+        ["id: String", "name: String", "email: String", "country: String", "age: u32", "nickname: Option<String>"],
+        "{text}"
+    );
 }
 
 #[test]

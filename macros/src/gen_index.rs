@@ -87,7 +87,7 @@ pub fn index_fields(model: &Model, indices: &[IndexModel]) -> TokenStream {
         .iter()
         .map(|index| {
             let name = &index.name;
-            let fields = index.parts.iter().map(|part| crate::names::unraw(&part.field));
+            let fields = index.parts.iter().map(|part| model.key_of(&part.field));
             let each = index.shape == KeyShape::Each;
             quote!((#name, &[#(#fields),*], #each))
         })
@@ -99,11 +99,11 @@ pub fn index_fields(model: &Model, indices: &[IndexModel]) -> TokenStream {
 }
 
 /// The plain `#[belongs_to]` fields, in pairs that may form a `through` pair, with
-/// the name of their implied index: `(name, field a, field b)`, field names unraw.
+/// the name of their implied index: `(name, field a, field b)`, by their JSON keys.
 fn pair_names(model: &Model, indices: &[IndexModel]) -> Vec<(String, String, String)> {
     pairs(model, indices)
         .into_iter()
-        .map(|(name, a, b, _, _)| (name, crate::names::unraw(&a.ident), crate::names::unraw(&b.ident)))
+        .map(|(name, a, b, _, _)| (name, model.key_of(&a.ident), model.key_of(&b.ident)))
         .collect()
 }
 

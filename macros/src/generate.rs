@@ -15,7 +15,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let handle = format_ident!("{}Collection", ident);
     let collection = &model.collection;
     let id_field = &id.ident;
-    let id_name = ::syn::ext::IdentExt::unraw(id_field).to_string();
+    let id_name = model.key_of(id_field);
     let id_ty = &id.ty;
     // Spanned on the id type, so a type that is not a Key is reported there.
     let id_assoc = quote_spanned!(id.ty_span()=> type Id = #id_ty;);
@@ -61,6 +61,7 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
     let index_list = gen_index::index_list(&p, indices);
     let pair_indices = gen_index::through_pair_indices(&p, model, indices);
     let index_fields = gen_index::index_fields(model, indices);
+    let record_fields = record_fields(&p, model);
     let key_assertions = gen_index::key_assertions(&p, indices);
     let lookups = gen_index::lookups(&p, ident, indices);
     let relation_internals = gen_relation::internals_items(&p, model, belongs);
@@ -127,6 +128,10 @@ pub fn generate(model: &Model, indices: &[IndexModel], belongs: &[BelongsModel])
                     #index_fields
                 }
 
+                fn __record_fields() -> &'static [#p::RecordField] {
+                    #record_fields
+                }
+
                 #relation_internals
             }
 
@@ -162,4 +167,39 @@ impl IdField {
     fn ty_span(&self) -> proc_macro2::Span {
         syn::spanned::Spanned::span(&self.ty)
     }
+}
+
+/// The body of `__record_fields()`: each field serde writes, with its JSON key and
+/// its type as written, for `shelf.json`.
+fn record_fields(p: &TokenStream, model: &Model) -> TokenStream {
+    let items = model.fields.iter().filter(|f| !f.serde.skipped).map(|f| {
+        let field = crate::names::unraw(&f.ident);
+        let key = if f.serde.flatten { String::new() } else { model.key_of(&f.ident) };
+        let ty = &f.ty;
+        let ty = type_text(&quote!(#ty).to_string());
+        let flatten = f.serde.flatten;
+        quote!(#p::RecordField { field: #field, key: #key, ty: #ty, flatten: #flatten })
+    });
+    quote!(&[#(#items),*])
+}
+
+/// A type's tokens as a person writes them: `Option < Vec < u8 > >` becomes
+/// `Option<Vec<u8>>`; a space stays only between two words (`dyn Trait`) and
+/// after a comma.
+fn type_text(tokens: &str) -> String {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+    let chars: Vec<char> = tokens.chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let before = out.chars().last();
+            let after = chars.get(i + 1).copied();
+            let keep = before == Some(',') || (before.is_some_and(word) && after.is_some_and(word));
+            if !keep {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
 }

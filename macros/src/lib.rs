@@ -18,6 +18,7 @@ mod model;
 mod names;
 mod parse;
 mod relations;
+mod serde_names;
 mod types;
 
 use proc_macro::TokenStream;

@@ -14,6 +14,8 @@ pub struct Model {
     pub fields: Vec<Field>,
     pub composites: Vec<CompositeIndex>,
     pub has_many: Vec<HasMany>,
+    /// The struct's `#[serde(rename_all = "...")]` rule.
+    pub rename_all: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct IdField {
 pub struct Field {
     pub ident: Ident,
     pub ty: Type,
+    /// What the field's `#[serde(...)]` attributes say about its JSON key.
+    pub serde: crate::serde_names::SerdeField,
     pub index: Option<FieldIndex>,
     pub belongs_to: Option<BelongsTo>,
 }
@@ -155,4 +159,13 @@ pub struct BelongsModel {
     /// implements `References<Parent>`, which `through` relationships use).
     pub only_one_to_parent: bool,
     pub ty_span: Span,
+}
+
+impl Model {
+    /// The JSON key serde writes for the field `ident` (its Rust name unless a
+    /// serde attribute renames it).
+    pub fn key_of(&self, ident: &Ident) -> String {
+        let serde = self.fields.iter().find(|f| f.ident == *ident).map(|f| f.serde.clone()).unwrap_or_default();
+        crate::serde_names::key(ident, &serde, self.rename_all.as_deref())
+    }
 }

@@ -59,6 +59,7 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
         fields: Vec::new(),
         composites: Vec::new(),
         has_many: Vec::new(),
+        rename_all: crate::serde_names::rename_all(&input.attrs),
     };
     let mut seen_entity = false;
     let mut seen_storage = false;
@@ -105,7 +106,8 @@ pub fn parse(ctx: &Ctx, input: &DeriveInput) -> Option<Model> {
 
     for field in &named.named {
         let Some(ident) = field.ident.clone() else { continue };
-        let mut parsed = Field { ident, ty: field.ty.clone(), index: None, belongs_to: None };
+        let serde = crate::serde_names::field(&field.attrs);
+        let mut parsed = Field { ident, ty: field.ty.clone(), serde, index: None, belongs_to: None };
         for attr in &field.attrs {
             let path = attr.path();
             if path.is_ident("id") {

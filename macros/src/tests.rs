@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::expand;
 use super::parse::{parse_duration_ms, snake_case};
+use super::serde_names;
 
 #[test]
 fn ttl_durations() {
@@ -28,6 +29,41 @@ fn snake_case_names() {
     assert_eq!(snake_case("AuditEntry"), "audit_entry");
     assert_eq!(snake_case("HTTPLog"), "http_log");
     assert_eq!(snake_case("Post2Tag"), "post2_tag");
+}
+
+/// The JSON key of a field `name` with these field and struct attributes.
+fn serde_key(name: &str, field_attr: &str, struct_attr: &str) -> String {
+    let source = format!("{struct_attr} struct S {{ {field_attr} {name}: u8 }}");
+    let input: syn::DeriveInput = syn::parse_str(&source).unwrap();
+    let syn::Data::Struct(data) = &input.data else { unreachable!() };
+    let field = data.fields.iter().next().unwrap();
+    let rule = serde_names::rename_all(&input.attrs);
+    serde_names::key(field.ident.as_ref().unwrap(), &serde_names::field(&field.attrs), rule.as_deref())
+}
+
+#[test]
+fn json_keys_follow_serde_rename_and_rename_all() {
+    assert_eq!(serde_key("opened_at", "", ""), "opened_at");
+    assert_eq!(serde_key("r#type", "", ""), "type");
+    assert_eq!(serde_key("opened_at", "#[serde(rename = \"At\")]", "#[serde(rename_all = \"camelCase\")]"), "At");
+    assert_eq!(serde_key("opened_at", "#[serde(rename(deserialize = \"d\", serialize = \"s\"))]", ""), "s");
+    assert_eq!(serde_key("opened_at", "#[serde(rename(deserialize = \"d\"))]", ""), "opened_at");
+    for (rule, key) in [
+        ("lowercase", "opened_at_x"),
+        ("UPPERCASE", "OPENED_AT_X"),
+        ("PascalCase", "OpenedAtX"),
+        ("camelCase", "openedAtX"),
+        ("snake_case", "opened_at_x"),
+        ("SCREAMING_SNAKE_CASE", "OPENED_AT_X"),
+        ("kebab-case", "opened-at-x"),
+        ("SCREAMING-KEBAB-CASE", "OPENED-AT-X"),
+        ("NoSuchCase", "opened_at_x"),
+    ] {
+        assert_eq!(serde_key("opened_at_x", "", &format!("#[serde(rename_all = \"{rule}\")]")), key, "{rule}");
+    }
+    let attrs = "#[serde(default, with = \"m\", rename = \"k\", skip_serializing_if = \"f\")]";
+    assert_eq!(serde_key("a", attrs, "#[serde(deny_unknown_fields, rename_all(serialize = \"UPPERCASE\"))]"), "k");
+    assert_eq!(serde_key("a_b", "", "#[serde(deny_unknown_fields, rename_all(serialize = \"UPPERCASE\"))]"), "A_B");
 }
 
 fn tokens(source: &str) -> TokenStream {
@@ -191,6 +227,13 @@ const FIELD_ATTRS: &[&str] = &[
     "#[belongs_to(User)]",
     "#[belongs_to(User, on_delete = cascade)]",
     "#[serde(rename = \"z\")]",
+    "#[serde(rename(serialize = \"a\", deserialize = \"b\"))]",
+    "#[serde(skip)]",
+    "#[serde(flatten)]",
+    "#[serde(default, with = \"m\", skip_serializing_if = \"Option::is_none\")]",
+    // serde's to judge, never a panic or an error of this derive:
+    "#[serde(rename = 5, rename)]",
+    "#[serde(with = , flatten(1))]",
 ];
 const BAD_FIELD_ATTRS: &[&str] = &[
     "#[id]",
@@ -217,6 +260,9 @@ const BAD_FIELD_ATTRS: &[&str] = &[
     "#[has_many(xs: X, key = a)]",
 ];
 const STRUCT_ATTRS: &[&str] = &[
+    "#[serde(rename_all = \"camelCase\")]",
+    "#[serde(rename_all(serialize = \"kebab-case\"), deny_unknown_fields)]",
+    "#[serde(rename_all = \"NoSuchCase\")]",
     "#[entity(collection = \"things\")]",
     "#[storage(per_record, shard = 2)]",
     "#[storage(memory, ttl = \"30s\")]",

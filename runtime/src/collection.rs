@@ -906,6 +906,12 @@ pub(crate) trait ErasedCollection: Send + Sync {
     fn foreign_keys(&self) -> Vec<ForeignKeySpec>;
     /// The declared indices, as `shelf.json` records them.
     fn index_meta(&self) -> Vec<crate::meta::IndexMeta>;
+    /// The fields serde writes, as the derive describes them.
+    fn record_fields(&self) -> &'static [crate::entity::RecordField];
+    /// The JSON key of the field `field` (a Rust field name), for `shelf.json`.
+    /// (The PostgreSQL backend keeps Rust names: its foreign-key columns are
+    /// filled from the typed records, never read from the JSON.)
+    fn key_of(&self, field: &'static str) -> &'static str;
     /// Whether a record with this id (a `&T::Id`) exists.
     fn contains_id(&self, id: &dyn Any) -> bool;
     /// References (with `check`) to parents for which `exists` says no.
@@ -1087,6 +1093,14 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn index_meta(&self) -> Vec<crate::meta::IndexMeta> {
         crate::meta::IndexMeta::of::<T>()
+    }
+
+    fn record_fields(&self) -> &'static [crate::entity::RecordField] {
+        T::__record_fields()
+    }
+
+    fn key_of(&self, field: &'static str) -> &'static str {
+        crate::entity::key_of::<T>(field)
     }
 
     fn contains_id(&self, id: &dyn Any) -> bool {

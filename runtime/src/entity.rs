@@ -127,6 +127,12 @@ pub trait EntityInternals: Sized + 'static {
         &[]
     }
 
+    /// For `shelf.json`: each field serde writes, in declaration order, with the
+    /// JSON key it is written under.
+    fn __record_fields() -> &'static [RecordField] {
+        &[]
+    }
+
     /// The `#[belongs_to]` fields.
     fn __foreign_keys() -> Vec<ForeignKeySpec> {
         Vec::new()
@@ -139,4 +145,26 @@ pub trait EntityInternals: Sized + 'static {
 
     /// Sets an `Option` foreign key to `None` (`on_delete = detach`).
     fn __clear_foreign_key(&mut self, _field: &str) {}
+}
+
+/// A field of a record as the derive describes it for `shelf.json` (and for the
+/// backends that read records by key). Fields serde skips are left out.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordField {
+    /// The Rust field name (without `r#`).
+    pub field: &'static str,
+    /// The JSON key serde writes it under (`rename`, `rename_all`); empty for a
+    /// `flatten`ed field, whose own keys are written into the record.
+    pub key: &'static str,
+    /// The field's type as written in the struct.
+    pub ty: &'static str,
+    /// `#[serde(flatten)]`.
+    pub flatten: bool,
+}
+
+/// The JSON key of `T`'s field `field` (its Rust name when the derive does not
+/// describe it).
+pub(crate) fn key_of<T: EntityInternals>(field: &str) -> &str {
+    T::__record_fields().iter().find(|f| f.field == field && !f.flatten).map_or(field, |f| f.key)
 }

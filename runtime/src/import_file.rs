@@ -55,6 +55,19 @@ pub(crate) fn encode(header: &Header, lines: &[Line]) -> serde_json::Result<Vec<
     jsonl_file::encode(header, lines)
 }
 
+/// Refuses a staged file of `len` bytes that an open would not read: open reads
+/// files up to `limit` ([`DEFAULT_MAX_FILE_SIZE`](crate::fs::DEFAULT_MAX_FILE_SIZE))
+/// and moves a larger one to `_quarantine/`, so `shelf import` must refuse it
+/// rather than stage what the application then sets aside.
+pub(crate) fn fits(len: usize, limit: u64) -> std::result::Result<(), String> {
+    if len as u64 <= limit {
+        return Ok(());
+    }
+    Err(format!(
+        "the staged import would be {len} bytes, over the {limit} bytes an open reads; split the input and import each part after the application's open has applied the one before"
+    ))
+}
+
 /// Reads a staged import. An error says what is wrong, naming the line.
 pub(crate) fn decode(bytes: &[u8]) -> std::result::Result<(Header, Vec<Line>), String> {
     let (header, items): (Header, Vec<(usize, Line)>) = jsonl_file::decode(bytes)?;
@@ -145,6 +158,13 @@ fn same_number(a: &serde_json::Number, b: &serde_json::Number) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_staged_file_an_open_would_not_read_is_refused() {
+        assert_eq!(fits(1 << 30, 1 << 30), Ok(()));
+        let refused = fits((1 << 30) + 1, 1 << 30).unwrap_err();
+        assert!(refused.contains("1073741825 bytes") && refused.contains("split the input"), "{refused}");
+    }
+
     use serde_json::json;
 
     use super::*;

@@ -107,7 +107,7 @@ pub mod __private {
         belongs_to_of, foreign_key, has_foreign_key, has_many, has_many_query, has_one, IndexKeyProbe, IsThroughPair,
         KeyProbe, NotAnIndexKey, NotThroughPair, PairProbe, ThroughPair,
     };
-    pub use crate::entity::{Entity, EntityInternals, StorageKind, StorageSpec};
+    pub use crate::entity::{Entity, EntityInternals, RecordField, StorageKind, StorageSpec};
     pub use crate::error::{Error, Result};
     pub use crate::handle::{index_all, index_count, index_one, index_range, Collection};
     pub use crate::index::{

@@ -111,6 +111,39 @@ pub(crate) struct CollectionMeta {
     /// files written before they were recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indices: Vec<IndexMeta>,
+    /// The record's fields as serde writes them, so tools read records by the
+    /// keys they are stored under (absent in files written before they were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldMeta>,
+}
+
+/// What `shelf.json` records of a record field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FieldMeta {
+    /// The JSON key (`rename`, `rename_all` applied); empty for a flattened field.
+    pub key: String,
+    /// The Rust field name, when it differs from the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The field's Rust type as written.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// `#[serde(flatten)]`: the field's own keys are in the record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flatten: bool,
+}
+
+impl FieldMeta {
+    /// The description the derive emitted for one field.
+    pub fn of(field: &crate::entity::RecordField) -> FieldMeta {
+        FieldMeta {
+            key: field.key.to_owned(),
+            field: (field.field != field.key).then(|| field.field.to_owned()),
+            ty: field.ty.to_owned(),
+            flatten: field.flatten,
+        }
+    }
 }
 
 /// What `shelf.json` records of one index.

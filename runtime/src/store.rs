@@ -20,7 +20,7 @@ use crate::feed::FeedRetention;
 use crate::flush::{FlushState, FlushStats, Flusher, Health};
 use crate::fs::{create_dir_durable, RealFs, Vfs, VfsLock};
 use crate::handle::Collection;
-use crate::meta::{CollectionMeta, ForeignKeyMeta, Layout, Meta};
+use crate::meta::{CollectionMeta, FieldMeta, ForeignKeyMeta, Layout, Meta};
 use crate::migrate;
 use crate::recover::{LoadCtx, RecoveryReport};
 use crate::relation::{Dangling, ForeignKeySpec};
@@ -586,6 +586,7 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
             next_id: None,
             foreign_keys: Vec::new(),
             indices: Vec::new(),
+            fields: Vec::new(),
         });
         entry.entity = collection.type_name().to_owned();
         entry.wal = spec.wal;
@@ -593,9 +594,14 @@ fn updated_meta(old: &Meta, collections: &[Arc<dyn ErasedCollection>]) -> Meta {
         entry.foreign_keys = collection
             .foreign_keys()
             .into_iter()
-            .map(|fk| ForeignKeyMeta { field: fk.field.to_owned(), parent: fk.parent.to_owned(), check: fk.check })
+            .map(|fk| ForeignKeyMeta {
+                field: collection.key_of(fk.field).to_owned(),
+                parent: fk.parent.to_owned(),
+                check: fk.check,
+            })
             .collect();
         entry.indices = collection.index_meta();
+        entry.fields = collection.record_fields().iter().map(FieldMeta::of).collect();
     }
     meta
 }

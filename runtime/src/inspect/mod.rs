@@ -126,7 +126,25 @@ pub struct CollectionInfo {
     /// Its indices, as the last `Store` to open the directory recorded them (empty
     /// in a `shelf.json` written before they were recorded).
     pub indices: Vec<IndexInfo>,
+    /// Its record's fields, as the derive of the last `Store` to open the
+    /// directory described them (empty in a `shelf.json` written before they were
+    /// recorded).
+    pub fields: Vec<FieldInfo>,
     layout: Layout,
+}
+
+/// What `shelf.json` says of one field of a collection's records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The JSON key the field is stored under; empty for a `#[serde(flatten)]`
+    /// field, whose own keys are in the record.
+    pub key: String,
+    /// The Rust field name, when it differs from the key.
+    pub field: Option<String>,
+    /// The field's Rust type, as written in the struct.
+    pub ty: String,
+    /// `#[serde(flatten)]`.
+    pub flatten: bool,
 }
 
 /// What `shelf.json` says of one index of a collection.
@@ -250,6 +268,16 @@ impl DataDir {
                         sorted: i.sorted,
                         fields: i.fields.clone(),
                         each: i.each,
+                    })
+                    .collect(),
+                fields: m
+                    .fields
+                    .iter()
+                    .map(|f| FieldInfo {
+                        key: f.key.clone(),
+                        field: f.field.clone(),
+                        ty: f.ty.clone(),
+                        flatten: f.flatten,
                     })
                     .collect(),
                 layout: m.layout,

@@ -224,6 +224,7 @@ impl DataDir {
             id_field: id_field.clone(),
         };
         let bytes = import_file::encode(&header, &staged).map_err(|e| invalid(format!("cannot serialize: {e}")))?;
+        import_file::fits(bytes.len(), crate::fs::DEFAULT_MAX_FILE_SIZE).map_err(invalid)?;
         // An older build would ignore the staged file (and a later open would then
         // apply it over newer records): the directory is raised to the version
         // that knows it, first.
