@@ -256,3 +256,39 @@ fn a_torn_wal_tail_is_measured_by_the_tools_as_open_drops_it() {
     assert_eq!(store.collection::<Logged>().unwrap().len(), 3);
     store.close().unwrap();
 }
+
+#[test]
+fn a_corrupt_wal_record_is_reported_by_the_tools_where_open_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let image = copy.path().join("image");
+    {
+        let store = open(dir.path());
+        let logged = store.collection::<Logged>().unwrap();
+        for i in 0..4 {
+            logged.insert(Logged { id: format!("L{i}"), owner: format!("o{i}"), cents: i }).unwrap();
+        }
+        copy_dir(dir.path(), &image);
+        store.close().unwrap();
+    }
+    std::fs::remove_file(image.join("LOCK")).ok();
+    let segments: Vec<_> = std::fs::read_dir(image.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal") && std::fs::metadata(p).unwrap().len() > 0)
+        .collect();
+    assert_eq!(segments.len(), 1, "the four commits are in one segment: {segments:?}");
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    bytes[17] ^= 0x01; // in the first record's payload: three valid records follow
+    std::fs::write(&segments[0], &bytes).unwrap();
+
+    let data = DataDir::open(&image).unwrap();
+    let wal = data.wal().unwrap();
+    let Some(WalDamage::Corrupt { segment, offset }) = &wal.damage else { panic!("corruption: {wal:?}") };
+    assert_eq!((segment, *offset), (&segments[0], 0));
+    match Store::builder(&image).register::<Logged>().open() {
+        Err(shelf::Error::WalCorrupt { segment: s, offset: o }) => assert_eq!((s, o), (segments[0].clone(), 0)),
+        Err(other) => panic!("expected WalCorrupt, got {other}"),
+        Ok(_) => panic!("open accepted a corrupt WAL"),
+    }
+}

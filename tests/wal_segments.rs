@@ -168,6 +168,11 @@ fn records_that_go_back_are_refused_not_truncated_as_a_torn_tail() {
     let segment =
         write_segment(&wal, &segment_name(records[0].0), &[&records[0].1, &records[1].1, &records[2].1, &records[1].1]);
     expect_wal_segment(image.path(), &wal, &segment, "not above");
+    // Asked to repair, open cuts the log at the record that goes back, keeping the
+    // three before it.
+    let store = builder(image.path()).repair_wal(true).open().unwrap();
+    assert_eq!(ids(&store), [1, 2, 3]);
+    assert_eq!(store.recovery_report().wal_bytes_truncated, records[1].1.len() as u64);
 }
 
 #[test]
