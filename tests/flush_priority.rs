@@ -115,6 +115,7 @@ fn sync_thread_nices(store: &Store, fs: &NiceFs) -> Vec<i32> {
         for id in 0..200 {
             notes.upsert(Note { id, text: format!("note {id}") }).unwrap();
         }
+        // The pause between polls; the condition above, not the sleep, orders this.
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -29,6 +29,8 @@ struct Cache {
     value: u32,
 }
 
+/// Sleeps of this long let the TTL pass: wall time is what a TTL is about. They
+/// order no threads.
 const PAST_TTL: Duration = Duration::from_millis(80);
 
 fn open(dir: &std::path::Path) -> Store {
