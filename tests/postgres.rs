@@ -297,3 +297,32 @@ fn a_feed_cursor_from_before_an_open_gets_feed_expired() {
     let resumed: Vec<u64> = users.watch_from(first[2]).unwrap().try_iter().map(|e| e.seq).collect();
     assert_eq!(resumed, second);
 }
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Renamed {
+    #[id]
+    user_key: String,
+    #[belongs_to(User)]
+    owner_id: String,
+}
+
+/// The schema PostgreSQL records keys the id by its Rust name, as it did before
+/// `shelf.json` recorded JSON keys: a database made then still opens.
+#[test]
+fn a_renamed_id_is_recorded_by_its_rust_name_and_reopens() {
+    let Some(schema) = Schema::new("renamed") else { return };
+    let open = || schema.builder().register::<User>().register::<Renamed>().open().expect("open on PostgreSQL");
+    let store = open();
+    store.collection::<User>().unwrap().insert(user("ada", "ada@x")).unwrap();
+    store.collection::<Renamed>().unwrap().insert(Renamed { user_key: "k".into(), owner_id: "ada".into() }).unwrap();
+    drop(store);
+    let recorded: String = schema
+        .client()
+        .query_one("SELECT schema->>'id_field' FROM shelf_meta WHERE collection = 'renamed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, "user_key");
+    let store = open();
+    assert_eq!(store.collection::<Renamed>().unwrap().get("k").unwrap().owner_id, "ada");
+}

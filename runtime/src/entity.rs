@@ -79,8 +79,9 @@ pub trait Entity: EntityInternals + Serialize + DeserializeOwned + Clone + Send 
     const STORAGE: StorageSpec;
     /// Whether the id is assigned on insert (`#[id(auto)]`).
     const AUTO_ID: bool;
-    /// The name of the `#[id]` field. `shelf.json` records it, so that tools such as
-    /// `shelf verify` check ids against file names without guessing the field.
+    /// The JSON key of the `#[id]` field: its name, unless `#[serde(rename)]` or
+    /// `rename_all` changes it. `shelf.json` records it, so that tools such as
+    /// `shelf verify` read ids where the records hold them, without guessing.
     const ID_FIELD: &'static str = "id";
 
     /// The record's id.

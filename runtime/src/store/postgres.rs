@@ -99,7 +99,15 @@ impl StoreBuilder {
                 CollectionSchema {
                     name: c.name().to_owned(),
                     persisted,
-                    id_field: c.id_field().to_owned(),
+                    // The Rust name, as the schema has recorded it from the start
+                    // (and as it names foreign keys): a store made before ids were
+                    // recorded by their JSON key still opens.
+                    id_field: c
+                        .record_fields()
+                        .iter()
+                        .find(|f| f.key == c.id_field() && !f.flatten)
+                        .map_or(c.id_field(), |f| f.field)
+                        .to_owned(),
                     unique: meta.into_iter().filter(|i| i.unique).map(|i| i.name).collect(),
                     foreign_keys: c
                         .foreign_keys()
