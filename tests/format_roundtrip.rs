@@ -219,22 +219,26 @@ fn every_file_kind_the_store_writes_is_read_back_by_the_tools() {
     assert!(by_name["logged"].wal);
 }
 
+/// The crash image (the files as they were, without close) of a store that logged
+/// four commits to `logged`, at `copy/image`.
+fn crash_image_of_four_logged_commits(copy: &Path) -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap();
+    let image = copy.join("image");
+    let store = open(dir.path());
+    let logged = store.collection::<Logged>().unwrap();
+    for i in 0..4 {
+        logged.insert(Logged { id: format!("L{i}"), owner: format!("o{i}"), cents: i }).unwrap();
+    }
+    copy_dir(dir.path(), &image);
+    store.close().unwrap();
+    std::fs::remove_file(image.join("LOCK")).ok();
+    image
+}
+
 #[test]
 fn a_torn_wal_tail_is_measured_by_the_tools_as_open_drops_it() {
-    let dir = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
-    let image = copy.path().join("image");
-    {
-        let store = open(dir.path());
-        let logged = store.collection::<Logged>().unwrap();
-        for i in 0..4 {
-            logged.insert(Logged { id: format!("L{i}"), owner: format!("o{i}"), cents: i }).unwrap();
-        }
-        // A crash image: the files as they are now, without close.
-        copy_dir(dir.path(), &image);
-        store.close().unwrap();
-    }
-    std::fs::remove_file(image.join("LOCK")).ok();
+    let image = crash_image_of_four_logged_commits(copy.path());
     let segment = std::fs::read_dir(image.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -259,19 +263,8 @@ fn a_torn_wal_tail_is_measured_by_the_tools_as_open_drops_it() {
 
 #[test]
 fn a_corrupt_wal_record_is_reported_by_the_tools_where_open_refuses_it() {
-    let dir = tempfile::tempdir().unwrap();
     let copy = tempfile::tempdir().unwrap();
-    let image = copy.path().join("image");
-    {
-        let store = open(dir.path());
-        let logged = store.collection::<Logged>().unwrap();
-        for i in 0..4 {
-            logged.insert(Logged { id: format!("L{i}"), owner: format!("o{i}"), cents: i }).unwrap();
-        }
-        copy_dir(dir.path(), &image);
-        store.close().unwrap();
-    }
-    std::fs::remove_file(image.join("LOCK")).ok();
+    let image = crash_image_of_four_logged_commits(copy.path());
     let segments: Vec<_> = std::fs::read_dir(image.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
