@@ -28,7 +28,7 @@ fn kind(value: &Json) -> &'static str {
     match value {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
-        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(n) if n.is_integer() => "an integer",
         Json::Number(_) => "a number",
         Json::String(_) => "a string",
         Json::Array(_) => "an array",

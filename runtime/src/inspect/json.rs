@@ -4,13 +4,53 @@
 //! record read and written back through it would come out with its fields in
 //! alphabetical order. The tools rewrite users' files, which stay readable when the
 //! fields keep the order the entity declared them in; hence this type.
+//!
+//! A number keeps the text it was read as. `serde_json::Number` (without the
+//! `arbitrary_precision` feature, which would change every user's `serde_json`)
+//! reads an integer beyond 64 bits as a float: a `u128` field written back through
+//! it would no longer load. The tools write back exactly what they read.
 
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::Number;
+use serde_json::value::RawValue;
+
+/// A JSON number, as the text it was read as (a valid JSON number).
+#[derive(Clone, Debug)]
+pub(crate) struct Number(Box<RawValue>);
+
+impl Number {
+    /// The number if it is an integer that fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.0.get().parse().ok()
+    }
+    /// The number if it is an integer that fits a `u64`.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.get().parse().ok()
+    }
+    /// The number as the nearest `f64`.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.0.get().parse().ok()
+    }
+    /// Whether it is written as an integer (no fraction, no exponent), of any size.
+    pub fn is_integer(&self) -> bool {
+        !self.0.get().contains(['.', 'e', 'E'])
+    }
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Number) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
 
 /// A JSON value; objects keep their members in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,7 +90,7 @@ impl Json {
     pub fn key_text(&self) -> Option<String> {
         match self {
             Json::String(s) => Some(s.clone()),
-            Json::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+            Json::Number(n) if n.as_u64().is_some() || n.as_i64().is_some() => Some(n.to_string()),
             _ => None,
         }
     }
@@ -109,7 +149,7 @@ impl Serialize for Json {
         match self {
             Json::Null => serializer.serialize_unit(),
             Json::Bool(b) => serializer.serialize_bool(*b),
-            Json::Number(n) => n.serialize(serializer),
+            Json::Number(n) => n.0.serialize(serializer),
             Json::String(s) => serializer.serialize_str(s),
             Json::Array(items) => {
                 let mut seq = serializer.serialize_seq(Some(items.len()))?;
@@ -131,58 +171,56 @@ impl Serialize for Json {
 
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+        // Only JSON text is read into this type: through the raw text, numbers
+        // keep their digits.
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Json::from_raw(raw.get()).map_err(de::Error::custom)
     }
 }
 
-struct JsonVisitor;
+impl Json {
+    /// The value of one valid JSON text, read level by level: objects and arrays
+    /// as raw members, scalars as themselves.
+    fn from_raw(text: &str) -> Result<Json, serde_json::Error> {
+        Ok(match text.as_bytes().first() {
+            Some(b'{') => {
+                let RawMembers(members) = serde_json::from_str(text)?;
+                Json::Object(
+                    members.into_iter().map(|(k, v)| Ok((k, Json::from_raw(v.get())?))).collect::<Result<_, _>>()?,
+                )
+            }
+            Some(b'[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(text)?;
+                Json::Array(items.into_iter().map(|v| Json::from_raw(v.get())).collect::<Result<_, _>>()?)
+            }
+            Some(b'"') => Json::String(serde_json::from_str(text)?),
+            Some(b't' | b'f') => Json::Bool(serde_json::from_str(text)?),
+            Some(b'n') => Json::Null,
+            _ => Json::Number(Number(RawValue::from_string(text.to_owned())?)),
+        })
+    }
+}
 
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+/// An object's members in order, their values still raw.
+struct RawMembers<'a>(Vec<(String, &'a RawValue)>);
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_none<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
-        Json::deserialize(d)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Json, E> {
-        Number::from_f64(n).map(Json::Number).ok_or_else(|| E::custom("not a finite number"))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::String(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::String(s))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
+impl<'de: 'a, 'a> Deserialize<'de> for RawMembers<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MembersVisitor<'a> {
+            type Value = RawMembers<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMembers<'a>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(RawMembers(members))
+            }
         }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some((k, v)) = map.next_entry::<String, Json>()? {
-            members.push((k, v));
-        }
-        Ok(Json::Object(members))
+        deserializer.deserialize_map(MembersVisitor(std::marker::PhantomData))
     }
 }
 
@@ -197,6 +235,20 @@ mod tests {
         assert_eq!(json.to_text(), text);
         assert_eq!(json.keys(), ["z", "a", "m"]);
         assert_eq!(json.get("z").and_then(Json::key_text).as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn numbers_keep_their_text_beyond_64_bits_and_in_every_float_form() {
+        let text = r#"{"big":340282366920938463463374607431768211455,"low":-170141183460469231731687303715884105728,"f":1e-300,"g":0.30000000000000004,"h":5e-324,"i":-0.0,"j":1.0,"k":[18446744073709551616,{"m":2E+3}]}"#;
+        let json = Json::parse(text.as_bytes()).unwrap();
+        assert_eq!(json.to_text(), text);
+        let pretty =
+            serde_json::to_string_pretty(&Json::parse(br#"{"a":[18446744073709551616,2E+3]}"#).unwrap()).unwrap();
+        assert_eq!(pretty, "{\n  \"a\": [\n    18446744073709551616,\n    2E+3\n  ]\n}", "pretty keeps the digits too");
+        let Some(Json::Number(big)) = json.get("big") else { panic!("a number") };
+        assert_eq!((big.as_u64(), big.as_f64()), (None, Some(3.402823669209385e38)));
+        assert_eq!(json.get("j").map(Json::to_text).as_deref(), Some("1.0"));
+        assert!(Json::parse(b"{\"a\":01}").is_err(), "still only valid JSON");
     }
 
     #[test]

@@ -278,6 +278,16 @@ impl DataDir {
                         record.lsn, write.id
                     )));
                 };
+                // Open refuses an entry whose record holds another id (indices file
+                // a record under its own id); so does compact, with open's words.
+                let id_field = data.collection(&write.collection).ok().and_then(|info| info.id_field.clone());
+                let held = write.value.as_ref().zip(id_field).and_then(|(v, f)| v.get(&f).and_then(Json::key_text));
+                if let Some(held) = held.filter(|held| *held != id_text) {
+                    return Err(invalid(format!(
+                        "WAL record {}: collection `{}`: the entry for id `{id_text}` holds a record with id `{held}`",
+                        record.lsn, write.collection
+                    )));
+                }
                 per_collection.entry(write.collection).or_default().push(Change {
                     id_text,
                     id: write.id,
