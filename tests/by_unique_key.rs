@@ -1,8 +1,13 @@
 //! `update_by_<index>` and `upsert_by_<index>`: writes keyed on a unique index, one
-//! field or composite, for natural and auto ids, with typed errors.
+//! field or composite, for natural and auto ids, with typed errors. On each backend
+//! (`common_pg`).
+
+#[macro_use]
+mod common_pg;
 
 use std::sync::Arc;
 
+use common_pg::Backend;
 use serde::{Deserialize, Serialize};
 use shelf::{Entity, Error, Store};
 
@@ -31,14 +36,13 @@ fn user(id: &str, email: &str, name: &str) -> User {
     User { id: id.into(), email: email.into(), nick: None, name: name.into() }
 }
 
-fn open(dir: &std::path::Path) -> Store {
-    Store::builder(dir).register::<User>().register::<Account>().open().unwrap()
+fn open(backend: &Backend) -> Store {
+    backend.builder().register::<User>().register::<Account>().open().unwrap()
 }
 
-#[test]
-fn update_by_a_unique_key_changes_that_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+on_each_backend! {
+fn update_by_a_unique_key_changes_that_record(backend) {
+    let store = open(&backend);
     let users = store.collection::<User>().unwrap();
     users.insert(user("ada", "a@x", "Ada")).unwrap();
     users.insert(user("bob", "b@x", "Bob")).unwrap();
@@ -73,10 +77,8 @@ fn update_by_a_unique_key_changes_that_record() {
     assert_eq!(users.all(), before);
 }
 
-#[test]
-fn upsert_by_a_unique_key_replaces_or_inserts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn upsert_by_a_unique_key_replaces_or_inserts(backend) {
+    let store = open(&backend);
     let users = store.collection::<User>().unwrap();
     users.insert(user("ada", "a@x", "Ada")).unwrap();
 
@@ -100,10 +102,8 @@ fn upsert_by_a_unique_key_replaces_or_inserts() {
     assert_eq!(users.get("ada").unwrap().email, "a@x");
 }
 
-#[test]
-fn upsert_by_a_composite_key_keeps_the_auto_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+fn upsert_by_a_composite_key_keeps_the_auto_id(backend) {
+    let store = open(&backend);
     let accounts = store.collection::<Account>().unwrap();
     let account = |bank: &str, number: u32, cents: i64| Account { id: 0, bank: bank.into(), number, cents };
 
@@ -124,18 +124,17 @@ fn upsert_by_a_composite_key_keeps_the_auto_id() {
     // Reopened, the writes are there.
     store.close().unwrap();
     drop((accounts, store));
-    let store = open(dir.path());
+    let store = open(&backend);
     assert_eq!(store.collection::<Account>().unwrap().by_bank_and_number("gls", 7).unwrap().cents, 250);
 }
 
-/// As the README says: a refused insert uses up its auto id; ids are never reused.
-#[test]
-fn a_refused_insert_uses_up_its_auto_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+// As the README says: a refused insert uses up its auto id; ids are never reused.
+fn a_refused_insert_uses_up_its_auto_id(backend) {
+    let store = open(&backend);
     let accounts = store.collection::<Account>().unwrap();
     let account = |number: u32| Account { id: 0, bank: "gls".into(), number, cents: 0 };
     assert_eq!(accounts.insert(account(1)).unwrap(), 1);
     assert!(matches!(accounts.insert(account(1)), Err(Error::UniqueViolation { .. })));
     assert_eq!(accounts.insert(account(2)).unwrap(), 3);
+}
 }

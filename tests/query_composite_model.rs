@@ -10,11 +10,17 @@
 //! The oracle is a plain `BTreeMap` of what was written (never the store's reads).
 //! Random writes, reopens between rounds; every answer is compared with the oracle
 //! and every plan is asserted (the walk, the seek per key, or the fallback).
+//!
+//! The same tests run on PostgreSQL (`common_pg`), where after each round a second
+//! instance, kept by the change feed, must answer the same.
+
+#[macro_use]
+mod common_pg;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
+use common_pg::Backend;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shelf::{Entity, Store};
@@ -62,8 +68,9 @@ const OWNERS: u32 = 5;
 const POSTS: u32 = 4;
 const TAGS: u32 = 8;
 
-fn open(dir: &Path) -> Store {
-    Store::builder(dir)
+fn open(backend: &Backend) -> Store {
+    backend
+        .builder()
         .register::<Event>()
         .register::<Post>()
         .register::<Tag>()
@@ -333,6 +340,37 @@ fn check(store: &Store, oracle: &Oracle, limit: usize, offset: usize) {
     check_through(store, oracle, limit);
 }
 
+/// Rounds of random writes, each checked, then checked again after a reopen (and,
+/// on PostgreSQL, on a second instance after `sync`).
+fn composite_rounds(backend: &Backend, rounds: Vec<Vec<Write>>, limit: usize, offset: usize) {
+    {
+        let store = open(backend);
+        let posts = store.collection::<Post>().expect("posts");
+        for id in 0..POSTS {
+            posts.insert(Post { id }).expect("insert post");
+        }
+        store.flush().expect("flush");
+    }
+    let other = backend.is_postgres().then(|| open(backend));
+    let mut oracle = Oracle::default();
+    for round in rounds {
+        let store = open(backend);
+        for write in round {
+            apply(&store, &mut oracle, write);
+        }
+        check(&store, &oracle, limit, offset);
+        store.flush().expect("flush");
+        drop(store);
+        // After a reopen the indices are loaded or rebuilt; the answers hold.
+        let store = open(backend);
+        check(&store, &oracle, limit, offset);
+        if let Some(other) = &other {
+            other.sync().expect("sync");
+            check(other, &oracle, limit, offset);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -342,27 +380,22 @@ proptest! {
         limit in 0usize..8,
         offset in 0usize..3,
     ) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = open(dir.path());
-            let posts = store.collection::<Post>().expect("posts");
-            for id in 0..POSTS {
-                posts.insert(Post { id }).expect("insert post");
-            }
-            store.flush().expect("flush");
-        }
-        let mut oracle = Oracle::default();
-        for round in rounds {
-            let store = open(dir.path());
-            for write in round {
-                apply(&store, &mut oracle, write);
-            }
-            check(&store, &oracle, limit, offset);
-            store.flush().expect("flush");
-            drop(store);
-            // After a reopen the indices are loaded or rebuilt; the answers hold.
-            let store = open(dir.path());
-            check(&store, &oracle, limit, offset);
+        composite_rounds(&Backend::files(), rounds, limit, offset);
+    }
+}
+
+proptest! {
+    // Each case makes a schema and commits each write in PostgreSQL.
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_composite_walks_tops_and_through_queries_match_a_naive_model_in_both_instances(
+        rounds in proptest::collection::vec(writes(), 1..4),
+        limit in 0usize..8,
+        offset in 0usize..3,
+    ) {
+        if let Some(backend) = Backend::postgres_case("query_composite_model") {
+            composite_rounds(&backend, rounds, limit, offset);
         }
     }
 }
@@ -387,10 +420,9 @@ struct Version {
     published: u64,
 }
 
-#[test]
-fn a_relationship_query_walks_the_composite_of_its_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::builder(dir.path()).register::<Krate>().register::<Version>().open().expect("open");
+on_each_backend! {
+fn a_relationship_query_walks_the_composite_of_its_key(backend) {
+    let store = backend.builder().register::<Krate>().register::<Version>().open().expect("open");
     let krates = store.collection::<Krate>().expect("krates");
     let versions = store.collection::<Version>().expect("versions");
     for name in ["serde", "tokio"] {
@@ -423,4 +455,5 @@ fn a_relationship_query_walks_the_composite_of_its_key() {
         })
         .expect("tx");
     assert_eq!(in_tx, query.ids());
+}
 }

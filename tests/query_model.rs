@@ -11,6 +11,13 @@
 //! ordering on the indexed fields, on the unindexed twins, and on a random mix. The
 //! results must be equal, and the plans must differ as the planner's documented rules
 //! say: the twins never use an index.
+//!
+//! The same tests run on PostgreSQL (`common_pg`). There every random query also runs
+//! on a second instance, opened before the writes, whose collection and indices were
+//! built by the change feed.
+
+#[macro_use]
+mod common_pg;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,12 +25,15 @@ use std::fmt::Debug;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use common_pg::Backend;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shelf::{Entity, Field, OrderBy, Predicate, Query, Store};
 
+/// Persisted (one collection file), so that it is shared on PostgreSQL: a `memory`
+/// collection stays local to each instance.
 #[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[storage(memory)]
+#[storage(collection_file)]
 struct Item {
     #[id]
     id: u32,
@@ -799,10 +809,25 @@ fn check(store: &Store, model: &BTreeMap<u32, Item>, spec: &Spec) {
     assert_eq!(results[0], results[2], "indexed and mixed agree: {spec:?}");
 }
 
-fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path()).register::<Item>().open().unwrap();
-    (dir, store)
+fn open(backend: &Backend) -> Store {
+    backend.builder().register::<Item>().open().unwrap()
+}
+
+/// Loads `data` and checks every query of `specs` against the model, on the store
+/// that wrote and (on PostgreSQL) on a second instance that followed the feed.
+fn queries_match(backend: &Backend, data: &Data, specs: &[Spec]) {
+    let store = open(backend);
+    let other = backend.is_postgres().then(|| open(backend));
+    let model = load(&store, data);
+    if let Some(other) = &other {
+        other.sync().unwrap();
+    }
+    for spec in specs {
+        check(&store, &model, spec);
+        if let Some(other) = &other {
+            check(other, &model, spec);
+        }
+    }
 }
 
 proptest! {
@@ -810,10 +835,21 @@ proptest! {
 
     #[test]
     fn queries_match_a_naive_filter_and_sort(data in data(), specs in proptest::collection::vec(spec(), 1..10)) {
-        let (_dir, store) = open();
-        let model = load(&store, &data);
-        for spec in &specs {
-            check(&store, &model, spec);
+        queries_match(&Backend::files(), &data, &specs);
+    }
+}
+
+proptest! {
+    // Each case makes a schema and commits each write in PostgreSQL.
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_queries_match_a_naive_filter_and_sort_in_both_instances(
+        data in data(),
+        specs in proptest::collection::vec(spec(), 1..10),
+    ) {
+        if let Some(backend) = Backend::postgres_case("query_model") {
+            queries_match(&backend, &data, &specs);
         }
     }
 }
@@ -821,8 +857,8 @@ proptest! {
 // ---------------------------------------------------------------------------------
 // Fixed cases: the plans for the indexed field and its twin, side by side.
 
-fn fixed_store() -> (tempfile::TempDir, Store) {
-    let (dir, store) = open();
+fn fixed_store(backend: &Backend) -> Store {
+    let store = open(backend);
     let rows = [
         (1, 30, "a", "ann", Some(1), true),
         (2, 17, "ab", "bob", None, false),
@@ -835,7 +871,7 @@ fn fixed_store() -> (tempfile::TempDir, Store) {
         let v = Values { age, city, name, score, active };
         store.collection::<Item>().unwrap().insert(item(id, 10 + id, id, &v)).unwrap();
     }
-    (dir, store)
+    store
 }
 
 /// Runs the query on the indexed field and on its twin: the results are equal, the
@@ -855,9 +891,9 @@ fn twins(
     a.ids()
 }
 
-#[test]
-fn indexed_fields_and_their_twins_plan_differently_and_agree() {
-    let (_dir, store) = fixed_store();
+on_each_backend! {
+fn indexed_fields_and_their_twins_plan_differently_and_agree(backend) {
+    let store = fixed_store(&backend);
     let f = Item::fields();
 
     // Equality on a hash index, on a unique index, on an Option index, on a bool index.
@@ -1018,10 +1054,9 @@ fn indexed_fields_and_their_twins_plan_differently_and_agree() {
     .is_empty());
 }
 
-/// A limit that is "everything" (`usize::MAX`) with an offset, on an ordered walk.
-#[test]
-fn huge_limit_with_offset_on_an_ordered_walk() {
-    let (_dir, store) = fixed_store();
+// A limit that is "everything" (`usize::MAX`) with an offset, on an ordered walk.
+fn huge_limit_with_offset_on_an_ordered_walk(backend) {
+    let store = fixed_store(&backend);
     let f = Item::fields();
     let items = store.collection::<Item>().unwrap();
     let walk = items.query().order_by(f.age.asc()).offset(2).limit(usize::MAX);
@@ -1031,10 +1066,9 @@ fn huge_limit_with_offset_on_an_ordered_walk() {
     assert_eq!(sort.ids(), [6, 1, 3, 4]);
 }
 
-/// `first()` is the first record `collect()` returns; with `limit(0)` there is none.
-#[test]
-fn first_respects_limit_zero() {
-    let (_dir, store) = fixed_store();
+// `first()` is the first record `collect()` returns; with `limit(0)` there is none.
+fn first_respects_limit_zero(backend) {
+    let store = fixed_store(&backend);
     let f = Item::fields();
     let items = store.collection::<Item>().unwrap();
     for query in
@@ -1043,6 +1077,7 @@ fn first_respects_limit_zero() {
         assert!(query.collect().is_empty(), "plan:\n{}", query.explain());
         assert_eq!(query.first().map(|r| r.id), None, "plan:\n{}", query.explain());
     }
+}
 }
 
 /// The issue: "A composite index serves an equality on its prefix."

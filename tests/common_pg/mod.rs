@@ -95,6 +95,21 @@ impl Backend {
         }
     }
 
+    /// For one case of a property test: `None` without SHELF_TEST_POSTGRES, and the
+    /// line saying the test was skipped only for its first case.
+    pub fn postgres_case(test: &str) -> Option<Backend> {
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        if std::env::var("SHELF_TEST_POSTGRES").is_ok_and(|url| !url.is_empty()) {
+            return Backend::postgres(test);
+        }
+        let mut said = SAID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !said.iter().any(|t| t == test) {
+            said.push(test.to_owned());
+            url(test);
+        }
+        None
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Backend::Postgres(_))
     }
