@@ -326,3 +326,86 @@ fn a_renamed_id_is_recorded_by_its_rust_name_and_reopens() {
     let store = open();
     assert_eq!(store.collection::<Renamed>().unwrap().get("k").unwrap().owner_id, "ada");
 }
+
+/// The events `events` holds within `wait`, as `(kind, id)`.
+fn drain(events: &std::sync::mpsc::Receiver<shelf::Event<User>>, wait: Duration) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    while let Ok(event) = events.recv_timeout(wait) {
+        out.push(match &event.change {
+            shelf::Change::Insert(u) => ("insert", u.id.clone()),
+            shelf::Change::Update { old, new } => {
+                assert_eq!(old.id, new.id);
+                ("update", new.id.clone())
+            }
+            shelf::Change::Remove(u) => ("remove", u.id.clone()),
+        });
+    }
+    out
+}
+
+/// An instance that fell behind the change log's retention (the rows it still needs
+/// were pruned) reloads from one snapshot: its records, indices and watchers get the
+/// net changes, one event per changed record and none for the others, and it follows
+/// the feed again. Its own commits are kept.
+#[test]
+fn an_instance_behind_the_pruned_change_log_reloads_and_follows_the_feed_again() {
+    let Some(schema) = Schema::new("reload") else { return };
+    let (a, b) = (open(&schema), open(&schema));
+    let users = a.collection::<User>().unwrap();
+    for id in ["keep", "change", "gone"] {
+        users.insert(user(id, &format!("{id}@x"))).unwrap();
+    }
+    b.sync().unwrap();
+    let events = b.collection::<User>().unwrap().watch();
+
+    // Hold B's change feed back: each of its polls reads `shelf_pruned`.
+    let mut holder = schema.client();
+    let mut hold = holder.transaction().unwrap();
+    hold.batch_execute("LOCK TABLE shelf_pruned IN ACCESS EXCLUSIVE MODE").unwrap();
+    users
+        .update(&"change".into(), |u| {
+            u.visits = 7;
+            u.email = "changed@x".into();
+        })
+        .unwrap();
+    users.remove("gone").unwrap();
+    users.insert(user("new", "gone@x")).unwrap(); // the removed record's email
+    b.collection::<User>().unwrap().insert(user("bee", "bee@x")).unwrap();
+    // Prune every row so far, as `prune` does with rows older than a minute.
+    hold.batch_execute(
+        "WITH gone AS (DELETE FROM shelf_changes RETURNING seq)
+         UPDATE shelf_pruned SET upto = greatest(upto, (SELECT max(seq) FROM gone))",
+    )
+    .unwrap();
+    hold.commit().unwrap();
+
+    b.sync().expect("an instance behind the retention reloads");
+    let held = b.collection::<User>().unwrap();
+    let mut ids: Vec<String> = held.all().iter().map(|u| u.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["bee", "change", "keep", "new"]);
+    assert_eq!(*held.get("change").unwrap(), User { id: "change".into(), email: "changed@x".into(), visits: 7 });
+    assert_eq!(held.by_email("gone@x").unwrap().id, "new", "the unique index follows the reload");
+    assert!(held.by_email("change@x").is_none());
+    assert_eq!(held.by_email("bee@x").unwrap().id, "bee");
+
+    let mut seen = drain(&events, Duration::from_millis(200));
+    assert_eq!(seen.first(), Some(&("insert", "bee".to_owned())), "its own commit, at once: {seen:?}");
+    seen.remove(0);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("insert", "new".to_owned()), ("remove", "gone".to_owned()), ("update", "change".to_owned())],
+        "the reload's net changes, and nothing for `keep`"
+    );
+
+    // It follows the feed again.
+    users.insert(user("after", "after@x")).unwrap();
+    b.sync().unwrap();
+    assert_eq!(held.get("after").unwrap().email, "after@x");
+    assert_eq!(drain(&events, Duration::from_millis(200)), [("insert", "after".to_owned())]);
+    // And a write of B's reaches A.
+    held.update(&"keep".into(), |u| u.visits = 1).unwrap();
+    a.sync().unwrap();
+    assert_eq!(users.get("keep").unwrap().visits, 1);
+}

@@ -16,15 +16,19 @@
 //!
 //! Commits are applied to memory exactly once, whichever comes first: the thread
 //! that committed, or the change feed ([`Applied`]).
+//!
+//! An instance that fell behind the change log's retention reloads
+//! ([`Inner::reload`]): the net difference between its cache and a snapshot of
+//! every table is applied as one commit, at the snapshot's sequence number.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::backend::postgres::{ChangeRow, Postgres, Refusal};
+use crate::backend::postgres::{ChangeRow, Postgres, Refusal, Snapshot};
 use crate::collection::{Locked, SharedWrite};
 use crate::commit::{Op, Run, WriterGuard};
 use crate::error::{show_id, Error, Result};
@@ -35,11 +39,12 @@ pub const ATTEMPTS: u32 = 30;
 
 /// Which commits this instance has applied: every one up to `floor` (delivered
 /// by the change feed in order), and its own commits above it, applied by the
-/// committing thread ahead of the feed. Changed only under the writer lock.
+/// committing thread ahead of the feed, with the `(collection, id)` each wrote.
+/// Changed only under the writer lock.
 #[derive(Debug, Default)]
 struct Applied {
     floor: u64,
-    ahead: BTreeSet<u64>,
+    ahead: BTreeMap<u64, Vec<(usize, String)>>,
 }
 
 /// The shared-backend state of a store: which commits are applied, and which
@@ -56,7 +61,7 @@ pub(crate) struct SharedState {
 
 impl SharedState {
     pub(crate) fn new(floor: u64) -> Self {
-        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeSet::new() }), ..Default::default() }
+        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeMap::new() }), ..Default::default() }
     }
 
     fn finish(&self, keys: &[(usize, String)]) {
@@ -123,7 +128,8 @@ impl Inner {
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
-                if *seq > applied.floor && applied.ahead.insert(*seq) {
+                if *seq > applied.floor && !applied.ahead.contains_key(seq) {
+                    applied.ahead.insert(*seq, keys.clone());
                     self.apply_writes(pg, *seq, Some(*version), staged.writes);
                 }
             }
@@ -280,7 +286,7 @@ impl Inner {
                 continue;
             }
             applied.floor = row.seq;
-            if applied.ahead.remove(&row.seq) {
+            if applied.ahead.remove(&row.seq).is_some() {
                 continue;
             }
             let entries: Vec<Entry<'_>> = serde_json::from_str(&row.payload).map_err(|e| Error::Postgres {
@@ -317,7 +323,45 @@ impl Inner {
             self.publish_applied(row.seq, &mut locks);
         }
         let floor = applied.floor;
-        applied.ahead.retain(|&seq| seq > floor);
+        applied.ahead.retain(|&seq, _| seq > floor);
+        Ok(())
+    }
+
+    /// Makes the cache what `snapshot` holds, for an instance whose change feed
+    /// fell behind the log's retention: each record whose version differs is set,
+    /// each the snapshot lacks is removed, and the changes are published as one
+    /// commit at the snapshot's sequence number (one event per changed record).
+    /// Records written by this instance's commits after the snapshot keep their
+    /// newer state; the feed skips those commits as it always does.
+    pub(crate) fn reload(&self, pg: &Postgres, snapshot: &Snapshot) -> Result<()> {
+        let _writer = self.writer.lock();
+        let mut applied = self.shared.applied.lock();
+        if snapshot.floor <= applied.floor {
+            return Ok(());
+        }
+        let newer: Vec<&(usize, String)> =
+            applied.ahead.range(snapshot.floor + 1..).flat_map(|(_, keys)| keys).collect();
+        let mut locks: Vec<(usize, Box<dyn Locked + '_>)> = Vec::new();
+        for (pos, rows) in snapshot.tables.iter().enumerate() {
+            if pg.table(pos).is_none() {
+                continue;
+            }
+            let writes = pg.reload_writes(pos, rows, &|id| newer.iter().any(|(c, k)| *c == pos && k == id));
+            if writes.is_empty() {
+                continue;
+            }
+            let mut lock = self.collections[pos].lock_write();
+            let writes: Vec<(&str, Option<&str>)> = writes.iter().map(|(id, v)| (id.as_str(), v.as_deref())).collect();
+            lock.put_json(&writes).map_err(|message| Error::Postgres {
+                op: "reload after the change log was pruned",
+                message: format!("collection `{}`: {message}", self.collections[pos].name()),
+            })?;
+            locks.push((pos, lock));
+        }
+        applied.floor = snapshot.floor;
+        let floor = applied.floor;
+        applied.ahead.retain(|&seq, _| seq > floor);
+        self.publish_applied(snapshot.floor, &mut locks);
         Ok(())
     }
 }

@@ -80,11 +80,17 @@ impl<T: Entity> LockedCore<'_, T> {
     /// `publish`, as a local commit's are.
     pub(super) fn put_all(&mut self, writes: Vec<(T::Id, Option<Arc<T>>)>) {
         // The last write of an id wins; its old value is the one before the commit.
+        // (A reload hands over every changed record of a table at once: by hash.)
         let mut last: Vec<(T::Id, Option<Arc<T>>)> = Vec::with_capacity(writes.len());
+        let mut at: std::collections::HashMap<T::Id, usize, foldhash::fast::RandomState> =
+            std::collections::HashMap::with_capacity_and_hasher(writes.len(), Default::default());
         for (id, value) in writes {
-            match last.iter_mut().find(|(seen, _)| *seen == id) {
-                Some(entry) => entry.1 = value,
-                None => last.push((id, value)),
+            match at.get(&id) {
+                Some(&i) => last[i].1 = value,
+                None => {
+                    at.insert(id.clone(), last.len());
+                    last.push((id, value));
+                }
             }
         }
         let olds: Vec<Option<Arc<T>>> = last.iter().map(|(id, _)| self.state.put(id, None, false)).collect();

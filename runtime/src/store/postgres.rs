@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 
 use super::{updated_meta, Inner, Relations, Shared, Store, StoreBuilder};
-use crate::backend::postgres::{CollectionSchema, PgOptions, Postgres};
+use crate::backend::postgres::{CollectionSchema, Delivery, PgOptions, Postgres};
 use crate::backend::Backend;
 use crate::collection::{enforced, Log};
 use crate::error::{Error, Result};
@@ -76,8 +76,9 @@ impl StoreBuilder {
 
     /// How many change-log rows PostgreSQL keeps at least (100,000 by default):
     /// rows older than the newest `rows` and older than one minute are pruned. An
-    /// instance that falls further behind (stopped, or disconnected) cannot catch
-    /// up and must be reopened, which reloads it.
+    /// instance that falls further behind (disconnected, or too slow) reloads every
+    /// table from one snapshot and applies the net difference, with events (see
+    /// the README's PostgreSQL section).
     pub fn postgres_change_log(mut self, rows: u64) -> Self {
         let options =
             self.postgres.get_or_insert_with(|| PgOptions { url: String::new(), schema: None, keep_changes: 100_000 });
@@ -161,10 +162,13 @@ impl StoreBuilder {
             shared: crate::commit_shared::SharedState::new(floor),
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
-        let apply = Arc::new(move |rows: &[crate::backend::postgres::ChangeRow]| -> Result<()> {
+        let apply = Arc::new(move |delivery: Delivery<'_>| -> Result<()> {
             let Some(inner) = weak.upgrade() else { return Ok(()) };
             let Some(pg) = inner.backend.shared() else { return Ok(()) };
-            inner.apply_changes(pg, rows)
+            match delivery {
+                Delivery::Commits(rows) => inner.apply_changes(pg, rows),
+                Delivery::Reload(snapshot) => inner.reload(pg, snapshot),
+            }
         });
         if let Some(pg) = inner.backend.shared() {
             pg.start(apply)?;
@@ -184,8 +188,9 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Postgres`] when PostgreSQL cannot be reached, or when this instance
-    /// fell behind the change log's retention (reopen it).
+    /// [`Error::Postgres`] when PostgreSQL cannot be reached, or when a commit of
+    /// the change log cannot be applied to this instance's types. An instance that
+    /// fell behind the log's retention reloads first, and `sync` waits for that.
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
         self.inner().refuse_reentry("sync")?;

@@ -12,6 +12,12 @@
 //! exclusively for an instant, which waits for every commit holding a number, and
 //! read the last number taken. Every number up to it is then committed, and visible
 //! to the next snapshot, or aborted: one still missing is skipped.
+//!
+//! The log is pruned (see `Postgres::prune`). An instance that still needs a pruned
+//! row (it was stopped, disconnected or too slow for longer than the retention)
+//! *reloads*: it reads every table in one snapshot ([`super::snapshot`]) and hands
+//! it to the store, which applies the net difference to its cache, with events,
+//! and the reader goes on from the snapshot's sequence number.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +29,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
 use super::pool::{pg_error, Pool};
+use super::snapshot::{self, Snapshot};
 use crate::error::{Error, Result};
 
 /// One commit read from the change log.
@@ -36,8 +43,17 @@ pub(crate) struct ChangeRow {
     pub payload: String,
 }
 
-/// Applies delivered commits to the store, in sequence order.
-pub(crate) type Apply = dyn Fn(&[ChangeRow]) -> Result<()> + Send + Sync;
+/// What the reader hands to the store.
+pub(crate) enum Delivery<'a> {
+    /// The next commits, in sequence order.
+    Commits(&'a [ChangeRow]),
+    /// Every table as of `Snapshot::floor`, which is past the commits the store
+    /// has applied: the log no longer holds the ones in between.
+    Reload(&'a Snapshot),
+}
+
+/// Applies what the reader delivers to the store.
+pub(crate) type Apply = dyn Fn(Delivery<'_>) -> Result<()> + Send + Sync;
 
 /// What the reader knows.
 struct State {
@@ -50,14 +66,16 @@ struct State {
     /// Every number up to here that no snapshot since the last fence shows was
     /// taken by a transaction that aborted.
     dead_upto: u64,
-    /// Why the feed stopped, if it did (the change log no longer holds what this
-    /// instance needs).
+    /// Why the feed stopped, if it did (the store could not apply what it
+    /// delivered).
     failed: Option<String>,
 }
 
 /// The reader's shared state; see the module docs.
 pub(crate) struct Feed {
     channel: String,
+    /// Per collection position, its table if persisted: what a reload reads.
+    tables: Vec<Option<String>>,
     state: Mutex<State>,
     delivered: Condvar,
     apply: Mutex<Option<Arc<Apply>>>,
@@ -99,9 +117,10 @@ const BATCH: i64 = 5000;
 const POLL: Duration = Duration::from_millis(250);
 
 impl Feed {
-    pub(super) fn new(channel: String, floor: u64) -> Self {
+    pub(super) fn new(channel: String, floor: u64, tables: Vec<Option<String>>) -> Self {
         Feed {
             channel,
+            tables,
             state: Mutex::new(State {
                 floor,
                 waiting: BTreeMap::new(),
@@ -151,12 +170,20 @@ impl Feed {
         let pruned: i64 = rows.first().map_or(0, |row| row.get(0));
         let floor = state.floor as i64;
         if pruned > floor {
-            let why = format!(
-                "this instance has applied the commits up to sequence number {floor}, but the change log was pruned up to {pruned}; reopen the store to reload"
+            tracing::warn!(
+                applied = floor,
+                pruned,
+                "this instance fell behind the change log's retention; reloading every table"
             );
-            state.failed = Some(why.clone());
+            let snapshot = snapshot::read(client, &self.tables)?;
+            self.deliver(&mut state, Delivery::Reload(&snapshot))?;
+            let floor = snapshot.floor;
+            state.floor = floor;
+            state.dead_upto = state.dead_upto.max(floor);
+            state.waiting.retain(|&seq, _| seq > floor);
+            state.gaps.retain(|&seq, _| seq > floor);
             self.delivered.notify_all();
-            return Err(Error::Postgres { op: "follow the change log", message: why });
+            return Ok(());
         }
         let rows: Vec<_> = rows.into_iter().filter(|row| row.get::<_, Option<i64>>(1).is_some()).collect();
         for row in rows {
@@ -184,19 +211,22 @@ impl Feed {
             return Ok(());
         }
         if !deliver.is_empty() {
-            let apply = self.apply.lock().clone();
-            if let Some(apply) = apply {
-                if let Err(e) = apply(&deliver) {
-                    // Delivered rows are gone from `waiting`: the feed cannot go on.
-                    state.failed = Some(e.to_string());
-                    self.delivered.notify_all();
-                    return Err(e);
-                }
-            }
+            self.deliver(&mut state, Delivery::Commits(&deliver))?;
         }
         state.floor = new_floor;
         self.delivered.notify_all();
         Ok(())
+    }
+
+    /// Hands `delivery` to the store. If the store cannot apply it, the feed stops:
+    /// delivered rows are gone from `waiting`, and the cache may be part-applied.
+    fn deliver(&self, state: &mut State, delivery: Delivery<'_>) -> Result<()> {
+        let apply = self.apply.lock().clone();
+        let Some(apply) = apply else { return Ok(()) };
+        apply(delivery).inspect_err(|e| {
+            state.failed = Some(e.to_string());
+            self.delivered.notify_all();
+        })
     }
 
     /// Waits until every commit up to `target` is applied, polling with `client`.

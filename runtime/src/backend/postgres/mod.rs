@@ -16,6 +16,7 @@
 mod feed;
 mod pool;
 mod schema;
+mod snapshot;
 mod sql;
 
 use std::collections::HashMap;
@@ -25,9 +26,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use feed::Feed;
-pub(crate) use feed::{Apply, ChangeRow};
+pub(crate) use feed::{Apply, ChangeRow, Delivery};
 use pool::{pg_error, Pool};
 pub(crate) use schema::CollectionSchema;
+pub(crate) use snapshot::{Snapshot, SnapshotRow};
 
 use super::{Announcement, Backend, Source, Staged, StoredIndex};
 use crate::error::{Error, Result};
@@ -104,42 +106,22 @@ impl Postgres {
         schema::create(&mut client, collections)?;
 
         let tables: Vec<Option<String>> = collections.iter().map(|c| c.persisted.then(|| c.name.to_owned())).collect();
+        let snapshot = snapshot::read(&mut client, &tables)?;
         let mut versions = HashMap::new();
         let mut sources = Vec::with_capacity(collections.len());
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .map_err(|e| pg_error("load", &e))?;
-        // No commit holds a sequence number it has not committed while this lock
-        // is held (commits take it with their change row): the snapshot is exactly
-        // the commits up to `floor`.
-        tx.batch_execute("LOCK TABLE shelf_changes IN SHARE MODE").map_err(|e| pg_error("load", &e))?;
-        let row = tx
-            .query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq", &[])
-            .map_err(|e| pg_error("load", &e))?;
-        let floor: i64 = row.get(0);
-        for (pos, table) in tables.iter().enumerate() {
-            let mut docs = Vec::new();
-            if let Some(table) = table {
-                let rows = tx
-                    .query(&format!("SELECT id::text, doc::text, version FROM {}", sql::ident(table)), &[])
-                    .map_err(|e| pg_error("load", &e))?;
-                docs.reserve(rows.len());
-                for row in rows {
-                    let id: &str = row.get(0);
-                    versions.insert((pos, canonical_id(id)?), row.get::<_, i64>(2));
-                    docs.push(row.get::<_, String>(1));
-                }
+        for (pos, (table, rows)) in tables.iter().zip(snapshot.tables).enumerate() {
+            let mut docs = Vec::with_capacity(rows.len());
+            for row in rows {
+                versions.insert((pos, row.id), row.version);
+                docs.push(row.doc);
             }
             sources.push(Rows { table: table.clone().unwrap_or_default(), docs: Mutex::new(docs) });
         }
-        tx.commit().map_err(|e| pg_error("load", &e))?;
         let origin = format!("{}-{}-{:x}", std::process::id(), nanos(), rand_bits());
         let channel = format!("shelf_{}", options.schema.as_deref().unwrap_or("public"));
         Ok(Postgres {
             foreign_keys: collections.iter().map(|c| c.foreign_keys.iter().map(|(f, _)| f.clone()).collect()).collect(),
-            feed: Arc::new(Feed::new(channel, floor.max(0) as u64)),
+            feed: Arc::new(Feed::new(channel, snapshot.floor, tables.clone())),
             pool,
             origin,
             tables,
@@ -193,6 +175,40 @@ impl Postgres {
             Some(v) => versions.insert((pos, id), v),
             None => versions.remove(&(pos, id)),
         };
+    }
+
+    /// The writes that turn collection `pos`'s cache into `rows` (a reload's
+    /// snapshot of its table), recording the rows' versions: each row whose version
+    /// the cache does not hold, and a removal for each cached record the snapshot
+    /// lacks. Ids for which `newer` holds (written by this instance's commits after
+    /// the snapshot) are left as they are.
+    pub(crate) fn reload_writes(
+        &self,
+        pos: usize,
+        rows: &[SnapshotRow],
+        newer: &dyn Fn(&str) -> bool,
+    ) -> Vec<(String, Option<String>)> {
+        let mut versions = self.versions.lock();
+        let mut writes = Vec::new();
+        let mut present = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            present.insert(row.id.as_str());
+            if newer(&row.id) || versions.get(&(pos, row.id.clone())) == Some(&row.version) {
+                continue;
+            }
+            versions.insert((pos, row.id.clone()), row.version);
+            writes.push((row.id.clone(), Some(row.doc.clone())));
+        }
+        let gone: Vec<String> = versions
+            .keys()
+            .filter(|(p, id)| *p == pos && !present.contains(id.as_str()) && !newer(id))
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in gone {
+            versions.remove(&(pos, id.clone()));
+            writes.push((id, None));
+        }
+        writes
     }
 
     /// Whether PostgreSQL enforces the foreign key `field` of collection `pos`.

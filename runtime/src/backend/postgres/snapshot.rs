@@ -1,0 +1,62 @@
+//! One consistent read of every persisted table: what open loads, and what an
+//! instance reloads when it fell behind the change log's retention (the rows it
+//! still needed were pruned; see `feed`).
+
+use postgres::Client;
+
+use super::pool::pg_error;
+use super::{canonical_id, sql};
+use crate::error::Result;
+
+/// One row of a collection's table.
+pub(crate) struct SnapshotRow {
+    /// The id, as compact JSON.
+    pub id: String,
+    /// The record, as `jsonb` gives it back.
+    pub doc: String,
+    /// The version of the commit that wrote it.
+    pub version: i64,
+}
+
+/// Every persisted table as of one sequence number.
+pub(crate) struct Snapshot {
+    /// Every commit up to here is in the snapshot, and no later one.
+    pub floor: u64,
+    /// Per collection position: its rows (none for a collection PostgreSQL does
+    /// not keep).
+    pub tables: Vec<Vec<SnapshotRow>>,
+}
+
+/// Reads `tables` (per collection position, its table if persisted) in one
+/// repeatable-read snapshot that no commit is half-way into.
+pub(super) fn read(client: &mut Client, tables: &[Option<String>]) -> Result<Snapshot> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .map_err(|e| pg_error("load", &e))?;
+    // No commit holds a sequence number it has not committed while this lock is
+    // held (commits take it with their change row): the snapshot is exactly the
+    // commits up to `floor`.
+    tx.batch_execute("LOCK TABLE shelf_changes IN SHARE MODE").map_err(|e| pg_error("load", &e))?;
+    let row = tx
+        .query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq", &[])
+        .map_err(|e| pg_error("load", &e))?;
+    let floor = row.get::<_, i64>(0).max(0) as u64;
+    let mut out = Vec::with_capacity(tables.len());
+    for table in tables {
+        let mut rows = Vec::new();
+        if let Some(table) = table {
+            let read = tx
+                .query(&format!("SELECT id::text, doc::text, version FROM {}", sql::ident(table)), &[])
+                .map_err(|e| pg_error("load", &e))?;
+            rows.reserve(read.len());
+            for row in read {
+                rows.push(SnapshotRow { id: canonical_id(row.get(0))?, doc: row.get(1), version: row.get(2) });
+            }
+        }
+        out.push(rows);
+    }
+    tx.commit().map_err(|e| pg_error("load", &e))?;
+    Ok(Snapshot { floor, tables: out })
+}
