@@ -10,6 +10,11 @@
 //!   8 threads: Shelf's `insert`/`update` against a prepared single-row
 //!   `INSERT`/`UPDATE` of a `(id, doc jsonb)` table with the same unique index;
 //! - reads by id and by unique key: Shelf's cache against a PostgreSQL `SELECT`;
+//! - the physical line for Shelf's commit: the same three rows a Shelf commit
+//!   writes (the record, its unique key, a change-log row with the next sequence
+//!   number) by one static SQL function in one transaction, 1 and 8 threads;
+//! - the same Shelf commits while a second instance follows the change feed on
+//!   this machine (its CPU is the writers'; the rows above run without it);
 //! - cross-instance visibility: from one instance's `Ok` to another instance's
 //!   watch event, p50 and p99;
 //! - open: records loaded per second into a new instance's cache.
@@ -80,13 +85,14 @@ fn main() -> Result<(), BoxError> {
         admin.batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
              CREATE TABLE {schema}.raw (id bigint PRIMARY KEY, doc jsonb NOT NULL);
-             CREATE UNIQUE INDEX ON {schema}.raw ((doc->>'email'));"
+             CREATE UNIQUE INDEX ON {schema}.raw ((doc->>'email'));
+             {line}",
+            line = line_sql(&schema)
         ))?;
         let open = || -> Result<Store, BoxError> {
             Ok(Store::builder(&schema).register::<Person>().postgres(&url).postgres_schema(&schema).open()?)
         };
         let a = open()?;
-        let b = open()?;
         let mut next = 0u64;
         for threads in [1usize, 8] {
             let per = cli.commits / threads;
@@ -115,6 +121,37 @@ fn main() -> Result<(), BoxError> {
             })?;
             push(
                 format!("update, {threads} thread(s): Shelf on PostgreSQL"),
+                rate(per * threads, started),
+                "commits/s",
+            );
+            // The line: Shelf's three rows per commit, by static SQL.
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                let insert = client.prepare(&format!("SELECT {schema}.line_insert($1, $2::text::jsonb)"))?;
+                for i in 0..per {
+                    let id = first + (t * per + i) as u64;
+                    client.query_one(&insert, &[&(id as i64), &serde_json::to_string(&person(id, 1))?])?;
+                }
+                Ok(())
+            })?;
+            push(
+                format!("insert, {threads} thread(s): line (3 rows, static SQL)"),
+                rate(per * threads, started),
+                "commits/s",
+            );
+            let started = Instant::now();
+            run_threads(threads, |t| {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+                let update = client.prepare(&format!("SELECT {schema}.line_update($1, $2::text::jsonb)"))?;
+                for i in 0..per {
+                    let id = first + (t * per + i) as u64;
+                    client.query_one(&update, &[&(id as i64), &serde_json::to_string(&person(id, 2))?])?;
+                }
+                Ok(())
+            })?;
+            push(
+                format!("update, {threads} thread(s): line (3 rows, static SQL)"),
                 rate(per * threads, started),
                 "commits/s",
             );
@@ -174,6 +211,7 @@ fn main() -> Result<(), BoxError> {
         }
         push("get by unique email: PostgreSQL SELECT".into(), ns_per(selects, started), "ns/read");
         // Cross-instance visibility: a's Ok to b's event.
+        let b = open()?;
         let events = b.collection::<Person>()?.watch();
         let mut latencies = Vec::new();
         for i in 0..300u64 {
@@ -192,6 +230,36 @@ fn main() -> Result<(), BoxError> {
         push("cross-instance visibility p50".into(), latencies[latencies.len() / 2], "ms");
         push("cross-instance visibility p99".into(), latencies[latencies.len() * 99 / 100], "ms");
         next += 300;
+        // Commits while `b` follows the feed on this machine.
+        let (threads, per) = (8usize, cli.commits / 8);
+        let first = next;
+        let started = Instant::now();
+        run_threads(threads, |t| {
+            let people = a.collection::<Person>()?;
+            for i in 0..per {
+                people.insert(person(first + (t * per + i) as u64, 1))?;
+            }
+            Ok(())
+        })?;
+        push(
+            "insert, 8 thread(s): Shelf, a second instance following".into(),
+            rate(per * threads, started),
+            "commits/s",
+        );
+        let started = Instant::now();
+        run_threads(threads, |t| {
+            let people = a.collection::<Person>()?;
+            for i in 0..per {
+                people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
+            }
+            Ok(())
+        })?;
+        push(
+            "update, 8 thread(s): Shelf, a second instance following".into(),
+            rate(per * threads, started),
+            "commits/s",
+        );
+        next += (per * threads) as u64;
         // Open: top the collection up to `--open` records, then load a new instance.
         let people = a.collection::<Person>()?;
         a.transaction(|tx| {
@@ -220,6 +288,39 @@ fn main() -> Result<(), BoxError> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     Ok(())
+}
+
+/// The line's tables and functions in `schema`: what `shelf_commit` writes for
+/// one record with one unique key, in static SQL (plans cached, no JSON walk).
+fn line_sql(schema: &str) -> String {
+    format!(
+        "CREATE TABLE {schema}.line_person (id jsonb PRIMARY KEY, doc jsonb NOT NULL, version bigint NOT NULL);
+         CREATE TABLE {schema}.line_unique (collection text NOT NULL, index_name text NOT NULL, key jsonb NOT NULL, id jsonb NOT NULL,
+             PRIMARY KEY (collection, index_name, key) DEFERRABLE INITIALLY DEFERRED);
+         CREATE INDEX ON {schema}.line_unique (collection, id);
+         CREATE SEQUENCE {schema}.line_seq;
+         CREATE TABLE {schema}.line_changes (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), origin text NOT NULL,
+             version bigint NOT NULL, payload jsonb NOT NULL);
+         CREATE FUNCTION {schema}.line_insert(i bigint, d jsonb) RETURNS bigint LANGUAGE plpgsql AS $fn$
+         DECLARE ver bigint := pg_current_xact_id()::text::bigint; s bigint;
+         BEGIN
+           INSERT INTO {schema}.line_person (id, doc, version) VALUES (to_jsonb(i), d, ver);
+           INSERT INTO {schema}.line_unique VALUES ('person', 'email', d->'email', to_jsonb(i));
+           INSERT INTO {schema}.line_changes (seq, origin, version, payload) VALUES (nextval('{schema}.line_seq'), 'x', ver, d)
+             RETURNING seq INTO s;
+           RETURN s;
+         END $fn$;
+         CREATE FUNCTION {schema}.line_update(i bigint, d jsonb) RETURNS bigint LANGUAGE plpgsql AS $fn$
+         DECLARE ver bigint := pg_current_xact_id()::text::bigint; s bigint;
+         BEGIN
+           UPDATE {schema}.line_person SET doc = d, version = ver WHERE id = to_jsonb(i);
+           DELETE FROM {schema}.line_unique WHERE collection = 'person' AND id = to_jsonb(i);
+           INSERT INTO {schema}.line_unique VALUES ('person', 'email', d->'email', to_jsonb(i));
+           INSERT INTO {schema}.line_changes (seq, origin, version, payload) VALUES (nextval('{schema}.line_seq'), 'x', ver, d)
+             RETURNING seq INTO s;
+           RETURN s;
+         END $fn$;"
+    )
 }
 
 fn run_threads(threads: usize, work: impl Fn(usize) -> Result<(), BoxError> + Sync) -> Result<(), BoxError> {

@@ -20,13 +20,13 @@
 //! and the reader goes on from the snapshot's sequence number.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::Client;
+use postgres::{Client, Statement};
 
 use super::pool::{pg_error, Pool};
 use super::snapshot::{self, Snapshot};
@@ -80,6 +80,9 @@ pub(crate) struct Feed {
     delivered: Condvar,
     apply: Mutex<Option<Arc<Apply>>>,
     stop: AtomicBool,
+    /// The backend process of the notifier's connection (0 before it connects):
+    /// the reader is not woken by this instance's own notifications.
+    notifier_pid: AtomicI32,
     /// A commit was made that other instances have not been told of.
     pending_notify: Mutex<bool>,
     notify: Condvar,
@@ -112,6 +115,11 @@ const NOTIFY_EVERY: Duration = Duration::from_millis(2);
 /// The most change-log rows one poll reads.
 const BATCH: i64 = 5000;
 
+/// One poll: how far the log was pruned, and the rows after the floor (`$1`), at
+/// most `$2`, in one statement, one snapshot and one round trip.
+const POLL_SQL: &str = "SELECT p.upto, c.seq, c.version, c.payload::text FROM shelf_pruned p
+     LEFT JOIN LATERAL (SELECT seq, version, payload FROM shelf_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true";
+
 /// How often the reader polls without a notification: the bound on how late a
 /// commit whose `NOTIFY` was lost is seen.
 const POLL: Duration = Duration::from_millis(250);
@@ -131,6 +139,7 @@ impl Feed {
             delivered: Condvar::new(),
             apply: Mutex::new(None),
             stop: AtomicBool::new(false),
+            notifier_pid: AtomicI32::new(0),
             pending_notify: Mutex::new(false),
             notify: Condvar::new(),
         }
@@ -148,7 +157,8 @@ impl Feed {
     /// Reads the change log once and delivers what can be delivered. `want`: a
     /// number known to be taken (by a commit before a `sync`), to be judged even if
     /// no row above it is visible yet.
-    pub(super) fn poll(&self, client: &mut Client, want: u64) -> Result<()> {
+    /// `statement` is [`POLL_SQL`] prepared on `client`.
+    pub(super) fn poll(&self, client: &mut Client, statement: &Statement, want: u64) -> Result<()> {
         let mut state = self.state.lock();
         if let Some(why) = &state.failed {
             return Err(Error::Postgres { op: "follow the change log", message: why.clone() });
@@ -158,14 +168,8 @@ impl Feed {
         if state.gaps.values().next().is_some_and(|seen| seen.elapsed() >= FENCE_AFTER) {
             state.dead_upto = state.dead_upto.max(fence(client)?);
         }
-        // One statement, one snapshot, one round trip: how far the log was pruned,
-        // and the rows after the floor.
         let rows = client
-            .query(
-                "SELECT p.upto, c.seq, c.version, c.payload::text FROM shelf_pruned p
-                 LEFT JOIN LATERAL (SELECT seq, version, payload FROM shelf_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true",
-                &[&(state.floor as i64), &BATCH],
-            )
+            .query(statement, &[&(state.floor as i64), &BATCH])
             .map_err(|e| pg_error("read the change log", &e))?;
         let pruned: i64 = rows.first().map_or(0, |row| row.get(0));
         let floor = state.floor as i64;
@@ -232,8 +236,9 @@ impl Feed {
     /// Waits until every commit up to `target` is applied, polling with `client`.
     pub(super) fn wait_for(&self, target: u64, pool: &Pool) -> Result<()> {
         let mut client = pool.get()?;
+        let statement = client.prepared(POLL_SQL).map_err(|e| pg_error("read the change log", &e))?;
         while self.floor() < target {
-            self.poll(&mut client, target)?;
+            self.poll(&mut client, &statement, target)?;
             if self.floor() < target {
                 // A commit with a smaller number is still running: let it finish.
                 let mut state = self.state.lock();
@@ -262,13 +267,14 @@ impl Feed {
 
     /// The reader thread: listens, polls, delivers, until the store closes.
     pub(super) fn run_reader(self: Arc<Self>, pool: Arc<Pool>) {
-        let mut client: Option<Client> = None;
+        let mut client: Option<(Client, Statement)> = None;
         while !self.stopped() {
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
+            if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
                 client = match pool.connect().and_then(|mut c| {
                     c.batch_execute(&format!("LISTEN {}", super::sql::ident(&self.channel)))
                         .map_err(|e| pg_error("listen", &e))?;
-                    Ok(c)
+                    let statement = c.prepare(POLL_SQL).map_err(|e| pg_error("read the change log", &e))?;
+                    Ok((c, statement))
                 }) {
                     Ok(c) => Some(c),
                     Err(e) => {
@@ -278,23 +284,38 @@ impl Feed {
                     }
                 };
             }
-            let Some(c) = client.as_mut() else { continue };
-            if let Err(e) = self.poll(c, 0) {
+            let Some((c, statement)) = client.as_mut() else { continue };
+            if let Err(e) = self.poll(c, statement, 0) {
                 tracing::warn!(error = %e, "reading the change log failed");
                 if self.state.lock().failed.is_some() {
                     return;
                 }
             }
-            // Wait for a notification (or poll again after POLL); drain the others.
-            let started = Instant::now();
+            // Wait for a notification (or poll again after POLL, or sooner while a
+            // gap waits for its fence), then take the ones already here without
+            // waiting: the next poll reads every commit they stand for. (Waiting
+            // for more here held a commit back until the timeout: W-visibility
+            // measured a p99 of 258 ms.)
+            // This instance's own notifications do not wake it: its commits are
+            // applied already, and the periodic poll moves the floor past them.
+            let wait = if self.state.lock().gaps.is_empty() { POLL } else { FENCE_AFTER };
+            let deadline = Instant::now() + wait;
+            let own = self.notifier_pid.load(Ordering::Relaxed);
             let mut notifications = c.notifications();
-            let mut iter = notifications.timeout_iter(POLL);
-            if let Ok(Some(_)) = iter.next() {
-                while started.elapsed() < Duration::from_millis(1) {
-                    if !matches!(iter.next(), Ok(Some(_))) {
+            let mut woken = false;
+            while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+                match notifications.timeout_iter(left).next() {
+                    Ok(Some(n)) if n.process_id() == own => {}
+                    Ok(Some(_)) => {
+                        woken = true;
                         break;
                     }
+                    _ => break,
                 }
+            }
+            if woken {
+                let mut pending = notifications.iter();
+                while let Ok(Some(_)) = pending.next() {}
             }
         }
     }
@@ -321,6 +342,9 @@ impl Feed {
                     .connect()
                     .and_then(|mut c| {
                         c.batch_execute("SET synchronous_commit = off").map_err(|e| pg_error("notify", &e))?;
+                        let pid: i32 =
+                            c.query_one("SELECT pg_backend_pid()", &[]).map_err(|e| pg_error("notify", &e))?.get(0);
+                        self.notifier_pid.store(pid, Ordering::Relaxed);
                         Ok(c)
                     })
                     .map_err(|e| tracing::warn!(error = %e, "the notifier cannot connect; others will poll"))

@@ -226,7 +226,8 @@ impl Postgres {
     pub(crate) fn commit(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
         let mut client = self.pool.get().map_err(Refusal::Failed)?;
         let result = client
-            .query_one("SELECT shelf_commit($1::text::jsonb, $2::text::jsonb, $3)", &[&writes, &reads, &self.origin]);
+            .prepared("SELECT shelf_commit($1::text::jsonb, $2::text::jsonb, $3)")
+            .and_then(|statement| client.query_one(&statement, &[&writes, &reads, &self.origin]));
         match result {
             Ok(row) => {
                 let out: Vec<i64> = row.get(0);
@@ -263,7 +264,8 @@ impl Postgres {
         let target = {
             let mut client = self.pool.get()?;
             let row = client
-                .query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq", &[])
+                .prepared("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq")
+                .and_then(|statement| client.query_one(&statement, &[]))
                 .map_err(|e| pg_error("sync", &e))?;
             row.get::<_, i64>(0).max(0) as u64
         };

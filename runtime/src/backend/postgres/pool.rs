@@ -3,7 +3,7 @@
 use std::ops::{Deref, DerefMut};
 
 use parking_lot::Mutex;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
 use super::sql;
 use crate::error::{Error, Result};
@@ -12,7 +12,15 @@ use crate::error::{Error, Result};
 pub(super) struct Pool {
     config: Config,
     schema: Option<String>,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// A pooled connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    /// Statements by their text, prepared once per connection: a statement run
+    /// by its text is parsed again each time, a round trip of its own.
+    prepared: Vec<(&'static str, Statement)>,
 }
 
 impl Pool {
@@ -24,9 +32,14 @@ impl Pool {
         Ok(Pool { config, schema, idle: Mutex::new(Vec::new()) })
     }
 
-    /// A new connection, in the store's schema (created if missing).
+    /// A new connection, in the store's schema (created if missing), with JIT
+    /// compilation off: Shelf's statements are small, but the change feed's poll
+    /// (a sorted, limited range) can be estimated above `jit_above_cost`, and
+    /// compiling it took a fifth of the machine's CPU under 8 writers (`perf`,
+    /// `shelf-bench --bin postgres`).
     pub(super) fn connect(&self) -> Result<Client> {
         let mut client = self.config.connect(NoTls).map_err(|e| pg_error("connect", &e))?;
+        client.batch_execute("SET jit = off").map_err(|e| pg_error("configure the session", &e))?;
         if let Some(schema) = &self.schema {
             let ident = sql::ident(schema);
             client
@@ -40,40 +53,57 @@ impl Pool {
     /// unless it broke.
     pub(super) fn get(&self) -> Result<Pooled<'_>> {
         let idle = self.idle.lock().pop();
-        let client = match idle {
-            Some(client) if !client.is_closed() => client,
-            _ => self.connect()?,
+        let conn = match idle {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => Conn { client: self.connect()?, prepared: Vec::new() },
         };
-        Ok(Pooled { pool: self, client: Some(client) })
+        Ok(Pooled { pool: self, conn: Some(conn) })
     }
 }
 
 /// A connection borrowed from the [`Pool`].
 pub(super) struct Pooled<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    conn: Option<Conn>,
+}
+
+impl Pooled<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        // Taken only by `drop`.
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("a pooled connection is present until dropped"))
+    }
+
+    /// `query`, prepared on this connection the first time it is asked for.
+    pub(super) fn prepared(&mut self, query: &'static str) -> std::result::Result<Statement, postgres::Error> {
+        let conn = self.conn();
+        if let Some((_, statement)) = conn.prepared.iter().find(|(q, _)| *q == query) {
+            return Ok(statement.clone());
+        }
+        let statement = conn.client.prepare(query)?;
+        conn.prepared.push((query, statement.clone()));
+        Ok(statement)
+    }
 }
 
 impl Deref for Pooled<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        // Taken only by `drop`.
-        self.client.as_ref().unwrap_or_else(|| unreachable!("a pooled connection is present until dropped"))
+        &self.conn.as_ref().unwrap_or_else(|| unreachable!("a pooled connection is present until dropped")).client
     }
 }
 
 impl DerefMut for Pooled<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().unwrap_or_else(|| unreachable!("a pooled connection is present until dropped"))
+        &mut self.conn().client
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
+        if let Some(conn) = self.conn.take().filter(|c| !c.client.is_closed()) {
             let mut idle = self.pool.idle.lock();
             if idle.len() < 16 {
-                idle.push(client);
+                idle.push(conn);
             }
         }
     }
