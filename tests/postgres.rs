@@ -409,3 +409,35 @@ fn an_instance_behind_the_pruned_change_log_reloads_and_follows_the_feed_again()
     a.sync().unwrap();
     assert_eq!(users.get("keep").unwrap().visits, 1);
 }
+
+/// Instances that register different collections share one schema: every open
+/// makes the commit function for every table the schema holds, so an open that
+/// knows only `user` leaves `post` writable for the instances that know it.
+#[test]
+fn instances_registering_different_collections_share_one_schema() {
+    let Some(schema) = Schema::new("mixed") else { return };
+    let full = open(&schema);
+    full.collection::<User>().unwrap().insert(user("ada", "ada@x")).unwrap();
+    let posts = full.collection::<Post>().unwrap();
+    let first = posts.insert(Post { id: 0, author: "ada".into(), title: "one".into() }).unwrap();
+    // Opens after `post` exists, knowing only `user`: it makes the function again.
+    let users_only = schema.builder().register::<User>().open().unwrap();
+    users_only.collection::<User>().unwrap().update(&"ada".into(), |u| u.visits = 3).unwrap();
+    let second = posts.insert(Post { id: 0, author: "ada".into(), title: "two".into() }).unwrap();
+    posts.update(&first, |p| p.title = "one, again".into()).unwrap();
+    assert!(matches!(
+        posts.insert(Post { id: 0, author: "nobody".into(), title: "orphan".into() }),
+        Err(Error::MissingParent { .. })
+    ));
+    full.sync().unwrap();
+    assert_eq!(full.collection::<User>().unwrap().get("ada").unwrap().visits, 3);
+    let titles: Vec<(String, String)> = schema
+        .client()
+        .query("SELECT doc->>'title', fk_author::text FROM post ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(titles, [("one, again".to_owned(), "\"ada\"".to_owned()), ("two".to_owned(), "\"ada\"".to_owned())]);
+    assert_ne!(first, second);
+}

@@ -69,6 +69,19 @@ pub(super) fn create(client: &mut Client, collections: &[CollectionSchema]) -> R
                 .map_err(|e| pg_error("create a foreign key", &e))?;
         }
     }
+    // The commit function, for every table the schema holds (other instances'
+    // collections too), with their foreign-key columns.
+    let mut tables = Vec::new();
+    for row in tx
+        .query("SELECT collection, schema::text FROM shelf_meta ORDER BY collection", &[])
+        .map_err(|e| pg_error("read shelf_meta", &e))?
+    {
+        let name: String = row.get(0);
+        let recorded: CollectionSchema =
+            serde_json::from_str(row.get(1)).map_err(|e| schema_error(&name, &format!("unreadable: {e}")))?;
+        tables.push((name, recorded.foreign_keys.iter().map(|(field, _)| sql::fk_column(field)).collect()));
+    }
+    tx.batch_execute(&sql::commit_function(&tables)).map_err(|e| pg_error("create the commit function", &e))?;
     tx.commit().map_err(|e| pg_error("create the schema", &e))
 }
 

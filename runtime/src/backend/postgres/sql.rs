@@ -31,28 +31,71 @@ CREATE TABLE IF NOT EXISTS shelf_pruned (
 );
 INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
 
--- One commit: `writes` is a JSON array of
---   {"c": table, "id": id, "v": record or null, "e": expected version or null,
---    "u": [[unique index, key], ...], "f": {"fk column": parent id or null, ...}}
--- and `reads` of {"c": table, "id": id, "e": expected version or null}.
--- Every expected version is checked (optimistic concurrency); a record that changed
--- since the caller read it raises serialization_failure (40001). Unique keys and
--- foreign keys are deferred constraints, checked at commit. The change goes to
--- shelf_changes with the next global sequence number, taken last, after every row
--- lock: two commits that touch one record are numbered in the order they commit.
-CREATE OR REPLACE FUNCTION shelf_commit(writes jsonb, reads jsonb, origin text) RETURNS bigint[]
+"#;
+
+/// `shelf_commit`, the function every commit calls, generated for the tables the
+/// schema holds (`shelf_meta`, with their foreign-key columns) when an open
+/// creates or checks them, under the schema lock.
+///
+/// One commit: `writes` is a JSON array of
+///   `{"c": table, "id": id, "v": record or null, "e": expected version or null,
+///    "u": [[unique index, key], ...], "f": {"fk column": parent id or null, ...}}`
+/// and `reads` of `{"c": table, "id": id, "e": expected version or null}`.
+/// Every expected version is checked (optimistic concurrency); a record that
+/// changed since the caller read it raises serialization_failure (40001). Unique
+/// keys and foreign keys are deferred constraints, checked at commit. The change
+/// goes to shelf_changes with the next global sequence number, taken last, after
+/// every row lock: two commits that touch one record are numbered in the order
+/// they commit.
+///
+/// Each table's writes are static statements, whose plans PostgreSQL keeps for the
+/// session (statements built at run time were planned on every call: 1.45x the
+/// cost of a raw INSERT at 8 clients under pgbench, 1.22x for static ones).
+pub(super) fn commit_function(tables: &[(String, Vec<String>)]) -> String {
+    let mut branches = String::new();
+    for (i, (table, fk_columns)) in tables.iter().enumerate() {
+        let t = ident(table);
+        let (mut cols, mut vals, mut sets) = (String::new(), String::new(), String::new());
+        for column in fk_columns {
+            let c = ident(column);
+            let value = format!("NULLIF(w->'f'->{}, 'null'::jsonb)", literal(column));
+            cols.push_str(&format!(", {c}"));
+            vals.push_str(&format!(", {value}"));
+            sets.push_str(&format!(", {c} = {value}"));
+        }
+        branches.push_str(&format!(
+            "        {kw} w->>'c' = {lit} THEN
+            IF v IS NULL THEN
+                DELETE FROM {t} WHERE id = w->'id' AND version = e;
+            ELSIF e IS NULL THEN
+                INSERT INTO {t} (id, doc, version{cols}) VALUES (w->'id', v, ver{vals}) ON CONFLICT (id) DO NOTHING;
+            ELSE
+                UPDATE {t} SET doc = v, version = ver{sets} WHERE id = w->'id' AND version = e;
+            END IF;
+",
+            kw = if i == 0 { "IF" } else { "ELSIF" },
+            lit = literal(table),
+        ));
+    }
+    // Every open regenerates the function, under the schema lock, after creating
+    // its tables: a table an instance writes is always one of these.
+    let unknown = "RAISE EXCEPTION 'shelf: table % is not in shelf_meta', w->>'c';";
+    let write = match tables.is_empty() {
+        true => format!("        {unknown}\n"),
+        false => format!("{branches}        ELSE\n            {unknown}\n        END IF;\n"),
+    };
+    format!(
+        r#"CREATE OR REPLACE FUNCTION shelf_commit(writes jsonb, reads jsonb, origin text) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
     w jsonb;
+    v jsonb;
+    e bigint;
     n bigint;
     found_version bigint;
     -- Taken first: it assigns the transaction id before the sequence number, which
     -- the change feed relies on to tell an aborted commit from a running one.
     ver bigint := pg_current_xact_id()::text::bigint;
-    cols text;
-    vals text;
-    sets text;
-    fk record;
     s bigint;
 BEGIN
     FOR w IN SELECT value FROM jsonb_array_elements(reads) LOOP
@@ -63,43 +106,26 @@ BEGIN
         END IF;
     END LOOP;
     FOR w IN SELECT value FROM jsonb_array_elements(writes) LOOP
-        IF jsonb_typeof(w->'v') = 'null' AND jsonb_typeof(w->'e') = 'null' THEN
+        v := NULLIF(w->'v', 'null'::jsonb);
+        e := (w->>'e')::bigint;
+        IF v IS NULL AND e IS NULL THEN
             CONTINUE; -- removing a record the caller did not have
         END IF;
-        IF jsonb_typeof(w->'v') = 'null' THEN
-            EXECUTE format('DELETE FROM %I WHERE id = $1 AND version = $2', w->>'c') USING w->'id', (w->>'e')::bigint;
-        ELSE
-            cols := 'id, doc, version';
-            vals := '$1, $2, $3';
-            sets := 'doc = $2, version = $3';
-            FOR fk IN SELECT key, value FROM jsonb_each(COALESCE(w->'f', '{}'::jsonb)) LOOP
-                cols := cols || ', ' || quote_ident(fk.key);
-                vals := vals || ', ' || CASE WHEN jsonb_typeof(fk.value) = 'null' THEN 'NULL' ELSE quote_literal(fk.value::text) || '::jsonb' END;
-                sets := sets || ', ' || quote_ident(fk.key) || ' = ' || CASE WHEN jsonb_typeof(fk.value) = 'null' THEN 'NULL' ELSE quote_literal(fk.value::text) || '::jsonb' END;
-            END LOOP;
-            IF jsonb_typeof(w->'e') = 'null' THEN
-                EXECUTE format('INSERT INTO %I (%s) VALUES (%s) ON CONFLICT (id) DO NOTHING', w->>'c', cols, vals)
-                    USING w->'id', w->'v', ver;
-            ELSE
-                EXECUTE format('UPDATE %I SET %s WHERE id = $1 AND version = $4', w->>'c', sets)
-                    USING w->'id', w->'v', ver, (w->>'e')::bigint;
-            END IF;
-        END IF;
-        GET DIAGNOSTICS n = ROW_COUNT;
+{write}        GET DIAGNOSTICS n = ROW_COUNT;
         IF n <> 1 THEN
             RAISE EXCEPTION USING ERRCODE = '40001',
                 MESSAGE = format('shelf: record %s of %s changed since it was read', w->'id', w->>'c');
         END IF;
-        IF jsonb_typeof(w->'e') <> 'null' THEN
+        IF e IS NOT NULL THEN
             DELETE FROM shelf_unique WHERE collection = w->>'c' AND id = w->'id';
         END IF;
-        IF jsonb_typeof(w->'v') <> 'null' THEN
+        IF v IS NOT NULL THEN
             INSERT INTO shelf_unique (collection, index_name, key, id)
                 SELECT w->>'c', u->>0, u->1, w->'id' FROM jsonb_array_elements(COALESCE(w->'u', '[]'::jsonb)) AS u;
         END IF;
     END LOOP;
     -- Held until the end of the transaction; the change feed's fence waits for it.
-    PERFORM pg_advisory_xact_lock_shared(91569865377281); -- feed::SEQ_LOCK
+    PERFORM pg_advisory_xact_lock_shared({seq_lock}); -- feed::SEQ_LOCK
     -- The number is taken inside the INSERT, which locks shelf_changes first: an
     -- open that holds that table in SHARE mode sees no number taken and not yet
     -- committed (or aborted).
@@ -107,8 +133,10 @@ BEGIN
         RETURNING seq INTO s;
     RETURN ARRAY[s, ver];
 END
-$fn$;
-"#;
+$fn$;"#,
+        seq_lock = super::feed::SEQ_LOCK,
+    )
+}
 
 /// The table of one persisted collection, and its foreign key columns.
 pub(super) fn table(name: &str) -> String {
@@ -162,6 +190,8 @@ mod tests {
     #[test]
     fn the_commit_function_takes_the_lock_the_feed_fences_on() {
         let lock = format!("pg_advisory_xact_lock_shared({})", super::super::feed::SEQ_LOCK);
-        assert!(super::SHARED.contains(&lock), "shelf_commit must hold {lock}");
+        for tables in [vec![], vec![("post".to_owned(), vec!["fk_author".to_owned()])]] {
+            assert!(super::commit_function(&tables).contains(&lock), "shelf_commit must hold {lock}");
+        }
     }
 }
