@@ -35,8 +35,32 @@ struct Row {
     f: f64,
 }
 
+/// Ids beyond 64 bits, in both layouts: the file name, and the order of the lines.
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(collection_file, wal)]
+struct WideLine {
+    #[id]
+    id: i128,
+    n: u8,
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[storage(per_record, wal)]
+struct WideFile {
+    #[id]
+    id: u128,
+    n: u8,
+}
+
 fn open(dir: &Path) -> Store {
-    Store::builder(dir).register::<Wide>().register::<Row>().flush_interval(Duration::from_secs(3600)).open().unwrap()
+    Store::builder(dir)
+        .register::<Wide>()
+        .register::<Row>()
+        .register::<WideLine>()
+        .register::<WideFile>()
+        .flush_interval(Duration::from_secs(3600))
+        .open()
+        .unwrap()
 }
 
 fn wide(i: u32) -> Wide {
@@ -88,11 +112,24 @@ fn compact_writes_the_bytes_the_store_flush_writes_and_open_loads_them_exactly()
     let store = open(dir.path());
     let wides = store.collection::<Wide>().unwrap();
     let rows = store.collection::<Row>().unwrap();
+    let (wide_lines, wide_files) = (store.collection::<WideLine>().unwrap(), store.collection::<WideFile>().unwrap());
+    // Ids that differ below f64 precision, on both sides of zero and of 2^64.
+    let line_ids = [i128::MIN, -(1 << 100) - 1, -(1 << 100), -1, 1 << 64, (1 << 100) + 1, 1 << 100, i128::MAX];
     for i in 0..6 {
         wides.insert(wide(i)).unwrap();
         rows.insert(row(i64::from(i))).unwrap();
     }
+    for (n, id) in line_ids.iter().take(4).enumerate() {
+        wide_lines.insert(WideLine { id: *id, n: n as u8 }).unwrap();
+        wide_files.insert(WideFile { id: u128::MAX - n as u128, n: n as u8 }).unwrap();
+    }
     store.flush().unwrap();
+    for (n, id) in line_ids.iter().enumerate().skip(4) {
+        wide_lines.insert(WideLine { id: *id, n: n as u8 }).unwrap();
+        wide_files.insert(WideFile { id: (1 << 100) + n as u128, n: n as u8 }).unwrap();
+    }
+    wide_lines.remove(&-1).unwrap();
+    wide_files.upsert(WideFile { id: u128::MAX, n: 99 }).unwrap();
     // Logged only: replaced, removed and new records.
     wides.upsert(Wide { big: 7, ..wide(1) }).unwrap();
     wides.remove(&"w2".to_string()).unwrap();
@@ -104,11 +141,13 @@ fn compact_writes_the_bytes_the_store_flush_writes_and_open_loads_them_exactly()
     std::fs::remove_file(image.join("LOCK")).ok();
     let expected_wides = wides.all();
     let expected_rows = rows.all();
+    let expected_wide_lines = wide_lines.all();
+    let expected_wide_files = wide_files.all();
     store.flush().unwrap();
     store.close().unwrap();
 
     let report = DataDir::open(&image).unwrap().compact(&Quiet).unwrap();
-    assert_eq!(report.records_replayed, 6, "{report:?}");
+    assert_eq!(report.records_replayed, 16, "{report:?}");
     assert_eq!(
         record_files(&image),
         record_files(dir.path()),
@@ -119,6 +158,8 @@ fn compact_writes_the_bytes_the_store_flush_writes_and_open_loads_them_exactly()
     assert_eq!(reopened.recovery_report().wal_records_replayed, 0, "compact left nothing to replay");
     assert_eq!(reopened.collection::<Wide>().unwrap().all(), expected_wides);
     assert_eq!(reopened.collection::<Row>().unwrap().all(), expected_rows);
+    assert_eq!(reopened.collection::<WideLine>().unwrap().all(), expected_wide_lines);
+    assert_eq!(reopened.collection::<WideFile>().unwrap().all(), expected_wide_files);
     reopened.close().unwrap();
 }
 

@@ -1140,11 +1140,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         let value: Option<T> = value.map(serde_json::from_slice).transpose().map_err(|e| format!("bad record: {e}"))?;
         // Indices file a record under its own id: a logged id must agree with it.
         if let Some(value) = value.as_ref().filter(|v| *v.id() != id) {
-            return Err(format!(
-                "the entry for id `{}` holds a record with id `{}`",
-                id.encode_key(),
-                value.id().encode_key()
-            ));
+            return Err(crate::error::other_id(&id.encode_key(), &value.id().encode_key()));
         }
         let mut state = self.state.write();
         if parent && state.records.contains_key(&id) {

@@ -21,7 +21,7 @@
 //! ([`Inner::reload`]): the net difference between its cache and a snapshot of
 //! every table is applied as one commit, at the snapshot's sequence number.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
@@ -39,12 +39,11 @@ pub const ATTEMPTS: u32 = 30;
 
 /// Which commits this instance has applied: every one up to `floor` (delivered
 /// by the change feed in order), and its own commits above it, applied by the
-/// committing thread ahead of the feed, with the `(collection, id)` each wrote.
-/// Changed only under the writer lock.
+/// committing thread ahead of the feed. Changed only under the writer lock.
 #[derive(Debug, Default)]
 struct Applied {
     floor: u64,
-    ahead: BTreeMap<u64, Vec<(usize, String)>>,
+    ahead: BTreeSet<u64>,
 }
 
 /// The shared-backend state of a store: which commits are applied, and which
@@ -61,7 +60,7 @@ pub(crate) struct SharedState {
 
 impl SharedState {
     pub(crate) fn new(floor: u64) -> Self {
-        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeMap::new() }), ..Default::default() }
+        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeSet::new() }), ..Default::default() }
     }
 
     fn finish(&self, keys: &[(usize, String)]) {
@@ -128,8 +127,7 @@ impl Inner {
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
-                if *seq > applied.floor && !applied.ahead.contains_key(seq) {
-                    applied.ahead.insert(*seq, keys.clone());
+                if *seq > applied.floor && applied.ahead.insert(*seq) {
                     self.apply_writes(pg, *seq, Some(*version), staged.writes);
                 }
             }
@@ -286,7 +284,7 @@ impl Inner {
                 continue;
             }
             applied.floor = row.seq;
-            if applied.ahead.remove(&row.seq).is_some() {
+            if applied.ahead.remove(&row.seq) {
                 continue;
             }
             let entries: Vec<Entry<'_>> = serde_json::from_str(&row.payload).map_err(|e| Error::Postgres {
@@ -300,11 +298,8 @@ impl Inner {
                     // A collection this instance does not register: not its business.
                     continue;
                 };
-                let id = serde_json::from_str::<serde_json::Value>(entry.id.get())
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|_| entry.id.get().to_owned());
+                let id = crate::backend::postgres::canonical_id(entry.id.get())?;
                 let value = (entry.v.get() != "null").then(|| entry.v.get().to_owned());
-                pg.set_version(coll, id.clone(), value.is_some().then_some(row.version));
                 colls.push(coll);
                 per.push((coll, id, value));
             }
@@ -319,11 +314,15 @@ impl Inner {
                     op: "apply the change log",
                     message: format!("commit {}, collection `{}`: {message}", row.seq, self.collections[*coll].name()),
                 })?;
+                // The versions follow the cache, never run ahead of it.
+                for (_, id, value) in per.iter().filter(|(c, _, _)| c == coll) {
+                    pg.set_version(*coll, id.clone(), value.is_some().then_some(row.version));
+                }
             }
             self.publish_applied(row.seq, &mut locks);
         }
         let floor = applied.floor;
-        applied.ahead.retain(|&seq, _| seq > floor);
+        applied.ahead.retain(|&seq| seq > floor);
         Ok(())
     }
 
@@ -331,36 +330,50 @@ impl Inner {
     /// fell behind the log's retention: each record whose version differs is set,
     /// each the snapshot lacks is removed, and the changes are published as one
     /// commit at the snapshot's sequence number (one event per changed record).
-    /// Records written by this instance's commits after the snapshot keep their
-    /// newer state; the feed skips those commits as it always does.
+    ///
+    /// This instance's own commits after the snapshot, already applied, are set
+    /// back to the snapshot too, and the change feed applies them again, in order
+    /// after the commits before them: keeping them over the snapshot could put
+    /// two records under one unique key (one the snapshot's, one a commit validated
+    /// against the cache before the reload).
     pub(crate) fn reload(&self, pg: &Postgres, snapshot: &Snapshot) -> Result<()> {
         let _writer = self.writer.lock();
         let mut applied = self.shared.applied.lock();
         if snapshot.floor <= applied.floor {
             return Ok(());
         }
-        let newer: Vec<&(usize, String)> =
-            applied.ahead.range(snapshot.floor + 1..).flat_map(|(_, keys)| keys).collect();
         let mut locks: Vec<(usize, Box<dyn Locked + '_>)> = Vec::new();
+        let mut failed = None;
         for (pos, rows) in snapshot.tables.iter().enumerate() {
             if pg.table(pos).is_none() {
                 continue;
             }
-            let writes = pg.reload_writes(pos, rows, &|id| newer.iter().any(|(c, k)| *c == pos && k == id));
+            let writes = pg.reload_writes(pos, rows);
             if writes.is_empty() {
                 continue;
             }
             let mut lock = self.collections[pos].lock_write();
-            let writes: Vec<(&str, Option<&str>)> = writes.iter().map(|(id, v)| (id.as_str(), v.as_deref())).collect();
-            lock.put_json(&writes).map_err(|message| Error::Postgres {
-                op: "reload after the change log was pruned",
-                message: format!("collection `{}`: {message}", self.collections[pos].name()),
-            })?;
+            let json: Vec<(&str, Option<&str>)> = writes.iter().map(|(id, v, _)| (id.as_str(), v.as_deref())).collect();
+            if let Err(message) = lock.put_json(&json) {
+                failed = Some(Error::Postgres {
+                    op: "reload after the change log was pruned",
+                    message: format!("collection `{}`: {message}", self.collections[pos].name()),
+                });
+                break;
+            }
+            // The versions follow the cache, never run ahead of it.
+            for (id, _, version) in writes {
+                pg.set_version(pos, id, version);
+            }
             locks.push((pos, lock));
         }
+        if let Some(error) = failed {
+            // What was applied is published; the feed stops (the caller fails it).
+            self.publish_applied(applied.floor, &mut locks);
+            return Err(error);
+        }
         applied.floor = snapshot.floor;
-        let floor = applied.floor;
-        applied.ahead.retain(|&seq, _| seq > floor);
+        applied.ahead.clear();
         self.publish_applied(snapshot.floor, &mut locks);
         Ok(())
     }

@@ -365,3 +365,10 @@ pub(crate) fn show_id(id: &str) -> String {
     }
     format!("{}… ({} bytes)", &id[..end], id.len())
 }
+
+/// Why a logged entry is refused when its record holds another id than the
+/// entry's (indices file a record under its own id): open's replay and
+/// `shelf compact` refuse it in these words.
+pub(crate) fn other_id(entry: &str, held: &str) -> String {
+    format!("the entry for id `{entry}` holds a record with id `{held}`")
+}

@@ -22,21 +22,23 @@ use serde_json::value::RawValue;
 pub(crate) struct Number(Box<RawValue>);
 
 impl Number {
-    /// The number if it is an integer that fits an `i64`.
-    pub fn as_i64(&self) -> Option<i64> {
-        self.0.get().parse().ok()
+    /// Its text if it is an integer, of any size: no fraction, no exponent, and
+    /// not `-0` (which serde reads as the float -0.0, refused by integer types).
+    pub fn integer_text(&self) -> Option<&str> {
+        let text = self.0.get();
+        (!text.contains(['.', 'e', 'E']) && text != "-0").then_some(text)
     }
     /// The number if it is an integer that fits a `u64`.
     pub fn as_u64(&self) -> Option<u64> {
-        self.0.get().parse().ok()
+        self.integer_text()?.parse().ok()
     }
     /// The number as the nearest `f64`.
     pub fn as_f64(&self) -> Option<f64> {
         self.0.get().parse().ok()
     }
-    /// Whether it is written as an integer (no fraction, no exponent), of any size.
+    /// Whether it is an integer ([`Number::integer_text`]).
     pub fn is_integer(&self) -> bool {
-        !self.0.get().contains(['.', 'e', 'E'])
+        self.integer_text().is_some()
     }
 }
 
@@ -90,7 +92,7 @@ impl Json {
     pub fn key_text(&self) -> Option<String> {
         match self {
             Json::String(s) => Some(s.clone()),
-            Json::Number(n) if n.as_u64().is_some() || n.as_i64().is_some() => Some(n.to_string()),
+            Json::Number(n) => n.integer_text().map(str::to_owned),
             _ => None,
         }
     }
@@ -128,13 +130,21 @@ pub(crate) fn compare(a: &Json, b: &Json) -> Ordering {
 }
 
 fn compare_numbers(x: &Number, y: &Number) -> Ordering {
-    match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-        (Some(p), Some(q), _, _) => p.cmp(&q),
-        (_, _, Some(p), Some(q)) => p.cmp(&q),
-        // One is above i64::MAX and the other negative.
-        (Some(_), None, _, _) => Ordering::Less,
-        (None, Some(_), _, _) => Ordering::Greater,
+    match (x.integer_text(), y.integer_text()) {
+        (Some(p), Some(q)) => compare_integers(p, q),
         _ => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Two integers written in decimal (JSON: no leading zeros, no `+`), of any size,
+/// by value: the sign, then the number of digits, then the digits.
+fn compare_integers(p: &str, q: &str) -> Ordering {
+    let magnitude = |a: &str, b: &str| a.len().cmp(&b.len()).then_with(|| a.cmp(b));
+    match (p.strip_prefix('-'), q.strip_prefix('-')) {
+        (None, None) => magnitude(p, q),
+        (Some(p), Some(q)) => magnitude(q, p),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
     }
 }
 
@@ -174,24 +184,32 @@ impl<'de> Deserialize<'de> for Json {
         // Only JSON text is read into this type: through the raw text, numbers
         // keep their digits.
         let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Json::from_raw(raw.get()).map_err(de::Error::custom)
+        Json::from_raw(raw.get(), 1).map_err(de::Error::custom)
     }
 }
 
 impl Json {
     /// The value of one valid JSON text, read level by level: objects and arrays
-    /// as raw members, scalars as themselves.
-    fn from_raw(text: &str) -> Result<Json, serde_json::Error> {
+    /// as raw members, scalars as themselves. Nested at most [`MAX_DEPTH`] deep,
+    /// as serde_json reads a record: deeper is an error, never a stack overflow.
+    fn from_raw(text: &str, depth: usize) -> Result<Json, serde_json::Error> {
+        use serde::de::Error as _;
+        if depth > MAX_DEPTH && matches!(text.as_bytes().first(), Some(b'{' | b'[')) {
+            return Err(serde_json::Error::custom(format!("nested more than {MAX_DEPTH} levels deep")));
+        }
         Ok(match text.as_bytes().first() {
             Some(b'{') => {
                 let RawMembers(members) = serde_json::from_str(text)?;
                 Json::Object(
-                    members.into_iter().map(|(k, v)| Ok((k, Json::from_raw(v.get())?))).collect::<Result<_, _>>()?,
+                    members
+                        .into_iter()
+                        .map(|(k, v)| Ok((k, Json::from_raw(v.get(), depth + 1)?)))
+                        .collect::<Result<_, _>>()?,
                 )
             }
             Some(b'[') => {
                 let items: Vec<&RawValue> = serde_json::from_str(text)?;
-                Json::Array(items.into_iter().map(|v| Json::from_raw(v.get())).collect::<Result<_, _>>()?)
+                Json::Array(items.into_iter().map(|v| Json::from_raw(v.get(), depth + 1)).collect::<Result<_, _>>()?)
             }
             Some(b'"') => Json::String(serde_json::from_str(text)?),
             Some(b't' | b'f') => Json::Bool(serde_json::from_str(text)?),
@@ -200,6 +218,9 @@ impl Json {
         })
     }
 }
+
+/// How deep values may nest: serde_json's own limit, which every typed load has.
+const MAX_DEPTH: usize = 128;
 
 /// An object's members in order, their values still raw.
 struct RawMembers<'a>(Vec<(String, &'a RawValue)>);
@@ -249,6 +270,40 @@ mod tests {
         assert_eq!((big.as_u64(), big.as_f64()), (None, Some(3.402823669209385e38)));
         assert_eq!(json.get("j").map(Json::to_text).as_deref(), Some("1.0"));
         assert!(Json::parse(b"{\"a\":01}").is_err(), "still only valid JSON");
+    }
+
+    #[test]
+    fn minus_zero_is_no_integer_and_wide_integers_are_ids_in_order() {
+        let n = |t: &str| Json::parse(t.as_bytes()).unwrap();
+        assert_eq!(n("-0").key_text(), None, "serde reads -0 as a float");
+        let Json::Number(zero) = n("-0") else { panic!("a number") };
+        assert!(!zero.is_integer() && zero.as_u64().is_none());
+        let wide = "1267650600228229401496703205376";
+        assert_eq!(n(wide).key_text().as_deref(), Some(wide));
+        let sorted = [
+            "-340282366920938463463374607431768211455",
+            "-18446744073709551616",
+            "-1",
+            "0",
+            "9",
+            "10",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1267650600228229401496703205376",
+            "1267650600228229401496703205377",
+        ];
+        for pair in sorted.windows(2) {
+            assert_eq!(compare(&n(pair[0]), &n(pair[1])), Ordering::Less, "{} < {}", pair[0], pair[1]);
+            assert_eq!(compare(&n(pair[1]), &n(pair[0])), Ordering::Greater);
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_a_load_accepts_is_an_error_not_a_stack_overflow() {
+        let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        assert!(Json::parse(deep(MAX_DEPTH).as_bytes()).is_ok());
+        assert!(Json::parse(deep(MAX_DEPTH + 1).as_bytes()).is_err());
+        assert!(Json::parse(deep(200_000).as_bytes()).is_err());
     }
 
     #[test]

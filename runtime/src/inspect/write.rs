@@ -284,8 +284,10 @@ impl DataDir {
                 let held = write.value.as_ref().zip(id_field).and_then(|(v, f)| v.get(&f).and_then(Json::key_text));
                 if let Some(held) = held.filter(|held| *held != id_text) {
                     return Err(invalid(format!(
-                        "WAL record {}: collection `{}`: the entry for id `{id_text}` holds a record with id `{held}`",
-                        record.lsn, write.collection
+                        "WAL record {}: collection `{}`: {}",
+                        record.lsn,
+                        write.collection,
+                        crate::error::other_id(&id_text, &held)
                     )));
                 }
                 per_collection.entry(write.collection).or_default().push(Change {

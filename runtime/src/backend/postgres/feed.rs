@@ -156,9 +156,10 @@ impl Feed {
 
     /// Reads the change log once and delivers what can be delivered. `want`: a
     /// number known to be taken (by a commit before a `sync`), to be judged even if
-    /// no row above it is visible yet.
-    /// `statement` is [`POLL_SQL`] prepared on `client`.
-    pub(super) fn poll(&self, client: &mut Client, statement: &Statement, want: u64) -> Result<()> {
+    /// no row above it is visible yet. `statement` is [`POLL_SQL`] prepared on
+    /// `client`. Returns whether more may be waiting already (a full batch, or a
+    /// reload): then poll again at once.
+    pub(super) fn poll(&self, client: &mut Client, statement: &Statement, want: u64) -> Result<bool> {
         let mut state = self.state.lock();
         if let Some(why) = &state.failed {
             return Err(Error::Postgres { op: "follow the change log", message: why.clone() });
@@ -187,9 +188,10 @@ impl Feed {
             state.waiting.retain(|&seq, _| seq > floor);
             state.gaps.retain(|&seq, _| seq > floor);
             self.delivered.notify_all();
-            return Ok(());
+            return Ok(true);
         }
         let rows: Vec<_> = rows.into_iter().filter(|row| row.get::<_, Option<i64>>(1).is_some()).collect();
+        let full = rows.len() as i64 >= BATCH;
         for row in rows {
             let seq: i64 = row.get(1);
             let seq = seq as u64;
@@ -212,14 +214,14 @@ impl Feed {
         }
         let new_floor = next - 1;
         if new_floor == state.floor {
-            return Ok(());
+            return Ok(full);
         }
         if !deliver.is_empty() {
             self.deliver(&mut state, Delivery::Commits(&deliver))?;
         }
         state.floor = new_floor;
         self.delivered.notify_all();
-        Ok(())
+        Ok(full)
     }
 
     /// Hands `delivery` to the store. If the store cannot apply it, the feed stops:
@@ -285,10 +287,14 @@ impl Feed {
                 };
             }
             let Some((c, statement)) = client.as_mut() else { continue };
-            if let Err(e) = self.poll(c, statement, 0) {
-                tracing::warn!(error = %e, "reading the change log failed");
-                if self.state.lock().failed.is_some() {
-                    return;
+            match self.poll(c, statement, 0) {
+                Ok(true) => continue, // a backlog: read on
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the change log failed");
+                    if self.state.lock().failed.is_some() {
+                        return;
+                    }
                 }
             }
             // Wait for a notification (or poll again after POLL, or sooner while a
@@ -338,6 +344,9 @@ impl Feed {
                 *pending = false;
             }
             if client.as_ref().is_none_or(|c| c.is_closed()) {
+                // Until it connects again, no notification is its own (a closed
+                // session's process id may be another instance's next).
+                self.notifier_pid.store(0, Ordering::Relaxed);
                 client = pool
                     .connect()
                     .and_then(|mut c| {

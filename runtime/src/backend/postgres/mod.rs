@@ -6,7 +6,7 @@
 //!   version bigint)`, plus one `fk_<field>` column per `#[belongs_to]` field with a
 //!   deferred foreign key. Unique keys are rows of `shelf_unique`, whose primary
 //!   key PostgreSQL enforces. `shelf_meta` records each collection's schema.
-//! - A commit is one call of `shelf_commit` ([`sql::SHARED`]): optimistic checks
+//! - A commit is one call of `shelf_commit` ([`sql::commit_function`]): optimistic checks
 //!   of the versions the commit read, the writes, and one row of `shelf_changes`
 //!   with the next global sequence number. See [`Postgres::commit`].
 //! - Other instances' commits come through the change feed ([`feed`]).
@@ -178,35 +178,24 @@ impl Postgres {
     }
 
     /// The writes that turn collection `pos`'s cache into `rows` (a reload's
-    /// snapshot of its table), recording the rows' versions: each row whose version
-    /// the cache does not hold, and a removal for each cached record the snapshot
-    /// lacks. Ids for which `newer` holds (written by this instance's commits after
-    /// the snapshot) are left as they are.
-    pub(crate) fn reload_writes(
-        &self,
-        pos: usize,
-        rows: &[SnapshotRow],
-        newer: &dyn Fn(&str) -> bool,
-    ) -> Vec<(String, Option<String>)> {
-        let mut versions = self.versions.lock();
+    /// snapshot of its table), with the version each record gets (`None`: removed):
+    /// each row whose version the cache does not hold, and a removal for each
+    /// cached record the snapshot lacks. Record the versions (`set_version`) once
+    /// the writes are applied.
+    pub(crate) fn reload_writes(&self, pos: usize, rows: &[SnapshotRow]) -> Vec<(String, Option<String>, Option<i64>)> {
+        let versions = self.versions.lock();
         let mut writes = Vec::new();
         let mut present = std::collections::HashSet::with_capacity(rows.len());
         for row in rows {
             present.insert(row.id.as_str());
-            if newer(&row.id) || versions.get(&(pos, row.id.clone())) == Some(&row.version) {
-                continue;
+            if versions.get(&(pos, row.id.clone())) != Some(&row.version) {
+                writes.push((row.id.clone(), Some(row.doc.clone()), Some(row.version)));
             }
-            versions.insert((pos, row.id.clone()), row.version);
-            writes.push((row.id.clone(), Some(row.doc.clone())));
         }
-        let gone: Vec<String> = versions
-            .keys()
-            .filter(|(p, id)| *p == pos && !present.contains(id.as_str()) && !newer(id))
-            .map(|(_, id)| id.clone())
-            .collect();
-        for id in gone {
-            versions.remove(&(pos, id.clone()));
-            writes.push((id, None));
+        for (p, id) in versions.keys() {
+            if *p == pos && !present.contains(id.as_str()) {
+                writes.push((id.clone(), None, None));
+            }
         }
         writes
     }
@@ -221,7 +210,7 @@ impl Postgres {
         self.tables.get(pos).and_then(|t| t.as_deref())
     }
 
-    /// Commits `writes` (see `shelf_commit` in [`sql::SHARED`]) after checking
+    /// Commits `writes` (see `shelf_commit`, [`sql::commit_function`]) after checking
     /// `reads`; returns the commit's sequence number and its records' version.
     pub(crate) fn commit(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
         let mut client = self.pool.get().map_err(Refusal::Failed)?;
@@ -334,10 +323,18 @@ impl Postgres {
 }
 
 /// An id as `jsonb` prints it, made compact: the form the cache keys versions by.
-fn canonical_id(text: &str) -> Result<String> {
+/// An id as the cache keys versions: compact JSON, as serde writes the id. An
+/// integer keeps its digits (through `serde_json::Value`, one beyond 64 bits
+/// would turn into a float).
+pub(crate) fn canonical_id(text: &str) -> Result<String> {
+    let text = text.trim();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(text.to_owned());
+    }
     serde_json::from_str::<serde_json::Value>(text)
         .map(|v| v.to_string())
-        .map_err(|e| Error::Postgres { op: "load", message: format!("an id is not JSON: {e}") })
+        .map_err(|e| Error::Postgres { op: "read an id", message: format!("an id is not JSON: {e}") })
 }
 
 fn nanos() -> u128 {

@@ -4,6 +4,7 @@
 
 use postgres::Client;
 
+use super::feed::SEQ_LOCK;
 use super::pool::pg_error;
 use super::{canonical_id, sql};
 use crate::error::Result;
@@ -29,20 +30,37 @@ pub(crate) struct Snapshot {
 
 /// Reads `tables` (per collection position, its table if persisted) in one
 /// repeatable-read snapshot that no commit is half-way into.
+///
+/// The snapshot is taken while this session holds the advisory lock commits hold
+/// (shared) from taking their sequence number to their end (`feed::SEQ_LOCK`):
+/// every number taken by then belongs to a commit that has ended, so the snapshot
+/// holds exactly the commits up to `floor`. The lock is let go right after, before
+/// the tables are read: commits wait only for that moment.
 pub(super) fn read(client: &mut Client, tables: &[Option<String>]) -> Result<Snapshot> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&SEQ_LOCK]).map_err(|e| pg_error("load", &e))?;
+    let mut locked = true;
+    let result = read_locked(client, tables, &mut locked);
+    if locked {
+        // An error before the unlock: let go of the lock (a session lock outlives
+        // the transaction).
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&SEQ_LOCK]);
+    }
+    result
+}
+
+fn read_locked(client: &mut Client, tables: &[Option<String>], locked: &mut bool) -> Result<Snapshot> {
     let mut tx = client
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
         .start()
         .map_err(|e| pg_error("load", &e))?;
-    // No commit holds a sequence number it has not committed while this lock is
-    // held (commits take it with their change row): the snapshot is exactly the
-    // commits up to `floor`.
-    tx.batch_execute("LOCK TABLE shelf_changes IN SHARE MODE").map_err(|e| pg_error("load", &e))?;
+    // The first statement takes the snapshot, under the lock.
     let row = tx
         .query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq", &[])
         .map_err(|e| pg_error("load", &e))?;
     let floor = row.get::<_, i64>(0).max(0) as u64;
+    tx.execute("SELECT pg_advisory_unlock($1)", &[&SEQ_LOCK]).map_err(|e| pg_error("load", &e))?;
+    *locked = false;
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
         let mut rows = Vec::new();

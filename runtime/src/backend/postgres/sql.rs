@@ -126,9 +126,9 @@ BEGIN
     END LOOP;
     -- Held until the end of the transaction; the change feed's fence waits for it.
     PERFORM pg_advisory_xact_lock_shared({seq_lock}); -- feed::SEQ_LOCK
-    -- The number is taken inside the INSERT, which locks shelf_changes first: an
-    -- open that holds that table in SHARE mode sees no number taken and not yet
-    -- committed (or aborted).
+    -- The number is taken after that lock: a snapshot taken while the lock is held
+    -- exclusively (open, reload, the feed's fence) sees no number taken by a
+    -- commit that has not ended.
     INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (nextval('shelf_seq'), origin, ver, writes)
         RETURNING seq INTO s;
     RETURN ARRAY[s, ver];
