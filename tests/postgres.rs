@@ -346,7 +346,8 @@ fn drain(events: &std::sync::mpsc::Receiver<shelf::Event<User>>, wait: Duration)
 /// An instance that fell behind the change log's retention (the rows it still needs
 /// were pruned) reloads from one snapshot: its records, indices and watchers get the
 /// net changes, one event per changed record and none for the others, and it follows
-/// the feed again. Its own commits are kept.
+/// the feed again. Its own commit made while it was behind (numbered before the
+/// snapshot) is kept.
 #[test]
 fn an_instance_behind_the_pruned_change_log_reloads_and_follows_the_feed_again() {
     let Some(schema) = Schema::new("reload") else { return };

@@ -211,9 +211,19 @@ impl Inner {
             logged,
             log: &self.log,
         };
-        if let Err(e) = self.apply_all(&mut run, ops) {
-            run.revert();
-            return Err(e);
+        // A panic while applying (a user's `Serialize`, `Deserialize`, `Hash` or
+        // `Ord` runs here) must not leave half a commit in memory, for the flusher
+        // to write: what was applied goes back, then the panic goes on.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply_all(&mut run, ops))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                run.revert();
+                return Err(e);
+            }
+            Err(panic) => {
+                run.revert();
+                std::panic::resume_unwind(panic);
+            }
         }
         let lsn = match run.payload.is_empty() {
             false => {

@@ -21,7 +21,7 @@
 //! ([`Inner::reload`]): the net difference between its cache and a snapshot of
 //! every table is applied as one commit, at the snapshot's sequence number.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
@@ -39,11 +39,12 @@ pub const ATTEMPTS: u32 = 30;
 
 /// Which commits this instance has applied: every one up to `floor` (delivered
 /// by the change feed in order), and its own commits above it, applied by the
-/// committing thread ahead of the feed. Changed only under the writer lock.
+/// committing thread ahead of the feed, with the `(collection, id)` each wrote.
+/// Changed only under the writer lock.
 #[derive(Debug, Default)]
 struct Applied {
     floor: u64,
-    ahead: BTreeSet<u64>,
+    ahead: BTreeMap<u64, Vec<(usize, String)>>,
 }
 
 /// The shared-backend state of a store: which commits are applied, and which
@@ -60,7 +61,7 @@ pub(crate) struct SharedState {
 
 impl SharedState {
     pub(crate) fn new(floor: u64) -> Self {
-        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeSet::new() }), ..Default::default() }
+        SharedState { applied: Mutex::new(Applied { floor, ahead: BTreeMap::new() }), ..Default::default() }
     }
 
     fn finish(&self, keys: &[(usize, String)]) {
@@ -127,8 +128,18 @@ impl Inner {
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
-                if *seq > applied.floor && applied.ahead.insert(*seq) {
+                if *seq > applied.floor && !applied.ahead.contains_key(seq) {
+                    applied.ahead.insert(*seq, keys.clone());
                     self.apply_writes(pg, *seq, Some(*version), staged.writes);
+                } else {
+                    // The change feed applied it first, from the change log, which
+                    // holds only what PostgreSQL keeps: its `memory` writes are this
+                    // thread's to apply.
+                    let local: Vec<(usize, SharedWrite)> =
+                        staged.writes.into_iter().filter(|(c, _)| pg.table(*c).is_none()).collect();
+                    if !local.is_empty() {
+                        self.apply_writes(pg, *seq, None, local);
+                    }
                 }
             }
             shared.finish(&keys);
@@ -164,9 +175,12 @@ impl Inner {
             logged: false,
             log: &self.log,
         };
-        let collected = self.apply_all(&mut run, ops).and_then(|()| collect(&run));
+        // Reverted whatever happens, a panic included (see `commit_locked`).
+        let collected = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.apply_all(&mut run, ops).and_then(|()| collect(&run))
+        }));
         run.revert();
-        let writes = collected?;
+        let writes = collected.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let mut json = String::from("[");
         for (coll, write) in &writes {
             let expected = pg.version(*coll, &write.id);
@@ -284,7 +298,7 @@ impl Inner {
                 continue;
             }
             applied.floor = row.seq;
-            if applied.ahead.remove(&row.seq) {
+            if applied.ahead.remove(&row.seq).is_some() {
                 continue;
             }
             let entries: Vec<Entry<'_>> = serde_json::from_str(&row.payload).map_err(|e| Error::Postgres {
@@ -322,7 +336,7 @@ impl Inner {
             self.publish_applied(row.seq, &mut locks);
         }
         let floor = applied.floor;
-        applied.ahead.retain(|&seq| seq > floor);
+        applied.ahead.retain(|&seq, _| seq > floor);
         Ok(())
     }
 
@@ -331,24 +345,27 @@ impl Inner {
     /// each the snapshot lacks is removed, and the changes are published as one
     /// commit at the snapshot's sequence number (one event per changed record).
     ///
-    /// This instance's own commits after the snapshot, already applied, are set
-    /// back to the snapshot too, and the change feed applies them again, in order
-    /// after the commits before them: keeping them over the snapshot could put
-    /// two records under one unique key (one the snapshot's, one a commit validated
-    /// against the cache before the reload).
+    /// Records written by this instance's commits after the snapshot, applied
+    /// already, keep their newer state (an instance sees its own commits when they
+    /// return); the feed skips those commits as it always does. Until the feed
+    /// brings the commits between, a unique key may be held by two records in the
+    /// cache, as after any commit applied ahead: an index keeps every id under a
+    /// key, and the next commits of the log settle it.
     pub(crate) fn reload(&self, pg: &Postgres, snapshot: &Snapshot) -> Result<()> {
         let _writer = self.writer.lock();
         let mut applied = self.shared.applied.lock();
         if snapshot.floor <= applied.floor {
             return Ok(());
         }
+        let newer: Vec<&(usize, String)> =
+            applied.ahead.range(snapshot.floor + 1..).flat_map(|(_, keys)| keys).collect();
         let mut locks: Vec<(usize, Box<dyn Locked + '_>)> = Vec::new();
         let mut failed = None;
         for (pos, rows) in snapshot.tables.iter().enumerate() {
             if pg.table(pos).is_none() {
                 continue;
             }
-            let writes = pg.reload_writes(pos, rows);
+            let writes = pg.reload_writes(pos, rows, &|id| newer.iter().any(|(c, k)| *c == pos && k == id));
             if writes.is_empty() {
                 continue;
             }
@@ -369,11 +386,12 @@ impl Inner {
         }
         if let Some(error) = failed {
             // What was applied is published; the feed stops (the caller fails it).
-            self.publish_applied(applied.floor, &mut locks);
+            self.publish_applied(snapshot.floor, &mut locks);
             return Err(error);
         }
         applied.floor = snapshot.floor;
-        applied.ahead.clear();
+        let floor = applied.floor;
+        applied.ahead.retain(|&seq, _| seq > floor);
         self.publish_applied(snapshot.floor, &mut locks);
         Ok(())
     }

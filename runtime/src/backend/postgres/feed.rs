@@ -214,7 +214,8 @@ impl Feed {
         }
         let new_floor = next - 1;
         if new_floor == state.floor {
-            return Ok(full);
+            // Held back by a gap: polling again at once would read the same rows.
+            return Ok(false);
         }
         if !deliver.is_empty() {
             self.deliver(&mut state, Delivery::Commits(&deliver))?;

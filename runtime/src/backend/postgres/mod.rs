@@ -180,20 +180,26 @@ impl Postgres {
     /// The writes that turn collection `pos`'s cache into `rows` (a reload's
     /// snapshot of its table), with the version each record gets (`None`: removed):
     /// each row whose version the cache does not hold, and a removal for each
-    /// cached record the snapshot lacks. Record the versions (`set_version`) once
-    /// the writes are applied.
-    pub(crate) fn reload_writes(&self, pos: usize, rows: &[SnapshotRow]) -> Vec<(String, Option<String>, Option<i64>)> {
+    /// cached record the snapshot lacks. Ids for which `newer` holds (written by
+    /// this instance's commits after the snapshot) are left as they are. Record
+    /// the versions (`set_version`) once the writes are applied.
+    pub(crate) fn reload_writes(
+        &self,
+        pos: usize,
+        rows: &[SnapshotRow],
+        newer: &dyn Fn(&str) -> bool,
+    ) -> Vec<(String, Option<String>, Option<i64>)> {
         let versions = self.versions.lock();
         let mut writes = Vec::new();
         let mut present = std::collections::HashSet::with_capacity(rows.len());
         for row in rows {
             present.insert(row.id.as_str());
-            if versions.get(&(pos, row.id.clone())) != Some(&row.version) {
+            if !newer(&row.id) && versions.get(&(pos, row.id.clone())) != Some(&row.version) {
                 writes.push((row.id.clone(), Some(row.doc.clone()), Some(row.version)));
             }
         }
         for (p, id) in versions.keys() {
-            if *p == pos && !present.contains(id.as_str()) {
+            if *p == pos && !present.contains(id.as_str()) && !newer(id) {
                 writes.push((id.clone(), None, None));
             }
         }
@@ -322,10 +328,9 @@ impl Postgres {
     }
 }
 
-/// An id as `jsonb` prints it, made compact: the form the cache keys versions by.
 /// An id as the cache keys versions: compact JSON, as serde writes the id. An
 /// integer keeps its digits (through `serde_json::Value`, one beyond 64 bits
-/// would turn into a float).
+/// would turn into a float); anything else is written again compactly.
 pub(crate) fn canonical_id(text: &str) -> Result<String> {
     let text = text.trim();
     let digits = text.strip_prefix('-').unwrap_or(text);

@@ -54,13 +54,15 @@ fn read_locked(client: &mut Client, tables: &[Option<String>], locked: &mut bool
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
         .start()
         .map_err(|e| pg_error("load", &e))?;
-    // The first statement takes the snapshot, under the lock.
+    // The first statement takes the snapshot, under the lock, and lets it go.
     let row = tx
-        .query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq", &[])
+        .query_one(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM shelf_seq), pg_advisory_unlock($1)",
+            &[&SEQ_LOCK],
+        )
         .map_err(|e| pg_error("load", &e))?;
     let floor = row.get::<_, i64>(0).max(0) as u64;
-    tx.execute("SELECT pg_advisory_unlock($1)", &[&SEQ_LOCK]).map_err(|e| pg_error("load", &e))?;
-    *locked = false;
+    *locked = !row.get::<_, bool>(1);
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
         let mut rows = Vec::new();
