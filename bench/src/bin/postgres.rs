@@ -98,87 +98,28 @@ fn main() -> Result<(), BoxError> {
             let per = cli.commits / threads;
             // Shelf: insert then update.
             let first = next;
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let people = a.collection::<Person>()?;
-                for i in 0..per {
-                    people.insert(person(first + (t * per + i) as u64, 1))?;
-                }
-                Ok(())
-            })?;
-            push(
-                format!("insert, {threads} thread(s): Shelf on PostgreSQL"),
-                rate(per * threads, started),
-                "commits/s",
-            );
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let people = a.collection::<Person>()?;
-                for i in 0..per {
-                    people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
-                }
-                Ok(())
-            })?;
-            push(
-                format!("update, {threads} thread(s): Shelf on PostgreSQL"),
-                rate(per * threads, started),
-                "commits/s",
-            );
-            // The line: Shelf's three rows per commit, by static SQL.
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
-                let insert = client.prepare(&format!("SELECT {schema}.line_insert($1, $2::text::jsonb)"))?;
-                for i in 0..per {
-                    let id = first + (t * per + i) as u64;
-                    client.query_one(&insert, &[&(id as i64), &serde_json::to_string(&person(id, 1))?])?;
-                }
-                Ok(())
-            })?;
-            push(
-                format!("insert, {threads} thread(s): line (3 rows, static SQL)"),
-                rate(per * threads, started),
-                "commits/s",
-            );
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
-                let update = client.prepare(&format!("SELECT {schema}.line_update($1, $2::text::jsonb)"))?;
-                for i in 0..per {
-                    let id = first + (t * per + i) as u64;
-                    client.query_one(&update, &[&(id as i64), &serde_json::to_string(&person(id, 2))?])?;
-                }
-                Ok(())
-            })?;
-            push(
-                format!("update, {threads} thread(s): line (3 rows, static SQL)"),
-                rate(per * threads, started),
-                "commits/s",
-            );
-            // Raw postgres: the same rows in a plain table.
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
-                let insert =
-                    client.prepare(&format!("INSERT INTO {schema}.raw (id, doc) VALUES ($1, $2::text::jsonb)"))?;
-                for i in 0..per {
-                    let id = first + (t * per + i) as u64;
-                    client.execute(&insert, &[&(id as i64), &serde_json::to_string(&person(id, 1))?])?;
-                }
-                Ok(())
-            })?;
-            push(format!("insert, {threads} thread(s): raw postgres"), rate(per * threads, started), "commits/s");
-            let started = Instant::now();
-            run_threads(threads, |t| {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
-                let update = client.prepare(&format!("UPDATE {schema}.raw SET doc = $2::text::jsonb WHERE id = $1"))?;
-                for i in 0..per {
-                    let id = first + (t * per + i) as u64;
-                    client.execute(&update, &[&(id as i64), &serde_json::to_string(&person(id, 2))?])?;
-                }
-                Ok(())
-            })?;
-            push(format!("update, {threads} thread(s): raw postgres"), rate(per * threads, started), "commits/s");
+            let (insert, update) = shelf_rows(&a, threads, per, first)?;
+            push(format!("insert, {threads} thread(s): Shelf on PostgreSQL"), insert, "commits/s");
+            push(format!("update, {threads} thread(s): Shelf on PostgreSQL"), update, "commits/s");
+            // The line: Shelf's three rows per commit, by static SQL; then raw
+            // postgres: the same records in a plain table. Each `(sql, age)`: one
+            // prepared statement of `(id, doc)` per commit.
+            let line = [
+                ("insert", format!("SELECT {schema}.line_insert($1, $2::text::jsonb)"), 1),
+                ("update", format!("SELECT {schema}.line_update($1, $2::text::jsonb)"), 2),
+            ];
+            for (what, sql, age) in line {
+                let rate = sql_rows(&url, &sql, threads, per, first, age)?;
+                push(format!("{what}, {threads} thread(s): line (3 rows, static SQL)"), rate, "commits/s");
+            }
+            let raw = [
+                ("insert", format!("INSERT INTO {schema}.raw (id, doc) VALUES ($1, $2::text::jsonb)"), 1),
+                ("update", format!("UPDATE {schema}.raw SET doc = $2::text::jsonb WHERE id = $1"), 2),
+            ];
+            for (what, sql, age) in raw {
+                let rate = sql_rows(&url, &sql, threads, per, first, age)?;
+                push(format!("{what}, {threads} thread(s): raw postgres"), rate, "commits/s");
+            }
             next += (per * threads) as u64;
         }
         // Reads.
@@ -232,33 +173,9 @@ fn main() -> Result<(), BoxError> {
         next += 300;
         // Commits while `b` follows the feed on this machine.
         let (threads, per) = (8usize, cli.commits / 8);
-        let first = next;
-        let started = Instant::now();
-        run_threads(threads, |t| {
-            let people = a.collection::<Person>()?;
-            for i in 0..per {
-                people.insert(person(first + (t * per + i) as u64, 1))?;
-            }
-            Ok(())
-        })?;
-        push(
-            "insert, 8 thread(s): Shelf, a second instance following".into(),
-            rate(per * threads, started),
-            "commits/s",
-        );
-        let started = Instant::now();
-        run_threads(threads, |t| {
-            let people = a.collection::<Person>()?;
-            for i in 0..per {
-                people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
-            }
-            Ok(())
-        })?;
-        push(
-            "update, 8 thread(s): Shelf, a second instance following".into(),
-            rate(per * threads, started),
-            "commits/s",
-        );
+        let (insert, update) = shelf_rows(&a, threads, per, next)?;
+        push("insert, 8 thread(s): Shelf, a second instance following".into(), insert, "commits/s");
+        push("update, 8 thread(s): Shelf, a second instance following".into(), update, "commits/s");
         next += (per * threads) as u64;
         // Open: top the collection up to `--open` records, then load a new instance.
         let people = a.collection::<Person>()?;
@@ -288,6 +205,45 @@ fn main() -> Result<(), BoxError> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     Ok(())
+}
+
+/// Shelf's rows: `per` inserts on each of `threads` threads (ids from `first`),
+/// then an update of each; commits/s of each.
+fn shelf_rows(store: &Store, threads: usize, per: usize, first: u64) -> Result<(f64, f64), BoxError> {
+    let started = Instant::now();
+    run_threads(threads, |t| {
+        let people = store.collection::<Person>()?;
+        for i in 0..per {
+            people.insert(person(first + (t * per + i) as u64, 1))?;
+        }
+        Ok(())
+    })?;
+    let insert = rate(per * threads, started);
+    let started = Instant::now();
+    run_threads(threads, |t| {
+        let people = store.collection::<Person>()?;
+        for i in 0..per {
+            people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
+        }
+        Ok(())
+    })?;
+    Ok((insert, rate(per * threads, started)))
+}
+
+/// One prepared statement of `(id, doc)` run `per` times on each of `threads`
+/// connections (ids from `first`, the person's age `age`); commits/s.
+fn sql_rows(url: &str, sql: &str, threads: usize, per: usize, first: u64, age: u32) -> Result<f64, BoxError> {
+    let started = Instant::now();
+    run_threads(threads, |t| {
+        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+        let statement = client.prepare(sql)?;
+        for i in 0..per {
+            let id = first + (t * per + i) as u64;
+            client.execute(&statement, &[&(id as i64), &serde_json::to_string(&person(id, age))?])?;
+        }
+        Ok(())
+    })?;
+    Ok(rate(per * threads, started))
 }
 
 /// The line's tables and functions in `schema`: what `shelf_commit` writes for
