@@ -256,6 +256,14 @@ impl<T: Entity> State<T> {
     /// Replaces (or removes, with `None`) the record `id`, keeping the indices, the
     /// fingerprint and the dirty set in step. Call [`State::check`] first.
     fn put(&mut self, id: &T::Id, new: Option<Arc<T>>, persisted: bool) -> Option<Arc<T>> {
+        self.put_held(id, new, persisted, 0)
+    }
+
+    /// [`State::put`], when the caller holds `held` more references to the record
+    /// it replaces (a commit's undo entry, taken before, so that a panic in the
+    /// middle of the indices can still be undone): what `Garbage` counts as freed
+    /// does not change.
+    fn put_held(&mut self, id: &T::Id, new: Option<Arc<T>>, persisted: bool, held: usize) -> Option<Arc<T>> {
         self.seq += 1;
         let old = match &new {
             Some(value) => self.records.insert(id.clone(), Arc::clone(value)),
@@ -290,7 +298,7 @@ impl<T: Entity> State<T> {
         }
         // The commit frees `old` when nothing else holds it now that the indices
         // let go of it (see `Garbage::drop_some`).
-        let frees_old = old.as_ref().is_some_and(|old| Arc::strong_count(old) == 1);
+        let frees_old = old.as_ref().is_some_and(|old| Arc::strong_count(old) == 1 + held);
         self.garbage.drop_some(!frees_old);
         old
     }
@@ -461,14 +469,23 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         let removed = new.is_none();
         let dirty = self.state.dirty.get(&id).copied();
         let versions = self.state.index_versions.iter().map(|v| v.0).collect();
-        let old = self.state.put(&id, new.clone(), self.core.persisted());
-        self.applied.push(TypedUndo::<T> { id: id.clone(), old, written: new, dirty, versions });
+        // The undo entry goes first: the indices run the user's `Hash`, `Ord` and
+        // `Clone` (and the garbage its `Drop`), and a panic there must find this
+        // write in the undo list (`Inner::commit_locked` reverts it).
+        let old = self.state.records.get(&id).cloned();
+        self.applied.push(TypedUndo::<T> { id: id.clone(), old, written: new.clone(), dirty, versions });
+        self.state.put_held(&id, new, self.core.persisted(), 1);
         Ok(Applied { entry, id: Box::new(id), removed })
     }
 
     fn revert(&mut self) {
         while let Some(TypedUndo { id, old, dirty, versions, .. }) = self.applied.pop() {
-            self.state.put(&id, old, self.core.persisted());
+            // The user's `Hash` or `Ord` that panicked while the write went in may
+            // panic again on its way out: the record map is set back before the
+            // indices, and the other writes are reverted all the same.
+            let persisted = self.core.persisted();
+            let state = &mut self.state;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.put(&id, old, persisted)));
             // The record is back as it was, and so are its dirty mark and the index
             // versions: a reverted write leaves nothing to flush.
             match dirty {

@@ -70,6 +70,19 @@ impl SharedState {
     }
 }
 
+/// The records of a commit on its way to PostgreSQL, in `SharedState::inflight`
+/// until this is dropped.
+struct Inflight<'a> {
+    shared: &'a SharedState,
+    keys: &'a [(usize, String)],
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.shared.finish(self.keys);
+    }
+}
+
 /// A validated commit, waiting for PostgreSQL.
 struct Staged {
     /// `(collection, write)`, one per record (its last state in the commit).
@@ -124,13 +137,17 @@ impl Inner {
                 inflight.extend(keys.iter().cloned());
             }
             drop(guard);
+            // The records are let go of whatever happens, a panic included: a later
+            // commit of one of them must not wait for ever.
+            let _inflight = Inflight { shared, keys: &keys };
             let outcome = pg.commit(&staged.json, &reads);
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
                 if *seq > applied.floor && !applied.ahead.contains_key(seq) {
-                    applied.ahead.insert(*seq, keys.clone());
                     self.apply_writes(pg, *seq, Some(*version), staged.writes);
+                    // Marked once applied: if applying panicked, the feed brings it.
+                    applied.ahead.insert(*seq, keys.clone());
                 } else {
                     // The change feed applied it first, from the change log, which
                     // holds only what PostgreSQL keeps: its `memory` writes are this
@@ -142,7 +159,7 @@ impl Inner {
                     }
                 }
             }
-            shared.finish(&keys);
+            drop(_inflight);
             match outcome {
                 Ok(_) => return Ok(result),
                 Err(Refusal::Failed(e)) => return Err(e.into()),
