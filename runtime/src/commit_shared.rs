@@ -139,12 +139,12 @@ impl Inner {
             drop(guard);
             // The records are let go of whatever happens, a panic included: a later
             // commit of one of them must not wait for ever.
-            let _inflight = Inflight { shared, keys: &keys };
+            let on_its_way = Inflight { shared, keys: &keys };
             let outcome = pg.commit(&staged.json, &reads);
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
-                if *seq > applied.floor && !applied.ahead.contains_key(seq) {
+                if *seq > applied.floor {
                     self.apply_writes(pg, *seq, Some(*version), staged.writes);
                     // Marked once applied: if applying panicked, the feed brings it.
                     applied.ahead.insert(*seq, keys.clone());
@@ -159,7 +159,7 @@ impl Inner {
                     }
                 }
             }
-            drop(_inflight);
+            drop(on_its_way);
             match outcome {
                 Ok(_) => return Ok(result),
                 Err(Refusal::Failed(e)) => return Err(e.into()),
