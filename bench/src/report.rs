@@ -65,13 +65,20 @@ pub struct Latency {
     pub p99_us: Option<f64>,
     pub p99_9_us: f64,
     pub max_us: f64,
-    /// W9: the largest latency of an operation the scheduler did not preempt (its
-    /// thread had no involuntary context switch during it; a sleep on a lock counts).
+    /// W9: the largest latency of an operation that was neither preempted nor
+    /// interrupted (see `preempted` and `interrupted`): its time went to running
+    /// its code or to sleeping on something in the process (a lock, a page fault).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unpreempted_max_us: Option<f64>,
-    /// W9: operations during which the scheduler preempted the thread.
+    /// W9: operations during which the scheduler preempted the thread (an
+    /// involuntary context switch, no voluntary one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preempted: Option<usize>,
+    /// W9: operations with no context switch at all that took over twice their
+    /// thread's CPU time, and 200 µs more: the CPU was taken by interrupts or by
+    /// the hypervisor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<usize>,
 }
 
 /// The age of the newest durable flush under load (medians over the runs).
@@ -86,6 +93,11 @@ pub struct FlushAge {
     pub flushes: u64,
     /// The longest of them.
     pub longest_flush_ms: f64,
+    /// The most files one of them wrote.
+    pub largest_flush_files: usize,
+    /// The physical line for that many files, in the same run: plain std calls
+    /// replacing as many existing files of the same size, made durable together.
+    pub line_ms: f64,
 }
 
 impl Row {

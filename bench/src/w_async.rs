@@ -144,6 +144,7 @@ pub fn run(config: &Config, report: &mut Report) -> Result<(), BoxError> {
             max_us: median(&mut col(3)),
             unpreempted_max_us: None,
             preempted: None,
+            interrupted: None,
         };
         let line = format!(
             "{}: {rate:.0} writes/s (min-max {lo:.0}-{hi:.0}), p50 {:.0} us, p99 {p99:.0} us (min-max {p99_lo:.0}-{p99_hi:.0})",

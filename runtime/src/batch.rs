@@ -4,8 +4,12 @@
 //! makes them durable in four phases, so that the cost of a sync is shared:
 //!
 //! 1. write every new content to a temp file with a unique name (`.shelf-tmp-...`) in
-//!    the target's directory, and fsync it; these syncs run on several threads at
-//!    once, so the disk sees them together instead of one round trip per file;
+//!    the target's directory, and make it durable: with one `syncfs` of each file
+//!    system written to, where the [`Vfs`] offers it ([`Vfs::barrier`]: Linux 5.8 and
+//!    later, whose `syncfs` reports write-back errors), opened before the writes so
+//!    that it reports any failed write-back of them; otherwise with an fsync of each
+//!    file, on several threads at once, so the disk sees them together instead of one
+//!    round trip per file;
 //! 2. rename each temp file over its target;
 //! 3. remove the files to remove;
 //! 4. fsync each touched directory once.
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::fs::Vfs;
+use crate::fs::{Vfs, VfsBarrier};
 use crate::priority;
 
 /// The prefix of every temp file Shelf writes. Encoded ids never start with `.`.
@@ -38,7 +42,9 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// How a batch syncs its files; `PerFile` exists to measure what batching saves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncMode {
-    /// Temp files synced together, then renamed, then one sync per directory.
+    /// Temp files synced together (one `syncfs` per file system where the [`Vfs`]
+    /// has a [`VfsBarrier`], else one fsync per file, in parallel), then renamed,
+    /// then one sync per directory.
     #[default]
     Batched,
     /// The naive way: temp, fsync, rename and directory fsync, one file at a time.
@@ -103,56 +109,52 @@ impl WriteBatch {
         Ok(())
     }
 
-    /// Phase 1: writes and syncs every temp file, on several threads for large batches.
+    /// Phase 1: writes every temp file and makes it durable: with one sync of each
+    /// file system written to, where the [`Vfs`] has a [`VfsBarrier`]; otherwise with
+    /// one sync per file, on several threads for large batches.
     fn write_temps(&self, fs: &dyn Vfs) -> Result<Vec<PathBuf>> {
         let temps: Vec<PathBuf> = self.writes.iter().map(|(target, _)| temp_path(target)).collect();
         let jobs: Vec<(&PathBuf, &[u8])> = temps.iter().zip(self.writes.iter().map(|(_, b)| b.as_slice())).collect();
-        let threads = (jobs.len() / FILES_PER_THREAD).clamp(1, MAX_SYNC_THREADS);
-        let chunk = jobs.len().div_ceil(threads).max(1);
-        let result = if threads == 1 {
-            // A batch one thread writes (a collection file, a few records) is written
-            // here; a panicking `Vfs` still becomes an error, as on a thread.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                jobs.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
-            }))
-            .unwrap_or_else(|_| {
-                Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
-            })
-        } else {
-            let nice = priority::worker_nice();
-            std::thread::scope(|scope| {
-                let mut result = Ok(());
-                let mut handles = Vec::with_capacity(threads);
-                for part in jobs.chunks(chunk) {
-                    let spawned =
-                        std::thread::Builder::new().name(SYNC_THREAD.to_owned()).spawn_scoped(scope, move || {
-                            priority::lower(nice);
-                            part.iter().try_for_each(|(temp, bytes)| write_synced(fs, temp, bytes))
-                        });
-                    match spawned {
-                        Ok(handle) => handles.push(handle),
-                        Err(e) => {
-                            result = Err(Error::io("start a sync thread", PathBuf::new(), e));
-                            break;
-                        }
-                    }
-                }
-                for handle in handles {
-                    let outcome = handle.join().unwrap_or_else(|_| {
-                        Err(Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked")))
-                    });
-                    if result.is_ok() {
-                        result = outcome;
-                    }
-                }
-                result
-            })
+        let result = match self.barriers(fs) {
+            // One thread writes: the files share directories, whose locks several
+            // writers would only spin on. The thread is a sync thread, at the
+            // flush's priority, when the batch is large.
+            Some(Ok(barriers)) => on_threads(fs, &jobs, 1, jobs.len() >= 2 * FILES_PER_THREAD, write_unsynced)
+                .and_then(|()| {
+                    barriers.iter().try_for_each(|(dir, barrier)| {
+                        barrier.sync().map_err(|e| Error::io("sync the file system of", dir, e))
+                    })
+                }),
+            Some(Err(e)) => Err(e),
+            None => {
+                let threads = (jobs.len() / FILES_PER_THREAD).clamp(1, MAX_SYNC_THREADS);
+                on_threads(fs, &jobs, threads, threads > 1, write_synced)
+            }
         };
         if let Err(e) = result {
             remove_temps(fs, &temps);
             return Err(e);
         }
         Ok(temps)
+    }
+
+    /// One barrier per file system the batch writes to, opened before any write
+    /// (with a directory it covers, for messages); `None` when the [`Vfs`] has none.
+    #[allow(clippy::type_complexity)]
+    fn barriers(&self, fs: &dyn Vfs) -> Option<Result<Vec<(PathBuf, Box<dyn VfsBarrier>)>>> {
+        let dirs: BTreeSet<PathBuf> = self.writes.iter().map(|(target, _)| parent(target)).collect();
+        let mut barriers: Vec<(PathBuf, Box<dyn VfsBarrier>)> = Vec::new();
+        for dir in dirs {
+            match fs.barrier(&dir)? {
+                Ok(barrier) => {
+                    if !barriers.iter().any(|(_, b)| b.fs_id() == barrier.fs_id()) {
+                        barriers.push((dir, barrier));
+                    }
+                }
+                Err(e) => return Some(Err(Error::io("open for a file-system sync", dir, e))),
+            }
+        }
+        Some(Ok(barriers))
     }
 
     fn commit_per_file(&self, fs: &dyn Vfs) -> Result<()> {
@@ -177,6 +179,56 @@ impl WriteBatch {
         }
         Ok(())
     }
+}
+
+/// Runs `each` on every job: here when `spawn` is false, else on `threads` sync
+/// threads at the flush's priority. A panicking `Vfs` becomes an error either way.
+fn on_threads(
+    fs: &dyn Vfs,
+    jobs: &[(&PathBuf, &[u8])],
+    threads: usize,
+    spawn: bool,
+    each: fn(&dyn Vfs, &Path, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let panicked = || Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked"));
+    if !spawn {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            jobs.iter().try_for_each(|(temp, bytes)| each(fs, temp, bytes))
+        }))
+        .unwrap_or_else(|_| Err(panicked()));
+    }
+    let chunk = jobs.len().div_ceil(threads.max(1)).max(1);
+    let nice = priority::worker_nice();
+    std::thread::scope(|scope| {
+        let mut result = Ok(());
+        let mut handles = Vec::with_capacity(threads);
+        for part in jobs.chunks(chunk) {
+            let spawned = std::thread::Builder::new().name(SYNC_THREAD.to_owned()).spawn_scoped(scope, move || {
+                priority::lower(nice);
+                part.iter().try_for_each(|(temp, bytes)| each(fs, temp, bytes))
+            });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    result = Err(Error::io("start a sync thread", PathBuf::new(), e));
+                    break;
+                }
+            }
+        }
+        for handle in handles {
+            let outcome = handle.join().unwrap_or_else(|_| Err(panicked()));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    })
+}
+
+/// Creates and writes a temp file; a [`VfsBarrier`] makes it durable.
+fn write_unsynced(fs: &dyn Vfs, temp: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs.create_new(temp).map_err(|e| Error::io("create temp file", temp, e))?;
+    file.write_all(bytes).map_err(|e| Error::io("write temp file", temp, e))
 }
 
 fn write_synced(fs: &dyn Vfs, temp: &Path, bytes: &[u8]) -> Result<()> {
@@ -242,6 +294,55 @@ mod tests {
         let names = names(dir.path());
         assert_eq!(names.len(), 101, "no temp files, no removed file: {names:?}");
         assert!(!names.contains(&"gone".to_owned()));
+    }
+
+    /// [`RealFs`] without its barrier: batches sync each file.
+    #[derive(Debug)]
+    struct NoBarrier;
+
+    impl Vfs for NoBarrier {
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            RealFs.read(path)
+        }
+        fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn crate::fs::VfsFile>> {
+            RealFs.create_new(path)
+        }
+        fn open_append(&self, path: &Path) -> std::io::Result<Box<dyn crate::fs::VfsAppend>> {
+            RealFs.open_append(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.remove_file(path)
+        }
+        fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.sync_dir(path)
+        }
+        fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+            RealFs.create_dir_all(path)
+        }
+        fn read_dir(&self, path: &Path) -> std::io::Result<Vec<crate::fs::DirEntry>> {
+            RealFs.read_dir(path)
+        }
+        fn try_lock(&self, path: &Path) -> std::io::Result<Box<dyn crate::fs::VfsLock>> {
+            RealFs.try_lock(path)
+        }
+    }
+
+    #[test]
+    fn a_batch_on_a_file_system_without_a_barrier_syncs_each_file_on_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut batch = WriteBatch::default();
+        for i in 0..200 {
+            batch.write(dir.path().join(format!("f{i:03}")), vec![b'b'; i]);
+        }
+        assert!(NoBarrier.barrier(dir.path()).is_none());
+        batch.commit(&NoBarrier, SyncMode::Batched).unwrap();
+        for i in [0, 77, 199] {
+            assert_eq!(std::fs::read(dir.path().join(format!("f{i:03}"))).unwrap(), vec![b'b'; i]);
+        }
+        assert_eq!(names(dir.path()).len(), 200, "no temp files left");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::recover::{LoadCtx, UniqueConflict};
 use crate::relation::{Dangling, ForeignKeySpec};
 use crate::watch::{Change, Watchers};
 
+mod counts;
 mod flush;
 mod lines;
 mod load;
@@ -319,6 +320,8 @@ pub(crate) struct Core<T: Entity> {
     /// indices).
     index_files: bool,
     state: RwLock<State<T>>,
+    /// Counts published at each release of `state`'s write lock.
+    counts: counts::Counts,
     /// Change subscribers.
     watchers: Watchers<T>,
     /// Changes of commits whose events wait for an earlier commit to be durable,
@@ -411,7 +414,7 @@ pub(crate) trait Locked {
 
 struct LockedCore<'a, T: Entity> {
     core: &'a Core<T>,
-    state: parking_lot::RwLockWriteGuard<'a, State<T>>,
+    state: counts::StateWrite<'a, T>,
     applied: Vec<TypedUndo<T>>,
 }
 
@@ -647,10 +650,16 @@ impl<T: Entity> Core<T> {
                 expiry: T::TTL.map(crate::expiry::Expiry::new),
                 garbage: Garbage::default(),
             }),
+            counts: counts::Counts::default(),
             watchers: Watchers::default(),
             queued: Mutex::new(VecDeque::new()),
             lines: Mutex::new(lines::Lines::default()),
         }
+    }
+
+    /// The write lock of the state; releasing it publishes [`counts::Counts`].
+    fn write_state(&self) -> counts::StateWrite<'_, T> {
+        counts::StateWrite { guard: self.state.write(), counts: &self.counts }
     }
 
     /// The compact JSON of `value`, checked to load back exactly: it deserializes,
@@ -771,7 +780,7 @@ impl<T: Entity> Core<T> {
 
     /// The number of committed records.
     pub(crate) fn len(&self) -> usize {
-        self.state.read().records.len()
+        self.counts.records()
     }
 
     /// The change subscribers.
@@ -782,8 +791,7 @@ impl<T: Entity> Core<T> {
     /// Records changed since they were last made durable (a flush in progress
     /// included).
     pub(crate) fn dirty_count(&self) -> usize {
-        let state = self.state.read();
-        state.dirty.len() + state.in_flight
+        self.counts.dirty()
     }
 
     /// The committed record with this id.
@@ -802,7 +810,7 @@ impl<T: Entity> Core<T> {
     /// `#[id(auto)]`. Called under the writer lock.
     pub(crate) fn prepare_insert(&self, mut value: T) -> Result<T> {
         if T::AUTO_ID {
-            let mut state = self.state.write();
+            let mut state = self.write_state();
             if !value.__set_auto_id(state.next_auto) {
                 return Err(Error::AutoIdExhausted { collection: self.name.to_owned() });
             }
@@ -986,7 +994,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
     fn load(&self, ctx: &LoadCtx, from: &dyn Source, stored: &IndexReader<'_>) -> Result<()> {
         let mut max_counter = 0;
         let mut skipped = false;
-        let mut state = self.state.write();
+        let mut state = self.write_state();
         let mut lines = self.lines.lock();
         let cache = self.whole_file;
         // Parsing (here) and indexing (`Loader`) overlap on two threads once the
@@ -1059,7 +1067,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
 
     fn before_snapshot(&self) {
         let (garbage, spare, capacity) = {
-            let mut state = self.state.write();
+            let mut state = self.write_state();
             let due = !state.dirty.is_empty() || state.rewrite.is_some();
             let spare = if due { Some(std::mem::take(&mut state.spare)) } else { None };
             // Writers go on dropping what is left; with no write since the last
@@ -1081,12 +1089,12 @@ impl<T: Entity> ErasedCollection for Core<T> {
                 marks: Some(with_room(spare.marks, capacity)),
                 preimages: Some(with_room(spare.preimages, capacity)),
             };
-            self.state.write().spare = spare;
+            self.write_state().spare = spare;
         }
     }
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {
-        Box::new(LockedCore { core: self, state: self.state.write(), applied: Vec::new() })
+        Box::new(LockedCore { core: self, state: self.write_state(), applied: Vec::new() })
     }
 
     fn publish_queued(&self, seq: u64) {
@@ -1159,7 +1167,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         if let Some(value) = value.as_ref().filter(|v| *v.id() != id) {
             return Err(crate::error::other_id(&id.encode_key(), &value.id().encode_key()));
         }
-        let mut state = self.state.write();
+        let mut state = self.write_state();
         if parent && state.records.contains_key(&id) {
             return Ok(());
         }
@@ -1174,7 +1182,7 @@ impl<T: Entity> ErasedCollection for Core<T> {
         T::AUTO_ID.then(|| self.state.read().next_auto)
     }
     fn set_next_auto(&self, next: u64) {
-        let mut state = self.state.write();
+        let mut state = self.write_state();
         state.next_auto = state.next_auto.max(next);
     }
     fn start_feed_after(&self, seq: u64) {
@@ -1204,11 +1212,10 @@ impl<T: Entity> ErasedCollection for Core<T> {
         self.watchers().restore_feed(retained_after, lines)
     }
     fn dirty_count(&self) -> usize {
-        let state = self.state.read();
-        state.dirty.len() + state.in_flight
+        self.counts.dirty()
     }
     fn len(&self) -> usize {
-        self.state.read().records.len()
+        self.counts.records()
     }
     #[cfg(feature = "postgres")]
     fn shared_all(&self) -> Result<Vec<SharedWrite>> {

@@ -53,7 +53,7 @@ pub(super) struct Snapshot<'a, T: Entity> {
 impl<'a, T: Entity> Snapshot<'a, T> {
     /// Takes the dirty marks; `None` when nothing is due. Under the writer lock.
     pub fn take(core: &'a Core<T>, index_files: bool) -> Option<Self> {
-        let mut state = core.state.write();
+        let mut state = core.write_state();
         let index_due =
             index_files && core.index_files && state.index_versions.iter().any(|(version, written)| version != written);
         if state.dirty.is_empty() && state.rewrite.is_none() && !index_due {
@@ -124,10 +124,10 @@ fn read_values<'m, T: Entity>(
         }
     }
     let mut replaced = Vec::new();
-    let preimages = core.state.write().preimages.take();
+    let preimages = core.write_state().preimages.take();
     if let Some(mut preimages) = preimages {
         replaced.extend(preimages.drain());
-        core.state.write().spare.preimages = Some(preimages);
+        core.write_state().spare.preimages = Some(preimages);
     }
     (values, replaced)
 }
@@ -188,7 +188,7 @@ impl<T: Entity> Drop for Snapshot<'_, T> {
             // The marks' ids go back to the writers that cloned them (see `Garbage`).
             self.back_ids.extend(self.taken.drain().map(|(id, _)| id));
         }
-        let mut state = self.core.state.write();
+        let mut state = self.core.write_state();
         state.in_flight = 0;
         // Under the writer lock, once per flush: into an empty list (the writers
         // dropped the last flush's long since, as a rule) by a swap, in constant

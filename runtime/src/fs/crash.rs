@@ -10,7 +10,8 @@
 //!
 //! - A file is an inode with live and durable content. Writes, appends and truncations
 //!   change the live content; `sync_data` on a handle makes the inode's current live
-//!   content durable.
+//!   content durable; a [`Vfs::barrier`]'s `sync` (the file system's `syncfs`) makes
+//!   the live content of every file durable.
 //! - A directory holds live and durable entries. Creating, renaming and removing
 //!   files, and creating directories, change live entries only; [`Vfs::sync_dir`]
 //!   makes the directory's live entries durable (additions, replacements, removals).
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{DirEntry, Vfs, VfsAppend, VfsFile, VfsLock};
+use super::{DirEntry, Vfs, VfsAppend, VfsBarrier, VfsFile, VfsLock};
 
 /// The inode number of the root directory.
 const ROOT: u64 = 0;
@@ -225,8 +226,8 @@ fn stale() -> io::Error {
 /// its parent was synced. Reads see the live image.
 ///
 /// [`crash_after`](CrashFs::crash_after) lets the machine die after a number of
-/// mutating operations (create, write, append, sync, truncate, rename, remove,
-/// directory sync, directory creation); from then on every mutating operation fails.
+/// mutating operations (create, write, append, sync, file-system sync, truncate,
+/// rename, remove, directory sync, directory creation); from then on every mutating operation fails.
 /// [`crash`](CrashFs::crash) is the power cut: the live image becomes the durable
 /// one, the machine works again, locks are released and handles opened before it fail.
 ///
@@ -296,7 +297,7 @@ impl CrashFs {
         self.state.lock().ops
     }
 
-    /// How many syncs (file `sync_data` or directory sync) succeeded so far.
+    /// How many syncs (file `sync_data`, file-system sync or directory sync) succeeded so far.
     pub fn sync_points(&self) -> u64 {
         self.state.lock().sync_points
     }
@@ -393,6 +394,30 @@ impl Drop for CrashLock {
         if state.generation == self.generation {
             state.locks.remove(&self.key);
         }
+    }
+}
+
+/// A [`Vfs::barrier`] on a [`CrashFs`]: its `sync` makes every file's content durable.
+struct CrashBarrier {
+    fs: Arc<CrashFs>,
+    generation: u64,
+}
+
+impl VfsBarrier for CrashBarrier {
+    fn sync(&self) -> io::Result<()> {
+        let mut state = self.fs.state.lock();
+        if state.generation != self.generation {
+            return Err(stale());
+        }
+        state.tick("sync file system")?;
+        for file in state.files.values_mut() {
+            file.durable.clone_from(&file.live);
+        }
+        state.sync_points += 1;
+        Ok(())
+    }
+    fn fs_id(&self) -> u64 {
+        0
     }
 }
 
@@ -534,6 +559,14 @@ impl Vfs for Arc<CrashFs> {
         }
         Ok(Box::new(CrashLock { fs: Arc::clone(self), key, generation: state.generation }))
     }
+
+    fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
+        let state = self.state.lock();
+        let opened = split(dir).and_then(|names| state.resolve_dir(&names, dir)).map(|_| {
+            Box::new(CrashBarrier { fs: Arc::clone(self), generation: state.generation }) as Box<dyn VfsBarrier>
+        });
+        Some(opened)
+    }
 }
 
 #[cfg(test)]
@@ -624,6 +657,21 @@ mod tests {
         fs.crash();
         assert_eq!(fs.read(p("/data/a")).unwrap(), b"content");
         assert_eq!(fs.sync_points(), 3);
+    }
+
+    #[test]
+    fn a_barrier_sync_makes_every_file_durable_but_no_directory_entry() {
+        let fs = setup();
+        let barrier = fs.barrier(p("/data")).unwrap().unwrap();
+        write(&fs, "/data/a", b"a", false);
+        fs.sync_dir(p("/data")).unwrap();
+        write(&fs, "/data/b", b"b", false);
+        barrier.sync().unwrap();
+        fs.crash();
+        assert_eq!(fs.read(p("/data/a")).unwrap(), b"a", "content synced by the barrier, entry by the directory");
+        assert!(fs.read(p("/data/b")).is_err(), "the barrier does not sync directory entries");
+        assert!(barrier.sync().is_err(), "a barrier opened before a crash is stale");
+        assert!(fs.barrier(p("/missing")).unwrap().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{DirEntry, RealFs, Vfs, VfsAppend, VfsFile, VfsLock};
+use super::{DirEntry, RealFs, Vfs, VfsAppend, VfsBarrier, VfsFile, VfsLock};
 
 /// Which operations a [`FaultFs`] counts and may fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +19,8 @@ pub enum FaultKind {
 }
 
 /// A [`Vfs`] over [`RealFs`] that fails the N-th mutating operation (create,
-/// write, append, sync, truncate, rename, remove, directory sync), counting from 0. Reads, listings
+/// write, append, sync, file-system sync, truncate, rename, remove, directory sync),
+/// counting from 0. Its [`Vfs::barrier`] is [`RealFs`]'s. Reads, listings
 /// and locks pass through uncounted.
 ///
 /// ```
@@ -142,6 +143,22 @@ impl VfsAppend for FaultAppend {
     }
 }
 
+/// [`RealFs`]'s barrier; its `sync` is a counted operation.
+struct FaultBarrier {
+    inner: Box<dyn VfsBarrier>,
+    fs: Arc<FaultFs>,
+}
+
+impl VfsBarrier for FaultBarrier {
+    fn sync(&self) -> io::Result<()> {
+        self.fs.check("sync file system")?;
+        self.inner.sync()
+    }
+    fn fs_id(&self) -> u64 {
+        self.inner.fs_id()
+    }
+}
+
 /// `FaultFs` is used behind an `Arc`, so it implements [`Vfs`] there.
 impl Vfs for Arc<FaultFs> {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -179,5 +196,9 @@ impl Vfs for Arc<FaultFs> {
     }
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
         RealFs.try_lock(path)
+    }
+    fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
+        let fs = Arc::clone(self);
+        RealFs.barrier(dir).map(|inner| inner.map(|inner| Box::new(FaultBarrier { inner, fs }) as Box<dyn VfsBarrier>))
     }
 }

@@ -176,6 +176,18 @@ pub trait VfsAppend: Send + Sync {
 /// A held directory lock; dropping it releases the lock.
 pub trait VfsLock: Send + Sync + Debug {}
 
+/// A sync of a whole file system, opened before the files it must cover are
+/// written; see [`Vfs::barrier`].
+pub trait VfsBarrier: Send {
+    /// Makes durable the data of every file written on this file system since the
+    /// barrier opened, and fails if any write-back on the file system failed since
+    /// then (or since this barrier's last `sync`).
+    fn sync(&self) -> io::Result<()>;
+    /// Which file system the barrier covers: barriers with equal ids cover the same
+    /// one, and one `sync` serves them all.
+    fn fs_id(&self) -> u64;
+}
+
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
@@ -213,6 +225,17 @@ pub trait Vfs: Send + Sync + Debug {
     /// Takes an exclusive, advisory lock on `path` (creating the file), without
     /// waiting. A lock held elsewhere is `ErrorKind::WouldBlock`.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>>;
+    /// Opens a [`VfsBarrier`] on the file system that holds the directory `dir`, or
+    /// `None` when this file system cannot make many files durable at once; a batch
+    /// of files then syncs each one. The default is `None`.
+    ///
+    /// [`RealFs`] uses `syncfs(2)` on Linux 5.8 and later, the first kernels where
+    /// it reports write-back errors (before 5.8 it could miss one, and a failed sync
+    /// must never be reported as durable); elsewhere `None`.
+    fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
+        let _ = dir;
+        None
+    }
 }
 
 /// The operating system's file system.
@@ -343,6 +366,72 @@ impl Vfs for RealFs {
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
+    #[cfg(target_os = "linux")]
+    fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
+        use std::os::unix::fs::MetadataExt;
+        if !syncfs_reports_errors() {
+            return None;
+        }
+        // Opened before the files are written: `syncfs` reports the write-back
+        // errors since this descriptor was opened.
+        let open = || -> io::Result<Box<dyn VfsBarrier>> {
+            let dir = File::open(dir)?;
+            let dev = dir.metadata()?.dev();
+            Ok(Box::new(RealBarrier { dir, dev }))
+        };
+        Some(open())
+    }
+}
+
+/// `syncfs` on an open directory: see [`Vfs::barrier`].
+#[cfg(target_os = "linux")]
+struct RealBarrier {
+    dir: File,
+    dev: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl VfsBarrier for RealBarrier {
+    fn sync(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `syncfs` takes an open descriptor, which `self.dir` holds for the call.
+        if unsafe { libc::syncfs(self.dir.as_raw_fd()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    fn fs_id(&self) -> u64 {
+        self.dev
+    }
+}
+
+/// Whether this kernel's `syncfs` reports write-back errors: Linux 5.8 or later.
+#[cfg(target_os = "linux")]
+fn syncfs_reports_errors() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        // SAFETY: `utsname` is a plain C struct, all zeroes valid; `uname` fills it.
+        let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a `utsname` the call may write.
+        if unsafe { libc::uname(&mut name) } != 0 {
+            return false;
+        }
+        let release: Vec<u8> = name.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        kernel_at_least(&String::from_utf8_lossy(&release), (5, 8))
+    })
+}
+
+/// Whether a kernel release such as `6.1.0-18-amd64` is at least `major.minor`.
+/// A release that does not parse is not.
+#[cfg(target_os = "linux")]
+fn kernel_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let number = |part: Option<&str>| part.and_then(|p| p.parse::<u32>().ok());
+    match (number(parts.next()), number(parts.next())) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }
 
 /// Creates `dir` and any missing parents, and makes each new directory entry
@@ -391,6 +480,33 @@ mod tests {
             }
         }
         panic!("no descriptor of {}", path.display());
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("5.8.0", (5, 8)));
+        assert!(kernel_at_least("6.1.0-18-amd64", (5, 8)));
+        assert!(kernel_at_least("5.10", (5, 8)));
+        assert!(!kernel_at_least("5.7.19", (5, 8)));
+        assert!(!kernel_at_least("4.19.0-26-amd64", (5, 8)));
+        assert!(!kernel_at_least("", (5, 8)));
+        assert!(!kernel_at_least("garbage", (5, 8)));
+    }
+
+    #[test]
+    fn a_barrier_makes_files_written_after_it_opened_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(barrier) = RealFs.barrier(dir.path()) else {
+            assert!(!syncfs_reports_errors(), "a kernel from 5.8 on has a barrier");
+            return;
+        };
+        let barrier = barrier.unwrap();
+        let mut file = RealFs.create_new(&dir.path().join("f")).unwrap();
+        file.write_all(b"data").unwrap();
+        barrier.sync().unwrap();
+        let other = RealFs.barrier(dir.path()).unwrap().unwrap();
+        assert_eq!(other.fs_id(), barrier.fs_id(), "one directory, one file system");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"data");
     }
 
     #[test]
