@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shelf::fs::{DirEntry, RealFs, Vfs, VfsAppend, VfsFile, VfsLock};
+use shelf::fs::{DirEntry, RealFs, Vfs, VfsAppend, VfsBarrier, VfsFile, VfsLock};
 use shelf::{Entity, Store, WalSync};
 
 #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
@@ -51,10 +51,13 @@ fn nice_of(name: &str) -> Vec<i32> {
 }
 
 /// The real file system, noting the name and nice value of each thread that
-/// creates a temp file.
+/// creates a temp file. With `barrier`, it passes on the real file system's
+/// `Vfs::barrier` (where there is one, batches sync the file system once and are
+/// written on one thread); without, batches sync each file on several threads.
 #[derive(Clone, Debug, Default)]
 struct NiceFs {
     creators: Arc<Mutex<Vec<(String, i32)>>>,
+    barrier: bool,
 }
 
 impl Vfs for NiceFs {
@@ -88,6 +91,9 @@ impl Vfs for NiceFs {
     }
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>> {
         RealFs.try_lock(path)
+    }
+    fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
+        self.barrier.then(|| RealFs.barrier(dir)).flatten()
     }
 }
 
@@ -135,10 +141,11 @@ fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
     let me = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
     let own = nice_of(me.trim_end());
     let (_, base) = name_and_nice(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
-    for (asked, steps) in [(None, shelf::DEFAULT_FLUSH_NICE), (Some(0), 0), (Some(3), 3), (Some(40), 19)] {
+    let cases = [(None, shelf::DEFAULT_FLUSH_NICE), (Some(0), 0), (Some(3), 3), (Some(40), 19)];
+    for (barrier, (asked, steps)) in [false, true].into_iter().flat_map(|b| cases.map(|c| (b, c))) {
         let expected = (base + steps).min(19);
         let dir = tempfile::tempdir().unwrap();
-        let fs = NiceFs::default();
+        let fs = NiceFs { barrier, ..NiceFs::default() };
         let mut b = Store::builder(dir.path())
             .register::<Note>()
             .vfs(fs.clone())
@@ -149,7 +156,10 @@ fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
         }
         let store = b.open().unwrap();
         let seen = sync_thread_nices(&store, &fs);
-        assert!(seen.iter().all(|&n| n == expected), "flush_nice({asked:?}): sync threads at {seen:?}");
+        assert!(
+            seen.iter().all(|&n| n == expected),
+            "barrier {barrier}, flush_nice({asked:?}): sync threads at {seen:?}"
+        );
         // The flusher, which takes the writers' locks, keeps the opener's priority;
         // so do the WAL sync thread under `WalSync::Every` and the opener.
         assert_eq!(nice_of("shelf-flusher"), [base], "flush_nice({asked:?})");
@@ -157,15 +167,16 @@ fn the_sync_threads_run_at_the_nice_value_asked_for_and_nothing_else_changes() {
         store.close().unwrap();
         drop(store);
     }
-    a_flush_the_application_calls_syncs_at_the_callers_priority(base);
+    a_flush_the_application_calls_syncs_at_the_callers_priority(base, false);
+    a_flush_the_application_calls_syncs_at_the_callers_priority(base, true);
     let now = nice_of(me.trim_end());
     assert_eq!(own, now, "the test threads' priorities changed");
 }
 
 /// A flush the application calls runs its sync threads at the caller's priority.
-fn a_flush_the_application_calls_syncs_at_the_callers_priority(base: i32) {
+fn a_flush_the_application_calls_syncs_at_the_callers_priority(base: i32, barrier: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let fs = NiceFs::default();
+    let fs = NiceFs { barrier, ..NiceFs::default() };
     // No background flush during the test: the interval is an hour.
     let store = Store::builder(dir.path())
         .register::<Note>()

@@ -5,9 +5,10 @@
 //!
 //! 1. write every new content to a temp file with a unique name (`.shelf-tmp-...`) in
 //!    the target's directory, and make it durable: with one `syncfs` of each file
-//!    system written to, where the [`Vfs`] offers it ([`Vfs::barrier`]: Linux 5.8 and
-//!    later, whose `syncfs` reports write-back errors), opened before the writes so
-//!    that it reports any failed write-back of them; otherwise with an fsync of each
+//!    system written to, where the [`Vfs`] offers it ([`Vfs::barrier`]: Linux 5.17
+//!    and later on ext4, XFS, btrfs or tmpfs, whose `syncfs` reports every error),
+//!    opened before the writes so that it reports any failed write-back of them;
+//!    otherwise with an fsync of each
 //!    file, on several threads at once, so the disk sees them together instead of one
 //!    round trip per file;
 //! 2. rename each temp file over its target;
@@ -190,7 +191,9 @@ fn on_threads(
     spawn: bool,
     each: fn(&dyn Vfs, &Path, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let panicked = || Error::io("write temp file", PathBuf::new(), std::io::Error::other("sync thread panicked"));
+    // For messages: the directory of the first file.
+    let dir = jobs.first().map(|(temp, _)| parent(temp)).unwrap_or_default();
+    let panicked = || Error::io("write temp file in", &dir, std::io::Error::other("sync thread panicked"));
     if !spawn {
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             jobs.iter().try_for_each(|(temp, bytes)| each(fs, temp, bytes))
@@ -210,7 +213,7 @@ fn on_threads(
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
-                    result = Err(Error::io("start a sync thread", PathBuf::new(), e));
+                    result = Err(Error::io("start a sync thread to write in", &dir, e));
                     break;
                 }
             }

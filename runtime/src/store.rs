@@ -112,7 +112,7 @@ impl StoreBuilder {
     ///
     /// A flush of 64 files or more (record files of `per_record` collections)
     /// writes them on a thread of its own and makes them durable with one
-    /// `syncfs` (Linux 5.8 and later), or writes and syncs them on up to 16
+    /// `syncfs` (Linux 5.17 and later, on ext4, XFS, btrfs or tmpfs), or writes and syncs them on up to 16
     /// threads (elsewhere), while your threads write; at the
     /// same priority, on a machine with few cores, they take the CPU from a writer
     /// for whole scheduler slices (milliseconds). At nice 10 the writers come

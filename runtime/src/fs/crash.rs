@@ -69,6 +69,8 @@ struct State {
     /// Bumped by every crash; handles and locks of an older generation are stale.
     generation: u64,
     locks: HashSet<Vec<String>>,
+    /// Whether [`Vfs::barrier`] is offered.
+    barrier: bool,
 }
 
 impl State {
@@ -85,6 +87,7 @@ impl State {
             dead: false,
             generation: 0,
             locks: HashSet::new(),
+            barrier: true,
         }
     }
 
@@ -290,6 +293,13 @@ impl CrashFs {
     /// locks are released, and handles opened before fail from now on.
     pub fn crash(&self) {
         self.state.lock().crash();
+    }
+
+    /// Whether [`Vfs::barrier`] is offered (by default it is). Without it, a batch of
+    /// files syncs each file, as on a platform or file system whose `syncfs` Shelf
+    /// does not trust: a test runs both ways to check both.
+    pub fn set_barrier(&self, offered: bool) {
+        self.state.lock().barrier = offered;
     }
 
     /// How many mutating operations succeeded so far.
@@ -562,6 +572,9 @@ impl Vfs for Arc<CrashFs> {
 
     fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
         let state = self.state.lock();
+        if !state.barrier {
+            return None;
+        }
         let opened = split(dir).and_then(|names| state.resolve_dir(&names, dir)).map(|_| {
             Box::new(CrashBarrier { fs: Arc::clone(self), generation: state.generation }) as Box<dyn VfsBarrier>
         });
@@ -672,6 +685,8 @@ mod tests {
         assert!(fs.read(p("/data/b")).is_err(), "the barrier does not sync directory entries");
         assert!(barrier.sync().is_err(), "a barrier opened before a crash is stale");
         assert!(fs.barrier(p("/missing")).unwrap().is_err());
+        fs.set_barrier(false);
+        assert!(fs.barrier(p("/data")).is_none());
     }
 
     #[test]

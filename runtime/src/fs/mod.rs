@@ -229,9 +229,12 @@ pub trait Vfs: Send + Sync + Debug {
     /// `None` when this file system cannot make many files durable at once; a batch
     /// of files then syncs each one. The default is `None`.
     ///
-    /// [`RealFs`] uses `syncfs(2)` on Linux 5.8 and later, the first kernels where
-    /// it reports write-back errors (before 5.8 it could miss one, and a failed sync
-    /// must never be reported as durable); elsewhere `None`.
+    /// [`RealFs`] uses `syncfs(2)` on Linux 5.17 and later, on ext4, XFS, btrfs and
+    /// tmpfs; elsewhere `None`. Before 5.8 `syncfs` did not report write-back
+    /// errors, and before 5.17 it dropped the error of the file system's own sync
+    /// (a failed journal commit or cache flush); other file systems may not flush
+    /// the disk's cache at all (vfat) or pass errors up (FUSE, overlayfs). A failed
+    /// sync must never be reported as durable.
     fn barrier(&self, dir: &Path) -> Option<io::Result<Box<dyn VfsBarrier>>> {
         let _ = dir;
         None
@@ -374,12 +377,15 @@ impl Vfs for RealFs {
         }
         // Opened before the files are written: `syncfs` reports the write-back
         // errors since this descriptor was opened.
-        let open = || -> io::Result<Box<dyn VfsBarrier>> {
+        let open = || -> io::Result<Option<Box<dyn VfsBarrier>>> {
             let dir = File::open(dir)?;
+            if !syncfs_trusted(&dir)? {
+                return Ok(None);
+            }
             let dev = dir.metadata()?.dev();
-            Ok(Box::new(RealBarrier { dir, dev }))
+            Ok(Some(Box::new(RealBarrier { dir, dev })))
         };
-        Some(open())
+        open().transpose()
     }
 }
 
@@ -406,7 +412,8 @@ impl VfsBarrier for RealBarrier {
     }
 }
 
-/// Whether this kernel's `syncfs` reports write-back errors: Linux 5.8 or later.
+/// Whether this kernel's `syncfs` reports every error of the sync: Linux 5.17 or
+/// later (5.8 added write-back errors; 5.17 stopped dropping the file system's own).
 #[cfg(target_os = "linux")]
 fn syncfs_reports_errors() -> bool {
     static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -418,8 +425,28 @@ fn syncfs_reports_errors() -> bool {
             return false;
         }
         let release: Vec<u8> = name.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-        kernel_at_least(&String::from_utf8_lossy(&release), (5, 8))
+        kernel_at_least(&String::from_utf8_lossy(&release), (5, 17))
     })
+}
+
+/// Whether the file system of `dir`'s open descriptor is one whose `syncfs` makes
+/// file data durable and reports its errors: ext4, XFS, btrfs, tmpfs.
+#[cfg(target_os = "linux")]
+fn syncfs_trusted(dir: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683E;
+    const TMPFS: i64 = 0x0102_1994;
+    // SAFETY: `statfs` is a plain C struct, all zeroes valid; `fstatfs` fills it.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: an open descriptor and a valid pointer to a `statfs` the call may write.
+    if unsafe { libc::fstatfs(dir.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // `f_type`'s integer type differs between targets
+    let kind = stat.f_type as i64;
+    Ok([EXT4, XFS, BTRFS, TMPFS].contains(&kind))
 }
 
 /// Whether a kernel release such as `6.1.0-18-amd64` is at least `major.minor`.
@@ -484,20 +511,22 @@ mod tests {
 
     #[test]
     fn kernel_releases_compare_by_major_and_minor() {
-        assert!(kernel_at_least("5.8.0", (5, 8)));
-        assert!(kernel_at_least("6.1.0-18-amd64", (5, 8)));
-        assert!(kernel_at_least("5.10", (5, 8)));
-        assert!(!kernel_at_least("5.7.19", (5, 8)));
-        assert!(!kernel_at_least("4.19.0-26-amd64", (5, 8)));
-        assert!(!kernel_at_least("", (5, 8)));
-        assert!(!kernel_at_least("garbage", (5, 8)));
+        assert!(kernel_at_least("5.17.0", (5, 17)));
+        assert!(kernel_at_least("6.1.0-18-amd64", (5, 17)));
+        assert!(kernel_at_least("6.18.44-fc-v1300", (5, 17)));
+        assert!(!kernel_at_least("5.16.20", (5, 17)));
+        assert!(!kernel_at_least("5.8", (5, 17)));
+        assert!(!kernel_at_least("4.19.0-26-amd64", (5, 17)));
+        assert!(!kernel_at_least("", (5, 17)));
+        assert!(!kernel_at_least("garbage", (5, 17)));
     }
 
     #[test]
     fn a_barrier_makes_files_written_after_it_opened_durable() {
         let dir = tempfile::tempdir().unwrap();
         let Some(barrier) = RealFs.barrier(dir.path()) else {
-            assert!(!syncfs_reports_errors(), "a kernel from 5.8 on has a barrier");
+            let trusted = syncfs_trusted(&File::open(dir.path()).unwrap()).unwrap();
+            assert!(!(syncfs_reports_errors() && trusted), "a kernel from 5.17 on, on ext4 or alike, has a barrier");
             return;
         };
         let barrier = barrier.unwrap();

@@ -12,7 +12,7 @@
 //!   finds;
 //! - [`DataDir::import`] and [`DataDir::compact`]: the only writers. Each takes the
 //!   directory lock first, so it refuses a directory an open `Store` holds, and writes
-//!   files the way a flush does (temp file, fsync, rename, directory fsync).
+//!   files the way a flush does (temp file made durable, rename, directory fsync).
 //!
 //! Records are JSON objects. An index is found by its name: the field name, or the
 //! field names joined by `_and_` for a composite. The id field is inferred: the field

@@ -1,6 +1,6 @@
 //! The writers: `import` and `compact`. Both take the directory lock first and write
-//! the way a flush does: every file through one [`WriteBatch`] (temp file, fsync,
-//! rename, directory fsync), so a crash leaves each file old or new, never torn.
+//! the way a flush does: every file through one [`WriteBatch`] (temp file, made
+//! durable, rename, directory fsync), so a crash leaves each file old or new, never torn.
 //!
 //! `import` writes no record file: it stages the checked lines in
 //! `_import/<collection>.jsonl`, and the application's next open applies them
