@@ -206,16 +206,13 @@ fn reopen_and_check(fs: &Arc<CrashFs>, model: &Model, k: u64) {
 }
 
 /// Crashes at every mutating operation of the workload. `prepare` sets up the file
-/// system before the workload (its operations are not crash points). `barrier`:
-/// whether the file system offers `Vfs::barrier` (one sync of the whole file system
-/// per batch, as on Linux 5.17+ with ext4) or batches sync each file.
-fn crash_at_every_point(barrier: bool, prepare: impl Fn(&Arc<CrashFs>)) {
+/// system before the workload (its operations are not crash points).
+fn crash_at_every_point(prepare: impl Fn(&Arc<CrashFs>)) {
     let started = Instant::now();
     let mut k = 0;
     let mut sync_points = 0;
     loop {
         let fs = CrashFs::new();
-        fs.set_barrier(barrier);
         prepare(&fs);
         fs.crash_after(k);
         let mut model = Model::default();
@@ -231,27 +228,23 @@ fn crash_at_every_point(barrier: bool, prepare: impl Fn(&Arc<CrashFs>)) {
         k += 1;
         assert!(k < 100_000, "the workload never completed");
     }
-    eprintln!("barrier {barrier}: {k} crash points ({sync_points} sync points) checked in {:?}", started.elapsed());
+    eprintln!("{k} crash points ({sync_points} sync points) checked in {:?}", started.elapsed());
     assert!(k > 50, "the workload should have many crash points, got {k}");
 }
 
 /// The data directory exists and is durable before the store first opens it.
 #[test]
 fn power_loss_at_every_operation_of_flushes_loses_nothing_flushed() {
-    for barrier in [true, false] {
-        crash_at_every_point(barrier, |fs| {
-            fs.create_dir_all(Path::new(DIR)).unwrap();
-            fs.sync_dir(Path::new("/")).unwrap();
-        });
-    }
+    crash_at_every_point(|fs| {
+        fs.create_dir_all(Path::new(DIR)).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+    });
 }
 
 /// The store creates the data directory itself.
 #[test]
 fn power_loss_at_every_operation_from_a_missing_data_directory() {
-    for barrier in [true, false] {
-        crash_at_every_point(barrier, |_| {});
-    }
+    crash_at_every_point(|_| {});
 }
 
 /// A record file that cannot be parsed is moved aside on open; after a power loss it

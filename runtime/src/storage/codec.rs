@@ -4,6 +4,26 @@ use std::io::{self, Read};
 
 use crate::fs::DEFAULT_MAX_FILE_SIZE;
 
+/// Encodes files one after another; see [`Codec::encoder`].
+pub(crate) struct Encoder {
+    codec: Codec,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Encoder {
+    /// `bytes` as [`Codec::encode`] would encode them (a decoder reads both alike).
+    pub fn encode(&mut self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        if !self.codec.compress {
+            return Ok(bytes);
+        }
+        let compressor = match &mut self.compressor {
+            Some(compressor) => compressor,
+            none => none.insert(zstd::bulk::Compressor::new(self.codec.level)?),
+        };
+        compressor.compress(&bytes)
+    }
+}
+
 /// How a strategy's files are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Codec {
@@ -23,6 +43,13 @@ impl Codec {
         } else {
             ""
         }
+    }
+
+    /// An encoder for many files in a row: with `compress`, one zstd context
+    /// serves them all (a context per file cost about 100 µs each, more than
+    /// writing the file: W8, per_record + compress).
+    pub fn encoder(&self) -> Encoder {
+        Encoder { codec: *self, compressor: None }
     }
 
     pub fn encode(&self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -83,5 +110,19 @@ mod tests {
         assert!(err.to_string().contains("more than the 1048576 bytes"), "{err}");
         // Within the bound it decodes whole.
         assert_eq!(codec.decode_at_most(bomb, 64 << 20).unwrap().len(), 64 << 20);
+    }
+
+    #[test]
+    fn an_encoder_reused_for_many_files_encodes_each_so_that_it_decodes_back() {
+        for compress in [false, true] {
+            let codec = Codec::new(compress, 3);
+            let mut encoder = codec.encoder();
+            for i in 0..50u32 {
+                let bytes = format!("{{\"id\":{i},\"name\":\"{}\"}}\n", "x".repeat(i as usize)).into_bytes();
+                let encoded = encoder.encode(bytes.clone()).unwrap();
+                assert_eq!(encoded != bytes, compress, "compressed only with compress");
+                assert_eq!(codec.decode(encoded).unwrap(), bytes, "file {i}, compress {compress}");
+            }
+        }
     }
 }

@@ -202,11 +202,12 @@ impl Strategy for PerRecord {
     }
 
     fn stage(&self, changes: Vec<FileChange>, batch: &mut WriteBatch) -> Result<()> {
+        let mut encoder = self.codec.encoder();
         for change in changes {
             let path = self.path(&change.stem);
             match change.bytes {
                 Some(bytes) => {
-                    batch.write(path.clone(), self.codec.encode(bytes).map_err(|e| Error::io("compress", &path, e))?)
+                    batch.write(path.clone(), encoder.encode(bytes).map_err(|e| Error::io("compress", &path, e))?)
                 }
                 None => batch.remove(path),
             }
