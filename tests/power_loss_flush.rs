@@ -39,9 +39,15 @@ enum Step {
     /// Insert when absent, update when present.
     Put(&'static str),
     Remove(&'static str),
+    /// `Put` of ids `m00`, `m01`, ... up to this many: a flush of 64 files or more
+    /// is made durable by one file-system sync where the file system offers it
+    /// (`Vfs::barrier`; `CrashFs` does), not by one sync per file.
+    PutMany(u8),
+    /// `Remove` of the first this many of those ids.
+    RemoveMany(u8),
 }
 
-use Step::{Put, Remove};
+use Step::{Put, PutMany, Remove, RemoveMany};
 
 /// Rounds of steps; each round ends with a flush. Ids are updated, removed,
 /// re-inserted after a removal, and updated several times within one round.
@@ -52,7 +58,13 @@ const SCRIPT: &[&[Step]] = &[
     &[Remove("a"), Put("e"), Put("f"), Put("g"), Put("h")],
     &[Put("c"), Put("f"), Put("a"), Remove("g"), Remove("h"), Put("b")],
     &[Remove("d"), Remove("e"), Put("f")],
+    &[PutMany(70), Put("a")],
+    &[PutMany(70), RemoveMany(5), Remove("a")],
 ];
+
+/// The ids of `PutMany` and `RemoveMany`: `m00`, `m01`, ...
+static MANY: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| (0..100).map(|i| &*Box::leak(format!("m{i:02}").into_boxed_str())).collect());
 
 /// Everything the workload did, as the test saw it.
 #[derive(Default)]
@@ -127,8 +139,14 @@ fn run_workload(fs: &Arc<CrashFs>, model: &mut Model) -> bool {
     let Ok(store) = open(fs) else { return false };
     let counters = store.collection::<Counter>().unwrap();
     for round in SCRIPT {
-        for step in *round {
-            match *step {
+        let steps = round.iter().flat_map(|step| match *step {
+            PutMany(n) => (0..n).map(|i| Put(MANY[usize::from(i)])).collect(),
+            RemoveMany(n) => (0..n).map(|i| Remove(MANY[usize::from(i)])).collect(),
+            one => vec![one],
+        });
+        for step in steps {
+            match step {
+                PutMany(_) | RemoveMany(_) => unreachable!("expanded above"),
                 Put(id) => {
                     let seq = model.next();
                     let note = format!("{id} v{seq} {}", "x".repeat(seq as usize % 7));

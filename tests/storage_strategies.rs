@@ -328,6 +328,45 @@ fn the_compression_level_is_applied_and_every_level_reads_back() {
     assert!(fast < plain / 3 && small < plain / 3, "compressed {fast} and {small} bytes vs {plain} plain");
 }
 
+/// per_record files are compressed one by one (one zstd context serves a whole flush):
+/// each is the single frame zstd makes of its content at the configured level.
+#[test]
+fn every_per_record_file_is_compressed_at_the_configured_level_and_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    // More than one flush batch's threshold for a file-system sync (64 files).
+    for n in 0..100u32 {
+        let r = rec(&format!("rec-{n:04}"), COLORS[n as usize % 3], n, &format!("a fairly repetitive note number {n}"));
+        model.insert(r.id.clone(), r);
+    }
+    for level in [1, 19] {
+        let dir = tmp.path().join(format!("level-{level}"));
+        let store = builder::<prz::V>(&dir).compression_level(level).open().unwrap();
+        for r in model.values() {
+            store.collection::<prz::Item>().unwrap().insert(prz::Item::from_rec(r)).unwrap();
+        }
+        store.close().unwrap();
+        drop(store);
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir.join("item")).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".json.zst") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let text = zstd::decode_all(bytes.as_slice()).unwrap();
+            assert_eq!(bytes, zstd::bulk::compress(&text, level).unwrap(), "{}: not level {level}", path.display());
+            let other = if level == 1 { 19 } else { 1 };
+            assert_ne!(bytes, zstd::bulk::compress(&text, other).unwrap(), "levels {level} and {other} agree");
+            files += 1;
+        }
+        assert_eq!(files, model.len(), "level {level}: one file per record");
+        assert_eq!(read_layout(real().as_ref(), &dir, "item", prz::V::LAYOUT, "id"), as_values(&model));
+        let store = builder::<prz::V>(&dir).compression_level(level).open().unwrap();
+        assert_eq!(store.collection::<prz::Item>().unwrap().len(), model.len(), "level {level}: reopened");
+    }
+}
+
 // ---- Quarantine ----------------------------------------------------------------------
 
 fn collection_file_path(dir: &Path, layout: Layout) -> PathBuf {

@@ -295,9 +295,9 @@ impl CrashFs {
         self.state.lock().crash();
     }
 
-    /// Whether [`Vfs::barrier`] is offered (by default it is). Without it, a batch of
-    /// files syncs each file, as on a platform or file system whose `syncfs` Shelf
-    /// does not trust: a test runs both ways to check both.
+    /// Whether [`Vfs::barrier`] is offered (by default it is). Without it, a large
+    /// batch of files syncs each file, as on a platform or file system whose
+    /// `syncfs` Shelf does not trust; a test can check that path this way.
     pub fn set_barrier(&self, offered: bool) {
         self.state.lock().barrier = offered;
     }

@@ -227,7 +227,9 @@ pub trait Vfs: Send + Sync + Debug {
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn VfsLock>>;
     /// Opens a [`VfsBarrier`] on the file system that holds the directory `dir`, or
     /// `None` when this file system cannot make many files durable at once; a batch
-    /// of files then syncs each one. The default is `None`.
+    /// of files then syncs each one. The default is `None`. Shelf asks for batches
+    /// of 64 files written or more; an error opening it also makes the batch sync
+    /// each file.
     ///
     /// [`RealFs`] uses `syncfs(2)` on Linux 5.17 and later, on ext4, XFS, btrfs and
     /// tmpfs; elsewhere `None`. Before 5.8 `syncfs` did not report write-back

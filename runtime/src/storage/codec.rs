@@ -11,7 +11,9 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    /// `bytes` as [`Codec::encode`] would encode them (a decoder reads both alike).
+    /// `bytes` encoded: with `compress`, one whole zstd frame, which records the
+    /// content size (the frames of [`Codec::encode`] do not); [`Codec::decode`]
+    /// reads both.
     pub fn encode(&mut self, bytes: Vec<u8>) -> io::Result<Vec<u8>> {
         if !self.codec.compress {
             return Ok(bytes);
