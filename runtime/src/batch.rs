@@ -238,16 +238,20 @@ fn on_threads(
     })
 }
 
+/// Creates and writes a temp file, and returns it open.
+fn write_temp(fs: &dyn Vfs, temp: &Path, bytes: &[u8]) -> Result<Box<dyn crate::fs::VfsFile>> {
+    let mut file = fs.create_new(temp).map_err(|e| Error::io("create temp file", temp, e))?;
+    file.write_all(bytes).map_err(|e| Error::io("write temp file", temp, e))?;
+    Ok(file)
+}
+
 /// Creates and writes a temp file; a [`VfsBarrier`] makes it durable.
 fn write_unsynced(fs: &dyn Vfs, temp: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs.create_new(temp).map_err(|e| Error::io("create temp file", temp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io("write temp file", temp, e))
+    write_temp(fs, temp, bytes).map(drop)
 }
 
 fn write_synced(fs: &dyn Vfs, temp: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = fs.create_new(temp).map_err(|e| Error::io("create temp file", temp, e))?;
-    file.write_all(bytes).map_err(|e| Error::io("write temp file", temp, e))?;
-    file.sync_data().map_err(|e| Error::io("sync temp file", temp, e))
+    write_temp(fs, temp, bytes)?.sync_data().map_err(|e| Error::io("sync temp file", temp, e))
 }
 
 /// Best effort: a temp file left behind is removed on the next open anyway.
