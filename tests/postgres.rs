@@ -445,3 +445,108 @@ fn instances_registering_different_collections_share_one_schema() {
     assert_eq!(titles, [("one, again".to_owned(), "\"ada\"".to_owned()), ("two".to_owned(), "\"ada\"".to_owned())]);
     assert_ne!(first, second);
 }
+
+/// The `NOTIFY`s that `listener` receives within `wait` from sessions other than
+/// the instances' change-feed readers (which say hello when they connect): the
+/// instances' notifiers.
+fn notifier_notifications(listener: &mut postgres::Client, wait: Duration) -> usize {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut from = Vec::new();
+    {
+        let mut notifications = listener.notifications();
+        let mut iter = notifications.timeout_iter(wait);
+        while let Ok(Some(n)) = iter.next() {
+            from.push(n.process_id());
+        }
+    }
+    let readers: Vec<i32> = listener
+        .query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'shelf-feed %'", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    from.iter().filter(|pid| !readers.contains(pid)).count()
+}
+
+#[test]
+fn an_instance_notifies_only_while_another_instance_follows_the_feed() {
+    let Some(schema) = Schema::new("notify") else { return };
+    let a = open(&schema);
+    let mut listener = schema.client();
+    listener.batch_execute(&format!("LISTEN \"shelf_{}\"", schema.name)).unwrap();
+    let users = a.collection::<User>().unwrap();
+    // Alone: nobody to wake, no NOTIFY (each costs the server a transaction).
+    for i in 0..20 {
+        users.insert(user(&format!("u{i}"), &format!("u{i}@x"))).unwrap();
+    }
+    assert_eq!(notifier_notifications(&mut listener, Duration::from_secs(1)), 0, "a lone instance sent a NOTIFY");
+    // A second instance follows the feed: the first wakes it.
+    let b = open(&schema);
+    let mut seen = 0;
+    let watchdog = std::time::Instant::now();
+    while seen == 0 {
+        assert!(watchdog.elapsed() < Duration::from_secs(30), "no NOTIFY reached the second instance in 30 s");
+        users.update(&"u0".into(), |u| u.visits += 1).unwrap();
+        seen = notifier_notifications(&mut listener, Duration::from_millis(200));
+    }
+    // It goes: once the first has looked again (at most a second after), it stops.
+    drop(b);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        users.update(&"u0".into(), |u| u.visits += 1).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    notifier_notifications(&mut listener, Duration::from_millis(300));
+    for _ in 0..20 {
+        users.update(&"u0".into(), |u| u.visits += 1).unwrap();
+    }
+    assert_eq!(notifier_notifications(&mut listener, Duration::from_secs(1)), 0, "a NOTIFY after the other went");
+}
+
+/// `shelf_commit` itself, as a client of the schema would call it.
+#[test]
+fn shelf_commit_refuses_an_id_that_exists_and_a_version_that_is_gone() {
+    use postgres::error::SqlState;
+    let Some(schema) = Schema::new("commitfn") else { return };
+    drop(open(&schema));
+    let mut client = schema.client();
+    let write =
+        |v: &str, e: &str| format!(r#"[{{"c":"user","id":"zed","v":{v},"e":{e},"u":[["email","zed@x"]],"f":{{}}}}]"#);
+    let call = |client: &mut postgres::Client, writes: String, reads: Option<&str>| {
+        client.query_one("SELECT shelf_commit($1::text::jsonb, $2::text::jsonb, 'test')", &[&writes, &reads])
+    };
+    let record = r#"{"id":"zed","email":"zed@x","visits":0}"#;
+    // `reads` may be NULL: none.
+    let out: Vec<i64> = call(&mut client, write(record, "null"), None).unwrap().get(0);
+    let version = out[1];
+    // The same insert again: the primary key refuses it, and nothing is written.
+    let again = call(&mut client, write(record, "null"), Some("[]")).unwrap_err();
+    assert_eq!(again.code(), Some(&SqlState::UNIQUE_VIOLATION), "{again}");
+    // An update expecting a version that is gone changes nothing: 40001.
+    let stale = call(&mut client, write(record, &(version - 1).to_string()), Some("[]")).unwrap_err();
+    assert_eq!(stale.code(), Some(&SqlState::T_R_SERIALIZATION_FAILURE), "{stale}");
+    // One expecting the version there is applied, with its unique key moved along.
+    let moved = r#"{"id":"zed","email":"zed@y","visits":1}"#;
+    let writes = write(moved, &version.to_string()).replace(r#"["email","zed@x"]"#, r#"["email","zed@y"]"#);
+    call(&mut client, writes, Some("[]")).unwrap();
+    let rows = client.query("SELECT key::text FROM shelf_unique WHERE collection = 'user'", &[]).unwrap();
+    let keys: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(keys, vec![r#""zed@y""#.to_owned()]);
+    let changes: i64 = client.query_one("SELECT count(*) FROM shelf_changes", &[]).unwrap().get(0);
+    assert_eq!(changes, 2, "the two refused calls left change rows");
+}
+
+#[test]
+fn an_id_another_instance_inserted_first_is_a_duplicate_after_the_retry() {
+    let Some(schema) = Schema::new("dupid") else { return };
+    let a = open(&schema);
+    let b = open(&schema);
+    a.collection::<User>().unwrap().insert(user("ada", "ada@x")).unwrap();
+    // `b` has not seen it: PostgreSQL's primary key refuses the insert, `b`
+    // catches up and runs it again, and the second run finds the id taken.
+    let second = b.collection::<User>().unwrap().insert(user("ada", "other@x"));
+    assert!(matches!(second, Err(Error::DuplicateId { .. })), "{second:?}");
+    let row = schema.client().query_one("SELECT doc->>'email' FROM \"user\" WHERE id = '\"ada\"'", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "ada@x");
+    assert_eq!(b.collection::<User>().unwrap().get("ada").unwrap().email, "ada@x");
+}

@@ -3,12 +3,17 @@
 //!
 //! ```text
 //! SHELF_TEST_POSTGRES=postgres://postgres@127.0.0.1/test \
-//!   cargo run --release -p shelf-bench --bin postgres -- [--commits C] [--rounds R] [--open N]
+//!   cargo run --release -p shelf-bench --bin postgres -- [--commits C] [--rounds R] [--open N] [--chunks K]
 //! ```
 //!
 //! - durable single-record commits (insert, then update of the same records), 1 and
 //!   8 threads: Shelf's `insert`/`update` against a prepared single-row
-//!   `INSERT`/`UPDATE` of a `(id, doc jsonb)` table with the same unique index;
+//!   `INSERT`/`UPDATE` of a `(id, doc jsonb)` table with the same unique index,
+//!   and against `shelf_commit` called directly with what Shelf sends (the
+//!   server's share of a Shelf commit). The contenders take turns chunk by chunk
+//!   (`--chunks`, see `commits`), and each round reports its own ratio of the
+//!   line's commits/s to Shelf's (`line / Shelf`); `--shelf-only` runs only Shelf
+//!   and the direct calls, for profiling;
 //! - reads by id and by unique key: Shelf's cache against a PostgreSQL `SELECT`;
 //! - the physical line for Shelf's commit: the same three rows a Shelf commit
 //!   writes (the record, its unique key, a change-log row with the next sequence
@@ -29,6 +34,8 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use shelf::{Entity, Store};
 
+mod commits;
+
 #[derive(Parser, Debug)]
 #[command(name = "postgres")]
 struct Cli {
@@ -41,6 +48,13 @@ struct Cli {
     /// Records for the open measurement.
     #[arg(long, default_value_t = 20_000)]
     open: usize,
+    /// Only Shelf's commit rows (for profiling them): no peers, reads,
+    /// visibility or open.
+    #[arg(long)]
+    shelf_only: bool,
+    /// Turns each commit row is cut into (see `commits`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    chunks: u16,
 }
 
 #[derive(Entity, Serialize, Deserialize, Clone, Debug)]
@@ -65,6 +79,10 @@ fn person(id: u64, age: u32) -> Person {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The contenders the ratio rows compare.
+const SHELF: &str = "Shelf on PostgreSQL";
+const LINE: &str = "line (3 rows, static SQL)";
 
 fn main() -> Result<(), BoxError> {
     let cli = Cli::parse();
@@ -93,34 +111,58 @@ fn main() -> Result<(), BoxError> {
             Ok(Store::builder(&schema).register::<Person>().postgres(&url).postgres_schema(&schema).open()?)
         };
         let a = open()?;
+        // A schema of its own for `shelf_commit` called directly (see `Direct`).
+        let direct_schema = format!("{schema}_direct");
+        drop(
+            Store::builder(&direct_schema)
+                .register::<Person>()
+                .postgres(&url)
+                .postgres_schema(&direct_schema)
+                .open()?,
+        );
         let mut next = 0u64;
         for threads in [1usize, 8] {
             let per = cli.commits / threads;
-            // Shelf: insert then update.
-            let first = next;
-            let (insert, update) = shelf_rows(&a, threads, per, first)?;
-            push(format!("insert, {threads} thread(s): Shelf on PostgreSQL"), insert, "commits/s");
-            push(format!("update, {threads} thread(s): Shelf on PostgreSQL"), update, "commits/s");
-            // The line: Shelf's three rows per commit, by static SQL; then raw
-            // postgres: the same records in a plain table. Each `(sql, age)`: one
-            // prepared statement of `(id, doc)` per commit.
-            let line = [
-                ("insert", format!("SELECT {schema}.line_insert($1, $2::text::jsonb)"), 1),
-                ("update", format!("SELECT {schema}.line_update($1, $2::text::jsonb)"), 2),
-            ];
-            for (what, sql, age) in line {
-                let rate = sql_rows(&url, &sql, threads, per, first, age)?;
-                push(format!("{what}, {threads} thread(s): line (3 rows, static SQL)"), rate, "commits/s");
+            let shelf = commits::Shelf(&a);
+            let direct = commits::Direct::new(&url, threads, &direct_schema)?;
+            // The line: Shelf's three rows per commit, by static SQL; raw: the same
+            // records in a plain table.
+            let line = commits::Sql::new(
+                &url,
+                threads,
+                &format!("SELECT {schema}.line_insert($1, $2::text::jsonb)"),
+                &format!("SELECT {schema}.line_update($1, $2::text::jsonb)"),
+            )?;
+            let raw = commits::Sql::new(
+                &url,
+                threads,
+                &format!("INSERT INTO {schema}.raw (id, doc) VALUES ($1, $2::text::jsonb)"),
+                &format!("UPDATE {schema}.raw SET doc = $2::text::jsonb WHERE id = $1"),
+            )?;
+            let mut contenders: Vec<(&str, &dyn commits::Contender)> =
+                vec![(SHELF, &shelf), ("shelf_commit called directly", &direct)];
+            if !cli.shelf_only {
+                contenders.push((LINE, &line));
+                contenders.push(("raw postgres", &raw));
             }
-            let raw = [
-                ("insert", format!("INSERT INTO {schema}.raw (id, doc) VALUES ($1, $2::text::jsonb)"), 1),
-                ("update", format!("UPDATE {schema}.raw SET doc = $2::text::jsonb WHERE id = $1"), 2),
-            ];
-            for (what, sql, age) in raw {
-                let rate = sql_rows(&url, &sql, threads, per, first, age)?;
-                push(format!("{what}, {threads} thread(s): raw postgres"), rate, "commits/s");
+            let each: Vec<&dyn commits::Contender> = contenders.iter().map(|(_, c)| *c).collect();
+            let rates = commits::interleaved(&each, threads, per, next, usize::from(cli.chunks))?;
+            for ((name, _), (insert, update)) in contenders.iter().zip(&rates) {
+                push(format!("insert, {threads} thread(s): {name}"), *insert, "commits/s");
+                push(format!("update, {threads} thread(s): {name}"), *update, "commits/s");
             }
-            next += (per * threads) as u64;
+            // Each round's own ratios: the disk's speed drifts between rounds.
+            let rate_of = |name: &str| contenders.iter().position(|(n, _)| *n == name).map(|k| rates[k]);
+            if let (Some(shelf), Some(line)) = (rate_of(SHELF), rate_of(LINE)) {
+                push(format!("insert, {threads} thread(s): line / Shelf"), line.0 / shelf.0, "x");
+                push(format!("update, {threads} thread(s): line / Shelf"), line.1 / shelf.1, "x");
+            }
+            next += (per * threads + threads * commits::WARM_UP) as u64;
+        }
+        if cli.shelf_only {
+            drop(a);
+            admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE; DROP SCHEMA {direct_schema} CASCADE"))?;
+            continue;
         }
         // Reads.
         let people = a.collection::<Person>()?;
@@ -173,10 +215,10 @@ fn main() -> Result<(), BoxError> {
         next += 300;
         // Commits while `b` follows the feed on this machine.
         let (threads, per) = (8usize, cli.commits / 8);
-        let (insert, update) = shelf_rows(&a, threads, per, next)?;
-        push("insert, 8 thread(s): Shelf, a second instance following".into(), insert, "commits/s");
-        push("update, 8 thread(s): Shelf, a second instance following".into(), update, "commits/s");
-        next += (per * threads) as u64;
+        let rates = commits::interleaved(&[&commits::Shelf(&a)], threads, per, next, usize::from(cli.chunks))?;
+        push("insert, 8 thread(s): Shelf, a second instance following".into(), rates[0].0, "commits/s");
+        push("update, 8 thread(s): Shelf, a second instance following".into(), rates[0].1, "commits/s");
+        next += (per * threads + threads * commits::WARM_UP) as u64;
         // Open: top the collection up to `--open` records, then load a new instance.
         let people = a.collection::<Person>()?;
         a.transaction(|tx| {
@@ -191,59 +233,21 @@ fn main() -> Result<(), BoxError> {
         let c = open()?;
         push(format!("open ({records} records)"), rate(c.collection::<Person>()?.len(), started), "records/s");
         drop(c);
-        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
+        admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE; DROP SCHEMA {direct_schema} CASCADE"))?;
     }
     println!("\n{:<52} {:>14} {:>24}  unit", "row", "median", "min–max");
     for (name, mut values, unit) in rows {
         values.sort_by(f64::total_cmp);
         let median = values[values.len() / 2];
+        let digits = if unit == "x" { 2 } else { 1 };
         println!(
-            "{name:<52} {median:>14.1} {:>24}  {unit}",
-            format!("{:.1}–{:.1}", values[0], values[values.len() - 1])
+            "{name:<52} {median:>14.digits$} {:>24}  {unit}",
+            format!("{:.digits$}–{:.digits$}", values[0], values[values.len() - 1])
         );
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     Ok(())
-}
-
-/// Shelf's rows: `per` inserts on each of `threads` threads (ids from `first`),
-/// then an update of each; commits/s of each.
-fn shelf_rows(store: &Store, threads: usize, per: usize, first: u64) -> Result<(f64, f64), BoxError> {
-    let started = Instant::now();
-    run_threads(threads, |t| {
-        let people = store.collection::<Person>()?;
-        for i in 0..per {
-            people.insert(person(first + (t * per + i) as u64, 1))?;
-        }
-        Ok(())
-    })?;
-    let insert = rate(per * threads, started);
-    let started = Instant::now();
-    run_threads(threads, |t| {
-        let people = store.collection::<Person>()?;
-        for i in 0..per {
-            people.update(&(first + (t * per + i) as u64), |p| p.age += 1)?;
-        }
-        Ok(())
-    })?;
-    Ok((insert, rate(per * threads, started)))
-}
-
-/// One prepared statement of `(id, doc)` run `per` times on each of `threads`
-/// connections (ids from `first`, the person's age `age`); commits/s.
-fn sql_rows(url: &str, sql: &str, threads: usize, per: usize, first: u64, age: u32) -> Result<f64, BoxError> {
-    let started = Instant::now();
-    run_threads(threads, |t| {
-        let mut client = postgres::Client::connect(url, postgres::NoTls)?;
-        let statement = client.prepare(sql)?;
-        for i in 0..per {
-            let id = first + (t * per + i) as u64;
-            client.execute(&statement, &[&(id as i64), &serde_json::to_string(&person(id, age))?])?;
-        }
-        Ok(())
-    })?;
-    Ok(rate(per * threads, started))
 }
 
 /// The line's tables and functions in `schema`: what `shelf_commit` writes for
