@@ -360,7 +360,11 @@ impl Feed {
             }
             if woken {
                 let mut pending = notifications.iter();
-                while let Ok(Some(_)) = pending.next() {}
+                while let Ok(Some(n)) = pending.next() {
+                    if !own.contains(&n.process_id()) {
+                        self.heard.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
             }
         }
     }
