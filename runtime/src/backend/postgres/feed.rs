@@ -419,8 +419,8 @@ impl Feed {
     /// says hello when it connects) shows one at once. Alone, an instance sends
     /// none: each costs the server a transaction, and the notifier and this
     /// instance's reader a wake-up (with one instance, about 7% fewer commits/s at
-    /// 8 threads, `shelf-bench --bin postgres`). A commit made while a new instance's hello is
-    /// on its way reaches it with the next `NOTIFY` or poll.
+    /// 8 threads, `shelf-bench --bin postgres`). A commit made while a new
+    /// instance's hello is on its way reaches it with the next `NOTIFY` or poll.
     pub(super) fn run_notifier(self: Arc<Self>, pool: Arc<Pool>) {
         let mut client: Option<Client> = None;
         let mut looked: Option<Instant> = None;

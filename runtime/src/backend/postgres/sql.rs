@@ -43,11 +43,11 @@ INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
 /// and `reads` of `{"c": table, "id": id, "e": expected version or null}`.
 /// Every expected version is checked (optimistic concurrency); a record that
 /// changed since the caller read it raises serialization_failure (40001), and an
-/// insert of an id that exists fails on the primary key (unique_violation, 23505). Unique
-/// keys and foreign keys are deferred constraints, checked at commit. The change
-/// goes to shelf_changes with the next global sequence number, taken last, after
-/// every row lock: two commits that touch one record are numbered in the order
-/// they commit.
+/// insert of an id that exists fails on the primary key (unique_violation,
+/// 23505). Unique keys and foreign keys are deferred constraints, checked at
+/// commit. The change goes to shelf_changes with the next global sequence number,
+/// taken last, after every row lock: two commits that touch one record are
+/// numbered in the order they commit.
 ///
 /// Each table's writes are static statements, whose plans PostgreSQL keeps for the
 /// session (statements built at run time were planned on every call: 1.45x the
