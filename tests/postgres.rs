@@ -566,3 +566,64 @@ fn an_id_another_instance_inserted_first_is_a_duplicate_after_the_retry() {
     assert_eq!(row.get::<_, String>(0), "ada@x");
     assert_eq!(b.collection::<User>().unwrap().get("ada").unwrap().email, "ada@x");
 }
+
+/// Commits of one instance's threads share PostgreSQL transactions (group commit),
+/// and a group that PostgreSQL refuses because two of its commits take one email
+/// leaves each commit its own outcome: exactly one of each pair is committed, the
+/// other fails with `UniqueViolation`, and nothing else is lost or doubled.
+#[test]
+fn commits_of_many_threads_share_transactions_and_keep_their_own_outcomes() {
+    let Some(schema) = Schema::new("groups") else { return };
+    let a = open(&schema);
+    let watchdog = std::time::Instant::now();
+    let (threads, per) = (8usize, 40usize);
+    let mut round = 0;
+    let mut expected = 0i64;
+    loop {
+        // Threads 2k and 2k+1 race for the same emails; every id is new.
+        let barrier = Arc::new(std::sync::Barrier::new(threads));
+        let outcomes: Vec<Vec<shelf::Result<String>>> = (0..threads)
+            .map(|t| {
+                let (a, barrier) = (a.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let users = a.collection::<User>().unwrap();
+                    barrier.wait();
+                    (0..per)
+                        .map(|i| users.insert(user(&format!("r{round}t{t}i{i}"), &format!("r{round}p{}i{i}@x", t / 2))))
+                        .collect()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for (pair, racing) in outcomes.chunks(2).enumerate() {
+            for (i, (x, y)) in racing[0].iter().zip(&racing[1]).enumerate() {
+                assert_eq!(x.is_ok() as u8 + y.is_ok() as u8, 1, "round {round}, email p{pair}i{i}: {x:?} {y:?}");
+                let refused = [x, y].into_iter().find_map(|r| r.as_ref().err()).unwrap();
+                assert!(matches!(refused, Error::UniqueViolation { .. }), "{refused}");
+            }
+        }
+        expected += (threads / 2 * per) as i64;
+        let mut client = schema.client();
+        let rows: i64 = client.query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
+        assert_eq!(rows, expected, "round {round}: every acknowledged insert, and nothing else");
+        assert_eq!(a.collection::<User>().unwrap().len() as i64, expected);
+        // Commits of one transaction share its id as their version.
+        let shared: i64 = client
+            .query_one(
+                "SELECT count(*) FROM (SELECT version FROM shelf_changes GROUP BY version HAVING count(*) > 1) g",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if shared > 0 {
+            break;
+        }
+        round += 1;
+        assert!(watchdog.elapsed() < Duration::from_secs(60), "8 threads never shared a transaction in {round} rounds");
+    }
+    // A second instance loads exactly the committed records.
+    let b = open(&schema);
+    assert_eq!(b.collection::<User>().unwrap().len() as i64, expected);
+}

@@ -41,6 +41,34 @@ struct TupleKeys {
     m: BTreeMap<(u32, u32), u32>,
 }
 
+/// A field that serializes as 1, then 2, then 3 for ever: a `Serialize` that
+/// answers differently from one call to the next.
+#[derive(Clone, Debug, Default)]
+struct Fickle;
+
+static FICKLE_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Serialize for Fickle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let calls = FICKLE_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        s.serialize_u32(calls.min(3))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fickle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u32::deserialize(d).map(|_| Fickle)
+    }
+}
+
+#[derive(Entity, Serialize, Deserialize, Clone, Debug)]
+#[storage(per_record)]
+struct Unsteady {
+    #[id]
+    id: String,
+    f: Fickle,
+}
+
 fn builder(dir: &std::path::Path) -> shelf::StoreBuilder {
     Store::builder(dir)
         .register::<PerRecord>()
@@ -49,6 +77,7 @@ fn builder(dir: &std::path::Path) -> shelf::StoreBuilder {
         .register::<PerRecordWal>()
         .register::<CollFileWal>()
         .register::<TupleKeys>()
+        .register::<Unsteady>()
         .flush_interval(Duration::from_secs(3600))
 }
 
@@ -155,6 +184,22 @@ fn unserializable_values_are_refused_and_never_block_a_flush() {
     store.close().unwrap();
     let store = builder(dir.path()).open().unwrap();
     assert_eq!(store.collection::<PerRecord>().unwrap().len(), 1);
+}
+
+#[test]
+fn a_value_that_serializes_differently_each_time_is_refused() {
+    // The first check sees 1 written and 2 loaded back; the check that names the
+    // field sees 3 and 3. Either way the value cannot be trusted to load back.
+    let dir = tempfile::tempdir().unwrap();
+    let store = builder(dir.path()).open().unwrap();
+    let unsteady = store.collection::<Unsteady>().unwrap();
+    let err = unsteady.insert(Unsteady { id: "u".into(), f: Fickle }).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unloadable { collection, id, .. } if collection == "unsteady" && id == "u"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("did not load back the same way twice"), "{err}");
+    assert!(unsteady.is_empty());
 }
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {

@@ -416,6 +416,11 @@ struct LockedCore<'a, T: Entity> {
     core: &'a Core<T>,
     state: counts::StateWrite<'a, T>,
     applied: Vec<TypedUndo<T>>,
+    /// The last value this commit wrote and its checked JSON: a shared backend's
+    /// write of that record takes the JSON from here instead of serializing the
+    /// value a third time (see `shared::shared_write_of`).
+    #[cfg(feature = "postgres")]
+    last_json: Option<(Arc<T>, Vec<u8>)>,
 }
 
 /// A type mismatch on the commit path: a bug in Shelf, never a user error.
@@ -476,6 +481,10 @@ impl<T: Entity> Locked for LockedCore<'_, T> {
         // `Clone` (and the garbage its `Drop`), and a panic there must find this
         // write in the undo list (`Inner::commit_locked` reverts it).
         let old = self.state.records.get(&id).cloned();
+        #[cfg(feature = "postgres")]
+        {
+            self.last_json = new.clone().zip(bytes);
+        }
         self.applied.push(TypedUndo::<T> { id: id.clone(), old, written: new.clone(), dirty, versions });
         self.state.put_held(&id, new, self.core.persisted(), 1);
         Ok(Applied { entry, id: Box::new(id), removed })
@@ -1094,7 +1103,13 @@ impl<T: Entity> ErasedCollection for Core<T> {
     }
 
     fn lock_write(&self) -> Box<dyn Locked + '_> {
-        Box::new(LockedCore { core: self, state: self.write_state(), applied: Vec::new() })
+        Box::new(LockedCore {
+            core: self,
+            state: self.write_state(),
+            applied: Vec::new(),
+            #[cfg(feature = "postgres")]
+            last_json: None,
+        })
     }
 
     fn publish_queued(&self, seq: u64) {

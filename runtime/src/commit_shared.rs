@@ -140,7 +140,7 @@ impl Inner {
             // The records are let go of whatever happens, a panic included: a later
             // commit of one of them must not wait for ever.
             let on_its_way = Inflight { shared, keys: &keys };
-            let outcome = pg.commit(&staged.json, &reads);
+            let outcome = pg.commit(staged.json, reads);
             if let Ok((seq, version)) = &outcome {
                 let _writer = self.writer.lock();
                 let mut applied = shared.applied.lock();
@@ -198,15 +198,10 @@ impl Inner {
         }));
         run.revert();
         let writes = collected.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let mut json = String::from("[");
+        let mut json = String::with_capacity(256);
+        json.push('[');
         for (coll, write) in &writes {
-            let expected = pg.version(*coll, &write.id);
-            if let Some(entry) = self.write_json(pg, *coll, write, expected)? {
-                if json.len() > 1 {
-                    json.push(',');
-                }
-                json.push_str(&entry);
-            }
+            self.push_write(pg, &mut json, *coll, write, pg.version(*coll, &write.id))?;
         }
         json.push(']');
         Ok(Some(Staged { writes, json }))
@@ -226,52 +221,67 @@ impl Inner {
             if json.len() > 1 {
                 json.push(',');
             }
+            json.push_str(r#"{"c":"#);
+            push_quoted(&mut json, table);
             let expected = pg.version(coll, &id).map_or_else(|| "null".to_owned(), |v| v.to_string());
-            json.push_str(&format!(r#"{{"c":{},"id":{id},"e":{expected}}}"#, quoted(table)));
+            json.push_str(&format!(r#","id":{id},"e":{expected}}}"#));
         }
         json.push(']');
         json
     }
 
-    /// One write as `shelf_commit` takes it (see `sql::SHARED`), with the version
-    /// it expects; `None` for a collection PostgreSQL does not keep.
-    pub(crate) fn write_json(
+    /// Appends one write as `shelf_commit` takes it (see `sql::SHARED`), with the
+    /// version it expects, to `json`, an array being written (a comma first unless
+    /// it is the first element). Nothing for a collection PostgreSQL does not keep.
+    pub(crate) fn push_write(
         &self,
         pg: &Postgres,
+        json: &mut String,
         coll: usize,
         write: &SharedWrite,
         expected: Option<i64>,
-    ) -> Result<Option<String>> {
-        let Some(table) = pg.table(coll) else { return Ok(None) };
-        let collection = self.collections[coll].name();
-        if let Some(value) = &write.value {
-            Postgres::check_value(value).map_err(|message| Error::Unloadable {
-                collection: collection.to_owned(),
-                id: show_id(&write.id),
-                field: String::new(),
-                message,
-            })?;
+    ) -> Result<()> {
+        use std::fmt::Write as _;
+        let Some(table) = pg.table(coll) else { return Ok(()) };
+        let unloadable = |message: String| Error::Unloadable {
+            collection: self.collections[coll].name().to_owned(),
+            id: show_id(&write.id),
+            field: String::new(),
+            message,
+        };
+        let value = match &write.value {
+            Some(value) => {
+                Postgres::check_value(value).map_err(unloadable)?;
+                // Written by serde_json: UTF-8 (checked, not assumed).
+                std::str::from_utf8(value).map_err(|e| unloadable(format!("its JSON is not UTF-8: {e}")))?
+            }
+            None => "null",
+        };
+        if !json.ends_with('[') {
+            json.push(',');
         }
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        let mut json = format!(
-            r#"{{"c":{},"id":{},"v":{},"e":{}"#,
-            quoted(table),
-            write.id,
-            write.value.as_deref().map_or_else(|| "null".to_owned(), text),
-            expected.map_or_else(|| "null".to_owned(), |v| v.to_string()),
-        );
+        json.push_str(r#"{"c":"#);
+        push_quoted(json, table);
+        let _ = write!(json, r#","id":{},"v":{value},"e":"#, write.id);
+        match expected {
+            Some(version) => drop(write!(json, "{version}")),
+            None => json.push_str("null"),
+        }
         json.push_str(r#","u":["#);
         for (i, (index, key)) in write.unique.iter().enumerate() {
-            json.push_str(&format!("{}[{},{key}]", if i > 0 { "," } else { "" }, quoted(index)));
+            json.push_str(if i > 0 { ",[" } else { "[" });
+            push_quoted(json, index);
+            let _ = write!(json, ",{key}]");
         }
         json.push_str(r#"],"f":{"#);
         let enforced = write.parents.iter().filter(|(field, _)| pg.enforces(coll, field));
         for (i, (field, parent)) in enforced.enumerate() {
-            let parent = parent.as_deref().unwrap_or("null");
-            json.push_str(&format!("{}{}:{parent}", if i > 0 { "," } else { "" }, quoted(&format!("fk_{field}"))));
+            json.push_str(if i > 0 { "," } else { "" });
+            push_quoted(json, &crate::backend::postgres::fk_column(field));
+            let _ = write!(json, ":{}", parent.as_deref().unwrap_or("null"));
         }
         json.push_str("}}");
-        Ok(Some(json))
+        Ok(())
     }
 
     /// Applies a committed commit's writes to memory, records their versions, and
@@ -441,6 +451,14 @@ fn backoff(attempts: u32) {
     std::thread::sleep(std::time::Duration::from_micros(hasher.finish() % ceiling));
 }
 
-fn quoted(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
+/// Appends `text` as a JSON string.
+fn push_quoted(out: &mut String, text: &str) {
+    // Names of tables, indices and columns: Rust identifiers, as a rule.
+    if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::String(text.to_owned()).to_string());
+    }
 }

@@ -31,8 +31,15 @@ pub(crate) fn enforced(spec: &crate::relation::ForeignKeySpec) -> bool {
     spec.check && spec.on_delete != OnDelete::Ignore
 }
 
-/// The record `id` of `state`, as a shared backend stores it.
-fn shared_write_of<T: Entity>(name: &str, state: &State<T>, id: &T::Id) -> Result<SharedWrite> {
+/// The record `id` of `state`, as a shared backend stores it. `checked`: a value
+/// and its JSON, checked loadable when it was written; used if the record is that
+/// very value.
+fn shared_write_of<T: Entity>(
+    name: &str,
+    state: &State<T>,
+    id: &T::Id,
+    checked: Option<&(Arc<T>, Vec<u8>)>,
+) -> Result<SharedWrite> {
     let error = |source: serde_json::Error| Error::Serde {
         collection: name.to_owned(),
         id: show_id(&id.encode_key()),
@@ -43,7 +50,10 @@ fn shared_write_of<T: Entity>(name: &str, state: &State<T>, id: &T::Id) -> Resul
     let mut write =
         SharedWrite { id: id_json, value: None, unique: Vec::new(), parents: Vec::new(), typed: Box::new(()) };
     if let Some(record) = &record {
-        write.value = Some(flush::compact::<T>(name, id, record)?.into_vec());
+        write.value = Some(match checked {
+            Some((value, json)) if Arc::ptr_eq(value, record) => json.clone(),
+            _ => flush::compact::<T>(name, id, record)?.into_vec(),
+        });
         for index in state.indices.iter().filter(|index| index.kind().unique) {
             for key in index.keys_json(record) {
                 write.unique.push((index.name(), key));
@@ -64,14 +74,14 @@ impl<T: Entity> Core<T> {
     /// Every record, as a shared backend stores it (copying a store into one).
     pub(super) fn shared_all(&self) -> Result<Vec<SharedWrite>> {
         let state = self.state.read();
-        state.records.keys().map(|id| shared_write_of(self.name, &state, id)).collect()
+        state.records.keys().map(|id| shared_write_of(self.name, &state, id, None)).collect()
     }
 }
 
 impl<T: Entity> LockedCore<'_, T> {
     /// The record `id` as this commit left it, as a shared backend stores it.
     pub(super) fn shared_write_typed(&self, id: &T::Id) -> Result<SharedWrite> {
-        shared_write_of(self.core.name, &self.state, id)
+        shared_write_of(self.core.name, &self.state, id, self.last_json.as_ref())
     }
 
     /// Applies a committed commit's writes to this collection: every record first

@@ -252,17 +252,12 @@ impl Store {
             let writes = collection.shared_all()?;
             collections.push((collection.name(), writes.len()));
             for write in &writes {
-                if let Some(entry) = into.write_json(pg, pos, write, None)? {
-                    if json.len() > 1 {
-                        json.push(',');
-                    }
-                    json.push_str(&entry);
-                }
+                into.push_write(pg, &mut json, pos, write, None)?;
             }
         }
         json.push(']');
         if json != "[]" {
-            pg.commit(&json, "[]").map_err(|refusal| match refusal {
+            pg.commit_by_itself(&json, "[]").map_err(|refusal| match refusal {
                 crate::backend::postgres::Refusal::Conflict(why) => {
                     fail(format!("the target already holds some of these records, or they break a key: {why}"))
                 }

@@ -52,6 +52,13 @@ struct Cli {
     /// visibility or open.
     #[arg(long)]
     shelf_only: bool,
+    /// Only the commit rows of the contenders whose name contains this text (for
+    /// profiling one of them alone), e.g. `--only Shelf` or `--only directly`.
+    #[arg(long)]
+    only: Option<String>,
+    /// The thread counts of the commit rows.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    threads: Vec<usize>,
     /// Turns each commit row is cut into (see `commits`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     chunks: u16,
@@ -121,7 +128,7 @@ fn main() -> Result<(), BoxError> {
                 .open()?,
         );
         let mut next = 0u64;
-        for threads in [1usize, 8] {
+        for &threads in &cli.threads {
             let per = cli.commits / threads;
             let shelf = commits::Shelf(&a);
             let direct = commits::Direct::new(&url, threads, &direct_schema)?;
@@ -145,6 +152,9 @@ fn main() -> Result<(), BoxError> {
                 contenders.push((LINE, &line));
                 contenders.push(("raw postgres", &raw));
             }
+            if let Some(only) = &cli.only {
+                contenders.retain(|(name, _)| name.contains(only.as_str()));
+            }
             let each: Vec<&dyn commits::Contender> = contenders.iter().map(|(_, c)| *c).collect();
             let rates = commits::interleaved(&each, threads, per, next, usize::from(cli.chunks))?;
             for ((name, _), (insert, update)) in contenders.iter().zip(&rates) {
@@ -159,7 +169,7 @@ fn main() -> Result<(), BoxError> {
             }
             next += (per * threads + threads * commits::WARM_UP) as u64;
         }
-        if cli.shelf_only {
+        if cli.shelf_only || cli.only.is_some() {
             drop(a);
             admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE; DROP SCHEMA {direct_schema} CASCADE"))?;
             continue;

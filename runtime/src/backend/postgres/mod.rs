@@ -14,6 +14,7 @@
 //! `memory` collections stay local: they never reach PostgreSQL.
 
 mod feed;
+mod group;
 mod pool;
 mod schema;
 mod snapshot;
@@ -30,6 +31,7 @@ pub(crate) use feed::{Apply, ChangeRow, Delivery};
 use pool::{pg_error, Pool};
 pub(crate) use schema::CollectionSchema;
 pub(crate) use snapshot::{Snapshot, SnapshotRow};
+pub(crate) use sql::fk_column;
 
 use super::{Announcement, Backend, Source, Staged, StoredIndex};
 use crate::error::{Error, Result};
@@ -85,6 +87,7 @@ pub(crate) struct Postgres {
     pool: Arc<Pool>,
     origin: String,
     feed: Arc<Feed>,
+    groups: group::Groups,
     /// Per collection position: its table, for persisted collections.
     tables: Vec<Option<String>>,
     /// Per collection position: the `#[belongs_to]` fields PostgreSQL enforces.
@@ -123,6 +126,7 @@ impl Postgres {
             foreign_keys: collections.iter().map(|c| c.foreign_keys.iter().map(|(f, _)| f.clone()).collect()).collect(),
             feed: Arc::new(Feed::new(channel, snapshot.floor, tables.clone())),
             pool,
+            groups: group::Groups::default(),
             origin,
             tables,
             sources,
@@ -217,8 +221,29 @@ impl Postgres {
     }
 
     /// Commits `writes` (see `shelf_commit`, [`sql::commit_function`]) after checking
-    /// `reads`; returns the commit's sequence number and its records' version.
-    pub(crate) fn commit(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
+    /// `reads`, in a group with the commits other threads make meanwhile
+    /// ([`group`]); returns the commit's sequence number and its records' version.
+    pub(crate) fn commit(&self, writes: String, reads: String) -> std::result::Result<(u64, i64), Refusal> {
+        let outcome =
+            self.groups.commit(writes, reads, &|w, r| self.commit_alone(w, r), &|batch| self.commit_together(batch));
+        if outcome.is_ok() {
+            self.feed.committed();
+        }
+        outcome
+    }
+
+    /// [`Postgres::commit`], never in a group: for one large commit (copying a
+    /// store into PostgreSQL).
+    pub(crate) fn commit_by_itself(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
+        let outcome = self.commit_alone(writes, reads);
+        if outcome.is_ok() {
+            self.feed.committed();
+        }
+        outcome
+    }
+
+    /// One commit by itself, as one transaction (see [`Postgres::commit`]).
+    fn commit_alone(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
         let mut client = self.pool.get().map_err(Refusal::Failed)?;
         let result = client
             .prepared("SELECT shelf_commit($1::text::jsonb, $2::text::jsonb, $3)")
@@ -226,7 +251,6 @@ impl Postgres {
         match result {
             Ok(row) => {
                 let out: Vec<i64> = row.get(0);
-                self.feed.committed();
                 match out.as_slice() {
                     [seq, version] => Ok((*seq as u64, *version)),
                     _ => Err(Refusal::Failed(Error::Postgres {
@@ -251,6 +275,39 @@ impl Postgres {
                     false => Err(Refusal::Failed(pg_error("commit", &e))),
                 }
             }
+        }
+    }
+
+    /// Several commits as one transaction: one `shelf_commit` call each, in order.
+    fn commit_together(&self, batch: &[Arc<group::Ticket>]) -> group::Together {
+        let writes: Vec<&str> = batch.iter().map(|t| t.writes.as_str()).collect();
+        let reads: Vec<&str> = batch.iter().map(|t| t.reads.as_str()).collect();
+        let mut client = match self.pool.get() {
+            Ok(client) => client,
+            Err(e) => return group::Together::Failed(e.to_string()),
+        };
+        let result = client
+            .prepared(
+                "SELECT n, shelf_commit(w::jsonb, r::jsonb, $3) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(w, r, n) ORDER BY n",
+            )
+            .and_then(|statement| client.query(&statement, &[&writes, &reads, &self.origin]));
+        match result {
+            Ok(rows) => {
+                let mut done = Vec::with_capacity(rows.len());
+                for (i, row) in rows.iter().enumerate() {
+                    let out: Vec<i64> = row.get(1);
+                    match (row.get::<_, i64>(0), out.as_slice()) {
+                        (n, [seq, version]) if n == i as i64 + 1 => done.push((*seq as u64, *version)),
+                        (n, _) => {
+                            return group::Together::Failed(format!("shelf_commit returned {out:?} for commit {n}"))
+                        }
+                    }
+                }
+                group::Together::Committed(done)
+            }
+            // PostgreSQL refused it: nothing of the group is committed.
+            Err(e) if e.as_db_error().is_some() => group::Together::Separately,
+            Err(e) => group::Together::Failed(pg_error("commit", &e).to_string()),
         }
     }
 

@@ -167,7 +167,7 @@ pub(super) fn table(name: &str) -> String {
 }
 
 /// The column that holds a record's parent id for one `#[belongs_to]` field.
-pub(super) fn fk_column(field: &str) -> String {
+pub(crate) fn fk_column(field: &str) -> String {
     format!("fk_{field}")
 }
 
