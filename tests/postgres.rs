@@ -551,6 +551,56 @@ fn shelf_commit_refuses_an_id_that_exists_and_a_version_that_is_gone() {
     assert_eq!(changes, 2, "the two refused calls left change rows");
 }
 
+/// `shelf_commit_group` itself: each commit of a group is checked at its own end
+/// (a unique key taken by the first and freed only by the second is refused, as
+/// the first alone would be), and a group that passes gets one change row per
+/// commit, numbered in order, all with the transaction's version.
+#[test]
+fn shelf_commit_group_checks_each_commit_at_its_end_and_numbers_them_in_order() {
+    use postgres::error::SqlState;
+    let Some(schema) = Schema::new("groupfn") else { return };
+    drop(open(&schema));
+    let mut client = schema.client();
+    let insert = |id: &str, email: &str| {
+        format!(
+            r#"[{{"c":"user","id":"{id}","v":{{"id":"{id}","email":"{email}","visits":0}},"e":null,"u":[["email","{email}"]],"f":{{}}}}]"#
+        )
+    };
+    let call = |client: &mut postgres::Client, writes: Vec<String>| {
+        let reads = vec!["[]".to_owned(); writes.len()];
+        client.query_one(
+            "SELECT shelf_commit_group($1::text[]::jsonb[], $2::text[]::jsonb[], 'test')",
+            &[&writes, &reads],
+        )
+    };
+    let out: Vec<i64> = call(&mut client, vec![insert("a", "a@x")]).unwrap().get(0);
+    let version_a = out[0];
+    // `b` takes a@x, which `a`'s update frees only after: `b` alone would be
+    // refused, so the group is.
+    let free = format!(
+        r#"[{{"c":"user","id":"a","v":{{"id":"a","email":"a@y","visits":0}},"e":{version_a},"u":[["email","a@y"]],"f":{{}}}}]"#
+    );
+    let refused = call(&mut client, vec![insert("b", "a@x"), free.clone()]).unwrap_err();
+    assert_eq!(refused.code(), Some(&SqlState::UNIQUE_VIOLATION), "{refused}");
+    let users: i64 = client.query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
+    assert_eq!(users, 1, "nothing of a refused group is committed");
+    // In the other order each commit holds at its end: committed, numbered in order.
+    let out: Vec<i64> = call(&mut client, vec![free, insert("b", "a@x"), insert("c", "c@x")]).unwrap().get(0);
+    let (version, seqs) = out.split_first().unwrap();
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "one number per commit, in order: {seqs:?}");
+    let rows = client.query("SELECT seq, version, payload->0->>'id' FROM shelf_changes ORDER BY seq", &[]).unwrap();
+    let log: Vec<(i64, i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(log.len(), 4, "the refused group left no change row: {log:?}");
+    let group: Vec<(i64, i64, String)> =
+        seqs.iter().zip(["a", "b", "c"]).map(|(s, id)| (*s, *version, id.to_owned())).collect();
+    assert_eq!(log[1..], group[..]);
+    // The others see the group's commits as any others.
+    let b = open(&schema);
+    assert_eq!(b.collection::<User>().unwrap().get("b").unwrap().email, "a@x");
+    assert_eq!(b.collection::<User>().unwrap().get("a").unwrap().email, "a@y");
+}
+
 #[test]
 fn an_id_another_instance_inserted_first_is_a_duplicate_after_the_retry() {
     let Some(schema) = Schema::new("dupid") else { return };
@@ -606,6 +656,17 @@ fn commits_of_many_threads_share_transactions_and_keep_their_own_outcomes() {
         }
         expected += (threads / 2 * per) as i64;
         let mut client = schema.client();
+        // Each `Ok` is in PostgreSQL, and each refusal is not.
+        for (t, results) in outcomes.iter().enumerate() {
+            for (i, result) in results.iter().enumerate() {
+                let id = format!("\"r{round}t{t}i{i}\"");
+                let there: i64 = client
+                    .query_one("SELECT count(*) FROM \"user\" WHERE id = $1::text::jsonb", &[&id])
+                    .unwrap()
+                    .get(0);
+                assert_eq!(there, result.is_ok() as i64, "{id}: {result:?}");
+            }
+        }
         let rows: i64 = client.query_one("SELECT count(*) FROM \"user\"", &[]).unwrap().get(0);
         assert_eq!(rows, expected, "round {round}: every acknowledged insert, and nothing else");
         assert_eq!(a.collection::<User>().unwrap().len() as i64, expected);

@@ -198,7 +198,9 @@ fn a_value_that_serializes_differently_each_time_is_refused() {
         matches!(&err, Error::Unloadable { collection, id, .. } if collection == "unsteady" && id == "u"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("did not load back the same way twice"), "{err}");
+    // Which check sees it depends on how often each serializes; both refuse.
+    let message = err.to_string();
+    assert!(message.contains("the same way twice") || message.contains("load back as a different value"), "{err}");
     assert!(unsteady.is_empty());
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A commit is validated in memory under the writer lock, as every commit is
 //! (ids, unique keys, foreign keys, cascades), and then *reverted*: memory does not
-//! change yet. Outside the lock it goes to PostgreSQL as one `shelf_commit` call,
+//! change yet. Outside the lock it goes to PostgreSQL as one `shelf_commit` call
+//! (or in a group with other threads' commits: `backend::postgres::group`),
 //! with the version of every record it writes as the cache knew it. Only when
 //! PostgreSQL has committed is it applied to memory, with the same code that
 //! applies other instances' commits, and published to subscribers.

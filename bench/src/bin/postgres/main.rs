@@ -57,8 +57,8 @@ struct Cli {
     #[arg(long)]
     only: Option<String>,
     /// The thread counts of the commit rows.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
-    threads: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1,8", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Vec<u16>,
     /// Turns each commit row is cut into (see `commits`).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     chunks: u16,
@@ -128,7 +128,7 @@ fn main() -> Result<(), BoxError> {
                 .open()?,
         );
         let mut next = 0u64;
-        for &threads in &cli.threads {
+        for threads in cli.threads.iter().map(|&t| usize::from(t)) {
             let per = cli.commits / threads;
             let shelf = commits::Shelf(&a);
             let direct = commits::Direct::new(&url, threads, &direct_schema)?;

@@ -7,13 +7,16 @@
 //! its leader hands the lead to the owner of the first commit still waiting.
 //! Alone, a commit goes at once, by itself: grouping adds no wait.
 //!
-//! In a group each commit is still its own `shelf_commit` call, with its own
-//! change-log row and sequence number, checked against what it read; they share
-//! one transaction, so one fsync and one round trip. Two commits of one group
-//! never write the same record (`commit_shared` holds a record's second local
-//! commit back until the first is applied). If PostgreSQL refuses the group (one
-//! commit conflicts, or breaks a key), nothing of it is committed and each commit
-//! runs again by itself, so that each gets its own outcome.
+//! In a group each commit keeps its own checks (`shelf_commit_group`): its
+//! versions, and its unique and foreign keys at its end, as if it were committed
+//! alone; its own change-log row and sequence number, taken after every row lock
+//! of the group, in the group's order. The commits share one transaction, so one
+//! fsync and one round trip. Two commits of one group never write the same record
+//! (`commit_shared` holds a record's second local commit back until the first is
+//! applied). If PostgreSQL refuses the group with an error (one commit conflicts,
+//! or breaks a key), nothing of it is committed, and each commit is sent again by
+//! itself, so that each gets its own outcome; if the outcome is unknown (the
+//! connection broke), each commit fails so, as a commit sent alone would.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -78,6 +81,41 @@ struct Queue {
     in_flight: usize,
 }
 
+impl Queue {
+    /// Gives a place back, and the lead to the first commit waiting whose owner
+    /// does not hold it already (handed on by another group that ended before
+    /// that owner woke).
+    fn pass_lead(&mut self) {
+        self.in_flight -= 1;
+        let next = self.waiting.iter().find(|ticket| !ticket.state.lock().lead).cloned();
+        if let Some(next) = next {
+            self.in_flight += 1;
+            next.set(|state| state.lead = true);
+        }
+    }
+}
+
+/// A commit's owner, until it has its outcome. If the owner unwinds first (its
+/// thread panicked while leading), its commit leaves the queue, never to be sent
+/// without it, and a lead handed to it passes on.
+struct Owner<'a> {
+    groups: &'a Groups,
+    ticket: &'a Arc<Ticket>,
+}
+
+impl Drop for Owner<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return; // it returned with its outcome: answered, out of the queue
+        }
+        let mut queue = self.groups.queue.lock();
+        queue.waiting.retain(|t| !Arc::ptr_eq(t, self.ticket));
+        if std::mem::take(&mut self.ticket.state.lock().lead) {
+            queue.pass_lead();
+        }
+    }
+}
+
 /// The commits of one instance on their way to PostgreSQL; see the module docs.
 #[derive(Default)]
 pub(super) struct Groups {
@@ -103,15 +141,7 @@ impl Drop for Leading<'_> {
                 });
             });
         }
-        let mut queue = self.groups.queue.lock();
-        queue.in_flight -= 1;
-        // To the first commit waiting whose owner does not hold the lead already
-        // (handed on by another group that ended before that owner woke).
-        let next = queue.waiting.iter().find(|ticket| !ticket.state.lock().lead).cloned();
-        if let Some(next) = next {
-            queue.in_flight += 1;
-            next.set(|state| state.lead = true);
-        }
+        self.groups.queue.lock().pass_lead();
     }
 }
 
@@ -127,6 +157,7 @@ impl Groups {
     ) -> Outcome {
         let ticket =
             Arc::new(Ticket { writes, reads, state: Mutex::new(TicketState::default()), changed: Condvar::new() });
+        let _owner = Owner { groups: self, ticket: &ticket };
         let mut lead = {
             let mut queue = self.queue.lock();
             queue.waiting.push_back(Arc::clone(&ticket));
@@ -353,5 +384,76 @@ mod tests {
         }
         assert!(tickets[2].state.lock().lead, "the lead passed on");
         assert_eq!(groups.queue.lock().in_flight, 1);
+    }
+
+    /// Groups that commit, are refused or end unknown, at random, under 8
+    /// threads: each commit gets its own outcome (or fails with its group), and
+    /// every place comes back.
+    #[test]
+    fn outcomes_stay_with_their_commits_whatever_each_group_meets() {
+        let groups = Groups::default();
+        let turn = AtomicUsize::new(0);
+        let alone = |writes: &str, _: &str| -> Outcome {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            Ok((0, writes.parse::<i64>().unwrap_or(-1)))
+        };
+        let together = |batch: &[Arc<Ticket>]| {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            match turn.fetch_add(1, Ordering::SeqCst) % 3 {
+                0 => Together::Committed(batch.iter().map(|t| (1, t.writes.parse::<i64>().unwrap_or(-1))).collect()),
+                1 => Together::Separately,
+                _ => Together::Failed("the connection broke".into()),
+            }
+        };
+        let barrier = Barrier::new(8);
+        let outcomes: Vec<Vec<(i64, Outcome)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (groups, barrier, alone, together) = (&groups, &barrier, &alone, &together);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        (0..60)
+                            .map(|i| {
+                                let mine = (t * 1000 + i) as i64;
+                                (mine, groups.commit(mine.to_string(), "[]".into(), alone, together))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut failed = 0;
+        for (mine, outcome) in outcomes.into_iter().flatten() {
+            match outcome {
+                Ok((_, version)) => assert_eq!(version, mine, "commit {mine} got another's outcome"),
+                Err(Refusal::Failed(Error::Postgres { message, .. })) if message.contains("broke") => failed += 1,
+                Err(other) => panic!("commit {mine}: {other:?}"),
+            }
+        }
+        assert!(turn.load(Ordering::SeqCst) >= 3, "groups formed, and met each ending");
+        assert!(failed > 0);
+        let queue = groups.queue.lock();
+        assert_eq!((queue.waiting.len(), queue.in_flight), (0, 0));
+    }
+
+    /// A leader whose own commit is still queued behind a full group, and whose
+    /// thread panics: its commit leaves the queue (never sent without it), and
+    /// the lead handed to it comes back.
+    #[test]
+    fn a_leader_unwinding_takes_its_queued_commit_along() {
+        let groups = Groups::default();
+        let others: Vec<Arc<Ticket>> = (0..MOST).map(|i| ticket(&i.to_string())).collect();
+        groups.queue.lock().waiting.extend(others.iter().cloned());
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            groups
+                .commit("mine".into(), "[]".into(), &|_, _| unreachable!(), &|_| panic!("the client library panicked"))
+        }));
+        assert!(unwound.is_err());
+        for t in &others {
+            assert!(matches!(t.state.lock().outcome, Some(Turn::Done(Err(_)))));
+        }
+        let queue = groups.queue.lock();
+        assert_eq!((queue.waiting.len(), queue.in_flight), (0, 0), "its commit left, and its place came back");
     }
 }

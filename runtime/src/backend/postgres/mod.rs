@@ -8,7 +8,9 @@
 //!   key PostgreSQL enforces. `shelf_meta` records each collection's schema.
 //! - A commit is one call of `shelf_commit` ([`sql::commit_function`]): optimistic checks
 //!   of the versions the commit read, the writes, and one row of `shelf_changes`
-//!   with the next global sequence number. See [`Postgres::commit`].
+//!   with the next global sequence number. See [`Postgres::commit`]. Commits
+//!   made at once by several threads go together, as one transaction of
+//!   `shelf_commit_group` ([`group`]).
 //! - Other instances' commits come through the change feed ([`feed`]).
 //!
 //! `memory` collections stay local: they never reach PostgreSQL.
@@ -278,36 +280,43 @@ impl Postgres {
         }
     }
 
-    /// Several commits as one transaction: one `shelf_commit` call each, in order.
+    /// Several commits as one transaction: `shelf_commit_group`
+    /// ([`sql::commit_function`]).
     fn commit_together(&self, batch: &[Arc<group::Ticket>]) -> group::Together {
         let writes: Vec<&str> = batch.iter().map(|t| t.writes.as_str()).collect();
         let reads: Vec<&str> = batch.iter().map(|t| t.reads.as_str()).collect();
-        let mut client = match self.pool.get() {
-            Ok(client) => client,
-            Err(e) => return group::Together::Failed(e.to_string()),
+        // Until the statement is sent, nothing of the group can be committed: a
+        // failure to get there sends each commit by itself.
+        let Ok(mut client) = self.pool.get() else { return group::Together::Separately };
+        let Ok(statement) = client.prepared("SELECT shelf_commit_group($1::text[]::jsonb[], $2::text[]::jsonb[], $3)")
+        else {
+            return group::Together::Separately;
         };
-        let result = client
-            .prepared(
-                "SELECT n, shelf_commit(w::jsonb, r::jsonb, $3) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(w, r, n) ORDER BY n",
-            )
-            .and_then(|statement| client.query(&statement, &[&writes, &reads, &self.origin]));
-        match result {
-            Ok(rows) => {
-                let mut done = Vec::with_capacity(rows.len());
-                for (i, row) in rows.iter().enumerate() {
-                    let out: Vec<i64> = row.get(1);
-                    match (row.get::<_, i64>(0), out.as_slice()) {
-                        (n, [seq, version]) if n == i as i64 + 1 => done.push((*seq as u64, *version)),
-                        (n, _) => {
-                            return group::Together::Failed(format!("shelf_commit returned {out:?} for commit {n}"))
-                        }
+        match client.query_one(&statement, &[&writes, &reads, &self.origin]) {
+            Ok(row) => {
+                let out: Vec<i64> = row.get(0);
+                match out.split_first() {
+                    Some((version, seqs)) if seqs.len() == batch.len() => {
+                        group::Together::Committed(seqs.iter().map(|&seq| (seq as u64, *version)).collect())
                     }
+                    _ => group::Together::Failed(format!("shelf_commit_group returned {out:?}")),
                 }
-                group::Together::Committed(done)
             }
-            // PostgreSQL refused it: nothing of the group is committed.
-            Err(e) if e.as_db_error().is_some() => group::Together::Separately,
-            Err(e) => group::Together::Failed(pg_error("commit", &e).to_string()),
+            Err(e) => {
+                // An ERROR ends the statement and its transaction, the session going
+                // on: nothing of the group is committed. A FATAL or PANIC, or a
+                // connection lost, may come after the commit: its outcome is unknown.
+                let rolled_back =
+                    e.as_db_error().is_some_and(|db| db.parsed_severity() == Some(postgres::error::Severity::Error))
+                        && !client.is_closed();
+                match rolled_back {
+                    true => group::Together::Separately,
+                    false => group::Together::Failed(match e.as_db_error() {
+                        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+                        None => e.to_string(),
+                    }),
+                }
+            }
         }
     }
 

@@ -49,6 +49,13 @@ INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
 /// taken last, after every row lock: two commits that touch one record are
 /// numbered in the order they commit.
 ///
+/// `shelf_commit_group(writes[], reads[], origin)` is several commits in one
+/// transaction (group commit, `group.rs`): each one's checks and writes in turn,
+/// its deferred keys checked at its end (`SET CONSTRAINTS ALL IMMEDIATE`, then
+/// deferred again for the next), and only then, after every row lock, the lock
+/// and one change row per commit, numbered in the group's order. It returns the
+/// version (the transaction id) followed by each commit's sequence number.
+///
 /// Each table's writes are static statements, whose plans PostgreSQL keeps for the
 /// session (statements built at run time were planned on every call: 1.45x the
 /// cost of a raw INSERT at 8 clients under pgbench, 1.22x for static ones). The
@@ -92,24 +99,9 @@ pub(super) fn commit_function(tables: &[(String, Vec<String>)]) -> String {
         true => format!("        {unknown}\n"),
         false => format!("{branches}        ELSE\n            {unknown}\n        END IF;\n"),
     };
-    format!(
-        r#"CREATE OR REPLACE FUNCTION shelf_commit(writes jsonb, reads jsonb, origin text) RETURNS bigint[]
-LANGUAGE plpgsql AS $fn$
-#variable_conflict use_variable
-DECLARE
-    w jsonb;
-    c text;
-    i jsonb;
-    v jsonb;
-    e bigint;
-    u jsonb;
-    n bigint;
-    found_version bigint;
-    -- Taken first: it assigns the transaction id before the sequence number, which
-    -- the change feed relies on to tell an aborted commit from a running one.
-    ver bigint := pg_current_xact_id()::text::bigint;
-    s bigint;
-BEGIN
+    // One commit's checks and writes, with `writes` and `reads` its arguments.
+    let body = format!(
+        r#"
     FOR k IN 0 .. COALESCE(jsonb_array_length(reads), 0) - 1 LOOP
         w := reads->k;
         EXECUTE format('SELECT version FROM %I WHERE id = $1 FOR SHARE', w->>'c') INTO found_version USING w->'id';
@@ -144,17 +136,65 @@ BEGIN
             END LOOP;
         END IF;
     END LOOP;
-    -- Held until the end of the transaction; the change feed's fence waits for it.
-    PERFORM pg_advisory_xact_lock_shared({seq_lock}); -- feed::SEQ_LOCK
-    -- The number is taken after that lock: a snapshot taken while the lock is held
-    -- exclusively (open, reload, the feed's fence) sees no number taken by a
-    -- commit that has not ended.
+"#
+    );
+    let declare = r#"#variable_conflict use_variable
+DECLARE
+    w jsonb;
+    c text;
+    i jsonb;
+    v jsonb;
+    e bigint;
+    u jsonb;
+    n bigint;
+    found_version bigint;
+    -- Taken first: it assigns the transaction id before the sequence number, which
+    -- the change feed relies on to tell an aborted commit from a running one.
+    ver bigint := pg_current_xact_id()::text::bigint;
+    s bigint;"#;
+    // Held until the end of the transaction; the change feed's fence waits for it.
+    // The numbers are taken after that lock, and after every row lock of the
+    // transaction: a snapshot taken while the lock is held exclusively (open,
+    // reload, the feed's fence) sees no number taken by a commit that has not ended.
+    let seq_lock = format!("PERFORM pg_advisory_xact_lock_shared({}); -- feed::SEQ_LOCK", super::feed::SEQ_LOCK);
+    format!(
+        r#"CREATE OR REPLACE FUNCTION shelf_commit(writes jsonb, reads jsonb, origin text) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+{declare}
+BEGIN
+{body}
+    {seq_lock}
     INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (nextval('shelf_seq'), origin, ver, writes)
         RETURNING seq INTO s;
     RETURN ARRAY[s, ver];
 END
-$fn$;"#,
-        seq_lock = super::feed::SEQ_LOCK,
+$fn$;
+CREATE OR REPLACE FUNCTION shelf_commit_group(all_writes jsonb[], all_reads jsonb[], origin text) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+{declare}
+    writes jsonb;
+    reads jsonb;
+    seqs bigint[] := ARRAY[ver];
+BEGIN
+    FOR g IN 1 .. COALESCE(array_length(all_writes, 1), 0) LOOP
+        writes := all_writes[g];
+        reads := all_reads[g];
+{body}
+        -- Each commit's unique and foreign keys hold at its end, as if it were
+        -- committed alone.
+        SET CONSTRAINTS ALL IMMEDIATE;
+        SET CONSTRAINTS ALL DEFERRED;
+    END LOOP;
+    {seq_lock}
+    FOR g IN 1 .. COALESCE(array_length(all_writes, 1), 0) LOOP
+        INSERT INTO shelf_changes (seq, origin, version, payload)
+            VALUES (nextval('shelf_seq'), origin, ver, all_writes[g])
+            RETURNING seq INTO s;
+        seqs := seqs || s;
+    END LOOP;
+    RETURN seqs;
+END
+$fn$;"#
     )
 }
 
