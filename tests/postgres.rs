@@ -595,10 +595,59 @@ fn shelf_commit_group_checks_each_commit_at_its_end_and_numbers_them_in_order() 
     let group: Vec<(i64, i64, String)> =
         seqs.iter().zip(["a", "b", "c"]).map(|(s, id)| (*s, *version, id.to_owned())).collect();
     assert_eq!(log[1..], group[..]);
+    // A later commit of a group may still break a key for a moment inside itself:
+    // `b` takes c@x before `c` lets it go, in one commit after another.
+    let update = |id: &str, email: &str| {
+        format!(
+            r#"{{"c":"user","id":"{id}","v":{{"id":"{id}","email":"{email}","visits":1}},"e":{version},"u":[["email","{email}"]],"f":{{}}}}"#
+        )
+    };
+    let swap = format!("[{},{}]", update("b", "c@x"), update("c", "b@z"));
+    let out: Vec<i64> = call(&mut client, vec![insert("d", "d@x"), swap]).unwrap().get(0);
+    assert_eq!(out.len(), 3, "{out:?}");
     // The others see the group's commits as any others.
     let b = open(&schema);
-    assert_eq!(b.collection::<User>().unwrap().get("b").unwrap().email, "a@x");
-    assert_eq!(b.collection::<User>().unwrap().get("a").unwrap().email, "a@y");
+    let users = b.collection::<User>().unwrap();
+    assert_eq!(users.get("a").unwrap().email, "a@y");
+    assert_eq!(users.get("b").unwrap().email, "c@x");
+    assert_eq!(users.get("c").unwrap().email, "b@z");
+    assert_eq!(users.get("d").unwrap().email, "d@x");
+}
+
+/// A group waits for no lock long: one held by another transaction refuses it
+/// (lock_not_available), where `shelf_commit` alone waits its turn.
+#[test]
+fn a_group_blocked_on_a_lock_is_refused_and_a_lone_commit_waits() {
+    use postgres::error::SqlState;
+    let Some(schema) = Schema::new("grouplock") else { return };
+    let a = open(&schema);
+    a.collection::<User>().unwrap().insert(user("ada", "ada@x")).unwrap();
+    let version: i64 =
+        schema.client().query_one("SELECT version FROM \"user\" WHERE id = '\"ada\"'", &[]).unwrap().get(0);
+    let writes = format!(
+        r#"[{{"c":"user","id":"ada","v":{{"id":"ada","email":"ada@y","visits":1}},"e":{version},"u":[["email","ada@y"]],"f":{{}}}}]"#
+    );
+    let mut holder = schema.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute("SELECT 1 FROM \"user\" WHERE id = '\"ada\"' FOR UPDATE", &[]).unwrap();
+    let mut client = schema.client();
+    let refused = client
+        .query_one(
+            "SELECT shelf_commit_group($1::text[]::jsonb[], $2::text[]::jsonb[], 'test')",
+            &[&vec![writes.clone()], &vec!["[]".to_owned()]],
+        )
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "{refused}");
+    let alone = std::thread::spawn(move || {
+        client.query_one("SELECT shelf_commit($1::text::jsonb, '[]'::jsonb, 'test')", &[&writes]).map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!alone.is_finished(), "a lone commit waits for the lock");
+    tx.rollback().unwrap();
+    alone.join().unwrap().unwrap();
+    let email: String =
+        schema.client().query_one("SELECT doc->>'email' FROM \"user\" WHERE id = '\"ada\"'", &[]).unwrap().get(0);
+    assert_eq!(email, "ada@y");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! go together, as one transaction, as the file store's WAL groups its appends.
 //!
 //! A commit that finds fewer than [`IN_FLIGHT`] groups on their way leads: it
-//! takes every commit waiting (its own among them, at most [`MOST`]) and sends
+//! takes every commit waiting (at most [`MOST`], its own among them unless more
+//! were waiting before it) and sends
 //! them as one statement. The others wait for their outcome. When a group ends,
 //! its leader hands the lead to the owner of the first commit still waiting.
 //! Alone, a commit goes at once, by itself: grouping adds no wait.
@@ -96,8 +97,9 @@ impl Queue {
 }
 
 /// A commit's owner, until it has its outcome. If the owner unwinds first (its
-/// thread panicked while leading), its commit leaves the queue, never to be sent
-/// without it, and a lead handed to it passes on.
+/// thread panicked while leading), its commit leaves the queue if it is still
+/// there (one another leader took along is committed without it, and applied by
+/// the change feed), and a lead handed to it passes on.
 struct Owner<'a> {
     groups: &'a Groups,
     ticket: &'a Arc<Ticket>,
@@ -438,7 +440,7 @@ mod tests {
     }
 
     /// A leader whose own commit is still queued behind a full group, and whose
-    /// thread panics: its commit leaves the queue (never sent without it), and
+    /// thread panics: its commit leaves the queue, and
     /// the lead handed to it comes back.
     #[test]
     fn a_leader_unwinding_takes_its_queued_commit_along() {

@@ -44,8 +44,8 @@ INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
 /// Every expected version is checked (optimistic concurrency); a record that
 /// changed since the caller read it raises serialization_failure (40001), and an
 /// insert of an id that exists fails on the primary key (unique_violation,
-/// 23505). Unique keys and foreign keys are deferred constraints, checked at
-/// commit. The change goes to shelf_changes with the next global sequence number,
+/// 23505). Unique keys and foreign keys are deferred constraints, checked at the
+/// end of the function's writes. The change goes to shelf_changes with the next global sequence number,
 /// taken last, after every row lock: two commits that touch one record are
 /// numbered in the order they commit.
 ///
@@ -54,7 +54,8 @@ INSERT INTO shelf_pruned (one, upto) VALUES (true, 0) ON CONFLICT DO NOTHING;
 /// its deferred keys checked at its end (`SET CONSTRAINTS ALL IMMEDIATE`, then
 /// deferred again for the next), and only then, after every row lock, the lock
 /// and one change row per commit, numbered in the group's order. It returns the
-/// version (the transaction id) followed by each commit's sequence number.
+/// version (the transaction id) followed by each commit's sequence number. It
+/// waits at most [`GROUP_LOCK_TIMEOUT`] for any lock.
 ///
 /// Each table's writes are static statements, whose plans PostgreSQL keeps for the
 /// session (statements built at run time were planned on every call: 1.45x the
@@ -163,6 +164,9 @@ LANGUAGE plpgsql AS $fn$
 {declare}
 BEGIN
 {body}
+    -- Its unique and foreign keys now, not at COMMIT: a check that waits for
+    -- another transaction's key must not hold the lock and a number meanwhile.
+    SET CONSTRAINTS ALL IMMEDIATE;
     {seq_lock}
     INSERT INTO shelf_changes (seq, origin, version, payload) VALUES (nextval('shelf_seq'), origin, ver, writes)
         RETURNING seq INTO s;
@@ -176,6 +180,9 @@ LANGUAGE plpgsql AS $fn$
     reads jsonb;
     seqs bigint[] := ARRAY[ver];
 BEGIN
+    -- A group waits for no lock long (two groups can deadlock where their
+    -- commits alone would not): refused, its commits are sent again one by one.
+    SET LOCAL lock_timeout = '{lock_timeout}';
     FOR g IN 1 .. COALESCE(array_length(all_writes, 1), 0) LOOP
         writes := all_writes[g];
         reads := all_reads[g];
@@ -194,9 +201,14 @@ BEGIN
     END LOOP;
     RETURN seqs;
 END
-$fn$;"#
+$fn$;"#,
+        lock_timeout = GROUP_LOCK_TIMEOUT,
     )
 }
+
+/// The longest a group of commits waits for one lock before PostgreSQL refuses it
+/// (`lock_timeout`, 55P03) and its commits are sent one by one.
+pub(super) const GROUP_LOCK_TIMEOUT: &str = "100ms";
 
 /// The table of one persisted collection, and its foreign key columns.
 pub(super) fn table(name: &str) -> String {
@@ -248,10 +260,23 @@ pub(super) fn literal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_commit_function_takes_the_lock_the_feed_fences_on() {
+    fn both_functions_take_the_lock_and_their_numbers_after_every_check() {
         let lock = format!("pg_advisory_xact_lock_shared({})", super::super::feed::SEQ_LOCK);
         for tables in [vec![], vec![("post".to_owned(), vec!["fk_author".to_owned()])]] {
-            assert!(super::commit_function(&tables).contains(&lock), "shelf_commit must hold {lock}");
+            let sql = super::commit_function(&tables);
+            let group_at = sql.find("FUNCTION shelf_commit_group").expect("the group function");
+            for (name, f) in [("shelf_commit", &sql[..group_at]), ("shelf_commit_group", &sql[group_at..])] {
+                let at = |what: &str| f.find(what).unwrap_or_else(|| panic!("{name} lacks {what}"));
+                let last = |what: &str| f.rfind(what).unwrap_or_else(|| panic!("{name} lacks {what}"));
+                // The fence waits for the lock: every number is taken under it,
+                // after the last write and the last key check of the function.
+                assert!(at(&lock) > last("INSERT INTO shelf_unique"), "{name}: the lock after the writes");
+                assert!(at(&lock) > last("SET CONSTRAINTS ALL IMMEDIATE"), "{name}: the lock after the key checks");
+                assert!(at("nextval('shelf_seq')") > at(&lock), "{name}: the numbers under the lock");
+            }
+            let group = &sql[group_at..];
+            let deferred = group.rfind("SET CONSTRAINTS ALL DEFERRED").expect("deferred again after each commit");
+            assert!(deferred < group.find(&lock).unwrap_or(0), "deferred again inside the loop, before the lock");
         }
     }
 }
