@@ -263,38 +263,46 @@ mod tests {
                 batch.iter().zip(seqs).map(|(t, s)| (s, t.writes.parse::<i64>().unwrap_or(-1))).collect(),
             )
         };
-        let threads = 8;
-        let barrier = Barrier::new(threads);
-        let outcomes: Vec<Vec<(u64, i64)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let (groups, barrier, alone, together) = (&groups, &barrier, &alone, &together);
-                    scope.spawn(move || {
-                        barrier.wait();
-                        (0..50)
-                            .map(|i| {
-                                let mine = (t * 1000 + i) as i64;
-                                groups.commit(mine.to_string(), "[]".into(), alone, together).unwrap()
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
         let mut seqs = Vec::new();
-        for (t, done) in outcomes.iter().enumerate() {
-            for (i, (seq, version)) in done.iter().enumerate() {
-                assert_eq!(*version, (t * 1000 + i) as i64, "thread {t}'s commit {i} got another's outcome");
-                seqs.push(*seq);
-            }
+        for (mine, outcome) in from_threads(&groups, 50, &alone, &together) {
+            let (seq, version) = outcome.unwrap();
+            assert_eq!(version, mine, "commit {mine} got another's outcome");
+            seqs.push(seq);
         }
         seqs.sort_unstable();
         seqs.dedup();
-        assert_eq!(seqs.len(), threads * 50, "two commits got one sequence number");
+        assert_eq!(seqs.len(), 8 * 50, "two commits got one sequence number");
         assert!(most_sending.load(Ordering::SeqCst) <= IN_FLIGHT, "more than {IN_FLIGHT} groups on their way");
         assert!(grouped.load(Ordering::SeqCst) > 0, "8 threads never formed a group");
         assert_eq!(groups.queue.lock().in_flight, 0);
+    }
+
+    /// `per` commits on each of 8 threads, started together: each commit's
+    /// `writes` is its number (`thread * 1000 + i`), returned with its outcome.
+    fn from_threads(
+        groups: &Groups,
+        per: usize,
+        alone: &(dyn Fn(&str, &str) -> Outcome + Sync),
+        together: &(dyn Fn(&[Arc<Ticket>]) -> Together + Sync),
+    ) -> Vec<(i64, Outcome)> {
+        let barrier = Barrier::new(8);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        (0..per)
+                            .map(|i| {
+                                let mine = (t * 1000 + i) as i64;
+                                (mine, groups.commit(mine.to_string(), "[]".into(), alone, together))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        })
     }
 
     fn ticket(writes: &str) -> Arc<Ticket> {
@@ -407,26 +415,8 @@ mod tests {
                 _ => Together::Failed("the connection broke".into()),
             }
         };
-        let barrier = Barrier::new(8);
-        let outcomes: Vec<Vec<(i64, Outcome)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|t| {
-                    let (groups, barrier, alone, together) = (&groups, &barrier, &alone, &together);
-                    scope.spawn(move || {
-                        barrier.wait();
-                        (0..60)
-                            .map(|i| {
-                                let mine = (t * 1000 + i) as i64;
-                                (mine, groups.commit(mine.to_string(), "[]".into(), alone, together))
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
         let mut failed = 0;
-        for (mine, outcome) in outcomes.into_iter().flatten() {
+        for (mine, outcome) in from_threads(&groups, 60, &alone, &together) {
             match outcome {
                 Ok((_, version)) => assert_eq!(version, mine, "commit {mine} got another's outcome"),
                 Err(Refusal::Failed(Error::Postgres { message, .. })) if message.contains("broke") => failed += 1,
