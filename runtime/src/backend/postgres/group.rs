@@ -3,10 +3,10 @@
 //!
 //! A commit that finds fewer than [`IN_FLIGHT`] groups on their way leads: it
 //! takes every commit waiting (at most [`MOST`], its own among them unless more
-//! were waiting before it) and sends
-//! them as one statement. The others wait for their outcome. When a group ends,
-//! its leader hands the lead to the owner of the first commit still waiting.
-//! Alone, a commit goes at once, by itself: grouping adds no wait.
+//! were waiting before it) and sends them as one statement. The others wait for
+//! their outcome. When a group ends, its leader hands the lead to the owner of the
+//! first commit still waiting. Alone, a commit goes at once, by itself: grouping
+//! adds no wait.
 //!
 //! In a group each commit keeps its own checks (`shelf_commit_group`): its
 //! versions, and its unique and foreign keys at its end, as if it were committed
@@ -14,10 +14,12 @@
 //! of the group, in the group's order. The commits share one transaction, so one
 //! fsync and one round trip. Two commits of one group never write the same record
 //! (`commit_shared` holds a record's second local commit back until the first is
-//! applied). If PostgreSQL refuses the group with an error (one commit conflicts,
-//! or breaks a key), nothing of it is committed, and each commit is sent again by
-//! itself, so that each gets its own outcome; if the outcome is unknown (the
-//! connection broke), each commit fails so, as a commit sent alone would.
+//! applied). If PostgreSQL refuses the group with an `ERROR`, the session alive
+//! (one commit conflicts or breaks a key, or the group waited
+//! `sql::GROUP_LOCK_TIMEOUT` for a lock), nothing of it is committed, and each
+//! commit is sent again by itself, so that each gets its own outcome; if the
+//! outcome is unknown (a FATAL error, or the connection broke), each commit fails
+//! so, as a commit sent alone would.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
