@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 
 use feed::Feed;
 pub(crate) use feed::{Apply, ChangeRow, Delivery};
-use pool::{pg_error, Pool};
+use pool::{pg_error, pg_message, Pool};
 pub(crate) use schema::CollectionSchema;
 pub(crate) use snapshot::{Snapshot, SnapshotRow};
 pub(crate) use sql::fk_column;
@@ -225,19 +225,20 @@ impl Postgres {
     /// Commits `writes` (see `shelf_commit`, [`sql::commit_function`]) after checking
     /// `reads`, in a group with the commits other threads make meanwhile
     /// ([`group`]); returns the commit's sequence number and its records' version.
-    pub(crate) fn commit(&self, writes: String, reads: String) -> std::result::Result<(u64, i64), Refusal> {
-        let outcome =
-            self.groups.commit(writes, reads, &|w, r| self.commit_alone(w, r), &|batch| self.commit_together(batch));
-        if outcome.is_ok() {
-            self.feed.committed();
-        }
-        outcome
+    pub(crate) fn commit(&self, writes: String, reads: String) -> group::Outcome {
+        self.announced(
+            self.groups.commit(writes, reads, &|w, r| self.commit_alone(w, r), &|batch| self.commit_together(batch)),
+        )
     }
 
     /// [`Postgres::commit`], never in a group: for one large commit (copying a
     /// store into PostgreSQL).
-    pub(crate) fn commit_by_itself(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
-        let outcome = self.commit_alone(writes, reads);
+    pub(crate) fn commit_by_itself(&self, writes: &str, reads: &str) -> group::Outcome {
+        self.announced(self.commit_alone(writes, reads))
+    }
+
+    /// `outcome`, after telling the notifier of a commit made.
+    fn announced(&self, outcome: group::Outcome) -> group::Outcome {
         if outcome.is_ok() {
             self.feed.committed();
         }
@@ -245,7 +246,7 @@ impl Postgres {
     }
 
     /// One commit by itself, as one transaction (see [`Postgres::commit`]).
-    fn commit_alone(&self, writes: &str, reads: &str) -> std::result::Result<(u64, i64), Refusal> {
+    fn commit_alone(&self, writes: &str, reads: &str) -> group::Outcome {
         let mut client = self.pool.get().map_err(Refusal::Failed)?;
         let result = client
             .prepared("SELECT shelf_commit($1::text::jsonb, $2::text::jsonb, $3)")
@@ -311,10 +312,7 @@ impl Postgres {
                         && !client.is_closed();
                 match rolled_back {
                     true => group::Together::Separately,
-                    false => group::Together::Failed(match e.as_db_error() {
-                        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-                        None => e.to_string(),
-                    }),
+                    false => group::Together::Failed(pg_message(&e)),
                 }
             }
         }

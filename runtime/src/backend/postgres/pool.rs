@@ -112,9 +112,13 @@ impl Drop for Pooled<'_> {
 /// A PostgreSQL error as Shelf reports it: what was being done, and the server's
 /// message (with its SQLSTATE) or the client's.
 pub(super) fn pg_error(op: &'static str, error: &postgres::Error) -> Error {
-    let message = match error.as_db_error() {
+    Error::Postgres { op, message: pg_message(error) }
+}
+
+/// The server's message with its SQLSTATE, or the client's.
+pub(super) fn pg_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => error.to_string(),
-    };
-    Error::Postgres { op, message }
+    }
 }
